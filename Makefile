@@ -1,0 +1,58 @@
+# Two commands for a newcomer: `make run` and `make test` (see README.md).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test venv dev-venv db-start db-stop superuser lint format check bench clean
+
+$(VENV)/.runtime: requirements.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --disable-pip-version-check -r requirements.txt
+	@touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
+	$(PIP) install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+venv: $(VENV)/.runtime
+dev-venv: $(VENV)/.dev
+
+## run: virtualenv, local database (unless DATABASE_URL is set), migrations, server
+run: $(VENV)/.runtime
+	$(PY) manage.py devdb start --if-no-database-url
+	$(PY) manage.py migrate --no-input
+	$(PY) manage.py runserver $(HOST):$(PORT)
+
+## test: virtualenv with test tools, then the whole test suite
+test: $(VENV)/.dev
+	DJANGO_ENV=test $(PY) -m pytest $(PYTEST_ARGS)
+
+superuser: $(VENV)/.runtime
+	$(PY) manage.py devdb start --if-no-database-url
+	$(PY) manage.py migrate --no-input
+	$(PY) manage.py createsuperuser
+
+db-start: $(VENV)/.runtime
+	$(PY) manage.py devdb start
+db-stop: $(VENV)/.runtime
+	$(PY) manage.py devdb stop
+
+lint: $(VENV)/.dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(VENV)/.dev
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+check: $(VENV)/.runtime
+	$(PY) manage.py devdb start --if-no-database-url
+	$(PY) manage.py check
+
+clean:
+	-$(PY) manage.py devdb destroy
+	rm -rf $(VENV)

@@ -1,0 +1,257 @@
+"""Settings, read from the environment and an optional `.env` file (django-environ).
+
+Every refusal names the variable and the fix; no message ever contains a URL, so no
+password can leak through one.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+env = environ.Env()
+ENV_FILE = Path(os.environ.get("ENV_FILE", BASE_DIR / ".env"))
+if ENV_FILE.is_file():
+    # Real environment variables win over the file, as django-environ does by default.
+    environ.Env.read_env(str(ENV_FILE))
+
+TRUE_WORDS = {"1", "true", "yes", "on"}
+FALSE_WORDS = {"0", "false", "no", "off", ""}
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    if raw.strip().lower() in TRUE_WORDS:
+        return True
+    if raw.strip().lower() in FALSE_WORDS:
+        return False
+    raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean: use true or false.")
+
+
+def env_int(name: str, default: int, minimum: int = 0) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a whole number.") from None
+    if value < minimum:
+        raise ImproperlyConfigured(f"{name}={value} must be at least {minimum}.")
+    return value
+
+
+def env_str(name: str, default: str = "") -> str:
+    # Secrets may come from a file (Docker/Kubernetes secrets): NAME_FILE=/run/secrets/x.
+    if os.environ.get(f"{name}_FILE"):
+        return Path(os.environ[f"{name}_FILE"]).read_text().strip()
+    return os.environ.get(name, default)
+
+
+ENVIRONMENTS = ("development", "test", "production")
+DJANGO_ENV = os.environ.get("DJANGO_ENV", "development")
+if DJANGO_ENV not in ENVIRONMENTS:
+    raise ImproperlyConfigured(
+        f"DJANGO_ENV={DJANGO_ENV!r} is not one of {', '.join(ENVIRONMENTS)}: set DJANGO_ENV "
+        "to one of them."
+    )
+PRODUCTION = DJANGO_ENV == "production"
+
+DEBUG = env_bool("DEBUG", default=DJANGO_ENV == "development")
+if PRODUCTION and DEBUG:
+    raise ImproperlyConfigured(
+        "DEBUG is on in production: set DEBUG=false (it shows stack traces and settings "
+        "to anyone who triggers an error)."
+    )
+
+SECRET_KEY = env_str("SECRET_KEY")
+if not SECRET_KEY:
+    if PRODUCTION:
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set in production: set SECRET_KEY to a long random value, "
+            "e.g. the output of `python -c 'import secrets; print(secrets.token_urlsafe(50))'`."
+        )
+    SECRET_KEY = "django-insecure-development-only-key-not-for-production-use-0123456789"
+
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[] if PRODUCTION else ["127.0.0.1", "localhost"])
+if PRODUCTION and not ALLOWED_HOSTS:
+    raise ImproperlyConfigured(
+        "ALLOWED_HOSTS is empty in production: set ALLOWED_HOSTS to the site's host names, "
+        "comma-separated (e.g. admin.choregarden.app)."
+    )
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+# --- Database ----------------------------------------------------------------------------
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+DB_SSLMODE = os.environ.get("DB_SSLMODE", "verify-full")
+if DB_SSLMODE not in SSL_MODES:
+    raise ImproperlyConfigured(
+        f"DB_SSLMODE={DB_SSLMODE!r} is not a libpq sslmode: use one of {', '.join(SSL_MODES)}."
+    )
+DB_SSLROOTCERT = os.environ.get("DB_SSLROOTCERT", "")
+DB_POOL = env_bool("DB_POOL", default=True)
+DB_POOL_MIN_SIZE = env_int("DB_POOL_MIN_SIZE", 10 if PRODUCTION else 5, minimum=0)
+DB_POOL_MAX_SIZE = env_int("DB_POOL_MAX_SIZE", 20 if PRODUCTION else 10, minimum=1)
+DB_POOL_TIMEOUT = env_int("DB_POOL_TIMEOUT", 10, minimum=1)
+if DB_POOL_MIN_SIZE > DB_POOL_MAX_SIZE:
+    raise ImproperlyConfigured(
+        f"DB_POOL_MIN_SIZE={DB_POOL_MIN_SIZE} is larger than DB_POOL_MAX_SIZE="
+        f"{DB_POOL_MAX_SIZE}: lower the first or raise the second."
+    )
+
+DATABASE_URL = env_str("DATABASE_URL")
+MIGRATION_DATABASE_URL = env_str("MIGRATION_DATABASE_URL")
+# With no DATABASE_URL outside production, the project runs its own cluster (D6).
+LOCAL_DATABASE = not DATABASE_URL and not PRODUCTION
+if LOCAL_DATABASE:
+    from dbops.localdb import default_cluster
+
+    _cluster = default_cluster()
+    if _cluster.initialised():
+        DATABASE_URL = _cluster.url("app")
+        MIGRATION_DATABASE_URL = MIGRATION_DATABASE_URL or _cluster.url("owner")
+        DB_SSLROOTCERT = DB_SSLROOTCERT or str(_cluster.ca_file)
+elif PRODUCTION and not DATABASE_URL:
+    raise ImproperlyConfigured(
+        "DATABASE_URL is not set in production: set it to the application role's URL, "
+        "postgres://choregarden:<password>@<rds-endpoint>:5432/choregarden_prod."
+    )
+
+
+def database_config(url: str, variable: str) -> dict[str, Any]:
+    """Turn a postgres:// URL into a DATABASES entry with SSL and pool options."""
+    try:
+        config = environ.Env.db_url_config(url)
+    except Exception:  # noqa: BLE001 - the message must not echo the URL
+        raise ImproperlyConfigured(
+            f"{variable} is not a valid database URL: use postgres://USER:PASSWORD@HOST:PORT/NAME."
+        ) from None
+    if config.get("ENGINE") != "django.db.backends.postgresql":
+        raise ImproperlyConfigured(
+            f"{variable} does not point at PostgreSQL: use a postgres:// URL "
+            "(this project supports PostgreSQL only)."
+        )
+    options = config.setdefault("OPTIONS", {})
+    sslmode = options.setdefault("sslmode", DB_SSLMODE)
+    if PRODUCTION and sslmode != "verify-full":
+        raise ImproperlyConfigured(
+            f"The sslmode for {variable} is {sslmode!r}; production requires verify-full: "
+            "set DB_SSLMODE=verify-full (and remove sslmode from the URL), with "
+            "DB_SSLROOTCERT pointing at the RDS CA bundle."
+        )
+    if DB_SSLROOTCERT:
+        options.setdefault("sslrootcert", DB_SSLROOTCERT)
+    options.setdefault("application_name", "choregarden")
+    options.setdefault("connect_timeout", 10)
+    if DB_POOL:
+        options["pool"] = {
+            "min_size": DB_POOL_MIN_SIZE,
+            "max_size": DB_POOL_MAX_SIZE,
+            "timeout": DB_POOL_TIMEOUT,
+        }
+        config["CONN_MAX_AGE"] = 0  # Django refuses persistent connections with a pool
+    config["CONN_HEALTH_CHECKS"] = True
+    return config
+
+
+if PRODUCTION and not DB_SSLROOTCERT:
+    raise ImproperlyConfigured(
+        "DB_SSLROOTCERT is not set in production: verify-full needs the CA bundle; set it "
+        "to the path of the RDS CA bundle (global-bundle.pem)."
+    )
+
+if DATABASE_URL:
+    DATABASES = {"default": database_config(DATABASE_URL, "DATABASE_URL")}
+else:
+    # Nothing configured and no local cluster yet: system check dbops.E001 says what to do.
+    DATABASES = {"default": {"ENGINE": "django.db.backends.postgresql", "NAME": ""}}
+# Migrations run as the owner role when its URL is set (D4); see dbops.connections.
+MIGRATION_DATABASE = (
+    database_config(MIGRATION_DATABASE_URL, "MIGRATION_DATABASE_URL")
+    if MIGRATION_DATABASE_URL
+    else None
+)
+
+SQL_MIGRATIONS = {
+    "LOCATION": BASE_DIR / "migrations_sql",
+    "SCHEMA": "public",
+    "TABLE": "flyway_schema_history",
+    "PLACEHOLDERS": {"app_role": "choregarden"},
+}
+
+# --- Application ---------------------------------------------------------------------
+INSTALLED_APPS = [
+    "dbops",
+    "accounts",
+    "chores",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "choregarden.urls"
+WSGI_APPLICATION = "choregarden.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "var" / "static"
+MEDIA_URL = "media/"
+MEDIA_ROOT = BASE_DIR / "var" / "media"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Logging: every record passes through the secret filter ----------------------------
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"redact": {"()": "dbops.redact.RedactSecretsFilter"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "filters": ["redact"]},
+    },
+    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+}

@@ -1,0 +1,7 @@
+"""A throwaway PostgreSQL cluster with SSL for development and tests (DESIGN.md D6)."""
+
+from __future__ import annotations
+
+from dbops.localdb.cluster import LocalCluster, LocalDBError, default_cluster
+
+__all__ = ["LocalCluster", "LocalDBError", "default_cluster"]

@@ -1,0 +1,385 @@
+"""Create, start, stop and destroy a local PostgreSQL cluster that only speaks SSL."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pwd
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+from dbops.localdb.binaries import find_bindir
+
+DEFAULT_DATABASE = "choregarden_dev"
+OWNER_ROLE = "choregarden_owner"
+APP_ROLE = "choregarden"
+SUPERUSER = "postgres"
+START_TIMEOUT = 60
+
+HBA = """\
+# Written by `manage.py devdb`: TCP only, SSL only, SCRAM passwords only.
+hostssl all all 127.0.0.1/32 scram-sha-256
+hostssl all all ::1/128      scram-sha-256
+hostnossl all all 0.0.0.0/0  reject
+hostnossl all all ::/0       reject
+"""
+
+
+class LocalDBError(RuntimeError):
+    """The local cluster could not be set up, started or stopped."""
+
+
+@dataclass
+class State:
+    port: int
+    database: str
+    superuser_password: str
+    owner_password: str
+    app_password: str
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def port_taken(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def _run_as_user() -> str | None:
+    # PostgreSQL refuses to run as root: run it as an unprivileged system user.
+    if os.geteuid() != 0:
+        return None
+    return os.environ.get("DEVDB_RUN_AS", "postgres")
+
+
+class LocalCluster:
+    """A PostgreSQL cluster in a folder of its own, reachable over TCP with SSL."""
+
+    def __init__(self, base_dir: Path, database: str = DEFAULT_DATABASE) -> None:
+        self.run_as = _run_as_user()
+        self.requested_dir = Path(base_dir).absolute()
+        self.base_dir = self._usable_dir(self.requested_dir)
+        self.database = database
+
+    # -- layout ---------------------------------------------------------------
+    def _usable_dir(self, wanted: Path) -> Path:
+        # A checkout under /root is not reachable by the `postgres` user; then the
+        # cluster lives in a folder of its own under /tmp, named after the checkout.
+        if self.run_as is None or self._reachable_by_run_as(wanted):
+            return wanted
+        digest = hashlib.sha1(str(wanted).encode()).hexdigest()[:12]
+        return Path(tempfile.gettempdir()) / f"choregarden-devdb-{digest}"
+
+    def _reachable_by_run_as(self, path: Path) -> bool:
+        probe = path
+        while not probe.exists():
+            probe = probe.parent
+        try:
+            user = pwd.getpwnam(self.run_as or "")
+        except KeyError:
+            return True  # reported later, when we try to use the user
+        for part in [probe, *probe.parents]:
+            st = part.stat()
+            if st.st_uid == user.pw_uid:
+                continue
+            if not st.st_mode & 0o001:
+                return False
+        return True
+
+    @property
+    def data_dir(self) -> Path:
+        return self.base_dir / "data"
+
+    @property
+    def cert_dir(self) -> Path:
+        return self.base_dir / "certs"
+
+    @property
+    def ca_file(self) -> Path:
+        return self.cert_dir / "ca.crt"
+
+    @property
+    def state_file(self) -> Path:
+        return self.base_dir / "state.json"
+
+    @property
+    def log_file(self) -> Path:
+        return self.base_dir / "postgresql.log"
+
+    def initialised(self) -> bool:
+        return self.state_file.exists() and (self.data_dir / "PG_VERSION").exists()
+
+    def state(self) -> State:
+        try:
+            return State(**json.loads(self.state_file.read_text()))
+        except FileNotFoundError:
+            raise LocalDBError(
+                f"The local database in {self.base_dir} has not been created: "
+                "run `python manage.py devdb start`."
+            ) from None
+
+    def _save_state(self, state: State) -> None:
+        self.state_file.write_text(json.dumps(asdict(state), indent=2))
+        self.state_file.chmod(0o600)
+
+    # -- running commands --------------------------------------------------------
+    def _run(self, argv: Sequence[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
+        cmd = list(argv)
+        if self.run_as:
+            try:
+                pwd.getpwnam(self.run_as)
+            except KeyError:
+                raise LocalDBError(
+                    f"PostgreSQL cannot run as root and the user {self.run_as!r} does not "
+                    "exist: create it (`useradd --system postgres`) or set DEVDB_RUN_AS "
+                    "to an unprivileged user."
+                ) from None
+            cmd = ["runuser", "-u", self.run_as, "--", *cmd]
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=self.base_dir)
+        if check and proc.returncode != 0:
+            raise LocalDBError(
+                f"`{' '.join(argv[:2])}` failed (exit {proc.returncode}): "
+                f"{(proc.stderr or proc.stdout).strip()}{self._log_tail()}"
+            )
+        return proc
+
+    def _log_tail(self, lines: int = 15) -> str:
+        try:
+            tail = self.log_file.read_text(errors="replace").splitlines()[-lines:]
+        except OSError:
+            return ""
+        return "\nLast lines of " + str(self.log_file) + ":\n" + "\n".join(tail)
+
+    def _chown(self, *paths: Path) -> None:
+        if not self.run_as:
+            return
+        user = pwd.getpwnam(self.run_as)
+        for path in paths:
+            os.chown(path, user.pw_uid, user.pw_gid)
+
+    def _bin(self, name: str) -> str:
+        return str(find_bindir() / name)
+
+    # -- lifecycle -----------------------------------------------------------------
+    def init(self) -> None:
+        """Create the cluster: certificates, initdb, SSL-only configuration."""
+        from dbops.localdb.certs import write_certificates
+
+        if self.data_dir.exists():
+            shutil.rmtree(self.data_dir)
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        self.base_dir.chmod(0o755)
+        self._chown(self.base_dir)
+        state = State(
+            port=free_port(),
+            database=self.database,
+            superuser_password=secrets.token_urlsafe(24),
+            owner_password=secrets.token_urlsafe(24),
+            app_password=secrets.token_urlsafe(24),
+        )
+        paths = write_certificates(self.cert_dir)
+        self._chown(self.cert_dir, paths["cert"], paths["key"])
+        pwfile = self.base_dir / ".pwfile"
+        pwfile.write_text(state.superuser_password + "\n")
+        pwfile.chmod(0o600)
+        self._chown(pwfile)
+        try:
+            self._run(
+                [
+                    self._bin("initdb"),
+                    "-D",
+                    str(self.data_dir),
+                    "-U",
+                    SUPERUSER,
+                    f"--pwfile={pwfile}",
+                    "--auth=scram-sha-256",
+                    "--encoding=UTF8",
+                    "--locale=C",
+                    "--no-sync",
+                ]
+            )
+        finally:
+            pwfile.unlink(missing_ok=True)
+        (self.data_dir / "pg_hba.conf").write_text(HBA)
+        with (self.data_dir / "postgresql.conf").open("a") as conf:
+            conf.write("\ninclude_if_exists = 'choregarden.conf'\n")
+        self._save_state(state)
+
+    def _write_conf(self, state: State) -> None:
+        conf = self.data_dir / "choregarden.conf"
+        conf.write_text(
+            "# Written by `manage.py devdb start`; rewritten on every start.\n"
+            f"port = {state.port}\n"
+            "listen_addresses = '127.0.0.1'\n"
+            "unix_socket_directories = ''\n"
+            "ssl = on\n"
+            f"ssl_cert_file = '{self.cert_dir / 'server.crt'}'\n"
+            f"ssl_key_file = '{self.cert_dir / 'server.key'}'\n"
+            "ssl_min_protocol_version = 'TLSv1.2'\n"
+            "password_encryption = 'scram-sha-256'\n"
+            "max_connections = 200\n"
+            f"{self._preload_line()}"
+            "fsync = off\n"
+            "synchronous_commit = off\n"
+            "full_page_writes = off\n"
+        )
+        self._chown(conf)
+
+    def _preload_line(self) -> str:
+        # pg_stat_statements feeds the slow-query report; load it when it is installed.
+        libdir = find_bindir().parent / "lib"
+        if (libdir / "pg_stat_statements.so").exists():
+            return "shared_preload_libraries = 'pg_stat_statements'\n"
+        return ""
+
+    def running(self) -> bool:
+        if not (self.data_dir / "PG_VERSION").exists():
+            return False
+        proc = self._run([self._bin("pg_ctl"), "status", "-D", str(self.data_dir)], check=False)
+        return proc.returncode == 0 and self._pid_is_postgres()
+
+    def _pid_is_postgres(self) -> bool:
+        pidfile = self.data_dir / "postmaster.pid"
+        try:
+            pid = int(pidfile.read_text().split("\n", 1)[0])
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            return False
+        return b"postgres" in cmdline
+
+    def _clear_stale_pidfile(self) -> None:
+        # After a crash or a kill -9, postmaster.pid survives; if its PID is gone or now
+        # belongs to another program, PostgreSQL would refuse to start.
+        pidfile = self.data_dir / "postmaster.pid"
+        if pidfile.exists() and not self._pid_is_postgres():
+            pidfile.unlink()
+
+    def start(self) -> str:
+        """Start the cluster (creating it first if needed); return what was done."""
+        created = False
+        if not self.initialised():
+            self.init()
+            created = True
+        if self.running():
+            self.ensure_roles()
+            return "already running"
+        self._clear_stale_pidfile()
+        state = self.state()
+        for _attempt in range(3):
+            if port_taken(state.port):
+                state.port = free_port()
+                self._save_state(state)
+            self._write_conf(state)
+            proc = self._run(
+                [
+                    self._bin("pg_ctl"),
+                    "start",
+                    "-D",
+                    str(self.data_dir),
+                    "-l",
+                    str(self.log_file),
+                    "-w",
+                    "-t",
+                    str(START_TIMEOUT),
+                ],
+                check=False,
+            )
+            if proc.returncode == 0:
+                break
+            if not port_taken(state.port):
+                raise LocalDBError(
+                    f"PostgreSQL did not start: {proc.stderr.strip()}{self._log_tail()}"
+                )
+        else:
+            raise LocalDBError(f"PostgreSQL did not start: no free port.{self._log_tail()}")
+        self.ensure_roles()
+        return "created and started" if created else "started"
+
+    def stop(self) -> str:
+        if not self.running():
+            return "not running"
+        self._run([self._bin("pg_ctl"), "stop", "-D", str(self.data_dir), "-m", "fast", "-w"])
+        return "stopped"
+
+    def destroy(self) -> str:
+        self.stop()
+        if self.base_dir.exists():
+            shutil.rmtree(self.base_dir)
+            return "destroyed"
+        return "nothing to destroy"
+
+    def pid(self) -> int | None:
+        try:
+            return int((self.data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
+        except (OSError, ValueError):
+            return None
+
+    # -- connections -------------------------------------------------------------------
+    def credentials(self, role: str = "app") -> tuple[str, str]:
+        state = self.state()
+        return {
+            "app": (APP_ROLE, state.app_password),
+            "owner": (OWNER_ROLE, state.owner_password),
+            "superuser": (SUPERUSER, state.superuser_password),
+        }[role]
+
+    def conninfo(self, role: str = "app", database: str | None = None) -> dict[str, str | int]:
+        """Return libpq keyword arguments for a verify-full SSL connection."""
+        user, password = self.credentials(role)
+        return {
+            "host": "127.0.0.1",
+            "port": self.state().port,
+            "dbname": database or self.database,
+            "user": user,
+            "password": password,
+            "sslmode": "verify-full",
+            "sslrootcert": str(self.ca_file),
+        }
+
+    def url(self, role: str = "app", database: str | None = None) -> str:
+        user, password = self.credentials(role)
+        return (
+            f"postgres://{quote(user)}:{quote(password, safe='')}@127.0.0.1:"
+            f"{self.state().port}/{database or self.database}"
+        )
+
+    def ensure_roles(self) -> None:
+        """Create the owner and application roles and the database (idempotent)."""
+        import psycopg
+
+        from dbops.roles import grant_application_privileges, provision_cluster
+
+        state = self.state()
+        with psycopg.connect(**self.conninfo("superuser", "postgres"), autocommit=True) as conn:
+            provision_cluster(
+                conn,
+                database=state.database,
+                owner=(OWNER_ROLE, state.owner_password),
+                app=(APP_ROLE, state.app_password),
+            )
+        with psycopg.connect(**self.conninfo("superuser"), autocommit=True) as conn:
+            grant_application_privileges(
+                conn, database=state.database, owner=OWNER_ROLE, app=APP_ROLE
+            )
+
+
+def default_cluster() -> LocalCluster:
+    """Return the development cluster of this checkout (DEVDB_DIR overrides the folder)."""
+    base = os.environ.get("DEVDB_DIR") or str(Path(__file__).resolve().parents[2] / "var" / "devdb")
+    return LocalCluster(Path(base))

@@ -1,0 +1,168 @@
+"""The local cluster: lifecycle, crash recovery, taken ports, SSL-only access, both roles."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from dbops.localdb import LocalCluster
+from dbops.localdb.certs import write_certificates
+from tests.helpers import run_manage
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[LocalCluster]:
+    base = Path(tempfile.mkdtemp(prefix="choregarden-devdb-test-"))
+    c = LocalCluster(base)
+    yield c
+    c.destroy()
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def can_connect(c: LocalCluster, role: str = "app", **overrides: object) -> bool:
+    info = {**c.conninfo(role), **overrides}
+    try:
+        with psycopg.connect(**info, connect_timeout=5) as conn:
+            return conn.execute("SELECT 1").fetchone() == (1,)
+    except psycopg.OperationalError:
+        return False
+
+
+def test_it_creates_and_starts_a_cluster(cluster: LocalCluster) -> None:
+    assert cluster.start() == "created and started"
+    assert cluster.running()
+    assert can_connect(cluster)
+
+
+def test_start_on_a_running_cluster_is_a_no_op(cluster: LocalCluster) -> None:
+    pid = cluster.pid()
+    assert cluster.start() == "already running"
+    assert cluster.pid() == pid
+
+
+def test_both_roles_can_log_in_to_the_database(cluster: LocalCluster) -> None:
+    for role, expected in (("app", "choregarden"), ("owner", "choregarden_owner")):
+        with psycopg.connect(**cluster.conninfo(role)) as conn:
+            assert conn.execute("SELECT current_user").fetchone() == (expected,)
+            assert conn.execute("SELECT current_database()").fetchone() == ("choregarden_dev",)
+
+
+def test_the_application_role_cannot_create_tables(cluster: LocalCluster) -> None:
+    with (
+        psycopg.connect(**cluster.conninfo("app")) as conn,
+        pytest.raises(psycopg.errors.InsufficientPrivilege),
+    ):
+        conn.execute("CREATE TABLE t_not_allowed (id int)")
+
+
+def test_a_non_ssl_tcp_connection_is_refused(cluster: LocalCluster) -> None:
+    info = {**cluster.conninfo("app"), "sslmode": "disable"}
+    with pytest.raises(psycopg.OperationalError, match="no encryption"):
+        psycopg.connect(**info, connect_timeout=5)
+
+
+def test_verify_full_with_the_generated_ca_succeeds(cluster: LocalCluster) -> None:
+    with psycopg.connect(**cluster.conninfo("app")) as conn:
+        row = conn.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone()
+        assert row == (True,)
+        assert conn.pgconn.ssl_in_use
+
+
+def test_a_wrong_ca_is_refused(cluster: LocalCluster, tmp_path: Path) -> None:
+    other = write_certificates(tmp_path / "other")
+    with pytest.raises(psycopg.OperationalError, match="certificate verify failed"):
+        psycopg.connect(**{**cluster.conninfo("app"), "sslrootcert": str(other["ca"])})
+
+
+def test_a_wrong_password_is_refused(cluster: LocalCluster) -> None:
+    assert not can_connect(cluster, password="wrong-password")
+
+
+def test_stop_then_start_again(cluster: LocalCluster) -> None:
+    assert cluster.stop() == "stopped"
+    assert not cluster.running()
+    assert cluster.stop() == "not running"
+    assert cluster.start() == "started"
+    assert can_connect(cluster)
+
+
+def test_it_restarts_after_the_postmaster_was_killed(cluster: LocalCluster) -> None:
+    pid = cluster.pid()
+    assert pid
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert (cluster.data_dir / "postmaster.pid").exists()  # stale, as after a crash
+    assert not cluster.running()
+    assert cluster.start() == "started"
+    assert can_connect(cluster)
+
+
+def test_it_moves_to_a_free_port_when_its_port_is_taken(cluster: LocalCluster) -> None:
+    cluster.stop()
+    old_port = cluster.state().port
+    with socket.socket() as squatter:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind(("127.0.0.1", old_port))
+        squatter.listen()
+        assert cluster.start() == "started"
+    assert cluster.state().port != old_port
+    assert can_connect(cluster)
+
+
+def test_the_devdb_command_reports_status_and_masks_the_url(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
+    env = {**os.environ, "DEVDB_DIR": str(cluster.requested_dir), "DJANGO_ENV": "development"}
+    env.pop("DATABASE_URL", None)
+    status = run_manage("devdb", "status", env=env)
+    assert status.returncode == 0, status.stderr
+    assert "running: True" in status.stdout
+    url = run_manage("devdb", "url", env=env)
+    password = cluster.state().app_password
+    assert password not in url.stdout
+    assert "********@127.0.0.1" in url.stdout
+    revealed = run_manage("devdb", "url", "--reveal", env=env)
+    assert password in revealed.stdout  # explicitly asked for, for scripts
+
+
+def test_the_devdb_command_stops_and_reports_not_running(cluster: LocalCluster) -> None:
+    env = {**os.environ, "DEVDB_DIR": str(cluster.requested_dir), "DJANGO_ENV": "development"}
+    env.pop("DATABASE_URL", None)
+    assert "stopped" in run_manage("devdb", "stop", env=env).stdout
+    status = run_manage("devdb", "status", env=env)
+    assert status.returncode == 3
+    assert "running: False" in status.stdout
+    start = run_manage("devdb", "start", env=env)
+    assert start.returncode == 0, start.stderr
+    assert "started" in start.stdout
+
+
+def test_it_names_what_to_install_when_binaries_are_missing(tmp_path: Path) -> None:
+    env = {**os.environ, "PG_BINDIR": str(tmp_path), "DEVDB_DIR": str(tmp_path / "db")}
+    env.pop("DATABASE_URL", None)
+    proc = run_manage("devdb", "start", env=env)
+    assert proc.returncode == 1
+    assert f"PG_BINDIR={tmp_path}" in proc.stderr
+    assert "apt-get install postgresql" in proc.stderr
+    assert "brew install postgresql" in proc.stderr
+    assert not (tmp_path / "db").exists()
+
+
+def test_check_explains_how_to_get_a_database_when_none_exists(tmp_path: Path) -> None:
+    env = {**os.environ, "DEVDB_DIR": str(tmp_path / "none"), "DJANGO_ENV": "development"}
+    env.pop("DATABASE_URL", None)
+    proc = run_manage("check", env=env)
+    assert proc.returncode == 1
+    assert "dbops.E001" in proc.stderr
+    assert "manage.py devdb start" in proc.stderr
