@@ -1,0 +1,1 @@
+"""Read Flyway-compatible SQL migration files without touching a database or Django."""
