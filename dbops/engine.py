@@ -1,0 +1,185 @@
+"""The migration engine's Django side: settings, the files on disk, one locked run."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+from dbops.sqlmigrations.exceptions import SqlMigrationError
+from dbops.sqlmigrations.files import MigrationFile, discover
+from dbops.sqlmigrations.history import HistoryRow, SchemaHistory
+from dbops.sqlmigrations.lock import advisory_lock, lock_key
+from dbops.sqlmigrations.placeholders import builtin_placeholders
+from dbops.sqlmigrations.validation import Problem, applied_versions, validate
+from dbops.sqlmigrations.versions import Version
+
+DEFAULTS: dict[str, Any] = {
+    "LOCATION": None,
+    "SCHEMA": "public",
+    "TABLE": "flyway_schema_history",
+    "PLACEHOLDERS": {},
+    "CHECK_CONVENTION": True,
+    "OUT_OF_ORDER": False,
+}
+
+
+class MissingMigrationFile(SqlMigrationError):
+    """A wrapper names a SQL file that is not on disk."""
+
+
+def option(name: str) -> Any:
+    """Read one SQL_MIGRATIONS option at call time, so override_settings works."""
+    value = getattr(settings, "SQL_MIGRATIONS", {}).get(name, DEFAULTS[name])
+    if name == "LOCATION" and value is None:
+        return Path(settings.BASE_DIR) / "migrations_sql"
+    return value
+
+
+_files_cache: dict[str, list[MigrationFile]] = {}
+
+
+def load_files(*, refresh: bool = False) -> list[MigrationFile]:
+    """Return the migration files on disk, discovered once per run (or when refreshed)."""
+    location = str(option("LOCATION"))
+    if refresh or location not in _files_cache:
+        _files_cache[location] = discover(Path(location))
+    return _files_cache[location]
+
+
+def find_file(script: str) -> MigrationFile:
+    for mf in load_files():
+        if mf.script == script:
+            return mf
+    raise MissingMigrationFile(
+        f"a Django migration wraps {script}, but there is no such file in "
+        f"{option('LOCATION')}; restore the file or remove the wrapper",
+        path=script,
+    )
+
+
+def undo_file_for(mf: MigrationFile) -> MigrationFile | None:
+    """Return the U file with the same version as a V file, if there is one."""
+    for candidate in load_files():
+        if candidate.kind == "U" and candidate.name.version == mf.name.version:
+            return candidate
+    return None
+
+
+def history_for(cursor: Any) -> SchemaHistory:
+    return SchemaHistory(cursor, option("SCHEMA"), option("TABLE"))
+
+
+@dataclass
+class Run:
+    """What one migrate run knows, read once under the lock."""
+
+    applied: dict[Version, HistoryRow]
+    placeholders: dict[str, str | None]
+    rows: list[HistoryRow] = field(default_factory=list)
+
+    def render(self, mf: MigrationFile) -> str:
+        return mf.render(self.placeholders)
+
+
+_current_run: ContextVar[Run | None] = ContextVar("sqlmigrations_run", default=None)
+
+
+def placeholders_for(cursor: Any) -> dict[str, str | None]:
+    cursor.execute("SELECT current_user, current_database()")
+    user, database = cursor.fetchone()
+    values: dict[str, str | None] = dict(
+        builtin_placeholders(
+            schema=option("SCHEMA"),
+            user=user,
+            database=database,
+            table=option("TABLE"),
+            filename="",
+            environment=getattr(settings, "DJANGO_ENV", "default"),
+        )
+    )
+    values.update(option("PLACEHOLDERS"))
+    return values
+
+
+def snapshot(cursor: Any) -> Run:
+    """Read the history and placeholder values (the table may not exist yet)."""
+    rows = history_for(cursor).rows()
+    return Run(applied=applied_versions(rows), placeholders=placeholders_for(cursor), rows=rows)
+
+
+def current_run(connection: BaseDatabaseWrapper) -> Run:
+    """Return the locked run's snapshot, or a fresh one outside `migrate` (e.g. tests)."""
+    run = _current_run.get()
+    if run is not None:
+        return run
+    with connection.cursor() as cursor:
+        history_for(cursor).ensure_table()
+        return snapshot(cursor)
+
+
+def validate_database(connection: BaseDatabaseWrapper, rows: list[HistoryRow]) -> list[Problem]:
+    return validate(
+        load_files(),
+        rows,
+        check_convention=option("CHECK_CONVENTION"),
+        out_of_order=option("OUT_OF_ORDER"),
+    )
+
+
+@contextmanager
+def locked_run(
+    connection: BaseDatabaseWrapper, *, on_wait: Callable[[], None] | None = None
+) -> Iterator[Run]:
+    """Hold Flyway's advisory lock, make sure the history exists, and snapshot it."""
+    load_files(refresh=True)
+    connection.ensure_connection()
+    with connection.cursor() as cursor:
+        history = history_for(cursor)
+        with advisory_lock(cursor, lock_key(history.quoted_name), on_wait=on_wait):
+            if not history.has_table():
+                with _atomic(connection):
+                    history.ensure_table()
+            run = snapshot(cursor)
+            token = _current_run.set(run)
+            try:
+                yield run
+            finally:
+                _current_run.reset(token)
+
+
+@contextmanager
+def _atomic(connection: BaseDatabaseWrapper) -> Iterator[None]:
+    from django.db import transaction
+
+    with transaction.atomic(using=connection.alias):
+        yield
+
+
+def apply_repeatables(connection: BaseDatabaseWrapper) -> list[str]:
+    """Apply each R file that is new or changed since it last ran, one transaction each."""
+    from dbops.sqlmigrations.executor import apply_repeatable
+    from dbops.sqlmigrations.validation import applied_repeatables
+
+    applied: list[str] = []
+    with connection.cursor() as cursor:
+        history = history_for(cursor)
+        latest = applied_repeatables(history.rows())
+        values = placeholders_for(cursor)
+        for mf in load_files():
+            if mf.kind != "R":
+                continue
+            checksum = mf.effective_checksum(values)
+            row = latest.get(mf.name.description)
+            if row is not None and row.checksum == checksum:
+                continue
+            with _atomic(connection):
+                apply_repeatable(cursor, history, mf, mf.render(values), checksum)
+            applied.append(mf.script)
+    return applied

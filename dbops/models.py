@@ -1,0 +1,20 @@
+"""Models of the dbops app: the migration-system probe table."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models.functions import Now
+
+
+class MigrationTest(models.Model):
+    """A row per check proves that migrations ran on this database (V1)."""
+
+    name = models.CharField(max_length=100, db_comment="What wrote the row (e.g. a deploy check).")
+    created_at = models.DateTimeField(db_default=Now(), db_comment="When the row was written.")
+
+    class Meta:
+        db_table = "migration_test"
+        db_table_comment = "Probe for the migration system: proves migrations run on this database."
+
+    def __str__(self) -> str:
+        return self.name

@@ -1,0 +1,120 @@
+"""The Django migration operation that runs one SQL file, and the wrappers' base class (D1)."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from django.db import migrations
+from django.db.migrations.operations.base import Operation
+
+from dbops import engine
+from dbops.sqlmigrations.exceptions import SqlMigrationError
+from dbops.sqlmigrations.executor import apply_versioned, undo_versioned
+
+
+class IrreversibleSQLMigration(migrations.exceptions.IrreversibleError):
+    """A V file without a U file cannot be migrated backwards."""
+
+
+class RunSQLFile(Operation):
+    """Run migrations_sql/<script> and record it in flyway_schema_history."""
+
+    reduces_to_sql = True
+    reversible = True  # decided per file at run time: see database_backwards
+    elidable = False
+
+    def __init__(self, script: str) -> None:
+        self.script = script
+
+    def deconstruct(self) -> tuple[str, list[Any], dict[str, Any]]:
+        return ("dbops.operations.RunSQLFile", [self.script], {})
+
+    def describe(self) -> str:
+        return f"Run {self.script}"
+
+    @property
+    def migration_name_fragment(self) -> str:
+        return self.script.removesuffix(".sql").lower()
+
+    def state_forwards(self, app_label: str, state: Any) -> None:
+        pass  # the model state comes from the wrapper's state_operations
+
+    def database_forwards(
+        self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any
+    ) -> None:
+        mf = engine.find_file(self.script)
+        connection = schema_editor.connection
+        run = engine.current_run(connection)
+        sql = run.render(mf)
+        if schema_editor.collect_sql:
+            schema_editor.collected_sql.append(sql if sql.endswith("\n") else sql + "\n")
+            return
+        with connection.cursor() as cursor:
+            apply_versioned(
+                cursor,
+                engine.history_for(cursor),
+                mf,
+                sql,
+                transactional=mf.config.execute_in_transaction,
+                existing=run.applied.get(mf.name.version),  # type: ignore[arg-type]
+            )
+
+    def database_backwards(
+        self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any
+    ) -> None:
+        mf = engine.find_file(self.script)
+        undo = engine.undo_file_for(mf)
+        if undo is None:
+            raise IrreversibleSQLMigration(
+                f"{self.script} has no undo file: write U{mf.name.version}__"
+                f"{mf.name.raw_description}.sql with the reverse SQL to migrate it backwards"
+            )
+        connection = schema_editor.connection
+        sql = engine.current_run(connection).render(undo)
+        if schema_editor.collect_sql:
+            schema_editor.collected_sql.append(sql)
+            return
+        with connection.cursor() as cursor:
+            undo_versioned(cursor, engine.history_for(cursor), mf, undo, sql)
+
+
+def _sql_operations(migration: migrations.Migration) -> list[RunSQLFile] | None:
+    """Return the RunSQLFile operations if the migration is a plain wrapper, else None."""
+    found: list[RunSQLFile] = []
+    for operation in migration.operations:
+        if not isinstance(operation, migrations.SeparateDatabaseAndState):
+            return None
+        for db_op in operation.database_operations:
+            if not isinstance(db_op, RunSQLFile):
+                return None
+            found.append(db_op)
+    return found
+
+
+class SQLFileMigration(migrations.Migration):
+    """A migration that wraps one SQL file: transactional unless its .sql.conf says not."""
+
+    def __init__(self, name: str, app_label: str) -> None:
+        super().__init__(name, app_label)
+        self.sql_scripts = [op.script for op in _sql_operations(self) or []]
+        # A file with executeInTransaction=false (CREATE INDEX CONCURRENTLY, ...) runs in
+        # autocommit: Django then opens no transaction around this migration either. A
+        # missing or broken file is reported by the system check and by migrate.
+        with contextlib.suppress(SqlMigrationError):
+            self.atomic = all(
+                engine.find_file(s).config.execute_in_transaction for s in self.sql_scripts
+            )
+
+    def apply(self, project_state: Any, schema_editor: Any, collect_sql: bool = False) -> Any:
+        # Django clones the whole project state before every operation; with hundreds of
+        # models that dominates a run. A wrapper's SQL never reads the state, so update the
+        # state in place and run the file: per-file cost stays flat as the project grows.
+        ops = _sql_operations(self)
+        if ops is None or collect_sql:
+            return super().apply(project_state, schema_editor, collect_sql)
+        for operation in self.operations:
+            operation.state_forwards(self.app_label, project_state)
+        for op in ops:
+            op.database_forwards(self.app_label, schema_editor, project_state, project_state)
+        return project_state

@@ -1,0 +1,151 @@
+"""Apply one migration file and record it in the history (D3)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+from dbops.sqlmigrations.exceptions import SqlMigrationError
+from dbops.sqlmigrations.files import MigrationFile
+from dbops.sqlmigrations.history import TYPE_SQL, HistoryRow, SchemaHistory
+from dbops.sqlmigrations.validation import applied_versions
+
+Outcome = Literal["applied", "adopted"]
+
+
+class MigrationFailed(SqlMigrationError):
+    """A migration file's SQL failed on the server."""
+
+
+class ChecksumMismatch(SqlMigrationError):
+    """The history holds this version with another checksum."""
+
+
+def _error_line(sql: str, error: BaseException) -> int | None:
+    # PostgreSQL reports the position of parse and many semantic errors as a 1-based
+    # character offset into the whole query string; the file went over in one piece.
+    diag = getattr(error, "diag", None)
+    position = getattr(diag, "statement_position", None)
+    if not position:
+        return None
+    return sql[: int(position) - 1].count("\n") + 1
+
+
+def failure(
+    mf: MigrationFile, sql: str, error: BaseException, transactional: bool
+) -> MigrationFailed:
+    """Describe a failed file: where, PostgreSQL's message, and what state it left."""
+    diag = getattr(error, "diag", None)
+    primary = getattr(diag, "message_primary", None) or str(error).strip().splitlines()[0]
+    severity = getattr(diag, "severity", None) or "ERROR"
+    line = _error_line(sql, error)
+    extra = "".join(
+        f"\n  {label}: {value}"
+        for label, value in (
+            ("DETAIL", getattr(diag, "message_detail", None)),
+            ("HINT", getattr(diag, "message_hint", None)),
+            ("SQLSTATE", getattr(diag, "sqlstate", None)),
+        )
+        if value
+    )
+    if transactional:
+        outcome = (
+            "The file was rolled back entirely and nothing was recorded for it; fix it "
+            "and run migrate again."
+        )
+    else:
+        outcome = (
+            "The file ran outside a transaction (executeInTransaction=false), so statements "
+            "before the failure stay applied; a failed row was recorded: clean up, then run "
+            "`manage.py sqlmigrations repair` and migrate again."
+        )
+    where = f", line {line}" if line else ""
+    return MigrationFailed(
+        f"migration failed{where}: {severity}: {primary}{extra}\n{outcome}",
+        path=mf.script,
+        line=line,
+    )
+
+
+def find_applied(history: SchemaHistory, mf: MigrationFile) -> HistoryRow | None:
+    """Return the successful history row for this file's version, if any."""
+    assert mf.name.version is not None
+    return applied_versions(history.rows()).get(mf.name.version)
+
+
+def apply_versioned(
+    cursor: Any,
+    history: SchemaHistory,
+    mf: MigrationFile,
+    sql: str,
+    *,
+    transactional: bool,
+    existing: HistoryRow | None,
+) -> Outcome:
+    """Run a V file in one execute() and record it; adopt it if Flyway already ran it.
+
+    `existing` is the history's successful row for this version, read under the lock.
+    """
+    if existing is not None:
+        if existing.checksum != mf.checksum:
+            raise ChecksumMismatch(
+                f"version {existing.version} is already in the history with checksum "
+                f"{existing.checksum}, but the file's checksum is {mf.checksum}: the file "
+                "differs from what ran; restore the applied file or run "
+                "`manage.py sqlmigrations repair` if the edit is intentional",
+                path=mf.script,
+            )
+        return "adopted"
+    started = time.perf_counter()
+    try:
+        cursor.execute(sql)
+    except Exception as error:
+        if not transactional:
+            _record(history, mf, started, success=False)
+        raise failure(mf, sql, error, transactional) from error
+    _record(history, mf, started, success=True)
+    return "applied"
+
+
+def apply_repeatable(
+    cursor: Any, history: SchemaHistory, mf: MigrationFile, sql: str, checksum: int
+) -> None:
+    """Run an R file and record it with its effective checksum."""
+    started = time.perf_counter()
+    try:
+        cursor.execute(sql)
+    except Exception as error:
+        raise failure(mf, sql, error, transactional=True) from error
+    _record(history, mf, started, success=True, checksum=checksum)
+
+
+def _record(
+    history: SchemaHistory,
+    mf: MigrationFile,
+    started: float,
+    *,
+    success: bool,
+    checksum: int | None = None,
+) -> None:
+    history.insert(
+        version=str(mf.name.version) if mf.name.version is not None else None,
+        description=mf.name.description,
+        type=TYPE_SQL,
+        script=mf.script,
+        checksum=mf.checksum if checksum is None else checksum,
+        execution_time=int((time.perf_counter() - started) * 1000),
+        success=success,
+    )
+
+
+def undo_versioned(
+    cursor: Any, history: SchemaHistory, v_file: MigrationFile, u_file: MigrationFile, sql: str
+) -> None:
+    """Run the U file of an applied V file and remove the V file's history row."""
+    row = find_applied(history, v_file)
+    try:
+        cursor.execute(sql)
+    except Exception as error:
+        raise failure(u_file, sql, error, transactional=True) from error
+    if row is not None:
+        history.delete(row.installed_rank)
