@@ -245,6 +245,35 @@ MEDIA_URL = "media/"
 MEDIA_ROOT = BASE_DIR / "var" / "media"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# --- Storage and backups (docs/backups.md) ---------------------------------------------
+# Backups go to S3 when BACKUP_BUCKET is set, else to a folder (var/backups by default).
+BACKUP_RETENTION_DAYS = env_int("BACKUP_RETENTION_DAYS", 7, minimum=1)
+BACKUP_ENV = os.environ.get("BACKUP_ENV", DJANGO_ENV)
+BACKUP_BUCKET = os.environ.get("BACKUP_BUCKET", "")
+BACKUP_DIR = Path(os.environ.get("BACKUP_DIR", BASE_DIR / "var" / "backups"))
+if BACKUP_BUCKET:
+    _backup_storage: dict[str, Any] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": BACKUP_BUCKET,
+            "region_name": os.environ.get("BACKUP_REGION") or os.environ.get("AWS_REGION"),
+            "location": os.environ.get("BACKUP_PREFIX", "backups").strip("/"),
+            "default_acl": None,
+            "file_overwrite": True,
+            "object_parameters": {"ServerSideEncryption": "AES256"},
+        },
+    }
+else:
+    _backup_storage = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(BACKUP_DIR), "directory_permissions_mode": 0o700},
+    }
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    "backups": _backup_storage,
+}
+
 # --- Logging: every record passes through the secret filter ----------------------------
 LOGGING = {
     "version": 1,

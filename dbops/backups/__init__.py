@@ -1,0 +1,12 @@
+"""Backups of the project's database: pg_dump to storage, list, prune, restore, verify.
+
+Modules: names (the file names this project owns), pgclient (pg_dump/pg_restore and
+how they connect), store (objects in the STORAGES["backups"] storage), progress, dump
+(create), restore, fingerprint (row counts and content hashes), verify.
+"""
+
+from __future__ import annotations
+
+
+class BackupError(RuntimeError):
+    """A backup, restore or verify step failed; the message says what to do."""

@@ -1,0 +1,168 @@
+"""`backup restore`: pg_restore a stored backup into a named database, refusing to overwrite."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import subprocess
+import tempfile
+from dataclasses import dataclass
+
+import psycopg
+from django.core.files.storage import Storage
+from psycopg import sql
+
+from dbops.backups import BackupError
+from dbops.backups.pgclient import DbTarget, find_tool, server_major
+from dbops.backups.progress import Progress
+from dbops.backups.store import Backup, open_read
+from dbops.redact import redact
+
+MAINTENANCE_DB = "postgres"
+USER_RELATIONS = """
+SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'
+"""
+
+
+@dataclass
+class RestoreResult:
+    backup: Backup
+    database: str
+    created: bool
+    replaced: bool
+
+
+def _admin(admin: DbTarget, target: str) -> DbTarget:
+    # CREATE/DROP DATABASE cannot run inside the database they act on.
+    return admin.on(MAINTENANCE_DB) if admin.dbname == target else admin
+
+
+def database_exists(admin: DbTarget, name: str) -> bool:
+    with psycopg.connect(**admin.conninfo()) as conn:
+        row = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
+    return row is not None
+
+
+def relation_count(target: DbTarget) -> int:
+    with psycopg.connect(**target.conninfo()) as conn:
+        row = conn.execute(USER_RELATIONS).fetchone()
+    return int(row[0]) if row else 0
+
+
+def create_database(admin: DbTarget, name: str) -> None:
+    with psycopg.connect(**_admin(admin, name).conninfo(), autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
+def drop_database(admin: DbTarget, name: str) -> None:
+    with psycopg.connect(**_admin(admin, name).conninfo(), autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
+def prepare_target(admin: DbTarget, name: str, *, force: bool) -> tuple[bool, bool]:
+    """Make `name` an empty database; return (created, replaced)."""
+    try:
+        if not database_exists(_admin(admin, name), name):
+            create_database(admin, name)
+            return True, False
+        relations = relation_count(admin.on(name))
+        if relations == 0:
+            return False, False
+        if not force:
+            raise BackupError(
+                f"Database {name!r} is not empty ({relations} tables, views or sequences): "
+                "restore into a new database name, or add --force to drop and recreate it "
+                "(everything in it is lost)."
+            )
+        drop_database(admin, name)
+        create_database(admin, name)
+        return True, True
+    except psycopg.Error as err:
+        raise BackupError(
+            f"Cannot prepare database {name!r}: {redact(str(err).strip())}. The role "
+            f"{admin.user!r} needs CREATEDB (and to own {name!r} for --force)."
+        ) from err
+
+
+def run_pg_restore(
+    storage: Storage,
+    backup: Backup,
+    target: DbTarget,
+    *,
+    progress: Progress | None = None,
+    privileges: bool = True,
+) -> None:
+    """Stream the backup into pg_restore (one transaction); check its size and sha256."""
+    pg_restore = find_tool("pg_restore", server_major(target))
+    argv = [
+        str(pg_restore),
+        "--no-owner",
+        "--exit-on-error",
+        "--single-transaction",
+        "--no-password",
+        *([] if privileges else ["--no-privileges"]),
+        *target.client_args(),
+    ]
+    digest = hashlib.sha256()
+    size = 0
+    with tempfile.TemporaryFile() as stderr:
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stderr=stderr, env=target.client_env())
+        assert proc.stdin is not None
+        try:
+            for chunk in open_read(storage, backup.name):
+                digest.update(chunk)
+                size += len(chunk)
+                proc.stdin.write(chunk)
+                if progress is not None:
+                    progress.update(len(chunk))
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass  # pg_restore stopped early; its exit code and stderr say why
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        returncode = proc.wait()
+        if progress is not None:
+            progress.finish()
+        if returncode != 0:
+            stderr.seek(0)
+            message = redact(stderr.read().decode(errors="replace").strip())
+            raise BackupError(
+                f"pg_restore of {backup.name} into {target.dbname!r} failed (exit "
+                f"{returncode}); nothing was restored (one transaction): {message}"
+            )
+    if size != backup.size or digest.hexdigest() != backup.sha256:
+        raise BackupError(
+            f"{backup.name} does not match its manifest (size {size} vs {backup.size}, "
+            "sha256 differs): the stored object is damaged; restore an older backup."
+        )
+
+
+def restore_backup(
+    storage: Storage,
+    backup: Backup,
+    admin: DbTarget,
+    database: str,
+    *,
+    force: bool = False,
+    progress: Progress | None = None,
+    privileges: bool = True,
+) -> RestoreResult:
+    """Restore `backup` into `database` (created when absent) on admin's server."""
+    created, replaced = prepare_target(admin, database, force=force)
+    try:
+        run_pg_restore(
+            storage, backup, admin.on(database), progress=progress, privileges=privileges
+        )
+    except BaseException:
+        if created:
+            with contextlib.suppress(psycopg.Error):
+                drop_database(admin, database)
+        raise
+    return RestoreResult(backup=backup, database=database, created=created, replaced=replaced)

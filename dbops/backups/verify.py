@@ -1,0 +1,52 @@
+"""`backup verify`: restore the newest backup into a scratch database and compare every table."""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+from dataclasses import dataclass
+
+import psycopg
+from django.core.files.storage import Storage
+
+from dbops.backups.fingerprint import Comparison, compare, fingerprint
+from dbops.backups.pgclient import DbTarget
+from dbops.backups.progress import Progress
+from dbops.backups.restore import drop_database, restore_backup
+from dbops.backups.store import Backup, find_backup
+
+
+@dataclass
+class VerifyResult:
+    backup: Backup
+    scratch: str
+    tables: list[Comparison]
+
+    @property
+    def ok(self) -> bool:
+        return all(t.ok for t in self.tables)
+
+
+def scratch_name(source: DbTarget) -> str:
+    return f"{source.dbname[:40]}_verify_{secrets.token_hex(4)}"
+
+
+def verify_backup(
+    storage: Storage,
+    env: str,
+    source: DbTarget,
+    *,
+    name: str = "latest",
+    progress: Progress | None = None,
+) -> VerifyResult:
+    """Restore backup `name` into a scratch database, compare with `source`, drop it."""
+    backup = find_backup(storage, env, name)
+    scratch = scratch_name(source)
+    try:
+        restore_backup(storage, backup, source, scratch, progress=progress)
+        restored = fingerprint(source.on(scratch))
+        original = fingerprint(source)
+    finally:
+        with contextlib.suppress(psycopg.Error):
+            drop_database(source, scratch)
+    return VerifyResult(backup=backup, scratch=scratch, tables=compare(original, restored))

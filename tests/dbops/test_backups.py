@@ -1,0 +1,350 @@
+"""Backups: pg_dump to a folder and to S3 (moto), list, prune, restore, verify, kill -9."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import boto3
+import psycopg
+import pytest
+from django.core.files.storage import FileSystemStorage
+from django.core.management import CommandError, call_command
+from django.test import override_settings
+from moto import mock_aws
+from psycopg import sql
+from storages.backends.s3 import S3Storage
+
+from dbops.backups import BackupError
+from dbops.backups.dump import create_backup
+from dbops.backups.fingerprint import fingerprint
+from dbops.backups.names import dump_name, parse
+from dbops.backups.pgclient import DbTarget
+from dbops.backups.restore import drop_database, restore_backup
+from dbops.backups.store import complete_backups, find_backup, prune_plan
+from tests.helpers import REPO
+
+ENV = "test"
+SEED = """
+CREATE TABLE chore (id bigint PRIMARY KEY, title text NOT NULL, due timestamptz,
+                    points numeric(6, 2), tags text[], payload jsonb);
+INSERT INTO chore
+SELECT i, 'chore ' || i, timestamptz '2026-01-01' + i * interval '1 hour', i / 7.0,
+       ARRAY['a', 'b' || i], jsonb_build_object('n', i, 'odd', i % 2 = 1)
+FROM generate_series(1, 2000) AS i;
+CREATE TABLE empty_table (id int);
+CREATE SCHEMA audit;
+CREATE TABLE audit.event (id bigserial PRIMARY KEY, what text);
+INSERT INTO audit.event (what) SELECT md5(i::text) FROM generate_series(1, 300) AS i;
+"""
+
+
+def target_for(pg_server, dbname: str) -> DbTarget:
+    return DbTarget(
+        host=pg_server.host,
+        port=pg_server.port,
+        user=pg_server.user,
+        password=pg_server.password,
+        dbname=dbname,
+        sslmode=pg_server.options.get("sslmode", "prefer"),
+        sslrootcert=pg_server.options.get("sslrootcert", ""),
+    )
+
+
+@pytest.fixture
+def source(pg_server) -> Iterator[DbTarget]:
+    """A fresh database with a few tables and rows, dropped afterwards."""
+    admin = target_for(pg_server, pg_server.dbname)
+    name = f"bk_src_{secrets.token_hex(4)}"
+    with psycopg.connect(**admin.conninfo(), autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    target = admin.on(name)
+    with psycopg.connect(**target.conninfo(), autocommit=True) as conn:
+        conn.execute(SEED)
+    yield target
+    drop_database(admin, name)
+
+
+@pytest.fixture
+def scratch(pg_server) -> Iterator[str]:
+    """A database name for restores; dropped afterwards if it was made."""
+    name = f"bk_dst_{secrets.token_hex(4)}"
+    yield name
+    drop_database(target_for(pg_server, pg_server.dbname), name)
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> FileSystemStorage:
+    return FileSystemStorage(location=tmp_path / "backups")
+
+
+def test_names_belong_to_the_project_and_environment():
+    name = dump_name("production", datetime(2026, 11, 26, 2, 14, 5, tzinfo=UTC))
+    assert name == "choregarden-production-20261126T021405Z.dump"
+    assert parse(name, "production").created == datetime(2026, 11, 26, 2, 14, 5, tzinfo=UTC)
+    assert parse(name + ".partial", "production").is_partial
+    assert parse(name + ".json", "production").is_manifest
+    assert parse(name, "staging") is None
+    assert parse("otherapp-production-20261126T021405Z.dump") is None
+    assert parse("choregarden-production-20261126T021405Z.dump.bak") is None
+
+
+def test_it_backs_up_to_a_folder_and_a_restore_loses_nothing(source, folder, scratch):
+    backup = create_backup(source, folder, ENV)
+
+    files = sorted(os.listdir(folder.location))
+    assert files == [backup.name, backup.name + ".json"]
+    assert backup.name.startswith("choregarden-test-") and backup.size > 0
+    assert (Path(folder.location) / backup.name).read_bytes()[:5] == b"PGDMP"  # custom format
+    assert [b.name for b in complete_backups(folder, ENV)] == [backup.name]
+
+    result = restore_backup(folder, backup, source, scratch)
+
+    assert result.created
+    restored, original = fingerprint(source.on(scratch)), fingerprint(source)
+    assert restored == original
+    assert original["public.chore"].rows == 2000 and original["audit.event"].rows == 300
+
+
+def test_it_backs_up_to_s3_and_restores_from_it(source, scratch, monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="eu-west-1")
+        s3.create_bucket(
+            Bucket="cg-backups", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
+        )
+        s3.put_object(Bucket="cg-backups", Key="backups/unrelated.txt", Body=b"keep me")
+        storage = S3Storage(
+            bucket_name="cg-backups",
+            region_name="eu-west-1",
+            location="backups",
+            default_acl=None,
+            object_parameters={"ServerSideEncryption": "AES256"},
+        )
+
+        backup = create_backup(source, storage, ENV)
+
+        keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="cg-backups")["Contents"])
+        assert keys == [
+            f"backups/{backup.name}",
+            f"backups/{backup.name}.json",
+            "backups/unrelated.txt",
+        ]
+        head = s3.head_object(Bucket="cg-backups", Key=f"backups/{backup.name}")
+        assert head["ContentLength"] == backup.size
+        assert head["ServerSideEncryption"] == "AES256"
+        assert [b.name for b in complete_backups(storage, ENV)] == [backup.name]
+
+        restore_backup(storage, find_backup(storage, ENV, "latest"), source, scratch)
+
+    assert fingerprint(source.on(scratch)) == fingerprint(source)
+
+
+def test_prune_deletes_only_this_projects_old_backups(source, folder):
+    now = datetime.now(UTC)
+    old = create_backup(source, folder, ENV, now=now - timedelta(days=9))
+    older = create_backup(source, folder, ENV, now=now - timedelta(days=30))
+    new = create_backup(source, folder, ENV, now=now - timedelta(days=1))
+    root = Path(folder.location)
+    foreign = [
+        "otherapp-test-20200101T000000Z.dump",
+        "choregarden-staging-20200101T000000Z.dump",
+        "choregarden-test-20200101T000000Z.dump.bak",
+        "notes.txt",
+    ]
+    for name in foreign:
+        (root / name).write_text("not ours")
+    (root / "choregarden-test-20200101T000000Z.dump.partial").write_bytes(b"PGDMP half")
+
+    doomed, kept = prune_plan(folder, ENV, 7, now)
+    assert [b.name for b in kept] == [new.name]
+    assert {o.name for o in doomed} == {
+        old.name, old.name + ".json", older.name, older.name + ".json",
+        "choregarden-test-20200101T000000Z.dump.partial",
+    }  # fmt: skip
+
+    out = call_prune(folder, "--keep-days", "7", "--dry-run")
+    assert "Would delete" in out and (root / old.name).exists()
+
+    call_prune(folder, "--keep-days", "7")
+
+    assert sorted(os.listdir(root)) == sorted([*foreign, new.name, new.name + ".json"])
+
+
+def test_prune_keeps_the_newest_backup_even_when_it_is_old(source, folder):
+    now = datetime.now(UTC)
+    create_backup(source, folder, ENV, now=now - timedelta(days=20))
+    last = create_backup(source, folder, ENV, now=now - timedelta(days=10))
+
+    call_prune(folder)  # BACKUP_RETENTION_DAYS = 7
+
+    assert [b.name for b in complete_backups(folder, ENV)] == [last.name]
+
+
+def call_prune(storage: FileSystemStorage, *args: str) -> str:
+    from io import StringIO
+
+    out = StringIO()
+    with override_settings(
+        STORAGES=storages_with(storage), BACKUP_ENV=ENV, BACKUP_RETENTION_DAYS=7
+    ):
+        call_command("backup", "prune", *args, stdout=out)
+    return out.getvalue()
+
+
+def storages_with(storage: FileSystemStorage) -> dict:
+    from django.conf import settings
+
+    return {
+        **settings.STORAGES,
+        "backups": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(storage.location)},
+        },
+    }
+
+
+def test_a_damaged_backup_is_refused(source, folder, scratch):
+    backup = create_backup(source, folder, ENV)
+    path = Path(folder.location) / backup.name
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+    with pytest.raises(BackupError, match=r"pg_restore|does not match its manifest"):
+        restore_backup(folder, backup, source, scratch)
+
+    with psycopg.connect(**source.conninfo()) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [scratch]).fetchone()
+    assert exists is None  # the database made for the failed restore is gone
+
+
+# --- The command, on the project's (test) database ---------------------------------------
+
+
+@pytest.fixture
+def project_db(pg_server, django_db_setup, django_db_blocker) -> Iterator[DbTarget]:
+    """The Django test database, with a table of ours in it (committed, then dropped)."""
+    from django.conf import settings
+
+    target = target_for(pg_server, settings.DATABASES["default"]["NAME"])
+    with psycopg.connect(**target.conninfo(), autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE backup_probe (id int PRIMARY KEY, note text);"
+            "INSERT INTO backup_probe SELECT i, md5(i::text) FROM generate_series(1, 500) i"
+        )
+    yield target
+    with psycopg.connect(**target.conninfo(), autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS backup_probe, backup_filler")
+
+
+@pytest.fixture
+def settings_folder(folder):
+    with override_settings(STORAGES=storages_with(folder), BACKUP_ENV=ENV):
+        yield folder
+
+
+def run(*args: str) -> str:
+    from io import StringIO
+
+    out = StringIO()
+    call_command("backup", *args, stdout=out)
+    return out.getvalue()
+
+
+def test_command_creates_lists_restores_and_refuses_a_non_empty_target(
+    project_db, settings_folder, scratch
+):
+    manifest = json.loads(run("create", "--json"))
+    listed = json.loads(run("list", "--json"))
+    assert [b["name"] for b in listed] == [manifest["name"]]
+    assert listed[0]["size"] == manifest["size"] > 0
+    assert manifest["name"] in run("list")
+
+    assert "created" in run("restore", "latest", "--database", scratch)
+
+    with pytest.raises(CommandError, match=rf"Database '{scratch}' is not empty.*--force"):
+        run("restore", "latest", "--database", scratch)
+    with pytest.raises(CommandError, match=r"No complete backup named 'nope.dump'"):
+        run("restore", "nope.dump", "--database", scratch)
+
+    assert "replaced" in run("restore", manifest["name"], "--database", scratch, "--force")
+    assert fingerprint(project_db.on(scratch)) == fingerprint(project_db)
+
+
+def test_verify_passes_then_detects_a_difference(project_db, settings_folder):
+    run("create")
+
+    report = run("verify")
+    assert "public.backup_probe" in report and "Done!" in report
+
+    with psycopg.connect(**project_db.conninfo(), autocommit=True) as conn:
+        conn.execute("UPDATE backup_probe SET note = 'tampered' WHERE id = 7")
+    with pytest.raises(CommandError, match=r"differs .* 1 table\(s\): public.backup_probe"):
+        run("verify")
+
+    with psycopg.connect(**project_db.conninfo()) as conn:
+        leftovers = conn.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE %s",
+            [f"{project_db.dbname}_verify_%"],
+        ).fetchall()
+    assert leftovers == []  # scratch databases are dropped, pass or fail
+
+
+def test_restore_of_nothing_says_so(settings_folder, project_db, scratch):
+    with pytest.raises(CommandError, match=r"no complete test backups.*backup create"):
+        run("restore", "latest", "--database", scratch)
+
+
+def test_a_backup_killed_midway_leaves_nothing_to_take(project_db, manage_env, tmp_path, scratch):
+    with psycopg.connect(**project_db.conninfo(), autocommit=True) as conn:
+        # ~2 MB that does not compress, so the throttled dump takes a minute.
+        conn.execute(
+            "CREATE TABLE backup_filler AS SELECT i, decode(md5(random()::text) || "
+            "md5(random()::text), 'hex') AS noise FROM generate_series(1, 60000) i"
+        )
+    folder = tmp_path / "killed"
+    env = dict(manage_env, BACKUP_DIR=str(folder), BACKUP_ENV=ENV)
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "manage.py"), "backup", "create", "--max-rate", "32K"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        partial = None
+        for _ in range(600):
+            found = list(folder.glob("*.partial")) if folder.exists() else []
+            if found and found[0].stat().st_size > 0:
+                partial = found[0]
+                break
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            time.sleep(0.05)
+        assert partial is not None, "the backup never started writing"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+    storage = FileSystemStorage(location=folder)
+    assert complete_backups(storage, ENV) == []
+    with pytest.raises(BackupError, match="no complete test backups"):
+        find_backup(storage, ENV, "latest")
+    with override_settings(STORAGES=storages_with(storage), BACKUP_ENV=ENV):
+        assert "0 complete test backup(s)" in run("list")
+        assert "interrupted" in run("list")
+        with pytest.raises(CommandError, match="no complete test backups"):
+            run("restore", "latest", "--database", scratch)
+        with pytest.raises(CommandError, match=r"No complete backup named .*interrupted"):
+            run("restore", partial.name, "--database", scratch)
