@@ -12,9 +12,19 @@ from psycopg import sql as pgsql
 
 from dbops.localdb.cluster import APP_ROLE
 from dbops.roles import grant_application_privileges
+from tests.dbschema import sql
 from tests.helpers import run_manage
 
-APP_TABLES = ["users"]
+APP_TABLES = [
+    "users",
+    "households",
+    "household_members",
+    "task_templates",
+    "tasks",
+    "assignments",
+    "completions",
+    "notifications",
+]
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +70,17 @@ def test_default_privileges_give_the_app_role_crud_on_every_table(
             assert row == (True,), f"{APP_ROLE} lacks {privilege} on {table}"
 
 
+def test_the_app_role_reads_but_cannot_write_the_audit_log(
+    app_conn: psycopg.Connection[Any],
+) -> None:
+    app_conn.execute("SELECT count(*) FROM audit_log")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        app_conn.execute(
+            "INSERT INTO audit_log (table_name, row_key, action, changes) "
+            "VALUES ('users', 'x', 'DELETE', '{}')"
+        )
+
+
 def test_the_app_role_can_write_and_read_a_profile(app_conn: psycopg.Connection[Any]) -> None:
     row = app_conn.execute(
         "INSERT INTO users (cognito_sub, email) VALUES ('sub-r', 'r@example.com') RETURNING id"
@@ -73,3 +94,21 @@ def test_the_app_role_can_write_and_read_a_profile(app_conn: psycopg.Connection[
 def test_the_app_role_cannot_change_the_schema(app_conn: psycopg.Connection[Any]) -> None:
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         app_conn.execute("ALTER TABLE users ADD COLUMN x int")
+
+
+@pytest.mark.django_db
+def test_every_table_and_column_has_a_comment() -> None:
+    missing = sql(
+        """
+        SELECT c.relname, a.attname
+          FROM pg_class c
+          JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = 'public'
+          LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+         WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
+           AND c.relname = ANY(%s)
+           AND (obj_description(c.oid, 'pg_class') IS NULL
+                OR col_description(c.oid, a.attnum) IS NULL)
+        """,
+        [[*APP_TABLES, "audit_log"]],
+    )
+    assert missing == []

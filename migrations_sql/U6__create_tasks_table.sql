@@ -1,0 +1,2 @@
+-- U6: undo V6__create_tasks_table.sql.
+DROP TABLE tasks;

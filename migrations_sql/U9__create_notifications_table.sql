@@ -1,0 +1,2 @@
+-- U9: undo V9__create_notifications_table.sql.
+DROP TABLE notifications;
