@@ -7,4 +7,4 @@ class DbopsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from dbops import checks  # noqa: F401  (registers the system checks)
+        from dbops import checks, migration_checks  # noqa: F401  (registers the system checks)

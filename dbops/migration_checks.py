@@ -1,0 +1,188 @@
+"""System checks of the SQL files and their Django wrappers (dbops.E002-E008).
+
+They read file names and migration modules only, never the database or the files' contents,
+so `manage.py check` stays fast with a thousand files.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from django.core.checks import Error, register
+
+from dbops import engine
+from dbops.sqlmigrations.exceptions import InvalidMigrationName
+from dbops.sqlmigrations.files import _walk
+from dbops.sqlmigrations.names import MigrationName, convention_problems, is_candidate, parse_name
+from dbops.sqlmigrations.versions import Version
+from dbops.wrappers import Wrapper, find_wrappers
+
+WRAPPER_HINT = (
+    "Create {app}/migrations/{stem}.py in the app that owns its tables: "
+    "class Migration(SQLFileMigration) with dependencies = [{previous}] and operations = "
+    "[migrations.SeparateDatabaseAndState(database_operations=[RunSQLFile({script!r})], "
+    "state_operations=[...the matching model operations...])] (see docs/generator-and-drift.md)."
+)
+
+
+def scan_names(location: Path) -> tuple[dict[str, MigrationName], list[Error]]:
+    """Parse the name of every migration file under `location`; bad names become errors."""
+    names: dict[str, MigrationName] = {}
+    errors: list[Error] = []
+    if not location.is_dir():
+        return names, errors
+    root = location.resolve()
+    convention = engine.option("CHECK_CONVENTION")
+    for folder, filenames in _walk(root):
+        for filename in sorted(filenames):
+            if not is_candidate(filename):
+                continue
+            rel = os.path.relpath(os.path.join(folder, filename), root).replace(os.sep, "/")
+            try:
+                name = parse_name(filename, path=rel)
+            except InvalidMigrationName as err:
+                errors.append(_bad_name(rel, [str(err)], "Rename the file as the message says."))
+                continue
+            names[rel] = name
+            problems = convention_problems(name, path=rel) if convention else []
+            if problems:
+                errors.append(_bad_name(rel, problems[:-1], problems[-1].split(": ", 1)[1]))
+    return names, errors
+
+
+def _bad_name(rel: str, problems: list[str], fix: str) -> Error:
+    message = "; ".join(p.removeprefix(f"{rel}: ") for p in problems)
+    return Error(
+        f"bad migration file name: {message}",
+        hint=fix[:1].upper() + fix[1:] + ".",
+        obj=rel,
+        id="dbops.E007",
+    )
+
+
+def sequence_errors(versioned: dict[str, MigrationName]) -> list[Error]:
+    """Report duplicate versions and, under the team's convention, gaps."""
+    errors: list[Error] = []
+    by_version: dict[Version, list[str]] = defaultdict(list)
+    for rel, name in versioned.items():
+        assert name.version is not None
+        by_version[name.version].append(rel)
+    for version, scripts in sorted(by_version.items()):
+        if len(scripts) > 1:
+            errors.append(
+                Error(
+                    f"duplicate version {version} in {' and '.join(sorted(scripts))}: "
+                    "each version must be used by exactly one V file.",
+                    hint="Give all but one of them the next free version (rename the file "
+                    "and its wrapper).",
+                    obj=sorted(scripts)[-1],
+                    id="dbops.E005",
+                )
+            )
+    if not engine.option("CHECK_CONVENTION"):
+        return errors
+    ordered = sorted(by_version)
+    for before, after in itertools.pairwise(ordered):
+        if (
+            len(before.parts) == 1
+            and len(after.parts) == 1
+            and after.parts[0] > before.parts[0] + 1
+        ):
+            script = sorted(by_version[after])[0]
+            missing = ", ".join(f"V{n}" for n in range(before.parts[0] + 1, after.parts[0])[:5])
+            errors.append(
+                Error(
+                    f"version {after} follows version {before} but {missing} is missing: "
+                    "versions are sequential integers with no gaps.",
+                    hint=f"Rename it to V{before.parts[0] + 1}__"
+                    f"{versioned[script].raw_description}.sql (and its wrapper).",
+                    obj=script,
+                    id="dbops.E006",
+                )
+            )
+    return errors
+
+
+def wrapper_errors(versioned: dict[str, MigrationName], wrappers: list[Wrapper]) -> list[Error]:
+    """Report files without a wrapper, wrappers without a file, and a broken chain."""
+    errors: list[Error] = []
+    location = engine.option("LOCATION")
+    wrapped: dict[str, list[Wrapper]] = defaultdict(list)
+    for wrapper in wrappers:
+        for script in wrapper.scripts:
+            wrapped[script].append(wrapper)
+            if script not in versioned:
+                errors.append(
+                    Error(
+                        f"migration {wrapper.app_label}.{wrapper.name} runs {script}, which "
+                        f"is not in {location}.",
+                        hint=f"Restore migrations_sql/{script}, correct the name in "
+                        f"RunSQLFile(...), or delete {wrapper.path} if the migration was "
+                        "never applied anywhere.",
+                        obj=wrapper.path,
+                        id="dbops.E003",
+                    )
+                )
+    for script, holders in sorted(wrapped.items()):
+        if len(holders) > 1:
+            errors.append(
+                Error(
+                    f"{script} is run by {len(holders)} migrations: "
+                    f"{', '.join(str(w) for w in holders)}.",
+                    hint="Keep exactly one wrapper per SQL file; delete the others.",
+                    obj=script,
+                    id="dbops.E008",
+                )
+            )
+    order = sorted(versioned.items(), key=lambda item: (item[1].version, item[0]))
+    previous: tuple[str, Wrapper | None] | None = None  # (script, its wrapper)
+    for script, _name in order:
+        holder = wrapped[script][0] if wrapped.get(script) else None
+        if holder is None:
+            prev_key = None
+            if previous is not None:
+                stem = previous[0].rsplit("/", 1)[-1].removesuffix(".sql")
+                prev_key = previous[1].key if previous[1] else ("<app>", stem)
+            errors.append(
+                Error(
+                    f"no Django migration runs {script}, so `migrate` never applies it.",
+                    hint=WRAPPER_HINT.format(
+                        app="<app>",
+                        stem=script.rsplit("/", 1)[-1].removesuffix(".sql"),
+                        previous=repr(prev_key) if prev_key else "",
+                        script=script,
+                    ),
+                    obj=script,
+                    id="dbops.E002",
+                )
+            )
+        elif previous is not None and previous[1] is not None:
+            before = previous[1]
+            if before.key != holder.key and before.key not in holder.dependencies:
+                errors.append(
+                    Error(
+                        f"migration {holder.app_label}.{holder.name} runs {script} but does "
+                        "not depend on "
+                        f"{before.app_label}.{before.name}, the wrapper of {previous[0]}: "
+                        "the wrapper of V{n} must depend on the wrapper of V{n-1}.",
+                        hint=f"Add {before.key!r} to the dependencies of {holder.path}.",
+                        obj=holder.path,
+                        id="dbops.E004",
+                    )
+                )
+        previous = (script, holder)
+    return errors
+
+
+@register("sqlmigrations")
+def check_sql_migrations(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    """Check the SQL files' names and sequence and their wrappers (no database needed)."""
+    names, errors = scan_names(Path(engine.option("LOCATION")))
+    versioned = {rel: n for rel, n in names.items() if n.kind == "V" and n.version is not None}
+    errors.extend(sequence_errors(versioned))
+    errors.extend(wrapper_errors(versioned, find_wrappers()))
+    return errors
