@@ -108,8 +108,13 @@ if DB_POOL_MIN_SIZE > DB_POOL_MAX_SIZE:
 
 DATABASE_URL = env_str("DATABASE_URL")
 MIGRATION_DATABASE_URL = env_str("MIGRATION_DATABASE_URL")
+# Credentials from AWS Secrets Manager (docs/secrets.md): the RDS secret JSON of each role.
+DB_SECRET_ID = os.environ.get("DB_SECRET_ID", "")
+MIGRATION_DB_SECRET_ID = os.environ.get("MIGRATION_DB_SECRET_ID", "")
+AWS_REGION = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION", "")
+REPLICA_DATABASE_URL = env_str("REPLICA_DATABASE_URL")
 # With no DATABASE_URL outside production, the project runs its own cluster (D6).
-LOCAL_DATABASE = not DATABASE_URL and not PRODUCTION
+LOCAL_DATABASE = not (DATABASE_URL or DB_SECRET_ID or MIGRATION_DB_SECRET_ID or PRODUCTION)
 if LOCAL_DATABASE:
     from dbops.localdb import default_cluster
 
@@ -118,26 +123,45 @@ if LOCAL_DATABASE:
         DATABASE_URL = _cluster.url("app")
         MIGRATION_DATABASE_URL = MIGRATION_DATABASE_URL or _cluster.url("owner")
         DB_SSLROOTCERT = DB_SSLROOTCERT or str(_cluster.ca_file)
-elif PRODUCTION and not DATABASE_URL:
+elif PRODUCTION and not (DATABASE_URL or DB_SECRET_ID or MIGRATION_DB_SECRET_ID):
     raise ImproperlyConfigured(
         "DATABASE_URL is not set in production: set it to the application role's URL, "
-        "postgres://choregarden:<password>@<rds-endpoint>:5432/choregarden_prod."
+        "postgres://choregarden:<password>@<rds-endpoint>:5432/choregarden_prod, or set "
+        "DB_SECRET_ID to the Secrets Manager secret that holds its credentials."
     )
 
 
-def database_config(url: str, variable: str) -> dict[str, Any]:
-    """Turn a postgres:// URL into a DATABASES entry with SSL and pool options."""
-    try:
-        config = environ.Env.db_url_config(url)
-    except Exception:  # noqa: BLE001 - the message must not echo the URL
-        raise ImproperlyConfigured(
-            f"{variable} is not a valid database URL: use postgres://USER:PASSWORD@HOST:PORT/NAME."
-        ) from None
+def database_config(
+    url: str, variable: str, secret_id: str = "", secret_variable: str = ""
+) -> dict[str, Any]:
+    """Turn a postgres:// URL (or a secret id) into a DATABASES entry with SSL and pool options."""
+    if url:
+        try:
+            config = environ.Env.db_url_config(url)
+        except Exception:  # noqa: BLE001 - the message must not echo the URL
+            raise ImproperlyConfigured(
+                f"{variable} is not a valid database URL: use "
+                "postgres://USER:PASSWORD@HOST:PORT/NAME."
+            ) from None
+    else:
+        # Everything but the address comes from the secret; DB_* fill what it leaves out.
+        config = {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": os.environ.get("DB_NAME", ""),
+            "HOST": os.environ.get("DB_HOST", ""),
+            "PORT": os.environ.get("DB_PORT", ""),
+            "USER": "",
+            "PASSWORD": "",
+        }
     if config.get("ENGINE") != "django.db.backends.postgresql":
         raise ImproperlyConfigured(
             f"{variable} does not point at PostgreSQL: use a postgres:// URL "
             "(this project supports PostgreSQL only)."
         )
+    # Django's backend, plus credentials from Secrets Manager when a secret id is set.
+    config["ENGINE"] = "dbops.db.backends.postgresql"
+    if secret_id:
+        config["SECRET"] = {"ID": secret_id, "REGION": AWS_REGION, "SETTING": secret_variable}
     options = config.setdefault("OPTIONS", {})
     sslmode = options.setdefault("sslmode", DB_SSLMODE)
     if PRODUCTION and sslmode != "verify-full":
@@ -167,17 +191,44 @@ if PRODUCTION and not DB_SSLROOTCERT:
         "to the path of the RDS CA bundle (global-bundle.pem)."
     )
 
-if DATABASE_URL:
-    DATABASES = {"default": database_config(DATABASE_URL, "DATABASE_URL")}
+if DATABASE_URL or DB_SECRET_ID:
+    DATABASES = {
+        "default": database_config(DATABASE_URL, "DATABASE_URL", DB_SECRET_ID, "DB_SECRET_ID")
+    }
+elif MIGRATION_DB_SECRET_ID:
+    # Only the owner's secret (the migration handler): the default database is the owner's.
+    DATABASES = {
+        "default": database_config(
+            MIGRATION_DATABASE_URL,
+            "MIGRATION_DATABASE_URL",
+            MIGRATION_DB_SECRET_ID,
+            "MIGRATION_DB_SECRET_ID",
+        )
+    }
 else:
     # Nothing configured and no local cluster yet: system check dbops.E001 says what to do.
     DATABASES = {"default": {"ENGINE": "django.db.backends.postgresql", "NAME": ""}}
 # Migrations run as the owner role when its URL is set (D4); see dbops.connections.
 MIGRATION_DATABASE = (
-    database_config(MIGRATION_DATABASE_URL, "MIGRATION_DATABASE_URL")
-    if MIGRATION_DATABASE_URL
+    database_config(
+        MIGRATION_DATABASE_URL,
+        "MIGRATION_DATABASE_URL",
+        MIGRATION_DB_SECRET_ID,
+        "MIGRATION_DB_SECRET_ID",
+    )
+    if MIGRATION_DATABASE_URL or MIGRATION_DB_SECRET_ID
     else None
 )
+if MIGRATION_DATABASE and not MIGRATION_DATABASE["NAME"]:
+    # The owner migrates the application's database unless told otherwise.
+    MIGRATION_DATABASE["NAME"] = DATABASES["default"].get("NAME", "")
+if REPLICA_DATABASE_URL:
+    # Read-only reporting queries (dbops.routers); the server refuses writes on it too.
+    DATABASES["replica"] = database_config(REPLICA_DATABASE_URL, "REPLICA_DATABASE_URL")
+    DATABASES["replica"]["OPTIONS"]["options"] = "-c default_transaction_read_only=on"
+    DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
+REPORTING_MODELS = env.list("REPORTING_MODELS", default=[])
+DATABASE_ROUTERS = ["dbops.routers.ReplicaRouter"]
 
 SQL_MIGRATIONS = {
     "LOCATION": BASE_DIR / "migrations_sql",

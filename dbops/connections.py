@@ -20,6 +20,7 @@ def use_migration_role(alias: str = "default") -> bool:
         connection.close_pool()
     for key in OWNER_KEYS:
         connection.settings_dict[key] = owner[key]
+    connection.settings_dict["SECRET"] = owner.get("SECRET")  # Secrets Manager (dbops.secrets)
     options = {k: v for k, v in owner.get("OPTIONS", {}).items() if k != "pool"}
     # One migrator needs one connection, not a pool of them.
     connection.settings_dict["OPTIONS"] = options

@@ -1,0 +1,1 @@
+"""PostgreSQL with credentials from AWS Secrets Manager (see base.py)."""

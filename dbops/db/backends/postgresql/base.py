@@ -1,0 +1,126 @@
+"""Django's PostgreSQL backend, logging in with credentials from AWS Secrets Manager.
+
+ENGINE "dbops.db.backends.postgresql". Without a "SECRET" entry in the database settings it
+is Django's backend unchanged. With one ({"ID", "REGION", "SETTING"}), every new physical
+connection, pooled or not, logs in with the process's cached secret, and a refused password
+makes it read the secret again once (rotation). Django's pool builds its connection keywords
+once, when the pool is made, so the pool gets a connection class that puts the current
+credentials in at each connect instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import Any, ClassVar
+
+import psycopg
+from django.db.backends.postgresql import base as postgresql
+
+from dbops.secrets import DatabaseCredentials, SecretError, SecretRef
+
+Overlay = Callable[[DatabaseCredentials], dict[str, Any]]
+
+
+def login_params(
+    creds: DatabaseCredentials,
+    *,
+    ref: SecretRef,
+    host_set: bool,
+    port_set: bool,
+    name_set: bool,
+) -> dict[str, Any]:
+    """Return the login from the secret, and the address parts that settings leave out."""
+    params: dict[str, Any] = {"user": creds.username, "password": creds.password}
+    if not host_set:
+        if not creds.host:
+            raise SecretError(
+                f"{ref.describe()} has no 'host' and no host is configured: add 'host' to the "
+                "secret, or set DB_HOST (or the host of the database URL)."
+            )
+        params["host"] = creds.host
+    if not port_set and creds.port:
+        params["port"] = creds.port
+    if not name_set and creds.dbname:
+        params["dbname"] = creds.dbname
+    return params
+
+
+class SecretConnection(psycopg.Connection):  # type: ignore[type-arg]
+    """A pool's connection class: each connect logs in with the secret's current value."""
+
+    secret: ClassVar[SecretRef]
+    overlay: ClassVar[Overlay]
+
+    @classmethod
+    def connect(cls, conninfo: str = "", **kwargs: Any) -> Any:  # type: ignore[override]
+        parent = super().connect
+        return cls.secret.connect(
+            lambda creds: parent(conninfo, **{**kwargs, **cls.overlay(creds)})
+        )
+
+
+class DatabaseWrapper(postgresql.DatabaseWrapper):
+    def secret_ref(self) -> SecretRef | None:
+        config = self.settings_dict.get("SECRET")
+        if not config:
+            return None
+        return SecretRef(config["ID"], config.get("REGION") or "", config.get("SETTING") or "")
+
+    def secret_overlay(self, ref: SecretRef) -> Overlay:
+        s = self.settings_dict
+        # NAME None means "the postgres database" (Django's no-db connection): keep it.
+        return partial(
+            login_params,
+            ref=ref,
+            host_set=bool(s.get("HOST")),
+            port_set=bool(s.get("PORT")),
+            name_set=s.get("NAME") != "",
+        )
+
+    def get_connection_params(self) -> dict[str, Any]:
+        ref = self.secret_ref()
+        if ref is None:
+            return super().get_connection_params()
+        creds = ref.get()
+        original = self.settings_dict
+        if original.get("NAME") == "":
+            if not creds.dbname:
+                raise SecretError(
+                    f"No database name: {ref.describe()} has no 'dbname' and none is "
+                    "configured: set DB_NAME (or the database URL's path), or add 'dbname' "
+                    "to the secret."
+                )
+            # Django checks NAME before it builds the keywords; the wrapper is per thread.
+            self.settings_dict = {**original, "NAME": creds.dbname}
+        try:
+            params = super().get_connection_params()
+        finally:
+            self.settings_dict = original
+        params.update(self.secret_overlay(ref)(creds))
+        return params
+
+    @property
+    def pool(self) -> Any:
+        pool = super().pool
+        ref = self.secret_ref()
+        if (
+            pool is not None
+            and ref is not None
+            and not issubclass(pool.connection_class, SecretConnection)
+        ):
+            # The pool is made closed (open=False) and opened on first use, after this.
+            pool.connection_class = type(
+                "SecretConnection",
+                (SecretConnection,),
+                {"secret": ref, "overlay": staticmethod(self.secret_overlay(ref))},
+            )
+        return pool
+
+    def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
+        ref = self.secret_ref()
+        if ref is None or self.pool is not None:
+            return super().get_new_connection(conn_params)
+        overlay = self.secret_overlay(ref)
+        parent = super().get_new_connection
+        return ref.connect(lambda creds: parent({**conn_params, **overlay(creds)}))
