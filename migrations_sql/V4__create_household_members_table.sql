@@ -51,12 +51,13 @@ BEGIN
             USING ERRCODE = 'integrity_constraint_violation',
                   HINT = 'Every household needs exactly one member with role owner: add the owner in the same transaction, or promote another member before demoting or removing the owner.';
     END IF;
-    IF TG_TABLE_NAME = 'household_members' AND TG_OP = 'UPDATE'
-       AND NEW.household_id <> OLD.household_id THEN
-        hh := NEW.household_id;  -- the new household must be checked too
-        IF NOT EXISTS (SELECT 1 FROM household_members WHERE household_id = hh AND role = 'owner')
+    -- A member moved to another household: that one must have an owner too. (Nested IFs:
+    -- PL/pgSQL resolves every field of a condition, and households has no household_id.)
+    IF TG_TABLE_NAME = 'household_members' AND TG_OP = 'UPDATE' THEN
+        IF NEW.household_id <> OLD.household_id AND NOT EXISTS (
+            SELECT 1 FROM household_members WHERE household_id = NEW.household_id AND role = 'owner')
         THEN
-            RAISE EXCEPTION 'household % has no owner', hh
+            RAISE EXCEPTION 'household % has no owner', NEW.household_id
                 USING ERRCODE = 'integrity_constraint_violation';
         END IF;
     END IF;

@@ -18,7 +18,7 @@ CREATE TABLE task_templates (
     CONSTRAINT task_templates_effort_points_range CHECK (effort_points BETWEEN 1 AND 100),
     CONSTRAINT task_templates_recurrence_shape CHECK (
         recurrence IS NULL
-        OR (recurrence ~ '^(RRULE:)?[A-Z]+=[^;=]+(;[A-Z]+=[^;=]+)*$'
+        OR (recurrence ~ '^(RRULE:)?[A-Z]+=[^;=[:space:]]+(;[A-Z]+=[^;=[:space:]]+)*$'
             AND recurrence ~ '(^|[:;])FREQ=')
     )
 );

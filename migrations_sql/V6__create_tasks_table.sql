@@ -27,7 +27,7 @@ CREATE TABLE tasks (
     CONSTRAINT tasks_effort_points_range CHECK (effort_points BETWEEN 1 AND 100),
     CONSTRAINT tasks_recurrence_shape CHECK (
         recurrence IS NULL
-        OR (recurrence ~ '^(RRULE:)?[A-Z]+=[^;=]+(;[A-Z]+=[^;=]+)*$'
+        OR (recurrence ~ '^(RRULE:)?[A-Z]+=[^;=[:space:]]+(;[A-Z]+=[^;=[:space:]]+)*$'
             AND recurrence ~ '(^|[:;])FREQ=')
     )
 );

@@ -32,4 +32,4 @@ UNIQUE = "23505"
 CHECK = "23514"
 NOT_NULL = "23502"
 FOREIGN_KEY = "23503"
-RAISED = "P0001"  # RAISE EXCEPTION in a trigger
+INTEGRITY_VIOLATION = "23000"  # raised by the deferred has-an-owner triggers
