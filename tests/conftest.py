@@ -18,6 +18,7 @@ import environ
 import pytest
 
 from dbops.localdb import LocalCluster
+from tests.sqlproject import SqlProject, create_project, drop_project
 
 
 @dataclass
@@ -109,3 +110,11 @@ def manage_env(pg_server: PgServer, django_db_setup: None) -> dict[str, str]:
     for key, value in pg_server.options.items():
         env[{"sslmode": "DB_SSLMODE", "sslrootcert": "DB_SSLROOTCERT"}[key]] = value
     return env
+
+
+@pytest.fixture
+def sqlproject(tmp_path: Path, pg_server: PgServer) -> Iterator[SqlProject]:
+    """A throwaway SQL migrations project with a fresh database (see tests/sqlproject.py)."""
+    project = create_project(tmp_path, pg_server)
+    yield project
+    drop_project(project)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import time
 from typing import Any, Literal
 
-from dbops.sqlmigrations.exceptions import SqlMigrationError
+from dbops.sqlmigrations.exceptions import SqlMigrationError, line_at
 from dbops.sqlmigrations.files import MigrationFile
 from dbops.sqlmigrations.history import TYPE_SQL, HistoryRow, SchemaHistory
+from dbops.sqlmigrations.statements import split_statements
 from dbops.sqlmigrations.validation import applied_versions
 
 Outcome = Literal["applied", "adopted"]
@@ -16,29 +17,51 @@ Outcome = Literal["applied", "adopted"]
 class MigrationFailed(SqlMigrationError):
     """A migration file's SQL failed on the server."""
 
+    # What the caller needs to locate the failing statement after the rollback.
+    mf: MigrationFile
+    sql: str
+    error: BaseException
+    transactional: bool
+    elapsed: float = 0.0
+
 
 class ChecksumMismatch(SqlMigrationError):
     """The history holds this version with another checksum."""
 
 
+def _diag(error: BaseException) -> Any:
+    """psycopg's diagnostics, also through Django's wrapper exceptions (which chain them)."""
+    while error is not None:
+        diag = getattr(error, "diag", None)
+        if diag is not None:
+            return diag
+        error = error.__cause__  # type: ignore[assignment]
+    return None
+
+
 def _error_line(sql: str, error: BaseException) -> int | None:
     # PostgreSQL reports the position of parse and many semantic errors as a 1-based
     # character offset into the whole query string; the file went over in one piece.
-    diag = getattr(error, "diag", None)
-    position = getattr(diag, "statement_position", None)
+    position = getattr(_diag(error), "statement_position", None)
     if not position:
         return None
     return sql[: int(position) - 1].count("\n") + 1
 
 
 def failure(
-    mf: MigrationFile, sql: str, error: BaseException, transactional: bool
+    mf: MigrationFile,
+    sql: str,
+    error: BaseException,
+    transactional: bool,
+    *,
+    line: int | None = None,
+    elapsed: float = 0.0,
 ) -> MigrationFailed:
     """Describe a failed file: where, PostgreSQL's message, and what state it left."""
-    diag = getattr(error, "diag", None)
+    diag = _diag(error)
     primary = getattr(diag, "message_primary", None) or str(error).strip().splitlines()[0]
     severity = getattr(diag, "severity", None) or "ERROR"
-    line = _error_line(sql, error)
+    line = line or _error_line(sql, error)
     extra = "".join(
         f"\n  {label}: {value}"
         for label, value in (
@@ -60,10 +83,58 @@ def failure(
             "`manage.py sqlmigrations repair` and migrate again."
         )
     where = f", line {line}" if line else ""
-    return MigrationFailed(
+    failed = MigrationFailed(
         f"migration failed{where}: {severity}: {primary}{extra}\n{outcome}",
         path=mf.script,
         line=line,
+    )
+    failed.mf, failed.sql, failed.error = mf, sql, error
+    failed.transactional, failed.elapsed = transactional, elapsed
+    return failed
+
+
+def locate(connection: Any, failed: MigrationFailed) -> MigrationFailed:
+    """Find the line of the statement that failed, by replaying a rolled-back file.
+
+    Call this after the file's transaction was rolled back, with a raw psycopg connection
+    in autocommit mode. Only transactional files are replayed (a non-transactional one
+    may have left changes behind), inside one transaction that is always rolled back and
+    with a statement timeout of twice the failed run, so the replay cannot hang a deploy.
+    Returns `failed` unchanged if it already has a line or the replay cannot tell.
+    """
+    if failed.line or not failed.transactional:
+        return failed
+    statements = split_statements(failed.sql)
+    sqlstate = getattr(_diag(failed.error), "sqlstate", None)
+    if not statements or sqlstate is None:
+        return failed
+    line = None
+    if len(statements) == 1:
+        line = line_at(failed.sql, statements[0][0])
+    else:
+        budget_ms = max(1000, int(failed.elapsed * 2000))
+        with connection.cursor() as cursor:
+            cursor.execute("BEGIN")
+            try:
+                cursor.execute(f"SET LOCAL statement_timeout = {budget_ms}")
+                for offset, text in statements:
+                    try:
+                        cursor.execute(text)
+                    except Exception as error:  # noqa: BLE001 - any failure ends the replay
+                        if getattr(_diag(error), "sqlstate", None) == sqlstate:
+                            line = line_at(failed.sql, offset)
+                        break
+            finally:
+                cursor.execute("ROLLBACK")
+    if line is None:
+        return failed
+    return failure(
+        failed.mf,
+        failed.sql,
+        failed.error,
+        failed.transactional,
+        line=line,
+        elapsed=failed.elapsed,
     )
 
 
@@ -102,7 +173,8 @@ def apply_versioned(
     except Exception as error:
         if not transactional:
             _record(history, mf, started, success=False)
-        raise failure(mf, sql, error, transactional) from error
+        elapsed = time.perf_counter() - started
+        raise failure(mf, sql, error, transactional, elapsed=elapsed) from error
     _record(history, mf, started, success=True)
     return "applied"
 

@@ -1,0 +1,478 @@
+"""`manage.py migrate` with SQL migration files, against real PostgreSQL (issue 3).
+
+Every test builds a throwaway project (tests/sqlproject.py): SQL files, a wrapper per file,
+a fresh database, and the real `manage.py` in a subprocess, as a developer runs it.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from dbops.sqlmigrations.checksum import flyway_checksum
+from dbops.sqlmigrations.lock import lock_key
+from tests.helpers import REPO
+from tests.sqlproject import SqlProject
+
+FLYWAY_LOCK_KEY = 77433833903597  # what Flyway takes for "public"."flyway_schema_history"
+
+
+def migrate(project: SqlProject, *args: str) -> subprocess.CompletedProcess[str]:
+    return project.manage("migrate", "--no-input", *args)
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
+    assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    return result
+
+
+def failed(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode != 0, f"expected a failure, got:\n{result.stdout}"
+    assert "Traceback" not in result.stderr, result.stderr
+    return result.stderr
+
+
+def tables(project: SqlProject) -> set[str]:
+    rows = project.query("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+    return {r[0] for r in rows}
+
+
+# --- order and history -------------------------------------------------------------------
+
+
+def test_applies_files_in_order_and_records_flyway_rows(sqlproject: SqlProject) -> None:
+    sqlproject.write("V1__create_a.sql", "CREATE TABLE a (id int PRIMARY KEY);\n")
+    sqlproject.write("V2__create_b.sql", "CREATE TABLE b (id int REFERENCES a);\n")
+    sqlproject.write("V3__seed_a.sql", "INSERT INTO a VALUES (1);\r\nINSERT INTO a VALUES (2);")
+    ok(migrate(sqlproject))
+
+    rows = sqlproject.history()
+    assert [(r[0], r[1], r[2], r[3], r[4]) for r in rows] == [
+        (1, "1", "create a", "SQL", "V1__create_a.sql"),
+        (2, "2", "create b", "SQL", "V2__create_b.sql"),
+        (3, "3", "seed a", "SQL", "V3__seed_a.sql"),
+    ]
+    for row in rows:
+        data = (sqlproject.sql_dir / row[4]).read_bytes()
+        assert row[5] == flyway_checksum(data, path=row[4])
+        assert row[6] == sqlproject.server.user  # installed_by: the migrating role
+        assert row[7] >= 0  # execution_time in ms
+        assert row[8] is True
+    assert sqlproject.query("SELECT count(*) FROM a") == [(2,)]
+    applied = sqlproject.query("SELECT name FROM django_migrations WHERE app = 'dbops'")
+    assert {r[0] for r in applied} == {"V1__create_a", "V2__create_b", "V3__seed_a"}
+
+
+def test_versions_compare_numerically_part_by_part(sqlproject: SqlProject) -> None:
+    sqlproject.convention = False  # dotted versions break the team's convention, not Flyway's
+    sqlproject.write("V10__ten.sql", "INSERT INTO seen VALUES ('10');")
+    sqlproject.write("V2__two.sql", "INSERT INTO seen VALUES ('2');")
+    sqlproject.write("V1_2__one_two.sql", "INSERT INTO seen VALUES ('1.2');")
+    sqlproject.write("V1.1__one_one.sql", "INSERT INTO seen VALUES ('1.1');")
+    sqlproject.write("V1__one.sql", "CREATE TABLE seen (n text, at serial);")
+    ok(migrate(sqlproject))
+    assert [r[0] for r in sqlproject.query("SELECT n FROM seen ORDER BY at")] == [
+        "1.1",
+        "1.2",
+        "2",
+        "10",
+    ]
+    assert [r[1] for r in sqlproject.history()] == ["1", "1.1", "1.2", "2", "10"]
+
+
+def test_second_run_applies_nothing(sqlproject: SqlProject) -> None:
+    sqlproject.write("V1__create_a.sql", "CREATE TABLE a (id int);")
+    ok(migrate(sqlproject))
+    before = sqlproject.history()
+    second = ok(migrate(sqlproject))
+    assert "No migrations to apply" in second.stdout
+    assert sqlproject.history() == before
+
+
+def test_plan_and_showmigrations_work_as_in_django(sqlproject: SqlProject) -> None:
+    sqlproject.write("V1__create_a.sql", "CREATE TABLE a (id int);")
+    sqlproject.write("V2__create_b.sql", "CREATE TABLE b (id int);")
+    plan = ok(migrate(sqlproject, "--plan"))
+    assert "Run V1__create_a.sql" in plan.stdout and "Run V2__create_b.sql" in plan.stdout
+    assert "IRREVERSIBLE" not in plan.stdout
+    assert "a" not in tables(sqlproject)  # --plan changes nothing
+
+    ok(migrate(sqlproject, "dbops", "V1__create_a"))
+    shown = ok(sqlproject.manage("showmigrations", "dbops")).stdout
+    assert "[X] V1__create_a" in shown
+    assert "[ ] V2__create_b" in shown
+    assert tables(sqlproject) >= {"a"} and "b" not in tables(sqlproject)
+
+
+# --- failures ----------------------------------------------------------------------------
+
+
+def test_failing_file_rolls_back_names_file_and_line_then_rerun_proceeds(
+    sqlproject: SqlProject,
+) -> None:
+    sqlproject.write("V1__create_a.sql", "CREATE TABLE a (id int);\n")
+    sqlproject.write(
+        "V2__create_b.sql",
+        "CREATE TABLE b (id int);\n-- a comment\nINSERT INTO b VALUES ('not a number');\n",
+    )
+    sqlproject.write("V3__create_c.sql", "CREATE TABLE c (id int);\n")
+    err = failed(migrate(sqlproject))
+    assert "V2__create_b.sql" in err
+    assert "line 3" in err
+    assert "invalid input syntax for type integer" in err
+    assert "rolled back" in err
+
+    assert "a" in tables(sqlproject)
+    assert not {"b", "c"} & tables(sqlproject)  # V2's first statement was rolled back too
+    assert [r[1] for r in sqlproject.history()] == ["1"]  # nothing recorded for V2
+
+    sqlproject.write(
+        "V2__create_b.sql", "CREATE TABLE b (id int);\n-- a comment\nINSERT INTO b VALUES (7);\n"
+    )
+    ok(migrate(sqlproject))
+    assert [r[1] for r in sqlproject.history()] == ["1", "2", "3"]
+    assert sqlproject.query("SELECT id FROM b") == [(7,)]
+
+
+def test_edited_applied_file_stops_the_run_before_anything_is_applied(
+    sqlproject: SqlProject,
+) -> None:
+    sqlproject.write("V1__create_a.sql", "CREATE TABLE a (id int);\n")
+    ok(migrate(sqlproject))
+    sqlproject.write("V1__create_a.sql", "CREATE TABLE a (id bigint);\n")
+    sqlproject.write("V2__create_b.sql", "CREATE TABLE b (id int);\n")
+    err = failed(migrate(sqlproject))
+    assert "V1__create_a.sql" in err
+    assert "edited since it was applied" in err
+    assert "nothing was applied" in err
+    assert "b" not in tables(sqlproject)
+    assert len(sqlproject.history()) == 1
+
+
+def test_missing_applied_file_is_named(sqlproject: SqlProject) -> None:
+    sqlproject.write("V1__create_a.sql", "CREATE TABLE a (id int);\n")
+    sqlproject.write("V2__create_b.sql", "CREATE TABLE b (id int);\n")
+    ok(migrate(sqlproject))
+    sqlproject.remove("V1__create_a.sql")
+    sqlproject.write("V3__create_c.sql", "CREATE TABLE c (id int);\n")
+    err = failed(migrate(sqlproject))
+    assert "V1__create_a.sql" in err and "not on disk" in err
+    assert "c" not in tables(sqlproject)
+
+
+def test_duplicate_versions_are_named(sqlproject: SqlProject) -> None:
+    sqlproject.write("V1__create_a.sql", "CREATE TABLE a (id int);\n")
+    sqlproject.write("V2__create_b.sql", "CREATE TABLE b (id int);\n")
+    sqlproject.write("V02__create_c.sql", "CREATE TABLE c (id int);\n")
+    err = failed(migrate(sqlproject))
+    assert "V2__create_b.sql" in err and "V02__create_c.sql" in err
+    assert not {"a", "b", "c"} & tables(sqlproject)
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("V2__CreateB.sql", "snake_case"),
+        ("V2_1__create_b.sql", "integer"),
+        ("V3__create_b.sql", "v2 is missing"),
+    ],
+)
+def test_names_breaking_the_convention_are_named(
+    sqlproject: SqlProject, name: str, expected: str
+) -> None:
+    sqlproject.write("V1__create_a.sql", "CREATE TABLE a (id int);\n")
+    sqlproject.write(name, "CREATE TABLE b (id int);\n")
+    err = failed(migrate(sqlproject))
+    assert name in err
+    assert expected in err.lower()
+    assert not {"a", "b"} & tables(sqlproject)
+
+
+def test_invalid_version_is_named(sqlproject: SqlProject) -> None:
+    sqlproject.write("V1__create_a.sql", "CREATE TABLE a (id int);\n")
+    sqlproject.write("V2x__create_b.sql", "CREATE TABLE b (id int);\n")
+    err = failed(migrate(sqlproject))
+    assert "V2x__create_b.sql" in err
+    assert "a" not in tables(sqlproject)
+
+
+def test_file_that_is_not_utf8_is_named(sqlproject: SqlProject) -> None:
+    sqlproject.write("V1__create_a.sql", b"CREATE TABLE a (note text DEFAULT '\xe9');\n")
+    err = failed(migrate(sqlproject))
+    assert "V1__create_a.sql" in err
+    assert "UTF-8" in err
+
+
+# --- adoption of a Flyway-written history --------------------------------------------------
+
+FLYWAY_DDL = """
+CREATE TABLE "public"."flyway_schema_history" (
+    "installed_rank" INT NOT NULL,
+    "version" VARCHAR(50),
+    "description" VARCHAR(200) NOT NULL,
+    "type" VARCHAR(20) NOT NULL,
+    "script" VARCHAR(1000) NOT NULL,
+    "checksum" INTEGER,
+    "installed_by" VARCHAR(100) NOT NULL,
+    "installed_on" TIMESTAMP NOT NULL DEFAULT now(),
+    "execution_time" INTEGER NOT NULL,
+    "success" BOOLEAN NOT NULL
+);
+ALTER TABLE "public"."flyway_schema_history"
+    ADD CONSTRAINT "flyway_schema_history_pk" PRIMARY KEY ("installed_rank");
+CREATE INDEX "flyway_schema_history_s_idx" ON "public"."flyway_schema_history" ("success");
+"""
+
+
+def flyway_ran(project: SqlProject, *names: str, checksum_offset: int = 0) -> None:
+    """Do what the Flyway CLI does for these files: run them and write its history rows."""
+    with project.connect() as conn:
+        conn.execute(FLYWAY_DDL)
+        for rank, name in enumerate(names, start=1):
+            path = project.sql_dir / name
+            conn.execute(path.read_text())
+            version, description = name.removeprefix("V").removesuffix(".sql").split("__")
+            conn.execute(
+                "INSERT INTO flyway_schema_history VALUES (%s, %s, %s, 'SQL', %s, %s, "
+                "'flyway', now(), 5, true)",
+                [
+                    rank,
+                    version,
+                    description.replace("_", " "),
+                    name,
+                    flyway_checksum(path.read_bytes(), path=name) + checksum_offset,
+                ],
+            )
+
+
+def test_adopts_a_flyway_written_history_without_running_sql_again(
+    sqlproject: SqlProject,
+) -> None:
+    sqlproject.write("V1__create_a.sql", "CREATE TABLE a (id int);\nINSERT INTO a VALUES (1);\n")
+    sqlproject.write("V2__create_b.sql", "CREATE TABLE b (id int);\n")
+    flyway_ran(sqlproject, "V1__create_a.sql", "V2__create_b.sql")
+    sqlproject.write("V3__create_c.sql", "CREATE TABLE c (id int);\n")
+
+    ok(migrate(sqlproject))
+    assert sqlproject.query("SELECT count(*) FROM a") == [(1,)]  # V1 did not run twice
+    rows = sqlproject.history()
+    assert [(r[1], r[6]) for r in rows] == [
+        ("1", "flyway"),
+        ("2", "flyway"),
+        ("3", sqlproject.server.user),
+    ]
+    applied = sqlproject.query("SELECT name FROM django_migrations WHERE app = 'dbops'")
+    assert {r[0] for r in applied} == {"V1__create_a", "V2__create_b", "V3__create_c"}
+
+
+def test_refuses_to_adopt_a_history_whose_checksum_differs(sqlproject: SqlProject) -> None:
+    sqlproject.write("V1__create_a.sql", "CREATE TABLE a (id int);\n")
+    flyway_ran(sqlproject, "V1__create_a.sql", checksum_offset=1)
+    err = failed(migrate(sqlproject))
+    assert "V1__create_a.sql" in err
+    assert "checksum" in err or "edited since it was applied" in err
+    assert "django_migrations" not in tables(sqlproject)  # refused before anything ran
+
+
+# --- non-transactional files, placeholders, repeatables ----------------------------------
+
+
+def test_non_transactional_file_creates_index_concurrently(sqlproject: SqlProject) -> None:
+    sqlproject.write("V1__create_a.sql", "CREATE TABLE a (id int);\nINSERT INTO a VALUES (1);\n")
+    sqlproject.write("V2__index_a.sql", "CREATE INDEX CONCURRENTLY a_id_idx ON a (id);\n")
+    sqlproject.write("V2__index_a.sql.conf", "executeInTransaction=false\n")
+    ok(migrate(sqlproject))
+    assert sqlproject.query(
+        "SELECT indisvalid FROM pg_index WHERE indexrelid = 'a_id_idx'::regclass"
+    ) == [(True,)]
+    assert [r[1] for r in sqlproject.history()] == ["1", "2"]
+
+
+def test_transactional_concurrent_index_fails_with_a_hint(sqlproject: SqlProject) -> None:
+    sqlproject.write("V1__create_a.sql", "CREATE TABLE a (id int);\n")
+    sqlproject.write("V2__index_a.sql", "CREATE INDEX CONCURRENTLY a_id_idx ON a (id);\n")
+    err = failed(migrate(sqlproject))
+    assert "V2__index_a.sql" in err
+    assert "cannot run inside a transaction block" in err
+    assert [r[1] for r in sqlproject.history()] == ["1"]
+
+
+def test_failed_non_transactional_file_records_a_failed_row(sqlproject: SqlProject) -> None:
+    sqlproject.write("V1__create_a.sql", "CREATE TABLE a (id int);\n")
+    sqlproject.write(
+        "V2__index_a.sql",
+        "CREATE INDEX CONCURRENTLY a_id_idx ON a (id);\n"
+        "CREATE INDEX CONCURRENTLY x ON nope (id);\n",
+    )
+    sqlproject.write("V2__index_a.sql.conf", "executeInTransaction=false\n")
+    err = failed(migrate(sqlproject))
+    assert "V2__index_a.sql" in err and "repair" in err
+    rows = sqlproject.history()
+    assert [(r[1], r[8]) for r in rows] == [("1", True), ("2", False)]
+    # Flyway's rule: a failed row blocks the next run until it is repaired.
+    err = failed(migrate(sqlproject))
+    assert "failed" in err and "V2__index_a.sql" in err
+
+
+def test_placeholders_are_replaced(sqlproject: SqlProject) -> None:
+    sqlproject.placeholders = {"owner_note": "kept by ops"}
+    sqlproject.write(
+        "V1__create_a.sql",
+        "CREATE TABLE ${flyway:defaultSchema}.a (note text DEFAULT '${owner_note}');\n"
+        "COMMENT ON TABLE a IS 'history in ${flyway:table}, by ${flyway:user}';\n",
+    )
+    ok(migrate(sqlproject))
+    assert sqlproject.query(
+        "SELECT column_default FROM information_schema.columns WHERE table_name = 'a'"
+    ) == [("'kept by ops'::text",)]
+    assert sqlproject.query("SELECT obj_description('a'::regclass)") == [
+        (f"history in flyway_schema_history, by {sqlproject.server.user}",)
+    ]
+
+
+def test_unknown_placeholder_names_file_and_line(sqlproject: SqlProject) -> None:
+    sqlproject.write("V1__create_a.sql", "CREATE TABLE a (id int);\n\nSELECT '${nope}';\n")
+    err = failed(migrate(sqlproject))
+    assert "V1__create_a.sql" in err
+    assert "nope" in err
+    assert "3" in err
+    assert "a" not in tables(sqlproject)
+
+
+def test_repeatables_run_after_versioned_and_again_when_changed(sqlproject: SqlProject) -> None:
+    sqlproject.write("V1__create_a.sql", "CREATE TABLE a (id int);\n")
+    sqlproject.write("R__a_view.sql", "CREATE OR REPLACE VIEW a_view AS SELECT id FROM a;\n")
+    ok(migrate(sqlproject))
+    rows = sqlproject.history()
+    assert [(r[1], r[2], r[4]) for r in rows] == [
+        ("1", "create a", "V1__create_a.sql"),
+        (None, "a view", "R__a_view.sql"),
+    ]
+
+    ok(migrate(sqlproject))
+    assert len(sqlproject.history()) == 2  # unchanged: not run again
+
+    sqlproject.write(
+        "R__a_view.sql", "CREATE OR REPLACE VIEW a_view AS SELECT id, id * 2 AS twice FROM a;\n"
+    )
+    ok(migrate(sqlproject))
+    rows = sqlproject.history()
+    assert [r[4] for r in rows] == ["V1__create_a.sql", "R__a_view.sql", "R__a_view.sql"]
+    assert rows[1][5] != rows[2][5]
+    assert sqlproject.query(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = 'a_view' "
+        "ORDER BY ordinal_position"
+    ) == [("id",), ("twice",)]
+
+
+# --- concurrency and the lock ------------------------------------------------------------
+
+
+def test_four_concurrent_migrators_apply_each_file_once(sqlproject: SqlProject) -> None:
+    sqlproject.write("V1__create_log.sql", "CREATE TABLE log (version int);\n")
+    for n in range(2, 16):
+        sqlproject.write(
+            f"V{n}__step_{n}.sql",
+            f"CREATE TABLE t{n} (id int);\nINSERT INTO log VALUES ({n});\nSELECT pg_sleep(0.02);\n",
+        )
+    sqlproject.sync_wrappers()
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: sqlproject.manage("migrate", sync=False), range(4)))
+    for result in results:
+        ok(result)
+    assert (
+        sqlproject.query("SELECT version, count(*) FROM log GROUP BY 1 HAVING count(*) > 1") == []
+    )
+    assert sqlproject.query("SELECT count(*) FROM log") == [(14,)]
+    assert [r[1] for r in sqlproject.history()] == [str(n) for n in range(1, 16)]
+
+
+def test_lock_key_is_flywayss() -> None:
+    assert lock_key('"public"."flyway_schema_history"') == FLYWAY_LOCK_KEY
+
+
+def test_waits_for_a_flyway_run_holding_the_lock(sqlproject: SqlProject) -> None:
+    sqlproject.write("V1__create_a.sql", "CREATE TABLE a (id int);\n")
+    sqlproject.sync_wrappers()
+    with sqlproject.connect() as holder:
+        # Flyway takes a transaction-level lock on the same key for its whole run.
+        holder.autocommit = False
+        holder.execute("SELECT pg_advisory_xact_lock(%s)", [FLYWAY_LOCK_KEY])
+        proc = subprocess.Popen(
+            [sys.executable, str(REPO / "manage.py"), "migrate", "--no-input"],
+            cwd=sqlproject.root,
+            env=sqlproject.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert "waiting" in first.lower()
+        assert "a" not in tables(sqlproject)
+        holder.rollback()  # Flyway finished: the lock is released
+    _out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "a" in tables(sqlproject)
+
+
+# --- undo ---------------------------------------------------------------------------------
+
+
+def test_migrating_backwards_runs_the_undo_file_and_removes_the_row(
+    sqlproject: SqlProject,
+) -> None:
+    sqlproject.write("V1__create_a.sql", "CREATE TABLE a (id int);\n")
+    sqlproject.write("V2__create_b.sql", "CREATE TABLE b (id int);\n")
+    sqlproject.write("U2__create_b.sql", "DROP TABLE b;\n")
+    ok(migrate(sqlproject))
+    plan = ok(migrate(sqlproject, "dbops", "V1__create_a", "--plan")).stdout
+    assert "Run U2__create_b.sql (undo of V2__create_b.sql)" in plan
+    ok(migrate(sqlproject, "dbops", "V1__create_a"))
+    assert "b" not in tables(sqlproject)
+    assert [r[1] for r in sqlproject.history()] == ["1"]
+
+    ok(migrate(sqlproject))  # and forwards again
+    assert "b" in tables(sqlproject)
+    assert [r[1] for r in sqlproject.history()] == ["1", "2"]
+
+
+def test_without_an_undo_file_the_wrapper_is_irreversible(sqlproject: SqlProject) -> None:
+    sqlproject.write("V1__create_a.sql", "CREATE TABLE a (id int);\n")
+    sqlproject.write("V2__create_b.sql", "CREATE TABLE b (id int);\n")
+    ok(migrate(sqlproject))
+    plan = ok(migrate(sqlproject, "dbops", "V1__create_a", "--plan")).stdout
+    assert "IRREVERSIBLE: V2__create_b.sql has no undo file" in plan
+    result = migrate(sqlproject, "dbops", "V1__create_a")
+    assert result.returncode != 0
+    assert "U2__create_b.sql" in result.stderr
+    assert "b" in tables(sqlproject)
+    assert [r[1] for r in sqlproject.history()] == ["1", "2"]
+
+
+def test_wrong_password_names_the_setting_and_hides_the_password(sqlproject: SqlProject) -> None:
+    sqlproject.write("V1__create_a.sql", "CREATE TABLE a (id int);\n")
+    sqlproject.sync_wrappers()
+    env = sqlproject.env()
+    secret = "not-the-password-42"
+    env["DATABASE_URL"] = (
+        sqlproject.server.url(sqlproject.database).replace(
+            sqlproject.server.password.replace("/", "%2F"), secret
+        )
+        if sqlproject.server.password
+        else env["DATABASE_URL"]
+    )
+    result = subprocess.run(
+        [sys.executable, str(REPO / "manage.py"), "migrate", "--no-input"],
+        cwd=sqlproject.root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert secret not in result.stdout + result.stderr
+    assert "password authentication failed" in result.stderr
