@@ -1,0 +1,83 @@
+"""`manage.py cognitosync`: create, update and deactivate profiles from the Cognito pool."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from accounts.cognito import CognitoSyncError, cognito_client, sync
+
+
+class Command(BaseCommand):
+    help = (
+        "Sync user profiles from the Cognito user pool: create or update them by sub "
+        "(email, verified flag, name) and deactivate those whose Cognito user is gone or "
+        "disabled. Safe to interrupt and run again."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--user-pool-id",
+            default=getattr(settings, "COGNITO_USER_POOL_ID", "")
+            or os.environ.get("COGNITO_USER_POOL_ID", ""),
+            help="The pool to read (default: COGNITO_USER_POOL_ID).",
+        )
+        parser.add_argument("--region", default=None, help="AWS region (default: AWS_REGION).")
+        parser.add_argument(
+            "--dry-run", action="store_true", help="Report what would change; change nothing."
+        )
+        parser.add_argument("--page-size", type=int, default=60, help="Users per request (1-60).")
+        parser.add_argument("--json", action="store_true", help="Print the summary as JSON.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        pool_id = options["user_pool_id"]
+        if not pool_id:
+            raise CommandError(
+                "no user pool: pass --user-pool-id or set COGNITO_USER_POOL_ID "
+                "(e.g. eu-west-1_AbCdEf123)"
+            )
+        if not 1 <= options["page_size"] <= 60:
+            raise CommandError("--page-size must be between 1 and 60 (Cognito's maximum)")
+        region = options["region"] or getattr(settings, "AWS_REGION", "") or None
+        show_progress = options["verbosity"] >= 1 and not options["json"]
+
+        def progress(page: int, seen: int) -> None:
+            if show_progress:
+                sys.stderr.write(f"\rpage {page}: {seen} users read")
+                sys.stderr.flush()
+
+        try:
+            summary = sync(
+                cognito_client(region),
+                pool_id,
+                dry_run=options["dry_run"],
+                page_size=options["page_size"],
+                progress=progress,
+            )
+        except CognitoSyncError as err:
+            raise CommandError(str(err)) from err
+        if show_progress and summary.seen:
+            sys.stderr.write("\n")
+        if options["json"]:
+            self.stdout.write(json.dumps({**summary.as_dict(), "dry_run": options["dry_run"]}))
+        else:
+            prefix = "DRY RUN, nothing changed. Would have: " if options["dry_run"] else ""
+            self.stdout.write(
+                f"{prefix}Read {summary.seen} Cognito users: {summary.created} created, "
+                f"{summary.updated} updated, {summary.unchanged} unchanged, "
+                f"{summary.deactivated} deactivated, {summary.skipped_deleted} skipped "
+                f"(deleted here), {summary.skipped_no_email} skipped (no email), "
+                f"{len(summary.conflicts)} conflicts."
+            )
+            for conflict in summary.conflicts:
+                self.stderr.write(f"  conflict: {conflict}")
+        if summary.conflicts:
+            raise CommandError(
+                f"{len(summary.conflicts)} Cognito users could not be synced (listed above); "
+                "resolve the duplicates in Cognito or the admin and run again"
+            )
