@@ -68,6 +68,7 @@ def test_it_round_trips_a_model_change(app_project: AppProject) -> None:  # noqa
     assert migrated.returncode == 0, migrated.stderr
     assert columns(p, "items") == ["id", "name", "price"]
     assert history(p)[-1] == ("2", "V2__create_items.sql")
+    assert p.manage("schemadrift").returncode == 0
     assert "No changes detected" in p.manage("makesqlmigration", "shop", "again").stdout
 
     p.models(ITEM_WITH_SKU)
@@ -81,6 +82,8 @@ def test_it_round_trips_a_model_change(app_project: AppProject) -> None:  # noqa
     )
     assert p.manage("migrate", "--no-input").returncode == 0
     assert columns(p, "items") == ["id", "name", "price", "sku"]
+    drift = p.manage("schemadrift")
+    assert drift.returncode == 0, drift.stdout + drift.stderr
 
     back = p.manage("migrate", "shop", "V2__create_items", "--no-input")
 
