@@ -1,0 +1,270 @@
+"""`manage.py sqlmigrations info|validate|repair|baseline|lint`: Flyway's commands, and lint."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+from dbops import engine
+from dbops.connections import use_migration_role
+from dbops.redact import redact
+from dbops.sqlmigrations import info as infos
+from dbops.sqlmigrations import lint as linting
+from dbops.sqlmigrations.baseline import baseline
+from dbops.sqlmigrations.exceptions import SqlMigrationError
+from dbops.sqlmigrations.history import BASELINE_DESCRIPTION, HistoryRow
+from dbops.sqlmigrations.lock import advisory_lock, lock_key
+from dbops.sqlmigrations.placeholders import builtin_placeholders
+from dbops.sqlmigrations.repair import (
+    MARK_DELETED,
+    REALIGN,
+    REMOVE_FAILED,
+    apply_repair,
+    plan_repair,
+)
+from dbops.sqlmigrations.validation import Problem
+from dbops.sqlmigrations.versions import Version
+
+PROGRESS_FROM = 200  # files: lint reports progress on stderr from this many on
+
+
+class Command(BaseCommand):
+    help = "Inspect and maintain the SQL migrations and flyway_schema_history, as Flyway does."
+    # These commands diagnose and fix broken migration sets: the checks must not stop them.
+    requires_system_checks: list[str] = []
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        sub = parser.add_subparsers(dest="subcommand", required=True, metavar="SUBCOMMAND")
+
+        def add(name: str, help: str) -> CommandParser:
+            p = sub.add_parser(name, help=help, description=help)
+            p.add_argument("--database", default=DEFAULT_DB_ALIAS, help="database alias")
+            p.add_argument("--json", action="store_true", help="print JSON for machines")
+            return p
+
+        p = add("info", "List every migration file and history row with its Flyway state.")
+        p.add_argument("--target", help="show versions above this one as 'Above Target'")
+        add("validate", "Check the files against the history; list every problem; exit 1 if any.")
+        p = add("repair", "Remove failed rows, mark missing files deleted, realign checksums.")
+        p.add_argument("--dry-run", action="store_true", help="print the changes, make none")
+        p = add("baseline", "Adopt a database whose schema exists: record version N as applied.")
+        p.add_argument("--version", required=True, help="the version the schema is at, e.g. 4")
+        p.add_argument("--description", default=BASELINE_DESCRIPTION)
+        p = add(
+            "lint", "Lint SQL files with squawk and the team's database guide; exit 1 on findings."
+        )
+        p.add_argument("files", nargs="*", help="files to lint (default: every migration)")
+        p.add_argument(
+            "--base", help="git ref of the committed files (default: merge base with main)"
+        )
+        p.add_argument("--no-db", action="store_true", help="skip the applied-file check")
+        p.add_argument("--no-git", action="store_true", help="skip the committed-file check")
+        p.add_argument("--progress", action="store_true", help="report progress on stderr")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        connection = connections[options["database"]]
+        try:
+            getattr(self, "_" + options["subcommand"])(connection, options)
+        except SqlMigrationError as err:
+            raise CommandError(str(err)) from err
+
+    # -- info / validate: read-only, with whatever role the connection has --------------
+
+    def _read(self, connection: BaseDatabaseWrapper) -> tuple[list[HistoryRow], dict[str, Any]]:
+        try:
+            with connection.cursor() as cursor:
+                history = engine.history_for(cursor)
+                return history.rows(), engine.placeholders_for(cursor)
+        except DatabaseError as err:
+            raise CommandError(f"cannot read the schema history: {redact(str(err))}") from err
+
+    def _info(self, connection: BaseDatabaseWrapper, options: dict[str, Any]) -> None:
+        files = engine.load_files(refresh=True)
+        rows, values = self._read(connection)
+        target = Version(options["target"]) if options["target"] else None
+        found = infos.migration_infos(
+            files, rows, values=values, out_of_order=engine.option("OUT_OF_ORDER"), target=target
+        )
+        version = infos.current_version(found)
+        if options["json"]:
+            self._json(
+                {
+                    "schemaVersion": str(version) if version is not None else None,
+                    "schemaName": engine.option("SCHEMA"),
+                    "database": connection.settings_dict["NAME"],
+                    "migrations": [i.as_json() for i in found],
+                }
+            )
+            return
+        self.stdout.write(
+            f"Schema version: {version if version is not None else '<< Empty Schema >>'}"
+        )
+        self.stdout.write(
+            infos.ascii_table(infos.COLUMNS, infos.table_rows(found), "No migrations found")
+        )
+        for i in found:
+            if i.checksum_matches is False and i.state not in (infos.State.DELETED,):
+                self.stdout.write(
+                    self.style.WARNING(
+                        f"{i.script}: edited since it was applied (checksum differs); "
+                        "run `manage.py sqlmigrations validate`"
+                    )
+                )
+        pending = sum(i.state is infos.State.PENDING for i in found)
+        self.stdout.write(f"{len(found)} migrations, {pending} pending.")
+
+    def _validate(self, connection: BaseDatabaseWrapper, options: dict[str, Any]) -> None:
+        try:
+            files = engine.load_files(refresh=True)
+        except SqlMigrationError as err:
+            files, problems = None, [Problem("files", err.path, err.detail)]
+        rows, _ = self._read(connection)
+        if files is not None:
+            problems = engine.validate_database(connection, rows)
+        count = len(files) if files is not None else 0
+        if options["json"]:
+            self._json(
+                {
+                    "valid": not problems,
+                    "migrations": count,
+                    "problems": [
+                        {"code": p.code, "file": p.script, "message": p.message} for p in problems
+                    ],
+                }
+            )
+        if problems:
+            plural = "s" if len(problems) != 1 else ""
+            raise CommandError(
+                f"Validation failed: {len(problems)} problem{plural}"
+                + ("" if options["json"] else ":\n" + "\n".join(f"  - {p}" for p in problems))
+            )
+        if not options["json"]:
+            self.stdout.write(f"Successfully validated {count} migrations: no problems.")
+
+    # -- repair / baseline: owner role, advisory lock, one transaction ----------------------
+
+    def _locked(self, connection: BaseDatabaseWrapper, options: dict[str, Any]) -> Any:
+        use_migration_role(options["database"])
+        connection.ensure_connection()
+        cursor = connection.cursor()
+        history = engine.history_for(cursor)
+        lock = advisory_lock(
+            cursor,
+            lock_key(history.quoted_name),
+            on_wait=lambda: self.stderr.write("Waiting for a migration run to release the lock..."),
+        )
+        return cursor, history, lock
+
+    def _repair(self, connection: BaseDatabaseWrapper, options: dict[str, Any]) -> None:
+        files = engine.load_files(refresh=True)
+        cursor, history, lock = self._locked(connection, options)
+        with cursor, lock, transaction.atomic(using=options["database"]):
+            rows = history.rows()
+            actions = plan_repair(
+                files,
+                rows,
+                values=engine.placeholders_for(cursor),
+                out_of_order=engine.option("OUT_OF_ORDER"),
+            )
+            if not options["dry_run"]:
+                apply_repair(history, actions)
+        if options["json"]:
+            self._json({"dryRun": options["dry_run"], "actions": [a.as_json() for a in actions]})
+            return
+        prefix = "Would repair" if options["dry_run"] else "Repaired"
+        for action in actions:
+            self.stdout.write(f"{prefix}: {action}")
+        counts = {
+            k: sum(a.action == k for a in actions) for k in (REMOVE_FAILED, MARK_DELETED, REALIGN)
+        }
+        if not actions:
+            self.stdout.write(f"Nothing to repair in {history.quoted_name}.")
+            return
+        verb = "would be" if options["dry_run"] else "were"
+        self.stdout.write(
+            f"Done: {counts[REMOVE_FAILED]} failed rows removed, {counts[MARK_DELETED]} missing "
+            f"migrations marked deleted, {counts[REALIGN]} rows realigned ({verb} changed)."
+        )
+
+    def _baseline(self, connection: BaseDatabaseWrapper, options: dict[str, Any]) -> None:
+        version = Version(options["version"])
+        cursor, history, lock = self._locked(connection, options)
+        with cursor, lock, transaction.atomic(using=options["database"]):
+            created = baseline(history, version, options["description"])
+        if options["json"]:
+            self._json({"baselineVersion": str(version), "created": created})
+            return
+        if not created:
+            self.stdout.write(f"Already baselined at version {version}; nothing to do.")
+            return
+        self.stdout.write(
+            f"Baselined {history.quoted_name} at version {version}. `migrate` now records the "
+            f"wrappers of versions up to {version} as applied without running them, and "
+            "applies later versions."
+        )
+
+    # -- lint ------------------------------------------------------------------------------
+
+    def _lint(self, connection: BaseDatabaseWrapper, options: dict[str, Any]) -> None:
+        location = Path(engine.option("LOCATION")).resolve()
+        files = engine.load_files(refresh=True)
+        targets = self._lint_targets(files, location, options["files"])
+        show = options["progress"] or len(targets) >= PROGRESS_FROM
+        progress = (lambda text: self.stderr.write(f"lint: {text}")) if show else None
+        rows: list[HistoryRow] = []
+        values = self._offline_values()
+        if not options["no_db"]:
+            try:
+                rows, values = self._read(connection)
+            except CommandError as err:
+                self.stderr.write(f"lint: skipping the applied-file check: {err}")
+        committed: dict[str, int] = {}
+        if not options["no_git"]:
+            _, committed = linting.committed_checksums(location, targets, options["base"])
+        findings = linting.lint(
+            files, targets, values=values, rows=rows, committed=committed, progress=progress
+        )
+        if options["json"]:
+            self._json({"files": len(targets), "findings": [f.as_json() for f in findings]})
+        else:
+            for finding in findings:
+                self.stdout.write(str(finding))
+        if findings:
+            raise CommandError(f"lint: {len(findings)} findings in {len(targets)} files")
+        if not options["json"]:
+            self.stdout.write(f"Linted {len(targets)} files: no findings.")
+
+    def _lint_targets(self, files: list[Any], location: Path, paths: list[str]) -> list[Any]:
+        if not paths:
+            return list(files)
+        by_path = {mf.path.resolve(): mf for mf in files}
+        targets = []
+        for raw in paths:
+            mf = by_path.get(Path(raw).resolve())
+            if mf is None:
+                raise CommandError(
+                    f"{raw}: not a migration file under {location} (V/U/R{{...}}__name.sql)"
+                )
+            targets.append(mf)
+        return targets
+
+    def _offline_values(self) -> dict[str, Any]:
+        values: dict[str, Any] = dict(
+            builtin_placeholders(
+                schema=engine.option("SCHEMA"),
+                user="lint",
+                database="lint",
+                table=engine.option("TABLE"),
+                filename="",
+            )
+        )
+        values.update(engine.option("PLACEHOLDERS"))
+        return values
+
+    def _json(self, data: Any) -> None:
+        self.stdout.write(json.dumps(data, indent=2, default=str))

@@ -1,0 +1,135 @@
+"""Repair the schema history as Flyway's `repair` does (DbRepair + JdbcTableSchemaHistory).
+
+In Flyway's order: remove failed rows; mark applied migrations whose file is gone as
+deleted (a new row of type DELETE, as Flyway writes it; "future" rows, applied by a newer
+checkout, are left alone, as Flyway's default ignoreMigrationPatterns "*:future" does);
+realign the checksum, description and type of applied files that were edited on purpose.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from psycopg import sql
+
+from dbops.sqlmigrations.files import MigrationFile
+from dbops.sqlmigrations.history import TYPE_DELETE, HistoryRow, SchemaHistory
+from dbops.sqlmigrations.info import SYNTHETIC_TYPES, State, migration_infos
+
+REMOVE_FAILED = "remove-failed"
+MARK_DELETED = "mark-deleted"
+REALIGN = "realign"
+
+
+@dataclass(frozen=True)
+class RepairAction:
+    """One change repair makes to the history, with what it says about it."""
+
+    action: str  # remove-failed, mark-deleted, realign
+    row: HistoryRow
+    checksum: int | None = None  # realign: the file's values
+    description: str | None = None
+    type: str | None = None
+
+    def __str__(self) -> str:
+        what = f"version {self.row.version}" if self.row.version else "repeatable"
+        where = f"{self.row.script} ({what}, installed_rank {self.row.installed_rank})"
+        if self.action == REMOVE_FAILED:
+            return f"{where}: removed the failed row"
+        if self.action == MARK_DELETED:
+            return (
+                f"{where}: file is missing; marked as deleted (a DELETE row); remove what it "
+                "created from the database or move it into another migration"
+            )
+        changes = []
+        if self.checksum != self.row.checksum:
+            changes.append(f"checksum {self.row.checksum} -> {self.checksum}")
+        if self.description != self.row.description:
+            changes.append(f"description {self.row.description!r} -> {self.description!r}")
+        if self.type != self.row.type:
+            changes.append(f"type {self.row.type} -> {self.type}")
+        return f"{where}: realigned with the file: " + ", ".join(changes)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "action": self.action,
+            "script": self.row.script,
+            "version": self.row.version,
+            "installedRank": self.row.installed_rank,
+            "message": str(self),
+        }
+
+
+def plan_repair(
+    files: list[MigrationFile],
+    rows: list[HistoryRow],
+    *,
+    values: Mapping[str, Any] | None = None,
+    out_of_order: bool = False,
+) -> list[RepairAction]:
+    """Return what repair would change, in the order Flyway makes the changes."""
+    actions = [RepairAction(REMOVE_FAILED, r) for r in rows if not r.success]
+    remaining = [r for r in rows if r.success]
+    infos = migration_infos(files, remaining, values=values, out_of_order=out_of_order)
+    for info in infos:
+        row = info.row
+        if row is None or info.type in SYNTHETIC_TYPES:
+            continue
+        if info.state in (State.MISSING_SUCCESS, State.MISSING_FAILED):
+            actions.append(RepairAction(MARK_DELETED, row))
+    for info in infos:
+        row, mf = info.row, info.file
+        if row is None or mf is None or info.type in SYNTHETIC_TYPES:
+            continue
+        if info.state in (State.UNDONE, State.IGNORED, State.DELETED):
+            continue
+        if mf.kind == "V":
+            needed = (
+                not info.checksum_matches
+                or mf.name.description != row.description
+                or row.type != "SQL"
+            )
+        else:
+            # Repeatables: only when the row holds the placeholder-replaced checksum while
+            # the file's raw one differs (checksumMatchesWithoutBeingIdentical); an edited
+            # repeatable is simply outdated and runs again on the next migrate.
+            needed = bool(info.checksum_matches) and row.checksum != mf.checksum
+        if needed:
+            actions.append(RepairAction(REALIGN, row, mf.checksum, mf.name.description, "SQL"))
+    return actions
+
+
+def apply_repair(history: SchemaHistory, actions: list[RepairAction]) -> None:
+    """Make the planned changes; the caller holds the lock and the transaction."""
+    for action in actions:
+        row = action.row
+        if action.action == REMOVE_FAILED:
+            history.delete(row.installed_rank)
+        elif action.action == MARK_DELETED:
+            # JdbcTableSchemaHistory.delete(): the applied row's values, type DELETE,
+            # execution_time 0, the next installed_rank, installed_by the current user.
+            history.insert(
+                version=row.version,
+                description=row.description,
+                type=TYPE_DELETE,
+                script=row.script,
+                checksum=row.checksum,
+                execution_time=0,
+                success=row.success,
+            )
+        else:
+            _realign(history, action)
+
+
+def _realign(history: SchemaHistory, action: RepairAction) -> None:
+    # Database.getUpdateStatement(): description, type and checksum; script is kept.
+    query = sql.SQL(
+        "UPDATE {} SET description = %s, type = %s, checksum = %s WHERE installed_rank = %s"
+    ).format(history.ident)
+    raw = getattr(history.cursor, "cursor", history.cursor)
+    history.cursor.execute(
+        query.as_string(raw.connection),
+        [(action.description or "")[:200], action.type, action.checksum, action.row.installed_rank],
+    )
