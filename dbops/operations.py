@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterable
 from typing import Any
 
 from django.db import migrations
@@ -11,9 +12,6 @@ from django.db.migrations.operations.base import Operation
 from dbops import engine
 from dbops.sqlmigrations.exceptions import SqlMigrationError
 from dbops.sqlmigrations.executor import apply_versioned, undo_versioned
-from dbops.sqlmigrations.files import MigrationFile
-from dbops.sqlmigrations.history import TYPE_BASELINE
-from dbops.sqlmigrations.validation import baseline_version
 
 
 class IrreversibleSQLMigration(migrations.exceptions.IrreversibleError):
@@ -53,8 +51,6 @@ class RunSQLFile(Operation):
         if schema_editor.collect_sql:
             schema_editor.collected_sql.append(sql if sql.endswith("\n") else sql + "\n")
             return
-        if _below_baseline(mf, run):
-            return  # `sqlmigrations baseline` says the schema already has it: record only
         with connection.cursor() as cursor:
             apply_versioned(
                 cursor,
@@ -82,16 +78,6 @@ class RunSQLFile(Operation):
             return
         with connection.cursor() as cursor:
             undo_versioned(cursor, engine.history_for(cursor), mf, undo, sql)
-
-
-def _below_baseline(mf: MigrationFile, run: engine.Run) -> bool:
-    """Tell whether a baseline row at or above this file's version stands in for it."""
-    version = mf.name.version
-    floor = baseline_version(run.rows)
-    if version is None or floor is None or version > floor:
-        return False
-    existing = run.applied.get(version)
-    return existing is None or existing.type == TYPE_BASELINE
 
 
 def _sql_operations(migration: migrations.Migration) -> list[RunSQLFile] | None:
@@ -128,8 +114,60 @@ class SQLFileMigration(migrations.Migration):
         ops = _sql_operations(self)
         if ops is None or collect_sql:
             return super().apply(project_state, schema_editor, collect_sql)
-        for operation in self.operations:
-            operation.state_forwards(self.app_label, project_state)
+        _state_forwards(self, project_state)
         for op in ops:
             op.database_forwards(self.app_label, schema_editor, project_state, project_state)
         return project_state
+
+
+def _state_forwards(migration: SQLFileMigration, state: Any) -> None:
+    """Apply a wrapper's state operations, deferring the rendering of the models it creates."""
+    creates = [
+        op
+        for wrapper in migration.operations
+        for op in wrapper.state_operations
+        if isinstance(op, migrations.CreateModel)
+    ]
+    apps = state.__dict__.get("apps")
+    total = sum(len(wrapper.state_operations) for wrapper in migration.operations)
+    if apps is None or len(creates) != total:
+        if isinstance(apps, _DeferredApps):
+            apps.render()
+        for operation in migration.operations:
+            operation.state_forwards(migration.app_label, state)
+        return
+    # Django renders each new model into the state's apps at once, and every rendering
+    # expires the caches of all models rendered before it: a long run of wrappers gets
+    # quadratic. Nothing reads the apps between two wrappers, so render them on first use.
+    if not isinstance(apps, _DeferredApps):
+        apps = _DeferredApps(state, apps)
+    del state.__dict__["apps"]  # add the model states without rendering them
+    try:
+        for operation in migration.operations:
+            operation.state_forwards(migration.app_label, state)
+    finally:
+        state.__dict__["apps"] = apps
+    apps.defer((migration.app_label, op.name_lower) for op in creates)
+
+
+class _DeferredApps:
+    """A state's rendered apps that render the models wrappers added when first used."""
+
+    def __init__(self, state: Any, apps: Any) -> None:
+        self._state = state
+        self._apps = apps
+        self._pending: set[tuple[str, str]] = set()
+
+    def defer(self, keys: Iterable[tuple[str, str]]) -> None:
+        self._pending.update(keys)
+
+    def render(self) -> Any:
+        """Render the pending models (and the models related to them) and return the apps."""
+        if self._state.__dict__.get("apps") is self:
+            self._state.__dict__["apps"] = self._apps
+            self._state.reload_models(sorted(self._pending), delay=False)
+            self._pending.clear()
+        return self._apps
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.render(), name)

@@ -1,0 +1,98 @@
+"""Wrappers defer rendering the models they create; whatever reads the state sees them all."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import migrations, models
+from django.db.migrations.state import ProjectState
+
+from dbops.operations import RunSQLFile, SQLFileMigration
+
+APP = "stateapp"
+
+
+def wrapper(name: str, *state_operations: Any) -> SQLFileMigration:
+    cls = type(
+        "Migration",
+        (SQLFileMigration,),
+        {
+            "operations": [
+                migrations.SeparateDatabaseAndState(
+                    database_operations=[RunSQLFile(f"{name}.sql")],
+                    state_operations=list(state_operations),
+                )
+            ]
+        },
+    )
+    return cls(name, APP)
+
+
+def create(model: str, *fields: tuple[str, models.Field]) -> migrations.CreateModel:
+    return migrations.CreateModel(
+        name=model, fields=[("id", models.BigAutoField(primary_key=True)), *fields]
+    )
+
+
+def apply_state(migration: SQLFileMigration, state: ProjectState) -> None:
+    # What SQLFileMigration.apply does before it runs the file.
+    from dbops.operations import _state_forwards
+
+    _state_forwards(migration, state)
+
+
+def rendered_state() -> ProjectState:
+    state = ProjectState()
+    state.apps  # noqa: B018 - the executor renders the apps before the first migration
+    return state
+
+
+def test_it_renders_created_models_when_the_apps_are_first_used() -> None:
+    state = rendered_state()
+    apply_state(wrapper("V1__a", create("Household")), state)
+    apply_state(
+        wrapper(
+            "V2__b",
+            create(
+                "Member", ("household", models.ForeignKey("stateapp.Household", models.CASCADE))
+            ),
+        ),
+        state,
+    )
+
+    member = state.apps.get_model(APP, "Member")
+    household = state.apps.get_model(APP, "Household")
+
+    assert member._meta.get_field("household").related_model is household
+    assert [rel.related_model for rel in household._meta.related_objects] == [member]
+
+
+def test_it_renders_pending_models_before_a_wrapper_that_alters_one() -> None:
+    state = rendered_state()
+    apply_state(wrapper("V1__a", create("Household")), state)
+    apply_state(
+        wrapper("V2__b", migrations.AddField("Household", "name", models.TextField(default=""))),
+        state,
+    )
+
+    household = state.apps.get_model(APP, "Household")
+
+    assert [f.name for f in household._meta.fields] == ["id", "name"]
+
+
+def test_a_clone_of_the_state_holds_the_pending_models() -> None:
+    state = rendered_state()
+    apply_state(wrapper("V1__a", create("Household")), state)
+
+    clone = state.clone()
+
+    assert clone.apps.get_model(APP, "Household")._meta.db_table == "stateapp_household"
+    assert state.apps.get_model(APP, "Household")
+
+
+def test_an_unrendered_state_stays_unrendered() -> None:
+    state = ProjectState()
+    apply_state(wrapper("V1__a", create("Household")), state)
+
+    assert "apps" not in state.__dict__
+    assert state.apps.get_model(APP, "Household")
