@@ -12,6 +12,9 @@ from django.db.migrations.operations.base import Operation
 from dbops import engine
 from dbops.sqlmigrations.exceptions import SqlMigrationError
 from dbops.sqlmigrations.executor import apply_versioned, undo_versioned
+from dbops.sqlmigrations.files import MigrationFile
+from dbops.sqlmigrations.history import TYPE_BASELINE
+from dbops.sqlmigrations.validation import baseline_version
 
 
 class IrreversibleSQLMigration(migrations.exceptions.IrreversibleError):
@@ -51,6 +54,8 @@ class RunSQLFile(Operation):
         if schema_editor.collect_sql:
             schema_editor.collected_sql.append(sql if sql.endswith("\n") else sql + "\n")
             return
+        if _below_baseline(mf, run):
+            return  # `sqlmigrations baseline` says the schema already has it: record only
         with connection.cursor() as cursor:
             apply_versioned(
                 cursor,
@@ -78,6 +83,16 @@ class RunSQLFile(Operation):
             return
         with connection.cursor() as cursor:
             undo_versioned(cursor, engine.history_for(cursor), mf, undo, sql)
+
+
+def _below_baseline(mf: MigrationFile, run: engine.Run) -> bool:
+    """Tell whether a baseline row at or above this file's version stands in for it."""
+    version = mf.name.version
+    floor = baseline_version(run.rows)
+    if version is None or floor is None or version > floor:
+        return False
+    existing = run.applied.get(version)
+    return existing is None or existing.type == TYPE_BASELINE
 
 
 def _sql_operations(migration: migrations.Migration) -> list[RunSQLFile] | None:
