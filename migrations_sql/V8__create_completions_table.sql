@@ -43,9 +43,11 @@ CREATE INDEX completions_task_id ON completions (task_id) WHERE task_id IS NOT N
 CREATE INDEX completions_assignment_id ON completions (assignment_id)
     WHERE assignment_id IS NOT NULL;
 
+-- SECURITY DEFINER: the application role (no CREATE on the schema) may add partitions
+-- ahead of time, and they belong to the owner like every other table.
 CREATE FUNCTION choregarden_create_completion_partitions(from_month date, to_month date)
 RETURNS integer
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
 DECLARE
     month date := date_trunc('month', from_month)::date;
     made integer := 0;
@@ -69,6 +71,9 @@ END;
 $$;
 COMMENT ON FUNCTION choregarden_create_completion_partitions(date, date) IS
     'Create the missing monthly partitions of completions from from_month to to_month (UTC months); returns how many it made. Fails if the DEFAULT partition already holds rows of such a month.';
+
+REVOKE ALL ON FUNCTION choregarden_create_completion_partitions(date, date) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION choregarden_create_completion_partitions(date, date) TO ${app_role};
 
 CREATE TABLE completions_default PARTITION OF completions DEFAULT;
 COMMENT ON TABLE completions_default IS

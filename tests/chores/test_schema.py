@@ -16,6 +16,7 @@ from django.utils import timezone
 from psycopg import sql as pgsql
 
 from accounts.models import UserProfile
+from chores import queries
 from chores.audit import acting_as
 from chores.models import (
     Assignment,
@@ -51,6 +52,15 @@ APP_TABLES = [
 ]
 
 
+def database_env(pg_server: Any, url: str) -> dict[str, str]:
+    """Environment for a manage.py subprocess on `url` (no pool, the test server's SSL)."""
+    env = dict(os.environ, DJANGO_ENV="test", DB_POOL="false", DATABASE_URL=url)
+    env.pop("MIGRATION_DATABASE_URL", None)
+    for key, value in pg_server.options.items():
+        env[{"sslmode": "DB_SSLMODE", "sslrootcert": "DB_SSLROOTCERT"}[key]] = value
+    return env
+
+
 @pytest.fixture(scope="module")
 def provisioned_db(pg_server: Any, django_db_setup: None) -> Iterator[str]:
     """A database provisioned like production (roles first), then migrated by manage.py."""
@@ -60,11 +70,9 @@ def provisioned_db(pg_server: Any, django_db_setup: None) -> Iterator[str]:
     try:
         with psycopg.connect(**pg_server.conninfo(name), autocommit=True) as conn:
             grant_application_privileges(conn, database=name, owner=pg_server.user, app=APP_ROLE)
-        env = dict(os.environ, DJANGO_ENV="test", DB_POOL="false", DATABASE_URL=pg_server.url(name))
-        env.pop("MIGRATION_DATABASE_URL", None)
-        for key, value in pg_server.options.items():
-            env[{"sslmode": "DB_SSLMODE", "sslrootcert": "DB_SSLROOTCERT"}[key]] = value
-        result = run_manage("migrate", "--no-input", env=env)
+        result = run_manage(
+            "migrate", "--no-input", env=database_env(pg_server, pg_server.url(name))
+        )
         assert result.returncode == 0, result.stderr
         yield name
     finally:
@@ -113,6 +121,17 @@ def test_the_app_role_can_write_and_read_a_profile(app_conn: psycopg.Connection[
     app_conn.execute("UPDATE users SET display_name = 'R' WHERE id = %s", [row[0]])
     assert app_conn.execute("SELECT display_name FROM users").fetchall() == [("R",)]
     app_conn.execute("DELETE FROM users WHERE id = %s", [row[0]])
+
+
+def test_the_app_role_can_load_the_demo_data(pg_server: Any, provisioned_db: str) -> None:
+    if pg_server.cluster is None:
+        pytest.skip("TEST_DATABASE_URL gives no password for the application role")
+    env = database_env(pg_server, pg_server.cluster.url("app", provisioned_db))
+    result = run_manage("demodata", env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Done! Demo data: ")
+    result = run_manage("demodata", env=env)
+    assert "nothing new" in result.stdout, result.stderr
 
 
 def test_the_app_role_cannot_change_the_schema(app_conn: psycopg.Connection[Any]) -> None:
@@ -598,3 +617,48 @@ def test_the_audit_log_covers_profiles_and_has_no_actor_unless_set(alice: UserPr
     assert row.action == "INSERT"
     assert row.actor is None
     assert row.changes["email"]["new"] == "alice@example.com"
+
+
+# --- the query patterns use their indexes ------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_each_query_pattern_uses_its_index(
+    dishes: Task, millers: Household, alice: UserProfile
+) -> None:
+    now = timezone.now()
+    bobs = millers.members.get(role="member")
+    Assignment.objects.create(task=dishes, due_at=now, assignee=bobs)
+    Completion.objects.create(household=millers, member=bobs, points=3, completed_at=now)
+    Notification.objects.create(recipient=alice, kind="system")
+    sql("SET LOCAL enable_seqscan = off")
+    expected = {
+        "assignments_assignee_due": queries.open_assignments_this_week(bobs),
+        "assignments_household_open_due": queries.overdue_assignments(millers),
+        # the partition's copy of completions_household_month
+        "_household_id_completed_at_member_id": queries.leaderboard(millers, now.year, now.month),
+        "notifications_unread": queries.unread_notifications(alice.pk),
+        "users_cognito_sub_key": UserProfile.all_objects.filter(cognito_sub="sub-alice"),
+        "users_email_lower_uniq": UserProfile.objects.by_email("ALICE@example.com"),
+    }
+    for index, queryset in expected.items():
+        plan = queryset.explain()
+        assert index in plan, f"{index} not used:\n{plan}"
+    assert [r["points"] for r in queries.leaderboard(millers, now.year, now.month)] == [3]
+
+
+def test_the_undo_files_take_the_schema_back_and_it_migrates_again(
+    pg_server: Any, provisioned_db: str
+) -> None:
+    env = database_env(pg_server, pg_server.url(provisioned_db))
+    back = run_manage("migrate", "accounts", "zero", "--no-input", env=env)
+    assert back.returncode == 0, back.stderr
+    with psycopg.connect(**pg_server.conninfo(provisioned_db)) as conn:
+        left = conn.execute(
+            "SELECT relname FROM pg_class WHERE relname = ANY(%s)", [[*APP_TABLES, "audit_log"]]
+        ).fetchall()
+        versions = conn.execute("SELECT version FROM flyway_schema_history").fetchall()
+    assert left == []
+    assert versions == [("1",)]
+    again = run_manage("migrate", "--no-input", env=env)
+    assert again.returncode == 0, again.stderr
