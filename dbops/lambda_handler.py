@@ -1,0 +1,176 @@
+"""Deploy-time migrations: the AWS Lambda entry point `dbops.lambda_handler.handler`.
+
+It logs in as the owner role with the secret named by MIGRATION_DB_SECRET_ID, validates
+the files against the history, then runs `migrate` in process (Flyway's advisory lock
+makes concurrent invocations wait, then find nothing to do). It returns a JSON summary and
+never raises: errors are in the summary, redacted, and logged. See docs/deploy.md.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import re
+import secrets
+import time
+from typing import Any
+
+from dbops.redact import redact
+
+logger = logging.getLogger("dbops.lambda_handler")
+_REPEATABLE_LINE = re.compile(r"Applying repeatable (?P<script>\S+)\.\.\. OK")
+_django_ready = False
+
+
+def _setup() -> None:
+    """Set Django up once per process (a warm Lambda keeps it)."""
+    global _django_ready
+    if _django_ready:
+        return
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "choregarden.settings")
+    os.environ.setdefault("DJANGO_ENV", "production")
+    # A migration run signs nothing and serves no HTTP; the production settings still ask
+    # for both, so a function without them gets a throwaway key and a local host name.
+    os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
+    os.environ.setdefault("ALLOWED_HOSTS", "localhost")
+    import django
+
+    django.setup()
+    _django_ready = True
+
+
+def handler(event: dict[str, Any] | None, context: Any) -> dict[str, Any]:
+    """Validate, then migrate; return {status, applied, django_migrations, pending, ...}."""
+    started = time.monotonic()
+    summary: dict[str, Any] = {
+        "status": "error",
+        "applied": [],
+        "django_migrations": [],
+        "pending": None,
+        "duration_ms": 0,
+        "errors": [],
+    }
+    try:
+        _setup()
+        summary.update(run(validate_only=bool((event or {}).get("validate_only"))))
+    except Exception as err:  # noqa: BLE001 - the handler reports errors, it does not raise
+        summary["errors"].append(redact(describe(err)))
+    summary["duration_ms"] = round((time.monotonic() - started) * 1000)
+    if summary["errors"]:
+        logger.error("Deploy migration %s: %s", summary["status"], json.dumps(summary))
+    else:
+        logger.info("Deploy migration %s: %s", summary["status"], json.dumps(summary))
+    return summary
+
+
+def describe(err: BaseException) -> str:
+    from django.core.exceptions import ImproperlyConfigured
+    from django.core.management.base import CommandError
+
+    if isinstance(err, (CommandError, ImproperlyConfigured)):
+        return str(err)
+    return f"{type(err).__name__}: {err}"
+
+
+def run(*, validate_only: bool = False) -> dict[str, Any]:
+    from django.conf import settings
+    from django.core.exceptions import ImproperlyConfigured
+    from django.core.management import call_command
+    from django.db import connections
+
+    from dbops import engine
+    from dbops.connections import use_migration_role
+
+    if not getattr(settings, "MIGRATION_DB_SECRET_ID", ""):
+        raise ImproperlyConfigured(
+            "MIGRATION_DB_SECRET_ID is not set: set it to the name or ARN of the Secrets "
+            "Manager secret holding the owner role's credentials (RDS JSON)."
+        )
+    use_migration_role("default")
+    connection = connections["default"]
+    # Validate before migrate takes the lock, so that a bad deploy changes nothing and the
+    # summary lists every problem; migrate validates again under the lock.
+    engine.load_files(refresh=True)
+    with connection.cursor() as cursor:
+        rows = engine.history_for(cursor).rows()
+    problems = engine.validate_database(connection, rows)
+    if problems:
+        return {
+            "status": "invalid",
+            "errors": [redact(str(p)) for p in problems],
+            "pending": pending_count(connection),
+        }
+    if validate_only:
+        return {"status": "ok", "pending": pending_count(connection)}
+
+    command = recording_migrate()
+    out = io.StringIO()
+    errors: list[str] = []
+    try:
+        call_command(command, interactive=False, verbosity=1, stdout=out, stderr=out)
+    except Exception as err:  # noqa: BLE001 - report what did apply before the failure
+        errors.append(redact(describe(err)))
+    applied, django_migrations = split_applied(command.applied)
+    applied += _REPEATABLE_LINE.findall(out.getvalue())
+    return {
+        "status": "failed" if errors else "ok",
+        "applied": applied,
+        "django_migrations": django_migrations,
+        "pending": pending_count(connection),
+        "errors": errors,
+    }
+
+
+def pending_count(connection: Any) -> int:
+    """Count the migrations (SQL wrappers and Django's own) not applied yet."""
+    from django.db.migrations.executor import MigrationExecutor
+
+    executor = MigrationExecutor(connection)
+    return len(executor.migration_plan(executor.loader.graph.leaf_nodes()))
+
+
+def recording_migrate() -> Any:
+    """Return our `migrate` command, made to remember what this run applied."""
+    from dbops.management.commands.migrate import Command
+
+    class RecordingMigrate(Command):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.applied: list[Any] = []
+
+        def migration_progress_callback(
+            self, action: str, migration: Any = None, fake: bool = False
+        ) -> None:
+            super().migration_progress_callback(action, migration, fake)
+            if action == "apply_success" and not fake:
+                self.applied.append(migration)
+
+    return RecordingMigrate()
+
+
+def split_applied(applied: list[Any]) -> tuple[list[str], list[str]]:
+    """Split applied migrations into SQL files (wrappers) and Django's own migrations."""
+    from django.db.migrations import SeparateDatabaseAndState
+
+    from dbops.operations import RunSQLFile
+
+    files: list[str] = []
+    others: list[str] = []
+    for migration in applied:
+        scripts = [
+            op.script
+            for outer in migration.operations
+            for op in (
+                outer.database_operations
+                if isinstance(outer, SeparateDatabaseAndState)
+                else [outer]
+            )
+            if isinstance(op, RunSQLFile)
+        ]
+        if scripts:
+            files += scripts
+        else:
+            others.append(f"{migration.app_label}.{migration.name}")
+    return files, others
