@@ -7,13 +7,21 @@ import fcntl
 import hashlib
 import subprocess
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
 from django.core.files.storage import Storage
 
 from dbops.backups import BackupError
+from dbops.backups.fingerprint import (
+    TableFingerprint,
+    fingerprint_in,
+    snapshot_connection,
+    to_json,
+)
 from dbops.backups.names import PARTIAL_SUFFIX, dump_name
 from dbops.backups.pgclient import DbTarget, find_tool, server_major, tool_major
 from dbops.backups.progress import Progress
@@ -50,24 +58,54 @@ def pump(source: Any, out: Any, progress: Progress | None, max_rate: int | None)
     return total, digest.hexdigest()
 
 
-def create_backup(
+class Snapshot:
+    """An exported snapshot for pg_dump, fingerprinted in a thread while pg_dump reads it."""
+
+    def __init__(self, source: DbTarget) -> None:
+        self.conn = snapshot_connection(source)
+        row = self.conn.execute("SELECT pg_export_snapshot()").fetchone()
+        assert row is not None
+        self.id = str(row[0])
+        self._result: dict[str, TableFingerprint] = {}
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self._result = fingerprint_in(self.conn)
+        except BaseException as err:  # noqa: BLE001 - handed to the main thread
+            self._error = err
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def tables(self) -> dict[str, TableFingerprint]:
+        self._thread.join()
+        if self._error is not None:
+            raise BackupError(f"Fingerprinting the tables failed: {self._error}")
+        return self._result
+
+    def __enter__(self) -> Snapshot:
+        return self
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if self._thread.ident is not None:
+            if exc_type is not None:
+                with contextlib.suppress(psycopg.Error):
+                    self.conn.cancel_safe()  # the dump failed: stop hashing
+            self._thread.join()
+        self.conn.close()
+
+
+def _dump(
+    argv: list[str],
     source: DbTarget,
     storage: Storage,
-    env: str,
-    *,
-    progress: Progress | None = None,
-    max_rate: int | None = None,
-    now: datetime | None = None,
-) -> Backup:
-    """Dump `source` to `storage` as choregarden-<env>-<stamp>.dump; return the backup."""
-    major = server_major(source)
-    pg_dump = find_tool("pg_dump", major)
-    created = (now or datetime.now(UTC)).replace(microsecond=0)
-    name = dump_name(env, created)
-    partial = name + PARTIAL_SUFFIX
-    if storage.exists(name) or storage.exists(partial):
-        raise BackupError(f"{name} already exists: wait a second and run the backup again.")
-    argv = [str(pg_dump), "--format=custom", "--no-password", *source.client_args()]
+    partial: str,
+    progress: Progress | None,
+    max_rate: int | None,
+    snapshot: Snapshot | None,
+) -> tuple[int, str]:
     with tempfile.TemporaryFile() as stderr:
         proc = subprocess.Popen(
             argv, stdout=subprocess.PIPE, stderr=stderr, env=source.client_env()
@@ -75,6 +113,8 @@ def create_backup(
         assert proc.stdout is not None
         _grow_pipe(proc.stdout)
         out = open_write(storage, partial)
+        if snapshot is not None:
+            snapshot.start()
         try:
             size, sha256 = pump(proc.stdout, out, progress, max_rate)
             returncode = proc.wait()
@@ -94,6 +134,38 @@ def create_backup(
             raise
     if progress is not None:
         progress.finish()
+    return size, sha256
+
+
+def create_backup(
+    source: DbTarget,
+    storage: Storage,
+    env: str,
+    *,
+    progress: Progress | None = None,
+    max_rate: int | None = None,
+    now: datetime | None = None,
+    with_fingerprint: bool = False,
+) -> Backup:
+    """Dump `source` to `storage` as choregarden-<env>-<stamp>.dump; return the backup.
+
+    With `with_fingerprint`, every table's row count and hash are computed in the very
+    snapshot pg_dump reads (exported to it with --snapshot), and kept in the manifest.
+    """
+    major = server_major(source)
+    pg_dump = find_tool("pg_dump", major)
+    created = (now or datetime.now(UTC)).replace(microsecond=0)
+    name = dump_name(env, created)
+    partial = name + PARTIAL_SUFFIX
+    if storage.exists(name) or storage.exists(partial):
+        raise BackupError(f"{name} already exists: wait a second and run the backup again.")
+    argv = [str(pg_dump), "--format=custom", "--no-password", *source.client_args()]
+    with contextlib.ExitStack() as stack:
+        snapshot = stack.enter_context(Snapshot(source)) if with_fingerprint else None
+        if snapshot is not None:
+            argv.append(f"--snapshot={snapshot.id}")
+        size, sha256 = _dump(argv, source, storage, partial, progress, max_rate, snapshot)
+        tables = snapshot.tables() if snapshot is not None else None
     rename(storage, partial, name)
     manifest = {
         "name": name,
@@ -108,5 +180,7 @@ def create_backup(
         "server_major": major,
         "pg_dump_major": tool_major(pg_dump),
     }
+    if tables is not None:
+        manifest["tables"] = to_json(tables)
     write_manifest(storage, name, manifest)
     return Backup(name=name, created=created, size=size, sha256=sha256, manifest=manifest)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -49,22 +50,39 @@ class Comparison:
         return self.source is not None and self.source == self.restored
 
 
-def fingerprint(target: DbTarget) -> dict[str, TableFingerprint]:
-    """Return {"schema.table": (rows, digest)} for every ordinary table in the database."""
+def snapshot_connection(target: DbTarget) -> psycopg.Connection[Any]:
+    """A read-only REPEATABLE READ connection: one snapshot for all tables, even under writes."""
+    conn = psycopg.connect(**target.conninfo())
+    conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+    conn.read_only = True
+    return conn
+
+
+def fingerprint_in(conn: psycopg.Connection[Any]) -> dict[str, TableFingerprint]:
+    """Return {"schema.table": (rows, digest)} for every ordinary table, in conn's snapshot."""
     result = {}
-    with psycopg.connect(**target.conninfo()) as conn:
-        # One snapshot for all tables: a consistent picture even while others write.
-        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-        conn.read_only = True
-        conn.execute(SESSION)
-        for schema, table in conn.execute(TABLES).fetchall():
-            query = sql.SQL(TABLE_HASH).format(sql.Identifier(schema, table))
-            row = conn.execute(query).fetchone()
-            assert row is not None
-            rows, low, high = row
-            digest = hashlib.md5(f"{rows}:{low}:{high}".encode(), usedforsecurity=False)
-            result[f"{schema}.{table}"] = TableFingerprint(int(rows), digest.hexdigest()[:16])
+    conn.execute(SESSION)
+    for schema, table in conn.execute(TABLES).fetchall():
+        query = sql.SQL(TABLE_HASH).format(sql.Identifier(schema, table))
+        row = conn.execute(query).fetchone()
+        assert row is not None
+        rows, low, high = row
+        digest = hashlib.md5(f"{rows}:{low}:{high}".encode(), usedforsecurity=False)
+        result[f"{schema}.{table}"] = TableFingerprint(int(rows), digest.hexdigest()[:16])
     return result
+
+
+def fingerprint(target: DbTarget) -> dict[str, TableFingerprint]:
+    with snapshot_connection(target) as conn:
+        return fingerprint_in(conn)
+
+
+def to_json(tables: dict[str, TableFingerprint]) -> dict[str, dict[str, Any]]:
+    return {name: {"rows": t.rows, "hash": t.digest} for name, t in tables.items()}
+
+
+def from_json(data: dict[str, dict[str, Any]]) -> dict[str, TableFingerprint]:
+    return {name: TableFingerprint(int(t["rows"]), str(t["hash"])) for name, t in data.items()}
 
 
 def compare(

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import psycopg
 from django.core.files.storage import Storage
 
-from dbops.backups.fingerprint import Comparison, compare, fingerprint
+from dbops.backups.fingerprint import Comparison, compare, fingerprint, from_json
 from dbops.backups.pgclient import DbTarget
 from dbops.backups.progress import Progress
 from dbops.backups.restore import drop_database, restore_backup
@@ -21,6 +21,7 @@ class VerifyResult:
     backup: Backup
     scratch: str
     tables: list[Comparison]
+    snapshot: bool  # compared with the fingerprints taken in the dump's own snapshot
 
     @property
     def ok(self) -> bool:
@@ -38,15 +39,23 @@ def verify_backup(
     *,
     name: str = "latest",
     progress: Progress | None = None,
+    live: bool = False,
 ) -> VerifyResult:
-    """Restore backup `name` into a scratch database, compare with `source`, drop it."""
+    """Restore backup `name` into a scratch database, compare, drop it.
+
+    The reference is the manifest's fingerprints (taken in the dump's snapshot by
+    `create --fingerprint`) when it has them, unless `live`; else the source as it is now.
+    """
     backup = find_backup(storage, env, name)
+    snapshot = "tables" in backup.manifest and not live
     scratch = scratch_name(source)
     try:
         restore_backup(storage, backup, source, scratch, progress=progress)
         restored = fingerprint(source.on(scratch))
-        original = fingerprint(source)
+        original = from_json(backup.manifest["tables"]) if snapshot else fingerprint(source)
     finally:
         with contextlib.suppress(psycopg.Error):
             drop_database(source, scratch)
-    return VerifyResult(backup=backup, scratch=scratch, tables=compare(original, restored))
+    return VerifyResult(
+        backup=backup, scratch=scratch, tables=compare(original, restored), snapshot=snapshot
+    )

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -348,3 +350,53 @@ def test_a_backup_killed_midway_leaves_nothing_to_take(project_db, manage_env, t
             run("restore", "latest", "--database", scratch)
         with pytest.raises(CommandError, match=r"No complete backup named .*interrupted"):
             run("restore", partial.name, "--database", scratch)
+
+
+def test_fingerprints_taken_in_the_dumps_snapshot_survive_concurrent_writes(
+    project_db, settings_folder, capsys
+):
+    stop = threading.Event()
+
+    def write_while_dumping() -> None:
+        with psycopg.connect(**project_db.conninfo(), autocommit=True) as conn:
+            n = 1000
+            while not stop.is_set():
+                conn.execute("INSERT INTO backup_probe VALUES (%s, 'during the dump')", [n])
+                conn.execute("UPDATE backup_probe SET note = 'changed' WHERE id = %s", [n - 990])
+                n += 1
+                time.sleep(0.01)
+
+    writer = threading.Thread(target=write_while_dumping)
+    writer.start()
+    try:
+        manifest = json.loads(run("create", "--fingerprint", "--max-rate", "256K", "--json"))
+    finally:
+        stop.set()
+        writer.join()
+    assert "pg_dump:" not in capsys.readouterr().err  # no progress unless asked (not a tty)
+
+    assert manifest["tables"]["public.backup_probe"]["rows"] >= 500
+    report = run("verify")
+    assert "as of the backup" in report and "Done!" in report
+    with pytest.raises(CommandError, match=r"as it is now .*public.backup_probe"):
+        run("verify", "--live")  # the writer changed the table after the snapshot
+
+
+def test_verify_detects_a_restore_that_differs_from_the_manifest(project_db, settings_folder):
+    manifest = json.loads(run("create", "--fingerprint", "--json"))
+    path = Path(settings_folder.location) / (manifest["name"] + ".json")
+    data = json.loads(path.read_text())
+    data["tables"]["public.backup_probe"]["rows"] += 1
+    path.write_text(json.dumps(data))
+
+    with pytest.raises(CommandError, match=r"do not trust this backup"):
+        run("verify", "--json")
+
+
+def test_progress_on_request(project_db, settings_folder, scratch, capsys):
+    run("create", "--progress")
+    assert re.search(r"pg_dump: [\d.]+ (B|KiB|MiB), [\d.]+ (B|KiB|MiB)/s", capsys.readouterr().err)
+
+    run("restore", "latest", "--database", scratch, "--progress")
+    err = capsys.readouterr().err
+    assert "pg_restore:" in err and "(100%)" in err

@@ -55,6 +55,12 @@ class Command(BaseCommand):
         sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
         create = sub.add_parser("create", help="Dump the database to the backup storage.")
         create.add_argument("--max-rate", help="Limit the dump to this many bytes/s (e.g. 20M).")
+        create.add_argument(
+            "--fingerprint",
+            action="store_true",
+            help="Also record every table's row count and hash, in the dump's own snapshot "
+            "(for `verify` on a database that is being written to).",
+        )
         listing = sub.add_parser("list", help="Complete backups of this environment, newest first.")
         prune = sub.add_parser("prune", help="Delete this environment's backups past retention.")
         prune.add_argument(
@@ -76,6 +82,11 @@ class Command(BaseCommand):
         )
         verify = sub.add_parser("verify", help="Restore into a scratch database and compare.")
         verify.add_argument("--backup", default="latest", help="Backup to verify (latest).")
+        verify.add_argument(
+            "--live",
+            action="store_true",
+            help="Compare with the database as it is now, even if the backup has fingerprints.",
+        )
         for command in (create, listing, prune, restore, verify):
             command.add_argument("--json", action="store_true", help="Machine-readable output.")
             if command is not listing and command is not prune:
@@ -112,6 +123,7 @@ class Command(BaseCommand):
             progress=self.progress("pg_dump", options),
             max_rate=rate,
             now=started,
+            with_fingerprint=options["fingerprint"],
         )
         seconds = (datetime.now(UTC) - started).total_seconds()
         self.emit(
@@ -194,6 +206,12 @@ class Command(BaseCommand):
             source,
             name=options["backup"],
             progress=self.progress("pg_restore", options),
+            live=options["live"],
+        )
+        reference = (
+            f"{source.dbname!r} as of the backup (fingerprints in its manifest)"
+            if result.snapshot
+            else f"{source.dbname!r} as it is now"
         )
         rows = [
             {"table": t.table, "ok": t.ok,
@@ -224,13 +242,19 @@ class Command(BaseCommand):
                     f"{bk_hash:<16} {'yes' if r['ok'] else 'NO'}"
                 )
         if bad:
+            hint = (
+                "The restore does not reproduce the data the dump read: do not trust this "
+                "backup; take a new one."
+                if result.snapshot
+                else "Rows written since the backup also differ: take a fresh backup with "
+                "`backup create --fingerprint` and verify it, or verify in a quiet moment."
+            )
             raise CommandError(
-                f"Backup {result.backup.name} differs from {source.dbname!r} in {len(bad)} "
-                f"table(s): {', '.join(r['table'] for r in bad)}. Rows written since the "
-                "backup also differ: take a fresh backup and verify again before trusting it."
+                f"Backup {result.backup.name} differs from {reference} in {len(bad)} "
+                f"table(s): {', '.join(r['table'] for r in bad)}. {hint}"
             )
         if not options["json"]:
             self.stdout.write(
-                f"Done! {result.backup.name} matches {source.dbname!r}: {len(rows)} tables, "
+                f"Done! {result.backup.name} matches {reference}: {len(rows)} tables, "
                 f"scratch database {result.scratch} dropped."
             )
