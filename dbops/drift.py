@@ -17,13 +17,14 @@ constraints named in Meta must carry that name, because Django's Remove/Rename o
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from django.apps import apps
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Model
 
@@ -33,10 +34,18 @@ IDENTITY = {"": "", "a": "identity (always)", "d": "identity (by default)"}
 CURRENT_TIME = {"now()", "statement_timestamp()", "transaction_timestamp()", "CURRENT_TIMESTAMP"}
 
 
-def _same_default(model: str | None, database: str | None) -> bool:
+# A cast's type modifier does not change a default's value: Django writes
+# '{}'::character varying(10)[] where SQL by hand gives '{}'::character varying[].
+_CAST_TYPMOD = re.compile(r"(::[a-z][a-z ]*)\(\d+(?:,\s*\d+)?\)")
+
+
+def same_default(model: str | None, database: str | None) -> bool:
+    """Tell whether two catalog default expressions mean the same default."""
     if model in CURRENT_TIME and database in CURRENT_TIME:
         return True
-    return model == database
+    if model is None or database is None:
+        return model == database
+    return _CAST_TYPMOD.sub(r"\1", model) == _CAST_TYPMOD.sub(r"\1", database)
 
 
 @dataclass(frozen=True)
@@ -225,23 +234,47 @@ def declared_names(models: list[type[Model]]) -> dict[str, set[str]]:
 
 def expected_catalog(
     connection: BaseDatabaseWrapper, cursor: Any, schema: str, models: list[type[Model]]
-) -> dict[str, Table]:
-    """Create the models in a scratch schema (the caller rolls back) and read it."""
+) -> tuple[dict[str, Table], list[str]]:
+    """Create the models in a scratch schema (the caller rolls back); read it, with warnings."""
     scratch = f"schemadrift_{secrets.token_hex(6)}"
     quote = connection.ops.quote_name
     cursor.execute(f"CREATE SCHEMA {quote(scratch)}")
     # Tables land in the scratch schema; types and functions still resolve in the real one.
     cursor.execute(f"SET LOCAL search_path TO {quote(scratch)}, {quote(schema)}")
+    warnings: list[str] = []
     with connection.schema_editor(atomic=False) as editor:
         for model in models:
-            if not model._meta.auto_created:
-                editor.create_model(model)  # also creates its auto m2m tables
+            if model._meta.auto_created:
+                continue  # created with the model that declares the m2m field
+            try:
+                with transaction.atomic(using=connection.alias):
+                    editor.create_model(model)
+            except DatabaseError as err:
+                warnings.append(_cannot_create(model._meta.db_table, "table", err))
+        deferred, editor.deferred_sql = editor.deferred_sql, []
+    for statement in deferred:
         # Foreign keys come from the models' metadata instead: creating them would lock
         # the referenced tables and reach into the real schema.
-        editor.deferred_sql = [
-            s for s in editor.deferred_sql if getattr(s, "template", None) != editor.sql_create_fk
-        ]
-    return read_catalog(cursor, scratch, sorted({m._meta.db_table for m in models}))
+        if getattr(statement, "template", None) == editor.sql_create_fk:
+            continue
+        try:
+            with transaction.atomic(using=connection.alias):
+                cursor.execute(str(statement))
+        except DatabaseError as err:
+            parts = getattr(statement, "parts", {})
+            table = getattr(parts.get("table"), "table", "?")
+            name = str(parts.get("name", "")).strip('"') or str(statement)[:60]
+            warnings.append(_cannot_create(table, name, err))
+    tables = sorted({m._meta.db_table for m in models})
+    return read_catalog(cursor, scratch, tables), warnings
+
+
+def _cannot_create(table: str, what: str, err: Exception) -> str:
+    reason = str(err).splitlines()[0]
+    return (
+        f"{table}: {what}: Django's schema editor cannot create what the model declares "
+        f"({reason}), so it is not compared; fix the model (Django would fail on it too)"
+    )
 
 
 def _like_index(index: Index) -> bool:
@@ -281,7 +314,7 @@ def compare_column(table: str, name: str, exp: Column, act: Column) -> list[Diff
     if exp.generated or act.generated:
         if (exp.generated, exp.default) != (act.generated, act.default):
             differ("generated", exp.default if exp.generated else "none", act.default)
-    elif exp.default is not None and not _same_default(exp.default, act.default):
+    elif exp.default is not None and not same_default(exp.default, act.default):
         differ("default", exp.default, act.default or "none")
     if exp.collation and exp.collation != act.collation:
         differ("collation", exp.collation, act.collation or "default")
@@ -369,27 +402,37 @@ def compare_table(
     return diffs
 
 
-def detect_drift(connection: BaseDatabaseWrapper, app_labels: list[str]) -> list[Difference]:
+@dataclass
+class DriftReport:
+    """The differences found, and what could not be compared."""
+
+    differences: list[Difference] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def detect_drift(connection: BaseDatabaseWrapper, app_labels: list[str]) -> DriftReport:
     """List every difference between the apps' models and the connected database."""
     models = compared_models(app_labels)
     tables = sorted({m._meta.db_table for m in models})
+    report = DriftReport()
     if not tables:
-        return []
+        return report
     with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
         cursor.execute("SET LOCAL lock_timeout = '10s'")
         cursor.execute("SELECT current_schema()")
         schema = cursor.fetchone()[0]
         actual = read_catalog(cursor, schema, tables)
-        expected = expected_catalog(connection, cursor, schema, models)
+        expected, report.warnings = expected_catalog(connection, cursor, schema, models)
         transaction.set_rollback(True, using=connection.alias)
     foreign_keys = declared_foreign_keys(models)
     names = declared_names(models)
-    diffs: list[Difference] = []
     for table in tables:
         if table not in actual:
-            diffs.append(Difference(table, "", "missing table", "table", None))
+            report.differences.append(Difference(table, "", "missing table", "table", None))
             continue
-        diffs.extend(
+        if table not in expected:
+            continue  # could not be created: a warning says so
+        report.differences.extend(
             compare_table(
                 table,
                 expected[table],
@@ -398,4 +441,4 @@ def detect_drift(connection: BaseDatabaseWrapper, app_labels: list[str]) -> list
                 names.get(table, set()),
             )
         )
-    return diffs
+    return report

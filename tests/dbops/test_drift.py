@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from dbops.drift import same_default
 from tests.appproject import AppProject, app_project  # noqa: F401
 
 MODELS = """
@@ -66,6 +67,7 @@ def test_it_finds_no_drift_after_migrate(migrated: AppProject) -> None:
         "apps": ["dbops", "shop"],
         "drift": False,
         "unapplied_migrations": [],
+        "warnings": [],
         "differences": [],
     }
 
@@ -174,3 +176,31 @@ def test_it_refuses_an_unknown_app(migrated: AppProject) -> None:
 
     assert result.returncode == 1
     assert "nosuchapp" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("model", "database", "same"),
+    [
+        ("'{}'::character varying(10)[]", "'{}'::character varying[]", True),
+        ("'x'::character varying(20)", "'x'::character varying", True),
+        ("0.00::numeric(8,2)", "0.00::numeric", True),
+        ("statement_timestamp()", "now()", True),
+        ("CURRENT_TIMESTAMP", "now()", True),
+        ("1", "2", False),
+        ("'a'::character varying", "'b'::character varying", False),
+        ("1", None, False),
+    ],
+)
+def test_defaults_are_compared_by_meaning(model: str, database: str | None, same: bool) -> None:
+    assert same_default(model, database) is same
+
+
+def test_a_declaration_django_cannot_create_is_a_warning(migrated: AppProject) -> None:
+    broken = 'models.Index(models.Func(models.F("title"), function="no_such_fn"), name="tasks_x")'
+    migrated.models(MODELS.replace('name="tasks_open_idx")]', f'name="tasks_open_idx"), {broken}]'))
+
+    result = migrated.manage("schemadrift")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Warning: tasks: tasks_x: Django's schema editor cannot create" in result.stderr
+    assert "function no_such_fn(character varying) does not exist" in result.stderr

@@ -44,15 +44,17 @@ class Command(BaseCommand):
         try:
             executor = MigrationExecutor(connection)
             pending = executor.migration_plan(executor.loader.graph.leaf_nodes())
-            differences = detect_drift(connection, labels)
+            report = detect_drift(connection, labels)
         except DatabaseError as err:
             raise CommandError(f"could not read the database: {redact(str(err))}") from err
+        differences = report.differences
         unapplied = [f"{m.app_label}.{m.name}" for m, backwards in pending if not backwards]
         if options["json"]:
             payload = {
                 "apps": labels,
                 "drift": bool(differences),
                 "unapplied_migrations": unapplied,
+                "warnings": report.warnings,
                 "differences": [d.as_dict() for d in differences],
             }
             self.stdout.write(json.dumps(payload, indent=2))
@@ -67,6 +69,8 @@ class Command(BaseCommand):
                     "the differences below may be only that."
                 )
             )
+        for warning in report.warnings:
+            self.stderr.write(self.style.WARNING(f"Warning: {warning}"))
         if not differences:
             self.stdout.write(f"No drift: the models of {', '.join(labels)} match the database.")
             return
