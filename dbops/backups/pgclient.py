@@ -72,20 +72,30 @@ class DbTarget:
 def source_from_settings(alias: str = "default") -> DbTarget:
     """The project's database as the owner role (MIGRATION_DATABASE_URL when set)."""
     config = getattr(settings, "MIGRATION_DATABASE", None) or settings.DATABASES[alias]
-    if not config.get("NAME"):
+    if not config.get("NAME") and not config.get("SECRET"):
         raise BackupError(
             "No database is configured: set DATABASE_URL (and MIGRATION_DATABASE_URL for the "
             "owner role), or start the local one with `python manage.py devdb start`."
         )
     options = config.get("OPTIONS", {})
-    password = str(config.get("PASSWORD") or "")
+    user, password = str(config.get("USER") or ""), str(config.get("PASSWORD") or "")
+    host, port, dbname = config.get("HOST"), config.get("PORT"), config.get("NAME")
+    if config.get("SECRET"):
+        # Credentials from Secrets Manager (dbops.secrets), as the application logs in.
+        from dbops.secrets import SecretRef
+
+        secret = config["SECRET"]
+        ref = SecretRef(secret["ID"], secret.get("REGION") or "", secret.get("SETTING") or "")
+        found = ref.get()
+        user, password = found.username, found.password
+        host, port, dbname = host or found.host, port or found.port, dbname or found.dbname
     register_secret(password)
     return DbTarget(
-        host=str(config.get("HOST") or "localhost"),
-        port=int(config.get("PORT") or 5432),
-        user=str(config.get("USER") or ""),
+        host=str(host or "localhost"),
+        port=int(port or 5432),
+        user=user,
         password=password,
-        dbname=str(config["NAME"]),
+        dbname=str(dbname),
         sslmode=str(options.get("sslmode") or settings.DB_SSLMODE),
         sslrootcert=str(options.get("sslrootcert") or settings.DB_SSLROOTCERT or ""),
     )

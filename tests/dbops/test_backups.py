@@ -400,3 +400,36 @@ def test_progress_on_request(project_db, settings_folder, scratch, capsys):
     run("restore", "latest", "--database", scratch, "--progress")
     err = capsys.readouterr().err
     assert "pg_restore:" in err and "(100%)" in err
+
+
+def test_it_logs_in_with_the_owner_secret_from_secrets_manager(source, folder, monkeypatch):
+    from dbops import secrets as db_secrets
+    from dbops.backups.pgclient import source_from_settings
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    db_secrets.reset()
+    with mock_aws():
+        boto3.client("secretsmanager", region_name="eu-west-1").create_secret(
+            Name="prod/owner",
+            SecretString=json.dumps(
+                {"username": source.user, "password": source.password, "host": source.host,
+                 "port": source.port, "dbname": source.dbname, "engine": "postgres"}
+            ),
+        )  # fmt: skip
+        owner = {
+            "ENGINE": "dbops.db.backends.postgresql",
+            "NAME": "",
+            "USER": "",
+            "PASSWORD": "",
+            "HOST": "",
+            "PORT": "",
+            "OPTIONS": {"sslmode": source.sslmode, "sslrootcert": source.sslrootcert},
+            "SECRET": {"ID": "prod/owner", "REGION": "eu-west-1", "SETTING": "X"},
+        }
+        with override_settings(MIGRATION_DATABASE=owner):
+            target = source_from_settings()
+    db_secrets.reset()
+
+    assert target == source
+    assert create_backup(target, folder, ENV).size > 0

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from dbops.backups import BackupError
@@ -101,7 +102,7 @@ class Command(BaseCommand):
             env = check_env(settings.BACKUP_ENV)
             action = options["action"]
             getattr(self, f"do_{action}")(backup_storage(), env, options)
-        except (BackupError, ValueError) as err:
+        except (BackupError, ImproperlyConfigured, ValueError) as err:
             raise CommandError(redact(str(err))) from err
 
     def progress(self, label: str, options: dict[str, Any], total: int | None = None) -> Any:
