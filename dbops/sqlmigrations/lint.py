@@ -1,4 +1,4 @@
-"""Lint migration files: squawk (a PostgreSQL migration linter) plus the team guide's rules.
+"""Lint migration files: squawk (dbops.sqlmigrations.squawk) plus the team guide's rules.
 
 The guide's rules (docs/migrations.md, "Lint"):
 - drop-column-without-deprecation: `DROP COLUMN t.c` needs an EARLIER migration that marks
@@ -18,60 +18,24 @@ The guide's rules (docs/migrations.md, "Lint"):
 
 from __future__ import annotations
 
-import json
 import re
-import shutil
-import subprocess
-import sys
-import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 from pglast import ast, parse_sql
 from pglast.enums import AlterTableType, ObjectType
 from pglast.parser import ParseError
 
-from dbops.sqlmigrations.checksum import flyway_checksum
 from dbops.sqlmigrations.exceptions import SqlMigrationError, line_at
 from dbops.sqlmigrations.files import MigrationFile
 from dbops.sqlmigrations.history import TYPE_SQL, HistoryRow
+from dbops.sqlmigrations.squawk import run_squawk
 from dbops.sqlmigrations.validation import applied_versions
-
-PG_VERSION = "15"
-# Squawk rules this project turns off, and why (docs/migrations.md repeats this):
-SQUAWK_EXCLUDED = {
-    # Replaced by the guide's rule: dropping IS allowed after a deprecation step.
-    "ban-drop-column": "replaced by drop-column-without-deprecation",
-    # Replaced by index-not-concurrent, which also names the .sql.conf to write.
-    "require-concurrent-index-creation": "replaced by index-not-concurrent",
-    # Django's CharField is varchar(n) (the generator renders models as Django does) and
-    # the schema documents its limits as varchar(n); widening one later is a metadata-only
-    # change in PostgreSQL.
-    "prefer-text-field": "the schema uses varchar(n) limits on purpose (Django CharField)",
-    # They fire on every statement, including COMMENT ON a table created a line above;
-    # files run one at a time under the advisory lock, and a file that alters a busy
-    # table sets its own `SET lock_timeout` (docs/migrations.md).
-    "require-lock-timeout": "noise on new tables; set lock_timeout where a busy table is altered",
-    "require-statement-timeout": "noise on new tables; set it where a slow change is made",
-    # smallint is chosen on purpose for small bounded values (effort points, weekdays),
-    # each with a CHECK constraint; an int id column is still caught by prefer-bigint-over-int.
-    "prefer-bigint-over-smallint": "smallint is used on purpose for small bounded values",
-}
-# Undo files exist to drop what their V file created.
-SQUAWK_EXCLUDED_UNDO = {
-    "ban-drop-table": "an undo file drops what its V file created",
-    "ban-drop-function": "an undo file drops what its V file created",
-}
 
 _DEPRECATED = re.compile(r"\s*DEPRECATED\b", re.IGNORECASE)
 _ROLLBACK = re.compile(r"roll\s*back|rollback|undo|revert", re.IGNORECASE)
 _SYNTAX_RULE = "syntax-error"
-
-
-class LintError(SqlMigrationError):
-    """The linter itself could not run (squawk missing or crashing)."""
 
 
 @dataclass(frozen=True)
@@ -102,20 +66,6 @@ class Finding:
         }
 
 
-def squawk_binary() -> str:
-    """Find squawk next to this Python (the venv) or on PATH."""
-    beside = Path(sys.executable).parent / "squawk"
-    if beside.exists():
-        return str(beside)
-    found = shutil.which("squawk")
-    if found:
-        return found
-    raise LintError(
-        "squawk is not installed: run `pip install -r requirements-dev.txt` (squawk-cli)",
-        path="squawk",
-    )
-
-
 def lint(
     files: list[MigrationFile],
     targets: list[MigrationFile],
@@ -140,7 +90,10 @@ def lint(
                 findings.append(Finding(mf.script, err.line or 1, "unreadable", err.detail))
     if progress:
         progress(f"squawk: {len(targets)} files")
-    findings += run_squawk([mf for mf in targets if mf.script in rendered], rendered)
+    reports = run_squawk([mf for mf in targets if mf.script in rendered], rendered)
+    findings += [
+        Finding(r.script, r.line, r.rule, r.message, r.help, "squawk", r.column) for r in reports
+    ]
     broken = {f.script for f in findings if f.rule in (_SYNTAX_RULE, "unreadable")}
     parsed = {s: _parse(text) for s, text in rendered.items() if s not in broken}
     deprecated = _deprecations(files, parsed)
@@ -158,67 +111,6 @@ def lint(
         findings += _file_rules(mf, files, rendered[mf.script])
     findings += edited_files(targets, rows or [], committed or {})
     findings.sort(key=lambda f: (f.script, f.line, f.rule))
-    return findings
-
-
-def run_squawk(files: list[MigrationFile], rendered: Mapping[str, str]) -> list[Finding]:
-    """Run squawk once per group of settings over rendered copies; map back to file:line."""
-    groups: dict[tuple[bool, bool], list[MigrationFile]] = {}
-    for mf in files:
-        key = (mf.config.execute_in_transaction, mf.kind == "U")
-        groups.setdefault(key, []).append(mf)
-    findings: list[Finding] = []
-    with tempfile.TemporaryDirectory(prefix="sqllint-") as tmp:
-        for (in_transaction, undo), group in groups.items():
-            paths: dict[str, str] = {}
-            for i, mf in enumerate(group):
-                # The name is kept (squawk reads nothing from it); a folder per file
-                # keeps sub-folder files apart.
-                copy = Path(tmp) / f"{in_transaction:d}{undo:d}-{i}" / mf.path.name
-                copy.parent.mkdir()
-                copy.write_text(rendered[mf.script], encoding="utf-8")
-                paths[str(copy)] = mf.script
-            excluded = sorted({*SQUAWK_EXCLUDED, *(SQUAWK_EXCLUDED_UNDO if undo else {})})
-            args = [
-                squawk_binary(),
-                "--reporter=json",
-                f"--pg-version={PG_VERSION}",
-                f"--exclude={','.join(excluded)}",
-            ]
-            if in_transaction:
-                args.append("--assume-in-transaction")
-            findings += _squawk_findings(args, paths, tmp)
-    return findings
-
-
-def _squawk_findings(args: list[str], paths: dict[str, str], cwd: str) -> list[Finding]:
-    result = subprocess.run([*args, *paths], capture_output=True, text=True, cwd=cwd, check=False)
-    try:
-        reports = json.loads(result.stdout or "[]")
-    except json.JSONDecodeError:
-        reports = None
-    if result.returncode not in (0, 1) or not isinstance(reports, list):
-        raise LintError(
-            f"squawk failed (exit {result.returncode}): "
-            f"{(result.stderr or result.stdout).strip()[:500]}",
-            path=args[0],
-        )
-    findings = []
-    for report in reports:
-        script = paths.get(report.get("file", ""), report.get("file", "?"))
-        rule = report.get("rule_name") or "squawk"
-        hint = report.get("help") or ""
-        findings.append(
-            Finding(
-                script,
-                int(report.get("line", 0)) + 1,  # squawk counts lines from 0
-                rule,
-                report.get("message", ""),
-                hint,
-                "squawk",
-                int(report["column"]) + 1 if "column" in report else None,
-            )
-        )
     return findings
 
 
@@ -397,54 +289,3 @@ def edited_files(
                 )
             )
     return findings
-
-
-def committed_checksums(
-    directory: Path, targets: Iterable[MigrationFile], base: str | None = None
-) -> tuple[str | None, dict[str, int]]:
-    """Return the base commit and the Flyway checksum of each target V file committed there.
-
-    `base` defaults to the merge base of HEAD with origin/main or main (on main itself:
-    HEAD, so uncommitted edits of committed files show). Outside git: (None, {}).
-    """
-    git = shutil.which("git")
-    if git is None or _git(git, directory, "rev-parse", "--git-dir") is None:
-        if base is not None:
-            raise LintError("not a git checkout, so --base cannot be used", path=str(directory))
-        return None, {}
-    commit = None
-    if base is not None:
-        commit = _git(git, directory, "rev-parse", "--verify", f"{base}^{{commit}}")
-        if commit is None:
-            raise LintError(f"unknown git ref {base!r}; pass an existing --base", path="--base")
-    else:
-        for ref in ("origin/main", "main", "origin/master", "master"):
-            commit = _git(git, directory, "merge-base", ref, "HEAD")
-            if commit:
-                break
-        commit = commit or _git(git, directory, "rev-parse", "--verify", "HEAD^{commit}")
-        if commit is None:
-            return None, {}
-    listing = _git(git, directory, "ls-tree", "-r", "-z", commit, "--", ".") or ""
-    blobs: dict[str, str] = {}
-    for entry in filter(None, listing.split("\0")):
-        meta, _, rel = entry.partition("\t")
-        blobs[rel] = meta.split()[2]
-    result: dict[str, int] = {}
-    for mf in targets:
-        blob = blobs.get(mf.script) if mf.kind == "V" else None
-        if blob is None:
-            continue
-        data = subprocess.run(
-            [git, "cat-file", "blob", blob], cwd=directory, capture_output=True, check=True
-        ).stdout
-        try:
-            result[mf.script] = flyway_checksum(data, path=mf.script)
-        except SqlMigrationError:
-            continue  # the committed copy was unreadable; the current one is what counts
-    return commit, result
-
-
-def _git(git: str, directory: Path, *args: str) -> str | None:
-    done = subprocess.run([git, *args], cwd=directory, capture_output=True, text=True, check=False)
-    return done.stdout.strip() if done.returncode == 0 else None

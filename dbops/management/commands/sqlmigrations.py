@@ -16,6 +16,7 @@ from dbops.redact import redact
 from dbops.sqlmigrations import info as infos
 from dbops.sqlmigrations import lint as linting
 from dbops.sqlmigrations.baseline import baseline
+from dbops.sqlmigrations.committed import committed_checksums
 from dbops.sqlmigrations.exceptions import SqlMigrationError
 from dbops.sqlmigrations.history import BASELINE_DESCRIPTION, HistoryRow
 from dbops.sqlmigrations.lock import advisory_lock, lock_key
@@ -179,17 +180,20 @@ class Command(BaseCommand):
         prefix = "Would repair" if options["dry_run"] else "Repaired"
         for action in actions:
             self.stdout.write(f"{prefix}: {action}")
-        counts = {
-            k: sum(a.action == k for a in actions) for k in (REMOVE_FAILED, MARK_DELETED, REALIGN)
-        }
         if not actions:
             self.stdout.write(f"Nothing to repair in {history.quoted_name}.")
             return
-        verb = "would be" if options["dry_run"] else "were"
-        self.stdout.write(
-            f"Done: {counts[REMOVE_FAILED]} failed rows removed, {counts[MARK_DELETED]} missing "
-            f"migrations marked deleted, {counts[REALIGN]} rows realigned ({verb} changed)."
+        count = {
+            k: sum(a.action == k for a in actions) for k in (REMOVE_FAILED, MARK_DELETED, REALIGN)
+        }
+        summary = (
+            f"{count[REMOVE_FAILED]} failed rows removed, {count[MARK_DELETED]} missing "
+            f"migrations marked deleted, {count[REALIGN]} rows realigned"
         )
+        if options["dry_run"]:
+            self.stdout.write(f"Dry run: {summary} if run without --dry-run; nothing changed.")
+        else:
+            self.stdout.write(f"Done: {summary} in {history.quoted_name}.")
 
     def _baseline(self, connection: BaseDatabaseWrapper, options: dict[str, Any]) -> None:
         version = Version(options["version"])
@@ -225,7 +229,7 @@ class Command(BaseCommand):
                 self.stderr.write(f"lint: skipping the applied-file check: {err}")
         committed: dict[str, int] = {}
         if not options["no_git"]:
-            _, committed = linting.committed_checksums(location, targets, options["base"])
+            _, committed = committed_checksums(location, targets, options["base"])
         findings = linting.lint(
             files, targets, values=values, rows=rows, committed=committed, progress=progress
         )

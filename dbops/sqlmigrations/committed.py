@@ -1,0 +1,67 @@
+"""The committed copies of migration files at a git base ref, for lint's edit check."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterable
+from pathlib import Path
+
+from dbops.sqlmigrations.checksum import flyway_checksum
+from dbops.sqlmigrations.exceptions import SqlMigrationError
+from dbops.sqlmigrations.files import MigrationFile
+
+
+class GitBaseError(SqlMigrationError):
+    """The base ref cannot be used."""
+
+
+def committed_checksums(
+    directory: Path, targets: Iterable[MigrationFile], base: str | None = None
+) -> tuple[str | None, dict[str, int]]:
+    """Return the base commit and the Flyway checksum of each target V file committed there.
+
+    `base` defaults to the merge base of HEAD with origin/main or main (on main itself:
+    HEAD, so uncommitted edits of committed files show). Outside git: (None, {}).
+    """
+    git = shutil.which("git")
+    if git is None or _git(git, directory, "rev-parse", "--git-dir") is None:
+        if base is not None:
+            raise GitBaseError("not a git checkout, so --base cannot be used", path=str(directory))
+        return None, {}
+    commit = None
+    if base is not None:
+        commit = _git(git, directory, "rev-parse", "--verify", f"{base}^{{commit}}")
+        if commit is None:
+            raise GitBaseError(f"unknown git ref {base!r}; pass an existing --base", path="--base")
+    else:
+        for ref in ("origin/main", "main", "origin/master", "master"):
+            commit = _git(git, directory, "merge-base", ref, "HEAD")
+            if commit:
+                break
+        commit = commit or _git(git, directory, "rev-parse", "--verify", "HEAD^{commit}")
+        if commit is None:
+            return None, {}
+    listing = _git(git, directory, "ls-tree", "-r", "-z", commit, "--", ".") or ""
+    blobs: dict[str, str] = {}
+    for entry in filter(None, listing.split("\0")):
+        meta, _, rel = entry.partition("\t")
+        blobs[rel] = meta.split()[2]
+    result: dict[str, int] = {}
+    for mf in targets:
+        blob = blobs.get(mf.script) if mf.kind == "V" else None
+        if blob is None:
+            continue
+        data = subprocess.run(
+            [git, "cat-file", "blob", blob], cwd=directory, capture_output=True, check=True
+        ).stdout
+        try:
+            result[mf.script] = flyway_checksum(data, path=mf.script)
+        except SqlMigrationError:
+            continue  # the committed copy was unreadable; the current one is what counts
+    return commit, result
+
+
+def _git(git: str, directory: Path, *args: str) -> str | None:
+    done = subprocess.run([git, *args], cwd=directory, capture_output=True, text=True, check=False)
+    return done.stdout.strip() if done.returncode == 0 else None

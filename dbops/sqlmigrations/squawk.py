@@ -1,0 +1,136 @@
+"""Run squawk (a PostgreSQL migration linter, the squawk-cli wheel) over migration files.
+
+Each file is linted as it runs: placeholders replaced, inside a transaction unless its
+.sql.conf says executeInTransaction=false, against PostgreSQL 15, with this project's
+rule choices below.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from dbops.sqlmigrations.exceptions import SqlMigrationError
+from dbops.sqlmigrations.files import MigrationFile
+
+PG_VERSION = "15"
+# Squawk rules this project turns off, and why (docs/migrations.md repeats this):
+SQUAWK_EXCLUDED = {
+    # Replaced by the guide's rule: dropping IS allowed after a deprecation step.
+    "ban-drop-column": "replaced by drop-column-without-deprecation",
+    # Replaced by index-not-concurrent, which also names the .sql.conf to write.
+    "require-concurrent-index-creation": "replaced by index-not-concurrent",
+    # Django's CharField is varchar(n) (the generator renders models as Django does) and
+    # the schema documents its limits as varchar(n); widening one later is a metadata-only
+    # change in PostgreSQL.
+    "prefer-text-field": "the schema uses varchar(n) limits on purpose (Django CharField)",
+    # They fire on every statement, including COMMENT ON a table created a line above;
+    # files run one at a time under the advisory lock, and a file that alters a busy
+    # table sets its own `SET lock_timeout` (docs/migrations.md).
+    "require-lock-timeout": "noise on new tables; set lock_timeout where a busy table is altered",
+    "require-statement-timeout": "noise on new tables; set it where a slow change is made",
+    # smallint is chosen on purpose for small bounded values (effort points, weekdays),
+    # each with a CHECK constraint; an int id column is still caught by prefer-bigint-over-int.
+    "prefer-bigint-over-smallint": "smallint is used on purpose for small bounded values",
+}
+# Undo files exist to drop what their V file created.
+SQUAWK_EXCLUDED_UNDO = {
+    "ban-drop-table": "an undo file drops what its V file created",
+    "ban-drop-function": "an undo file drops what its V file created",
+}
+
+
+class SquawkError(SqlMigrationError):
+    """squawk is missing or could not lint the files."""
+
+
+@dataclass(frozen=True)
+class Report:
+    """One squawk finding, mapped back to the migration file (lines from 1)."""
+
+    script: str
+    line: int
+    column: int
+    rule: str
+    message: str
+    help: str
+
+
+def squawk_binary() -> str:
+    """Find squawk next to this Python (the venv) or on PATH."""
+    beside = Path(sys.executable).parent / "squawk"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("squawk")
+    if found:
+        return found
+    raise SquawkError(
+        "squawk is not installed: run `pip install -r requirements-dev.txt` (squawk-cli)",
+        path="squawk",
+    )
+
+
+def run_squawk(files: list[MigrationFile], rendered: Mapping[str, str]) -> list[Report]:
+    """Run squawk once per group of settings over rendered copies; map back to file:line."""
+    groups: dict[tuple[bool, bool], list[MigrationFile]] = {}
+    for mf in files:
+        key = (mf.config.execute_in_transaction, mf.kind == "U")
+        groups.setdefault(key, []).append(mf)
+    findings: list[Report] = []
+    with tempfile.TemporaryDirectory(prefix="sqllint-") as tmp:
+        for (in_transaction, undo), group in groups.items():
+            paths: dict[str, str] = {}
+            for i, mf in enumerate(group):
+                # The name is kept (squawk reads nothing from it); a folder per file
+                # keeps sub-folder files apart.
+                copy = Path(tmp) / f"{in_transaction:d}{undo:d}-{i}" / mf.path.name
+                copy.parent.mkdir()
+                copy.write_text(rendered[mf.script], encoding="utf-8")
+                paths[str(copy)] = mf.script
+            excluded = sorted({*SQUAWK_EXCLUDED, *(SQUAWK_EXCLUDED_UNDO if undo else {})})
+            args = [
+                squawk_binary(),
+                "--reporter=json",
+                f"--pg-version={PG_VERSION}",
+                f"--exclude={','.join(excluded)}",
+            ]
+            if in_transaction:
+                args.append("--assume-in-transaction")
+            findings += _squawk_findings(args, paths, tmp)
+    return findings
+
+
+def _squawk_findings(args: list[str], paths: dict[str, str], cwd: str) -> list[Report]:
+    result = subprocess.run([*args, *paths], capture_output=True, text=True, cwd=cwd, check=False)
+    try:
+        reports = json.loads(result.stdout or "[]")
+    except json.JSONDecodeError:
+        reports = None
+    if result.returncode not in (0, 1) or not isinstance(reports, list):
+        raise SquawkError(
+            f"squawk failed (exit {result.returncode}): "
+            f"{(result.stderr or result.stdout).strip()[:500]}",
+            path=args[0],
+        )
+    findings = []
+    for report in reports:
+        script = paths.get(report.get("file", ""), report.get("file", "?"))
+        rule = report.get("rule_name") or "squawk"
+        hint = report.get("help") or ""
+        findings.append(
+            Report(
+                script,
+                int(report.get("line", 0)) + 1,  # squawk counts lines and columns from 0
+                int(report.get("column", 0)) + 1,
+                rule,
+                report.get("message", ""),
+                hint,
+            )
+        )
+    return findings
