@@ -248,6 +248,8 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    # OpClass in index expressions (the users trigram indexes) renders right only with it.
+    "django.contrib.postgres",
 ]
 
 MIDDLEWARE = [

@@ -18,11 +18,16 @@ class Migration(SQLFileMigration):
                     fields=[
                         (
                             "id",
-                            models.BigAutoField(
-                                auto_created=True,
+                            models.BigIntegerField(
+                                db_comment="Surrogate key from completions_id_seq; with completed_at, the primary key.",
+                                db_default=models.Func(
+                                    models.Value("completions_id_seq"),
+                                    function="nextval",
+                                    output_field=models.BigIntegerField(),
+                                ),
+                                editable=False,
                                 primary_key=True,
                                 serialize=False,
-                                verbose_name="ID",
                             ),
                         ),
                         (

@@ -21,6 +21,18 @@ class Completion(models.Model):
     """A chore done. The table is partitioned by month: its real primary key is
     (id, completed_at); Django keys rows by id alone (docs/schema-decisions.md)."""
 
+    # The table's key is (id, completed_at); PostgreSQL 15 has no identity columns on
+    # partitioned tables, so id comes from completions_id_seq and RETURNING reads it back.
+    id = models.BigIntegerField(
+        primary_key=True,
+        editable=False,
+        db_default=models.Func(
+            models.Value("completions_id_seq"),
+            function="nextval",
+            output_field=models.BigIntegerField(),
+        ),
+        db_comment="Surrogate key from completions_id_seq; with completed_at, the primary key.",
+    )
     household = models.ForeignKey(
         Household,
         on_delete=models.CASCADE,
