@@ -192,6 +192,12 @@ def render(
     return forward, backward, note
 
 
+def irreversible_statement(script: str, undo_script: str) -> str:
+    """Return SQL that stops a backwards migration with a message naming the files."""
+    message = f"{script} has no generated undo: edit {undo_script} (see its header)"
+    return f"DO $$ BEGIN RAISE EXCEPTION '{message}'; END $$;\n"
+
+
 def _header(lines: list[str]) -> str:
     return "".join(f"-- {line}\n" if line else "--\n" for line in lines)
 
@@ -275,8 +281,7 @@ def generate(
                     "to make migrating backwards stop here (restore from a backup instead).",
                 ]
             )
-            message = f"{script} has no generated undo: edit {undo_script} (see its header)"
-            undo += f"DO $$ BEGIN RAISE EXCEPTION '{message}'; END $$;\n"
+            undo += irreversible_statement(script, undo_script)
         else:
             if note:
                 notes.append(f"{undo_script}: {note}the reverse SQL was rendered without it")

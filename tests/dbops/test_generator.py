@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+from django.db import DatabaseError, transaction
+
 from tests.appproject import AppProject, app_project  # noqa: F401
 
 ITEM = """
@@ -154,3 +157,64 @@ def test_it_refuses_an_unknown_app(app_project: AppProject) -> None:  # noqa: F8
 
     assert result.returncode == 1
     assert "no installed app with label 'nosuchapp'" in result.stderr
+
+
+def test_dropping_a_column_warns_and_the_undo_restores_it(app_project: AppProject) -> None:  # noqa: F811
+    p = app_project
+    p.models(ITEM_WITH_SKU)
+    assert p.manage("makesqlmigration", "shop", "create_items").returncode == 0
+    assert p.manage("migrate", "--no-input").returncode == 0
+    p.models(ITEM)
+
+    result = p.manage("makesqlmigration", "shop", "remove_sku_from_items")
+
+    assert result.returncode == 0, result.stderr
+    sql = (p.sql_dir / "V3__remove_sku_from_items.sql").read_text()
+    assert "-- Warning: drops data (Remove field sku from item)" in sql
+    assert 'DROP COLUMN "sku"' in sql
+    undo = (p.sql_dir / "U3__remove_sku_from_items.sql").read_text()
+    assert "restores the schema, not the data" in undo
+    assert 'ADD COLUMN "sku" varchar(20) NULL' in undo
+    assert p.manage("migrate", "--no-input").returncode == 0
+    assert columns(p, "items") == ["id", "name", "price"]
+    back = p.manage("migrate", "shop", "V2__create_items", "--no-input")
+    assert back.returncode == 0, back.stderr
+    assert columns(p, "items") == ["id", "name", "price", "sku"]
+
+
+def test_a_question_without_a_terminal_stops_it(app_project: AppProject) -> None:  # noqa: F811
+    p = app_project
+    p.models(ITEM)
+    assert p.manage("makesqlmigration", "shop", "create_items").returncode == 0
+    p.models(ITEM.replace("    price =", "    code = models.CharField(max_length=5)\n    price ="))
+
+    result = p.manage("makesqlmigration", "shop", "add_code")
+
+    assert result.returncode == 3
+    assert "Field 'code' on model 'item' not migrated: it is impossible to add a non-nullable" in (
+        result.stderr
+    )
+    assert not list(p.sql_dir.glob("V3*"))
+
+
+def test_an_irreversible_change_gets_an_undo_that_stops(db: None) -> None:
+    from django.db import connection, migrations
+    from django.db.migrations.state import ProjectState
+
+    from dbops.sqlmigrations.generate import irreversible_statement, render
+
+    migration = migrations.Migration("V9__data", "dbops")
+    migration.operations = [migrations.RunSQL("SELECT 1")]  # no reverse_sql
+
+    forward, backward, note = render(connection, ProjectState(), migration)
+
+    assert "SELECT 1" in forward
+    assert backward is None
+    assert "is not reversible" in note
+    statement = irreversible_statement("V9__data.sql", "U9__data.sql")
+    with (
+        pytest.raises(DatabaseError, match=r"V9__data\.sql has no generated undo: edit U9__"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute(statement)
