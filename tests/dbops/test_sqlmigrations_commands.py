@@ -7,6 +7,7 @@ import subprocess
 from typing import Any
 
 from dbops.sqlmigrations.checksum import flyway_checksum
+from tests.helpers import run_manage
 from tests.sqlproject import SqlProject
 
 A = "-- V1: table a. Rollback: DROP TABLE a.\nCREATE TABLE a (id bigint PRIMARY KEY);\n"
@@ -397,3 +398,31 @@ def test_lint_wants_rollback_instructions_and_one_statement_outside_transactions
     assert "V1__create_a.sql:1: no-rollback-instructions" in result.stdout
     bad = lint(sqlproject, "elsewhere.sql")
     assert bad.returncode == 1 and "elsewhere.sql: not a migration file" in bad.stderr
+
+
+# -- roles -------------------------------------------------------------------------------
+
+
+def test_info_reads_with_the_app_role_and_repair_uses_the_owner(sqlproject: SqlProject) -> None:
+    sqlproject.write("V1__create_a.sql", A)
+    assert sqlproject.manage("migrate", "--no-input").returncode == 0
+    app = sqlproject.server.app_user
+    sqlproject.query(f'GRANT SELECT ON flyway_schema_history TO "{app}"')  # as roles.py does
+    insert_row(sqlproject, 2, "2", "create b", "V2__create_b.sql", 2, success=False)
+    env = sqlproject.env()
+    env["DATABASE_URL"] = sqlproject.server.url(sqlproject.database, role="app")
+
+    result = run_manage("sqlmigrations", "info", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "| Versioned | 2       | create b    | SQL  |" in result.stdout
+
+    refused = run_manage("sqlmigrations", "repair", env=env)
+    assert refused.returncode == 1
+    assert f"repair failed as database user '{app}'" in refused.stderr
+    assert "MIGRATION_DATABASE_URL" in refused.stderr
+    assert len(sqlproject.history()) == 2
+
+    env["MIGRATION_DATABASE_URL"] = sqlproject.server.url(sqlproject.database)
+    result = run_manage("sqlmigrations", "repair", env=env)
+    assert result.returncode == 0, result.stderr
+    assert [r[1] for r in sqlproject.history()] == ["1"]

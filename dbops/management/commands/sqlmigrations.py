@@ -73,6 +73,13 @@ class Command(BaseCommand):
             getattr(self, "_" + options["subcommand"])(connection, options)
         except SqlMigrationError as err:
             raise CommandError(str(err)) from err
+        except DatabaseError as err:
+            user = connection.settings_dict.get("USER")
+            raise CommandError(
+                f"{options['subcommand']} failed as database user {user!r}: "
+                f"{redact(str(err)).strip()}; repair and baseline need the owner role "
+                "(set MIGRATION_DATABASE_URL)"
+            ) from err
 
     # -- info / validate: read-only, with whatever role the connection has --------------
 
