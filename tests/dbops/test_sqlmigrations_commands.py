@@ -150,6 +150,8 @@ def test_validate_lists_every_problem_at_once_with_file_names(sqlproject: SqlPro
     sqlproject.write("V3__create_c.sql", C)
     sqlproject.write("V5__Create_E.sql", "CREATE TABLE e (id bigint);\n")  # gap + bad name
     insert_row(sqlproject, 10, "4", "create d", "V4__create_d.sql", 4, success=False)
+    sqlproject.write("V6_create_f.sql", "CREATE TABLE f (id bigint);\n")  # Flyway can't parse it
+    sqlproject.write("R1__refresh.sql", "SELECT 1;\n")  # nor this
 
     result = sqlproject.manage("sqlmigrations", "validate", sync=False)
     assert result.returncode == 1
@@ -160,6 +162,8 @@ def test_validate_lists_every_problem_at_once_with_file_names(sqlproject: SqlPro
         "V4__create_d.sql: the history records a failed run of version 4",
         "V5__Create_E.sql: version 5 follows V3__create_c.sql but V4 is missing",
         "description 'Create_E' must be snake_case",
+        "V6_create_f.sql: could not recognise version number '6_create_f'",
+        "R1__refresh.sql: a repeatable migration cannot have a version",
     ):
         assert expected in result.stderr
 

@@ -17,9 +17,11 @@ from dbops.sqlmigrations import info as infos
 from dbops.sqlmigrations import lint as linting
 from dbops.sqlmigrations.baseline import baseline
 from dbops.sqlmigrations.committed import committed_checksums
-from dbops.sqlmigrations.exceptions import SqlMigrationError
+from dbops.sqlmigrations.exceptions import InvalidMigrationName, SqlMigrationError
+from dbops.sqlmigrations.files import MigrationFile, discover
 from dbops.sqlmigrations.history import BASELINE_DESCRIPTION, HistoryRow
 from dbops.sqlmigrations.lock import advisory_lock, lock_key
+from dbops.sqlmigrations.names import is_candidate, parse_name
 from dbops.sqlmigrations.placeholders import builtin_placeholders
 from dbops.sqlmigrations.repair import (
     MARK_DELETED,
@@ -28,7 +30,7 @@ from dbops.sqlmigrations.repair import (
     apply_repair,
     plan_repair,
 )
-from dbops.sqlmigrations.validation import Problem
+from dbops.sqlmigrations.validation import Problem, validate
 from dbops.sqlmigrations.versions import Version
 
 PROGRESS_FROM = 200  # files: lint reports progress on stderr from this many on
@@ -127,13 +129,15 @@ class Command(BaseCommand):
         self.stdout.write(f"{len(found)} migrations, {pending} pending.")
 
     def _validate(self, connection: BaseDatabaseWrapper, options: dict[str, Any]) -> None:
-        try:
-            files = engine.load_files(refresh=True)
-        except SqlMigrationError as err:
-            files, problems = None, [Problem("files", err.path, err.detail)]
+        files, problems = self._files_for_validation()
         rows, _ = self._read(connection)
         if files is not None:
-            problems = engine.validate_database(connection, rows)
+            problems += validate(
+                files,
+                rows,
+                check_convention=engine.option("CHECK_CONVENTION"),
+                out_of_order=engine.option("OUT_OF_ORDER"),
+            )
         count = len(files) if files is not None else 0
         if options["json"]:
             self._json(
@@ -153,6 +157,28 @@ class Command(BaseCommand):
             )
         if not options["json"]:
             self.stdout.write(f"Successfully validated {count} migrations: no problems.")
+
+    def _files_for_validation(self) -> tuple[list[MigrationFile] | None, list[Problem]]:
+        """Load the files; on bad names, report each of them and validate the rest."""
+        try:
+            return engine.load_files(refresh=True), []
+        except InvalidMigrationName:
+            pass
+        except SqlMigrationError as err:  # duplicates, encodings: nothing sound to check
+            return None, [Problem("files", err.path, err.detail)]
+        location = Path(engine.option("LOCATION"))
+        problems = []
+        for path in sorted(location.rglob("*")):
+            if path.is_file() and is_candidate(path.name):
+                rel = path.relative_to(location).as_posix()
+                try:
+                    parse_name(path.name, path=rel)
+                except InvalidMigrationName as err:
+                    problems.append(Problem("name", rel, err.detail))
+        try:
+            return discover(location, strict=False), problems
+        except SqlMigrationError as err:
+            return None, [*problems, Problem("files", err.path, err.detail)]
 
     # -- repair / baseline: owner role, advisory lock, one transaction ----------------------
 
