@@ -1,0 +1,102 @@
+"""The households-and-chores admin (issue 6.2) on real PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+
+from accounts.models import UserProfile
+from chores.models import (
+    Assignment,
+    AuditLog,
+    Completion,
+    Household,
+    HouseholdMember,
+    Notification,
+    Task,
+)
+
+pytestmark = pytest.mark.django_db
+MODELS = (
+    "household",
+    "householdmember",
+    "tasktemplate",
+    "task",
+    "assignment",
+    "completion",
+    "notification",
+    "auditlog",
+)
+
+
+@pytest.fixture
+def home() -> Household:
+    owner = UserProfile.objects.create(cognito_sub="sub-o", email="owner@example.com")
+    household = Household.objects.create_with_owner(owner, name="The Millers")
+    kid = UserProfile.objects.create(cognito_sub="sub-k", email="kid@example.com")
+    member = HouseholdMember.objects.create(household=household, user=kid, role="child")
+    task = Task.objects.create(household=household, title="Dishes", recurrence="FREQ=DAILY")
+    for n in range(5):
+        due = timezone.now() + timedelta(days=n)
+        assignment = Assignment.objects.create(
+            task=task, household=household, assignee=member, due_at=due
+        )
+        Completion.objects.create(
+            household=household, member=member, task=task, assignment=assignment, points=3
+        )
+        Notification.objects.create(recipient=kid, household=household, kind="assignment_due")
+    return household
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_every_changelist_answers_with_constant_queries(
+    admin_client: Any, home: Household, model: str
+) -> None:
+    url = reverse(f"admin:chores_{model}_changelist")
+    with CaptureQueriesContext(connection) as queries:
+        response = admin_client.get(url)
+    assert response.status_code == 200
+    assert len(queries) < 15, [q["sql"] for q in queries]
+
+
+def test_household_page_shows_its_members_inline(admin_client: Any, home: Household) -> None:
+    page = admin_client.get(reverse("admin:chores_household_change", args=[home.pk]))
+    text = page.content.decode()
+    assert "kid@example.com" in text and "owner@example.com" in text
+    assert "members-TOTAL_FORMS" in text
+
+
+def test_completions_filter_by_month_and_search_by_member_email(
+    admin_client: Any, home: Household
+) -> None:
+    url = reverse("admin:chores_completion_changelist")
+    month = f"{timezone.now():%Y-%m}"
+    page = admin_client.get(url, {"month": month}).content.decode()
+    assert page.count("field-points") >= 5
+    old = datetime(2000, 1, 1, tzinfo=UTC).strftime("%Y-%m")
+    assert admin_client.get(url, {"month": old}).status_code == 200
+    page = admin_client.get(url, {"q": "KID@example.com"}).content.decode()
+    assert page.count("field-points") == 5
+    page = admin_client.get(url, {"q": "nobody@example.com"}).content.decode()
+    assert page.count("field-points") == 0
+
+
+def test_audit_log_is_read_only_and_filterable_by_table(admin_client: Any, home: Household) -> None:
+    assert AuditLog.objects.filter(table_name="households").exists()
+    url = reverse("admin:chores_auditlog_changelist")
+    page = admin_client.get(url).content.decode()
+    assert "?table_name=households" in page  # the filter lists the audited tables
+    assert admin_client.get(url, {"table_name": "households"}).status_code == 200
+    row = AuditLog.objects.first()
+    assert admin_client.get(reverse("admin:chores_auditlog_add")).status_code == 403
+    detail = admin_client.get(reverse("admin:chores_auditlog_change", args=[row.pk]))
+    assert detail.status_code == 200 and 'name="_save"' not in detail.content.decode()
+    assert (
+        admin_client.post(reverse("admin:chores_auditlog_delete", args=[row.pk])).status_code == 403
+    )
