@@ -8,3 +8,4 @@ DROP TRIGGER assignments_audit ON assignments;
 DROP TRIGGER completions_audit ON completions;
 DROP FUNCTION choregarden_audit();
 DROP TABLE audit_log;
+DROP FUNCTION choregarden_audit_log_guard();

@@ -68,8 +68,27 @@ CREATE TRIGGER assignments_audit AFTER INSERT OR UPDATE OR DELETE ON assignments
 CREATE TRIGGER completions_audit AFTER UPDATE OR DELETE ON completions
     FOR EACH ROW EXECUTE FUNCTION choregarden_audit();
 
--- Append-only for the application: it reads the log; only the trigger writes it.
+-- Append-only for the application: it reads the log; only the trigger writes it. The
+-- REVOKE is the first line; the trigger below holds even if a later GRANT on all tables
+-- gives the privileges back. The owner (retention jobs, ops) may still change it.
 REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON audit_log FROM ${app_role};
+
+CREATE FUNCTION choregarden_audit_log_guard() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF current_user = (SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = TG_RELID) THEN
+        RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
+    END IF;
+    RAISE EXCEPTION 'audit_log is written only by the audit triggers (% by %)', TG_OP, current_user
+        USING ERRCODE = 'insufficient_privilege';
+END;
+$$;
+COMMENT ON FUNCTION choregarden_audit_log_guard() IS
+    'BEFORE trigger on audit_log: only its owner (the SECURITY DEFINER audit triggers, ops) may write it.';
+CREATE TRIGGER audit_log_guard BEFORE INSERT OR UPDATE OR DELETE ON audit_log
+    FOR EACH ROW EXECUTE FUNCTION choregarden_audit_log_guard();
+CREATE TRIGGER audit_log_guard_truncate BEFORE TRUNCATE ON audit_log
+    FOR EACH STATEMENT EXECUTE FUNCTION choregarden_audit_log_guard();
 
 COMMENT ON TABLE audit_log IS 'Change history of the application tables, written by the choregarden_audit() triggers; read-only for the application.';
 COMMENT ON COLUMN audit_log.id IS 'Surrogate key; increases with time.';

@@ -102,15 +102,40 @@ def test_default_privileges_give_the_app_role_crud_on_every_table(
             assert row == (True,), f"{APP_ROLE} lacks {privilege} on {table}"
 
 
+@pytest.mark.parametrize("granted", [False, True])
 def test_the_app_role_reads_but_cannot_write_the_audit_log(
-    app_conn: psycopg.Connection[Any],
+    pg_server: Any, provisioned_db: str, app_conn: psycopg.Connection[Any], granted: bool
 ) -> None:
-    app_conn.execute("SELECT count(*) FROM audit_log")
-    with pytest.raises(psycopg.errors.InsufficientPrivilege):
-        app_conn.execute(
-            "INSERT INTO audit_log (table_name, row_key, action, changes) "
-            "VALUES ('users', 'x', 'DELETE', '{}')"
+    # granted: as if a later GRANT ... ON ALL TABLES had given the privileges back.
+    with psycopg.connect(**pg_server.conninfo(provisioned_db), autocommit=True) as owner:
+        verb = (
+            "GRANT INSERT, UPDATE, DELETE, TRUNCATE ON audit_log TO"
+            if granted
+            else ("REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON audit_log FROM")
         )
+        owner.execute(f"{verb} {APP_ROLE}")
+        owner.execute(
+            "INSERT INTO users (cognito_sub, email) VALUES ('sub-a', 'a@example.com') "
+            "ON CONFLICT (cognito_sub) DO NOTHING"
+        )
+    app_conn.execute("SELECT count(*) FROM audit_log")
+    app_conn.commit()
+    for statement in (
+        "INSERT INTO audit_log (table_name, row_key, action, changes) "
+        "VALUES ('users', 'x', 'DELETE', '{}')",
+        "UPDATE audit_log SET actor = 'someone else'",
+        "DELETE FROM audit_log",
+        "TRUNCATE audit_log",
+    ):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            app_conn.execute(statement)
+        app_conn.rollback()
+    # ...while the app's own changes are still audited.
+    app_conn.execute("UPDATE users SET display_name = %s WHERE cognito_sub = 'sub-a'", [granted])
+    app_conn.commit()
+    assert app_conn.execute(
+        "SELECT action FROM audit_log WHERE table_name = 'users' ORDER BY id"
+    ).fetchall()[-1] == ("UPDATE",)
 
 
 def test_the_app_role_can_write_and_read_a_profile(app_conn: psycopg.Connection[Any]) -> None:
@@ -119,7 +144,9 @@ def test_the_app_role_can_write_and_read_a_profile(app_conn: psycopg.Connection[
     ).fetchone()
     assert row is not None
     app_conn.execute("UPDATE users SET display_name = 'R' WHERE id = %s", [row[0]])
-    assert app_conn.execute("SELECT display_name FROM users").fetchall() == [("R",)]
+    assert app_conn.execute(
+        "SELECT display_name FROM users WHERE id = %s", [row[0]]
+    ).fetchall() == [("R",)]
     app_conn.execute("DELETE FROM users WHERE id = %s", [row[0]])
 
 
