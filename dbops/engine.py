@@ -43,6 +43,7 @@ def option(name: str) -> Any:
 
 
 _files_cache: dict[str, list[MigrationFile]] = {}
+_by_script: dict[str, dict[str, MigrationFile]] = {}
 
 
 def load_files(*, refresh: bool = False) -> list[MigrationFile]:
@@ -50,13 +51,16 @@ def load_files(*, refresh: bool = False) -> list[MigrationFile]:
     location = str(option("LOCATION"))
     if refresh or location not in _files_cache:
         _files_cache[location] = discover(Path(location))
+        _by_script[location] = {mf.script: mf for mf in _files_cache[location]}
     return _files_cache[location]
 
 
 def find_file(script: str) -> MigrationFile:
-    for mf in load_files():
-        if mf.script == script:
-            return mf
+    # Every wrapper looks its file up when Django loads it: a dict keeps that linear.
+    load_files()
+    mf = _by_script[str(option("LOCATION"))].get(script)
+    if mf is not None:
+        return mf
     raise MissingMigrationFile(
         f"a Django migration wraps {script}, but there is no such file in "
         f"{option('LOCATION')}; restore the file or remove the wrapper",
