@@ -119,12 +119,11 @@ def rotate(pg_server: Any, aws: Any, secret_id: str, role: str, password: str) -
 
 @pytest.fixture
 def make_wrapper(pg_server: Any, django_db_blocker: Any) -> Iterator[Any]:
-    """Build Django connections with the project's backend, outside settings.DATABASES."""
+    """Add Django connections with the project's backend, each under an alias of its own."""
+    from django.conf import settings
     from django.db import connections
 
-    from dbops.db.backends.postgresql.base import DatabaseWrapper
-
-    made: list[Any] = []
+    aliases: list[str] = []
 
     def make(secret_id: str, *, pool: bool, **overrides: Any) -> Any:
         config: dict[str, Any] = {
@@ -142,17 +141,21 @@ def make_wrapper(pg_server: Any, django_db_blocker: Any) -> Iterator[Any]:
             config["OPTIONS"]["pool"] = {"min_size": 1, "max_size": 2, "timeout": 5}
         config.update(overrides)
         alias = f"secrets_{uuid.uuid4().hex[:8]}"
+        # settings.DATABASES is connections.settings: signal handlers find the alias there.
         configured = connections.configure_settings({"default": {}, alias: config})[alias]
-        wrapper = DatabaseWrapper(configured, alias)
-        made.append(wrapper)
-        return wrapper
+        settings.DATABASES[alias] = configured
+        aliases.append(alias)
+        return connections[alias]
 
     with django_db_blocker.unblock():
         yield make
-        for wrapper in made:
+        for alias in aliases:
+            wrapper = connections[alias]
             wrapper.close()
             if wrapper.pool is not None:
                 wrapper.close_pool()
+            del connections[alias]
+            del settings.DATABASES[alias]
 
 
 def whoami(wrapper: Any) -> tuple[str, str]:
@@ -195,6 +198,32 @@ def test_a_rotated_password_reaches_new_pooled_connections(
     pool.drain()
     assert whoami(wrapper) == (login_role, pg_server.dbname)
     assert len(secret_reads) == 2  # later connections use the cached new value
+
+
+def test_pool_workers_reconnecting_at_once_share_one_refresh(
+    aws: Any, secret_reads: list[str], make_wrapper: Any, login_role: str, pg_server: Any
+) -> None:
+    aws.create_secret(
+        Name="chore/app", SecretString=rds_secret(pg_server, login_role, OLD_PASSWORD)
+    )
+    wrapper = make_wrapper("chore/app", pool=True)
+    wrapper.settings_dict["OPTIONS"]["pool"].update(min_size=3, max_size=3)
+    assert whoami(wrapper)[0] == login_role
+    wrapper.close()
+    pool = wrapper.pool
+    pool.wait(timeout=10)  # three connections, made with the old password
+
+    rotate(pg_server, aws, "chore/app", login_role, NEW_PASSWORD)
+    pool.drain()  # the pool's three workers reconnect in parallel
+    pool.wait(timeout=10)
+
+    assert len(secret_reads) == 2
+    assert pool.get_stats().get("connections_errors", 0) == 0  # each retry succeeded
+    with admin(pg_server) as conn:
+        sessions = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE usename = %s", [login_role]
+        ).fetchone()[0]
+    assert sessions == 3
 
 
 def test_django_pool_alone_keeps_the_rotated_out_password(
