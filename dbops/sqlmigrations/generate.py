@@ -20,6 +20,7 @@ from django.db import DatabaseError, migrations, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations.autodetector import MigrationAutodetector
 from django.db.migrations.exceptions import IrreversibleError
+from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.questioner import MigrationQuestioner
 from django.db.migrations.state import ProjectState
@@ -154,6 +155,19 @@ def wrapper_dependencies(
     return deps, previous_app
 
 
+def require_migrated(connection: BaseDatabaseWrapper) -> None:
+    """Refuse to render against a database that lacks applied migrations."""
+    executor = MigrationExecutor(connection)
+    plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
+    if plan:
+        names = ", ".join(f"{m.app_label}.{m.name}" for m, _ in plan[:5])
+        raise GeneratorError(
+            f"{len(plan)} migration(s) are not applied to the database ({names}"
+            f"{', ...' if len(plan) > 5 else ''}); run `manage.py migrate` first: the SQL is "
+            "rendered against the migrated schema (constraint names come from its catalog)"
+        )
+
+
 def _collect(connection: BaseDatabaseWrapper, run: Callable[[Any], Any]) -> str:
     """Run `run(schema_editor)` in collect_sql mode and return the SQL, as sqlmigrate does."""
     with connection.schema_editor(collect_sql=True, atomic=False) as editor:
@@ -249,6 +263,7 @@ def generate(
     else:
         if connection is None:
             raise GeneratorError("a database connection is needed to render the SQL")
+        require_migrated(connection)
         migration = migrations.Migration(stem, app_label)
         migration.operations = operations
         forward, backward, note = render(connection, loader.project_state(), migration)

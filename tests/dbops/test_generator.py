@@ -161,6 +161,7 @@ def test_it_refuses_an_unknown_app(app_project: AppProject) -> None:  # noqa: F8
 
 def test_dropping_a_column_warns_and_the_undo_restores_it(app_project: AppProject) -> None:  # noqa: F811
     p = app_project
+    assert p.manage("migrate", "--no-input").returncode == 0
     p.models(ITEM_WITH_SKU)
     assert p.manage("makesqlmigration", "shop", "create_items").returncode == 0
     assert p.manage("migrate", "--no-input").returncode == 0
@@ -184,8 +185,10 @@ def test_dropping_a_column_warns_and_the_undo_restores_it(app_project: AppProjec
 
 def test_a_question_without_a_terminal_stops_it(app_project: AppProject) -> None:  # noqa: F811
     p = app_project
+    assert p.manage("migrate", "--no-input").returncode == 0
     p.models(ITEM)
     assert p.manage("makesqlmigration", "shop", "create_items").returncode == 0
+    assert p.manage("migrate", "--no-input").returncode == 0
     p.models(ITEM.replace("    price =", "    code = models.CharField(max_length=5)\n    price ="))
 
     result = p.manage("makesqlmigration", "shop", "add_code")
@@ -218,3 +221,16 @@ def test_an_irreversible_change_gets_an_undo_that_stops(db: None) -> None:
         connection.cursor() as cursor,
     ):
         cursor.execute(statement)
+
+
+def test_it_refuses_an_unmigrated_database(app_project: AppProject) -> None:  # noqa: F811
+    app_project.models(ITEM)
+
+    result = app_project.manage("makesqlmigration", "shop", "create_items")
+
+    assert result.returncode == 1
+    assert "1 migration(s) are not applied to the database (dbops.V1__create_migration_test_" in (
+        result.stderr
+    )
+    assert "run `manage.py migrate` first" in result.stderr
+    assert not list(app_project.sql_dir.glob("V2*"))
