@@ -137,7 +137,13 @@ def fetch(ref: SecretRef) -> DatabaseCredentials:
             f"Could not reach Secrets Manager for {ref.describe()}: {redact(str(err))}. Set "
             "AWS_REGION and give the process AWS credentials (an IAM role in AWS)."
         ) from None
-    return parse(ref, response.get("SecretString"))
+    creds = parse(ref, response.get("SecretString"))
+    logger.info(
+        "Read database credentials from %s (version %s).",
+        ref.describe(),
+        response.get("VersionId", "?"),
+    )
+    return creds
 
 
 def parse(ref: SecretRef, text: str | None) -> DatabaseCredentials:

@@ -162,13 +162,27 @@ def test_a_missing_secret_is_an_error_summary(
     assert project.server.password not in capfd.readouterr().err
 
 
-def test_no_secret_id_is_an_error_summary(project: SqlProject) -> None:
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"MIGRATION_DB_SECRET_ID": None}, "MIGRATION_DB_SECRET_ID is not set"),
+        ({"DB_SSLROOTCERT": None}, "DB_SSLROOTCERT is not set in production"),
+    ],
+)
+def test_configuration_errors_are_error_summaries(
+    project: SqlProject, change: dict[str, str | None], expected: str
+) -> None:
     env = handler_env(project)
-    del env["MIGRATION_DB_SECRET_ID"]
-    env["DATABASE_URL"] = project.server.url(project.database)
-    [[summary]] = run_handlers(env, None)
+    env["DATABASE_URL"] = project.server.url(project.database)  # a password to leak
+    for key, value in change.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    [[summary]] = run_handlers(env, owner_secret(project))
     assert summary["status"] == "error"
-    assert "MIGRATION_DB_SECRET_ID is not set" in summary["errors"][0]
+    assert expected in summary["errors"][0]
+    assert "Traceback" not in summary["errors"][0]
     assert project.server.password not in json.dumps(summary)
 
 
