@@ -1,8 +1,9 @@
 """Demo data for the development database: a few households with a month of chores.
 
 Everything is keyed by natural keys (Cognito sub, household name, task title, due time),
-so a second run in the same week creates nothing; dates are anchored to the start of the
-current week (UTC), so a run in a later week adds that week's assignments.
+so a second run in the same week creates nothing. Assignments are the occurrences of each
+task's RRULE from three weeks back to the end of the current week, so a run in a later
+week adds that week's.
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ from __future__ import annotations
 from collections import Counter
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
+from dateutil.rrule import rrulestr
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -113,6 +116,7 @@ def load() -> dict[str, int]:
                 users[roster[0][0]], name=name, timezone=tz
             )
             tally.record("households", True)
+            tally.record("members", True)  # its owner
         members = []
         for sub, role in roster:
             m, created = HouseholdMember.objects.get_or_create(
@@ -146,11 +150,19 @@ def _assign(
     due: time,
     tally: Tally,
 ) -> None:
-    # One occurrence a week (the demo does not expand the RRULE), rotating the assignee.
-    for week in range(-WEEKS_BACK, 1):
-        due_at = start + timedelta(weeks=week, days=(offset * 2) % 7, hours=due.hour)
-        assignee = members[(week + offset) % len(members)]
-        status = "open" if week == 0 else PAST_OUTCOMES[(week + offset) % len(PAST_OUTCOMES)]
+    # The occurrences of the task's RRULE from starts_on to the end of this week, in the
+    # household's time zone (what the schedule command materialises), rotating assignees.
+    zone = ZoneInfo(task.household.timezone)
+    rule = rrulestr(task.recurrence or "FREQ=WEEKLY", dtstart=datetime.combine(task.starts_on, due))
+    last = datetime.combine((start + timedelta(days=6)).date(), time(23, 59))
+    now = timezone.now()
+    for n, local in enumerate(rule.between(datetime.combine(task.starts_on, time(0)), last)):
+        due_at = local.replace(tzinfo=zone)
+        assignee = members[(n + offset) % len(members)]
+        if due_at > now - timedelta(days=1):
+            status = "open"  # upcoming, or overdue since yesterday
+        else:
+            status = PAST_OUTCOMES[(n + offset) % len(PAST_OUTCOMES)]
         assignment, created = Assignment.objects.get_or_create(
             task=task, due_at=due_at, defaults={"assignee": assignee, "status": status}
         )
@@ -163,7 +175,7 @@ def _assign(
                 assignment=assignment,
                 points=task.effort_points,
                 completed_at=due_at - timedelta(hours=1),
-                note="Done!" if offset % 2 else "",
+                note="Done!" if n % 3 == 0 else "",
             )
             tally.record("completions", True)
 
