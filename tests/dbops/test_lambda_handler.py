@@ -22,8 +22,10 @@ REGION = "eu-west-1"
 SECRET_ID = "chore/prod/owner"
 
 
-def invoke(env: dict[str, str], secret: str | None, times: int, barrier: Any) -> list[Any]:
-    """In a fresh process: create the secret in moto, then call the handler `times` times."""
+def invoke(
+    env: dict[str, str], secret: str | None, events: list[dict[str, Any]], barrier: Any
+) -> list[Any]:
+    """In a fresh process: create the secret in moto, then call the handler once per event."""
     os.environ.clear()
     os.environ.update(env)
     sys.path[:0] = env["PYTHONPATH"].split(os.pathsep)
@@ -38,7 +40,7 @@ def invoke(env: dict[str, str], secret: str | None, times: int, barrier: Any) ->
 
         if barrier is not None:
             barrier.wait(timeout=120)
-        return [handler({}, None) for _ in range(times)]
+        return [handler(event, None) for event in events]
 
 
 def _child(queue: Any, *args: Any) -> None:
@@ -49,14 +51,18 @@ def _child(queue: Any, *args: Any) -> None:
 
 
 def run_handlers(
-    env: dict[str, str], secret: str | None, *, processes: int = 1, times: int = 1
+    env: dict[str, str],
+    secret: str | None,
+    *,
+    processes: int = 1,
+    events: list[dict[str, Any]] | None = None,
 ) -> list[list[dict[str, Any]]]:
     """Run `processes` handler processes at once; return each one's summaries."""
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
     barrier = ctx.Barrier(processes) if processes > 1 else None
     workers = [
-        ctx.Process(target=_child, args=(queue, env, secret, times, barrier))
+        ctx.Process(target=_child, args=(queue, env, secret, events or [{}], barrier))
         for _ in range(processes)
     ]
     for worker in workers:
@@ -116,8 +122,13 @@ def project(sqlproject: SqlProject) -> SqlProject:
 
 
 def test_first_invocation_applies_and_the_second_applies_nothing(project: SqlProject) -> None:
-    [summaries] = run_handlers(handler_env(project), owner_secret(project), times=2)
-    first, second = summaries
+    [summaries] = run_handlers(
+        handler_env(project), owner_secret(project), events=[{"validate_only": True}, {}, {}]
+    )
+    checked, first, second = summaries
+    assert checked["status"] == "ok", checked
+    assert checked["applied"] == []
+    assert checked["pending"] > 2  # V1, V2 and Django's own; nothing applied by the check
     assert first["status"] == "ok", first
     assert first["applied"] == ["V1__create_a.sql", "V2__create_b.sql", "R__view_ab.sql"]
     assert first["pending"] == 0
