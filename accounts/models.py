@@ -159,6 +159,7 @@ class UserProfile(models.Model):
             ),
         ]
         indexes = [
+            models.Index(fields=["-created_at"], name="users_created_at"),
             _trigram_index("email", "users_email_trgm"),
             _trigram_index("display_name", "users_display_name_trgm"),
             _trigram_index("cognito_sub", "users_cognito_sub_trgm"),

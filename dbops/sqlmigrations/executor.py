@@ -168,13 +168,20 @@ def apply_versioned(
             )
         return "adopted"
     started = time.perf_counter()
-    try:
-        cursor.execute(sql)
-    except Exception as error:
-        if not transactional:
-            _record(history, mf, started, success=False)
-        elapsed = time.perf_counter() - started
-        raise failure(mf, sql, error, transactional, elapsed=elapsed) from error
+    # A transactional file goes over in one round trip. A non-transactional one is sent
+    # statement by statement, as Flyway does: PostgreSQL runs a multi-statement query
+    # string as one implicit transaction, where CREATE INDEX CONCURRENTLY, VACUUM or
+    # ALTER TYPE ... ADD VALUE would fail; sending them one by one also names the line.
+    statements = [(0, sql)] if transactional else split_statements(sql)
+    for offset, statement in statements:
+        try:
+            cursor.execute(statement)
+        except Exception as error:
+            if not transactional:
+                _record(history, mf, started, success=False)
+            elapsed = time.perf_counter() - started
+            line = None if transactional else line_at(sql, offset)
+            raise failure(mf, sql, error, transactional, line=line, elapsed=elapsed) from error
     _record(history, mf, started, success=True)
     return "applied"
 
@@ -215,9 +222,13 @@ def undo_versioned(
 ) -> None:
     """Run the U file of an applied V file and remove the V file's history row."""
     row = find_applied(history, v_file)
-    try:
-        cursor.execute(sql)
-    except Exception as error:
-        raise failure(u_file, sql, error, transactional=True) from error
+    transactional = u_file.config.execute_in_transaction
+    statements = [(0, sql)] if transactional else split_statements(sql)
+    for offset, statement in statements:
+        try:
+            cursor.execute(statement)
+        except Exception as error:
+            line = None if transactional else line_at(sql, offset)
+            raise failure(u_file, sql, error, transactional, line=line) from error
     if row is not None:
         history.delete(row.installed_rank)

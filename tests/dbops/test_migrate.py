@@ -291,6 +291,30 @@ def test_non_transactional_file_creates_index_concurrently(sqlproject: SqlProjec
     assert [r[1] for r in sqlproject.history()] == ["1", "2"]
 
 
+def test_non_transactional_statements_run_one_by_one(sqlproject: SqlProject) -> None:
+    # One query string would be one implicit transaction, where CONCURRENTLY fails.
+    sqlproject.write("V1__create_a.sql", "CREATE TABLE a (id int, n int);\n")
+    sqlproject.write(
+        "V2__index_a.sql",
+        "CREATE INDEX CONCURRENTLY a_id_idx ON a (id);\n"
+        "-- and a second one; semicolons in 'strings; like this' do not split\n"
+        "CREATE INDEX CONCURRENTLY a_n_idx ON a (n) WHERE n <> length('x;y');\n",
+    )
+    sqlproject.write("V2__index_a.sql.conf", "executeInTransaction=false\n")
+    sqlproject.write(
+        "U2__index_a.sql", "DROP INDEX CONCURRENTLY a_id_idx;\nDROP INDEX CONCURRENTLY a_n_idx;\n"
+    )
+    sqlproject.write("U2__index_a.sql.conf", "executeInTransaction=false\n")
+    ok(migrate(sqlproject))
+    assert sqlproject.query(
+        "SELECT count(*) FROM pg_index WHERE indrelid = 'a'::regclass AND indisvalid"
+    ) == [(2,)]
+    ok(migrate(sqlproject, "dbops", "V1__create_a"))
+    assert sqlproject.query("SELECT count(*) FROM pg_index WHERE indrelid = 'a'::regclass") == [
+        (0,)
+    ]
+
+
 def test_transactional_concurrent_index_fails_with_a_hint(sqlproject: SqlProject) -> None:
     sqlproject.write("V1__create_a.sql", "CREATE TABLE a (id int);\n")
     sqlproject.write("V2__index_a.sql", "CREATE INDEX CONCURRENTLY a_id_idx ON a (id);\n")
@@ -310,6 +334,9 @@ def test_failed_non_transactional_file_records_a_failed_row(sqlproject: SqlProje
     sqlproject.write("V2__index_a.sql.conf", "executeInTransaction=false\n")
     err = failed(migrate(sqlproject))
     assert "V2__index_a.sql" in err and "repair" in err
+    assert "line 2" in err and 'relation "nope" does not exist' in err
+    # Statements before the failure stay applied (there is no transaction to roll back).
+    assert sqlproject.query("SELECT to_regclass('a_id_idx') IS NOT NULL") == [(True,)]
     rows = sqlproject.history()
     assert [(r[1], r[8]) for r in rows] == [("1", True), ("2", False)]
     # Flyway's rule: a failed row blocks the next run until it is repaired.
