@@ -7,6 +7,7 @@ the files and the database, as a developer would.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import shutil
@@ -85,6 +86,17 @@ class AppProject:
             text=True,
             timeout=timeout,
         )
+
+    def clone_database(self) -> AppProject:
+        """Return this project on a fresh copy of its database (drop it when done)."""
+        database = f"appproj_{os.getpid()}_{next(_counter)}"
+        with psycopg.connect(**self.server.conninfo(), autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                    sql.Identifier(database), sql.Identifier(self.database)
+                )
+            )
+        return dataclasses.replace(self, database=database)
 
     def connect(self) -> psycopg.Connection[Any]:
         return psycopg.connect(**self.server.conninfo(self.database), autocommit=True)

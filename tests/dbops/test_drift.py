@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from dbops.drift import same_default
-from tests.appproject import AppProject, app_project  # noqa: F401
+from tests.appproject import (  # noqa: F401
+    AppProject,
+    app_project,
+    create_app_project,
+    drop_app_project,
+)
 
 MODELS = """
 class Household(models.Model):
@@ -41,15 +48,25 @@ class Tag(models.Model):
 """
 
 
-@pytest.fixture
-def migrated(app_project: AppProject) -> AppProject:  # noqa: F811
-    assert app_project.manage("migrate", "--no-input").returncode == 0
-    app_project.models(MODELS)
-    generated = app_project.manage("makesqlmigration", "shop", "create_tasks")
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory, pg_server: Any) -> Iterator[AppProject]:
+    """One project with MODELS generated and migrated; tests get copies of its database."""
+    project = create_app_project(tmp_path_factory.mktemp("drift"), pg_server)
+    assert project.manage("migrate", "--no-input").returncode == 0
+    project.models(MODELS)
+    generated = project.manage("makesqlmigration", "shop", "create_tasks")
     assert generated.returncode == 0, generated.stderr
-    migrated = app_project.manage("migrate", "--no-input")
+    migrated = project.manage("migrate", "--no-input")
     assert migrated.returncode == 0, migrated.stderr
-    return app_project
+    yield project
+    drop_app_project(project)
+
+
+@pytest.fixture
+def migrated(template: AppProject) -> Iterator[AppProject]:
+    project = template.clone_database()
+    yield project
+    drop_app_project(project)
 
 
 def drift_json(project: AppProject) -> tuple[int, dict]:
@@ -199,8 +216,10 @@ def test_defaults_are_compared_by_meaning(model: str, database: str | None, same
 def test_a_declaration_django_cannot_create_is_a_warning(migrated: AppProject) -> None:
     broken = 'models.Index(models.Func(models.F("title"), function="no_such_fn"), name="tasks_x")'
     migrated.models(MODELS.replace('name="tasks_open_idx")]', f'name="tasks_open_idx"), {broken}]'))
-
-    result = migrated.manage("schemadrift")
+    try:
+        result = migrated.manage("schemadrift")
+    finally:
+        migrated.models(MODELS)  # the project folder is shared by the module's tests
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Warning: tasks: tasks_x: Django's schema editor cannot create" in result.stderr
