@@ -21,10 +21,11 @@ CREATE TABLE completions (
     CONSTRAINT completions_pkey PRIMARY KEY (id, completed_at),
     CONSTRAINT completions_household_id_fkey FOREIGN KEY (household_id)
         REFERENCES households (id) ON DELETE CASCADE,
-    CONSTRAINT completions_member_id_fkey FOREIGN KEY (member_id)
-        REFERENCES household_members (id) ON DELETE SET NULL,
-    CONSTRAINT completions_task_id_fkey FOREIGN KEY (task_id)
-        REFERENCES tasks (id) ON DELETE SET NULL,
+    -- Composite keys: the member and the task belong to the completion's household.
+    CONSTRAINT completions_member_household_fkey FOREIGN KEY (member_id, household_id)
+        REFERENCES household_members (id, household_id) ON DELETE SET NULL (member_id),
+    CONSTRAINT completions_task_household_fkey FOREIGN KEY (task_id, household_id)
+        REFERENCES tasks (id, household_id) ON DELETE SET NULL (task_id),
     CONSTRAINT completions_assignment_id_fkey FOREIGN KEY (assignment_id)
         REFERENCES assignments (id) ON DELETE SET NULL,
     CONSTRAINT completions_points_range CHECK (points BETWEEN 0 AND 1000),
@@ -86,8 +87,8 @@ SELECT choregarden_create_completion_partitions(
 COMMENT ON TABLE completions IS 'History of chores done, partitioned by month of completed_at; primary key (id, completed_at).';
 COMMENT ON COLUMN completions.id IS 'Surrogate key from completions_id_seq; with completed_at, the primary key.';
 COMMENT ON COLUMN completions.household_id IS 'The household; deleting it deletes its history.';
-COMMENT ON COLUMN completions.member_id IS 'Who did it; NULL once the membership is removed (the points stay with the household).';
-COMMENT ON COLUMN completions.task_id IS 'The task done; NULL once the task is deleted.';
+COMMENT ON COLUMN completions.member_id IS 'Who did it (a member of the household); NULL once the membership is removed (the points stay with the household).';
+COMMENT ON COLUMN completions.task_id IS 'The task done (of the same household); NULL once the task is deleted.';
 COMMENT ON COLUMN completions.assignment_id IS 'The assignment fulfilled, if any; NULL for ad-hoc work or once it is deleted.';
 COMMENT ON COLUMN completions.completed_at IS 'When the chore was done; the partition key.';
 COMMENT ON COLUMN completions.points IS 'Points earned, 0 to 1000 (usually the task''s effort points).';

@@ -44,7 +44,8 @@ class Migration(SQLFileMigration):
                             "member",
                             models.ForeignKey(
                                 blank=True,
-                                db_comment="Who did it; NULL once the membership is removed (the points stay with the household).",
+                                db_comment="Who did it (a member of the household); NULL once the membership is removed (the points stay with the household).",
+                                db_constraint=False,
                                 db_index=False,
                                 null=True,
                                 on_delete=django.db.models.deletion.SET_NULL,
@@ -56,7 +57,8 @@ class Migration(SQLFileMigration):
                             "task",
                             models.ForeignKey(
                                 blank=True,
-                                db_comment="The task done; NULL once the task is deleted.",
+                                db_comment="The task done (of the same household); NULL once the task is deleted.",
+                                db_constraint=False,
                                 db_index=False,
                                 null=True,
                                 on_delete=django.db.models.deletion.SET_NULL,

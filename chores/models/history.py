@@ -40,15 +40,20 @@ class Completion(models.Model):
         db_index=False,
         db_comment="The household; deleting it deletes its history.",
     )
+    # member and task are checked by composite foreign keys with household_id in V8
+    # (completions_member_household_fkey, completions_task_household_fkey), which Django
+    # cannot declare; clean() says the same for forms.
     member = models.ForeignKey(
         HouseholdMember,
         on_delete=models.SET_NULL,
         null=True,
         blank=True,
         related_name="completions",
+        db_constraint=False,
         db_index=False,
         db_comment=(
-            "Who did it; NULL once the membership is removed (the points stay with the household)."
+            "Who did it (a member of the household); NULL once the membership is removed "
+            "(the points stay with the household)."
         ),
     )
     task = models.ForeignKey(
@@ -57,8 +62,9 @@ class Completion(models.Model):
         null=True,
         blank=True,
         related_name="completions",
+        db_constraint=False,
         db_index=False,
-        db_comment="The task done; NULL once the task is deleted.",
+        db_comment="The task done (of the same household); NULL once the task is deleted.",
     )
     assignment = models.ForeignKey(
         Assignment,
@@ -126,8 +132,13 @@ class Completion(models.Model):
 
     def clean(self) -> None:
         super().clean()
+        errors = {}
         if self.member is not None and self.household_id != self.member.household_id:
-            raise ValidationError({"member": "The member must belong to the household."})
+            errors["member"] = "The member must belong to the household."
+        if self.task is not None and self.household_id != self.task.household_id:
+            errors["task"] = "The task must belong to the household."
+        if errors:
+            raise ValidationError(errors)
 
 
 NOTIFICATION_KINDS = (

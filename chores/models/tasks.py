@@ -178,6 +178,14 @@ class Task(models.Model):
     def archived(self) -> bool:
         return self.archived_at is not None
 
+    def clean(self) -> None:
+        super().clean()
+        template = self.template if self.template_id else None
+        if template is not None and template.household_id not in (None, self.household_id):
+            raise ValidationError(
+                {"template": "Use a global template or one of this household's own."}
+            )
+
 
 class Assignment(models.Model):
     class Status(models.TextChoices):

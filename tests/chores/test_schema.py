@@ -523,10 +523,48 @@ def test_completion_checks(millers: Household, column: str, value: object) -> No
 @pytest.mark.django_db
 def test_completion_validation(millers: Household, charlie: UserProfile) -> None:
     others = Household.objects.create_with_owner(charlie, name="Others")
-    completion = Completion(household=millers, member=member(others, charlie), points=1001)
+    completion = Completion(
+        household=millers,
+        member=member(others, charlie),
+        task=Task.objects.create(household=others, title="X"),
+        points=1001,
+    )
     with pytest.raises(ValidationError) as excinfo:
         completion.full_clean()
-    assert set(excinfo.value.message_dict) == {"points", "member"}
+    assert set(excinfo.value.message_dict) == {"points", "member", "task"}
+
+
+@pytest.mark.django_db
+def test_a_completion_is_by_a_member_and_of_a_task_of_its_household(
+    millers: Household, dishes: Task, charlie: UserProfile
+) -> None:
+    others = Household.objects.create_with_owner(charlie, name="Others")
+    outsider = member(others, charlie)
+    for column, value, constraint in (
+        ("member_id", outsider.pk, "completions_member_household_fkey"),
+        (
+            "task_id",
+            Task.objects.create(household=others, title="X").pk,
+            "completions_task_household_fkey",
+        ),
+    ):
+        with pytest.raises(IntegrityError) as excinfo, transaction.atomic():
+            complete(millers, **{column: value})
+        assert excinfo.value.__cause__.sqlstate == FOREIGN_KEY  # type: ignore[union-attr]
+        assert constraint in str(excinfo.value)
+    complete(millers, member_id=millers.members.get(role="member").pk, task_id=dishes.pk)
+
+
+@pytest.mark.django_db
+def test_a_task_uses_a_global_template_or_its_households_own(
+    millers: Household, charlie: UserProfile
+) -> None:
+    others = Household.objects.create_with_owner(charlie, name="Others")
+    theirs = TaskTemplate.objects.create(title="Theirs", household=others)
+    with pytest.raises(ValidationError) as excinfo:
+        Task(household=millers, title="T", template=theirs).full_clean()
+    assert list(excinfo.value.message_dict) == ["template"]
+    Task(household=millers, title="T", template=TaskTemplate.objects.create(title="G")).full_clean()
 
 
 @pytest.mark.django_db
