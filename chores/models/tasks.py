@@ -17,7 +17,22 @@ from chores.validators import validate_not_blank, validate_rrule
 EFFORT_VALIDATORS = [MinValueValidator(1), MaxValueValidator(100)]
 
 
-class TaskTemplate(models.Model):
+class RecurrenceMixin(models.Model):
+    """Validate the RRULE on every save, not only in forms: the database checks its shape,
+    dateutil whether it means anything."""
+
+    recurrence: str | None
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.recurrence:
+            validate_rrule(self.recurrence)
+        super().save(*args, **kwargs)
+
+
+class TaskTemplate(RecurrenceMixin, models.Model):
     household = models.ForeignKey(
         Household,
         on_delete=models.CASCADE,
@@ -89,7 +104,7 @@ class TaskTemplate(models.Model):
         return self.title
 
 
-class Task(models.Model):
+class Task(RecurrenceMixin, models.Model):
     household = models.ForeignKey(
         Household,
         on_delete=models.CASCADE,

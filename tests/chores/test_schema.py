@@ -376,6 +376,14 @@ def test_validation_rejects_a_bad_rrule(millers: Household, rrule: str) -> None:
 
 
 @pytest.mark.django_db
+def test_saving_validates_the_rrule_too(millers: Household) -> None:
+    with pytest.raises(ValidationError, match="FREQ=FOO"):
+        Task.objects.create(household=millers, title="T", recurrence="FREQ=FOO")
+    with pytest.raises(ValidationError, match="BYDAY"):
+        TaskTemplate.objects.create(title="T", recurrence="FREQ=WEEKLY;BYDAY=XX")
+
+
+@pytest.mark.django_db
 def test_validation_accepts_rrules(millers: Household) -> None:
     for rrule in ("FREQ=WEEKLY;BYDAY=MO,TH", "RRULE:FREQ=MONTHLY;BYMONTHDAY=1;COUNT=12"):
         Task(household=millers, title="T", recurrence=rrule).full_clean()
