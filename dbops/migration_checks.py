@@ -36,12 +36,14 @@ def scan_names(location: Path) -> tuple[dict[str, MigrationName], list[Error]]:
     if not location.is_dir():
         return names, errors
     root = location.resolve()
+    prefix = str(root) + os.sep
     convention = engine.option("CHECK_CONVENTION")
     for folder, filenames in _walk(root):
         for filename in sorted(filenames):
             if not is_candidate(filename):
                 continue
-            rel = os.path.relpath(os.path.join(folder, filename), root).replace(os.sep, "/")
+            full = os.path.join(folder, filename)
+            rel = full.removeprefix(prefix).replace(os.sep, "/")
             try:
                 name = parse_name(filename, path=rel)
             except InvalidMigrationName as err:

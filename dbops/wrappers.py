@@ -21,11 +21,23 @@ class Wrapper:
     name: str
     scripts: tuple[str, ...]
     dependencies: tuple[tuple[str, str], ...]
-    path: str  # the migration's .py file, relative to BASE_DIR where possible
+    module: str  # the migration's module, for `path` (computed only for messages)
 
     @property
     def key(self) -> tuple[str, str]:
         return (self.app_label, self.name)
+
+    @property
+    def path(self) -> str:
+        """Return the migration's .py file, relative to BASE_DIR where possible."""
+        filename = getattr(sys.modules.get(self.module), "__file__", None)
+        if not filename:
+            return f"{self.app_label}/migrations/{self.name}.py"
+        path = Path(filename)
+        try:
+            return path.relative_to(Path(settings.BASE_DIR)).as_posix()
+        except ValueError:
+            return str(path)
 
     def __str__(self) -> str:
         return f"{self.app_label}.{self.name} ({self.path})"
@@ -61,7 +73,7 @@ def find_wrappers(loader: MigrationLoader | None = None) -> list[Wrapper]:
                     name,
                     tuple(scripts),
                     tuple(tuple(d) for d in migration.dependencies),  # type: ignore[misc]
-                    _module_path(migration),
+                    type(migration).__module__,
                 )
             )
     return result
@@ -70,15 +82,3 @@ def find_wrappers(loader: MigrationLoader | None = None) -> list[Wrapper]:
 def sql_apps(wrappers: list[Wrapper]) -> list[str]:
     """Return the labels of the apps whose schema comes from SQL files, in a stable order."""
     return sorted({w.app_label for w in wrappers})
-
-
-def _module_path(migration: migrations.Migration) -> str:
-    module = sys.modules.get(type(migration).__module__)
-    filename = getattr(module, "__file__", None)
-    if not filename:
-        return f"{migration.app_label}/migrations/{migration.name}.py"
-    path = Path(filename)
-    try:
-        return path.relative_to(Path(settings.BASE_DIR)).as_posix()
-    except ValueError:
-        return str(path)
