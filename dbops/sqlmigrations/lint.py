@@ -82,11 +82,13 @@ def lint(
     """
     rendered: dict[str, str] = {}
     findings: list[Finding] = []
+    wanted = {mf.script for mf in targets}
+    undone = {f.name.version for f in files if f.kind == "U"}
     for mf in files:
         try:
             rendered[mf.script] = mf.render(values)
         except SqlMigrationError as err:
-            if mf in targets:
+            if mf.script in wanted:
                 findings.append(Finding(mf.script, err.line or 1, "unreadable", err.detail))
     if progress:
         progress(f"squawk: {len(targets)} files")
@@ -108,7 +110,7 @@ def lint(
             continue
         if statements is not None:
             findings += _statement_rules(mf, statements, rendered[mf.script], deprecated)
-        findings += _file_rules(mf, files, rendered[mf.script])
+        findings += _file_rules(mf, mf.name.version in undone, rendered[mf.script])
     findings += edited_files(targets, rows or [], committed or {})
     findings.sort(key=lambda f: (f.script, f.line, f.rule))
     return findings
@@ -237,10 +239,9 @@ def _statement_rules(
     return findings
 
 
-def _file_rules(mf: MigrationFile, files: list[MigrationFile], text: str) -> list[Finding]:
+def _file_rules(mf: MigrationFile, has_undo: bool, text: str) -> list[Finding]:
     if mf.kind != "V":
         return []
-    has_undo = any(f.kind == "U" and f.name.version == mf.name.version for f in files)
     comments = re.findall(r"--[^\n]*|/\*.*?\*/", text, re.DOTALL)
     if has_undo or any(_ROLLBACK.search(c) for c in comments):
         return []

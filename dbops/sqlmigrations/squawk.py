@@ -77,7 +77,10 @@ def squawk_binary() -> str:
 
 
 def run_squawk(files: list[MigrationFile], rendered: Mapping[str, str]) -> list[Report]:
-    """Run squawk once per group of settings over rendered copies; map back to file:line."""
+    """Run squawk once per group of settings; map its findings back to file:line.
+
+    Files with placeholders (or a BOM, or another encoding) are linted as rendered copies.
+    """
     groups: dict[tuple[bool, bool], list[MigrationFile]] = {}
     for mf in files:
         key = (mf.config.execute_in_transaction, mf.kind == "U")
@@ -87,11 +90,12 @@ def run_squawk(files: list[MigrationFile], rendered: Mapping[str, str]) -> list[
         for (in_transaction, undo), group in groups.items():
             paths: dict[str, str] = {}
             for i, mf in enumerate(group):
-                # The name is kept (squawk reads nothing from it); a folder per file
-                # keeps sub-folder files apart.
-                copy = Path(tmp) / f"{in_transaction:d}{undo:d}-{i}" / mf.path.name
-                copy.parent.mkdir()
-                copy.write_text(rendered[mf.script], encoding="utf-8")
+                text = rendered[mf.script]
+                if mf.path.read_bytes() == text.encode("utf-8"):
+                    paths[str(mf.path)] = mf.script  # nothing replaced: lint the file itself
+                    continue
+                copy = Path(tmp) / f"{in_transaction:d}{undo:d}-{i}-{mf.path.name}"
+                copy.write_text(text, encoding="utf-8")
                 paths[str(copy)] = mf.script
             excluded = sorted({*SQUAWK_EXCLUDED, *(SQUAWK_EXCLUDED_UNDO if undo else {})})
             args = [

@@ -286,11 +286,16 @@ def lint(project: SqlProject, *args: str) -> subprocess.CompletedProcess[str]:
     return project.manage("sqlmigrations", "lint", "--no-git", *args)
 
 
-def test_lint_passes_clean_files(sqlproject: SqlProject) -> None:
-    sqlproject.write("V1__create_a.sql", A)
+def test_lint_passes_clean_files_with_placeholders_replaced(sqlproject: SqlProject) -> None:
+    sqlproject.placeholders = {"app_role": "choregarden"}
+    sqlproject.write("V1__create_a.sql", A + "GRANT SELECT ON a TO ${app_role};\n")
     result = lint(sqlproject)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Linted 1 files: no findings." in result.stdout
+    sqlproject.write("V1__create_a.sql", A + "GRANT SELECT ON a TO ${app_role};\nSELEC 1;\n")
+    result = lint(sqlproject)
+    assert result.returncode == 1
+    assert result.stdout.startswith("V1__create_a.sql:4: syntax-error:")
 
 
 def test_lint_refuses_a_dropped_column_without_a_deprecation_step(
