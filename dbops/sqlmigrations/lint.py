@@ -8,9 +8,9 @@ The guide's rules (docs/migrations.md, "Lint"):
   `CREATE INDEX CONCURRENTLY`, in a file whose .sql.conf says executeInTransaction=false.
 - concurrently-in-transaction: CONCURRENTLY in a file that runs in a transaction (squawk's
   own rule for it only fires on an explicit BEGIN).
-- non-transactional-multi-statement: a file run outside a transaction holds one statement
-  (PostgreSQL runs a multi-statement string as one implicit transaction, where
-  CONCURRENTLY fails, and a half-applied file cannot be re-run).
+- non-transactional-multi-statement: "use transactions for multi-statement migrations":
+  a file run outside a transaction holds one statement, since one that stops halfway
+  leaves its first statements applied and a failed row to repair.
 - no-rollback-instructions: a V file has a U file or says in a comment how to roll back.
 - edited-applied-file / edited-committed-file: an applied (or already committed) V file
   must not change; callers pass the history rows and the committed checksums.
@@ -232,8 +232,8 @@ def _statement_rules(
                 line_at(text, statements[1][0]),
                 "non-transactional-multi-statement",
                 f"a file run outside a transaction holds {len(statements)} statements",
-                "PostgreSQL runs them as one implicit transaction (CONCURRENTLY fails there) "
-                "and a half-applied file cannot be re-run: put one statement per file",
+                "the guide wants multi-statement migrations in a transaction: if one "
+                "statement fails, the ones before it stay applied; put each in its own file",
             )
         )
     return findings
