@@ -16,8 +16,11 @@ from functools import cached_property
 from typing import Any
 
 from django.contrib import admin
+from django.contrib.admin import helpers
 from django.core.paginator import Paginator
 from django.db import connections
+from django.utils.html import format_html
+from django.utils.translation import gettext as _
 
 EXACT_BELOW = 20_000  # below this many (estimated) rows an exact count is cheap
 
@@ -78,3 +81,13 @@ class LargeTableAdmin(admin.ModelAdmin):
     paginator = EstimatedCountPaginator
     show_full_result_count = False
     list_per_page = 50
+
+    def action_checkbox(self, obj: Any) -> str:
+        # The same HTML as Django's, without rendering a form widget template per row
+        # (a quarter of a 50-row changelist's server time).
+        return format_html(
+            '<input type="checkbox" name="{}" value="{}" class="action-select" aria-label="{}">',
+            helpers.ACTION_CHECKBOX_NAME,
+            str(obj.pk),
+            format_html(_("Select this object for an action - {}"), str(obj)),
+        )
