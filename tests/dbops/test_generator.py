@@ -31,6 +31,15 @@ def columns(project: AppProject, table: str) -> list[str]:
     return [r[0] for r in rows]
 
 
+def unique_columns(project: AppProject, table: str) -> list[str]:
+    rows = project.query(
+        "SELECT a.attname FROM pg_constraint c JOIN pg_attribute a ON a.attrelid = c.conrelid "
+        "AND a.attnum = ANY(c.conkey) WHERE c.conrelid = %s::regclass AND c.contype = 'u'",
+        (table,),
+    )
+    return sorted(r[0] for r in rows)
+
+
 def history(project: AppProject) -> list[tuple[str, str]]:
     return [
         (r[0], r[1])
@@ -74,7 +83,9 @@ def test_it_round_trips_a_model_change(app_project: AppProject) -> None:  # noqa
     assert p.manage("schemadrift").returncode == 0
     assert "No changes detected" in p.manage("makesqlmigration", "shop", "again").stdout
 
-    p.models(ITEM_WITH_SKU)
+    # V3 adds a column and drops a unique constraint: its undo must re-create the
+    # constraint, which Django only renders with the forward change in place.
+    p.models(ITEM_WITH_SKU.replace("max_length=50, unique=True", "max_length=50"))
     result = p.manage("makesqlmigration", "shop", "add_sku_to_items")
     assert result.returncode == 0, result.stderr
     wrapper = (p.migrations_dir / "V3__add_sku_to_items.py").read_text()
@@ -83,8 +94,13 @@ def test_it_round_trips_a_model_change(app_project: AppProject) -> None:  # noqa
         "migrate shop V2__create_items` runs it"
         in (p.sql_dir / "V3__add_sku_to_items.sql").read_text()
     )
+    assert (
+        'ADD CONSTRAINT "items_name_0a73a368_uniq" UNIQUE ("name")'
+        in (p.sql_dir / "U3__add_sku_to_items.sql").read_text()
+    )
     assert p.manage("migrate", "--no-input").returncode == 0
     assert columns(p, "items") == ["id", "name", "price", "sku"]
+    assert unique_columns(p, "items") == []
     drift = p.manage("schemadrift")
     assert drift.returncode == 0, drift.stdout + drift.stderr
 
@@ -92,6 +108,7 @@ def test_it_round_trips_a_model_change(app_project: AppProject) -> None:  # noqa
 
     assert back.returncode == 0, back.stderr
     assert columns(p, "items") == ["id", "name", "price"]
+    assert unique_columns(p, "items") == ["name"]
     assert history(p)[-1] == ("2", "V2__create_items.sql")
 
 
