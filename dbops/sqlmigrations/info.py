@@ -131,7 +131,9 @@ class _Context:
     latest_repeatable: dict[str, int] = field(default_factory=dict)
 
 
-def checksum_matches(mf: MigrationFile, checksum: int | None, values: Mapping[str, Any] | None):
+def checksum_matches(
+    mf: MigrationFile, checksum: int | None, values: Mapping[str, Any] | None
+) -> bool:
     """Tell whether a row's checksum is the file's, raw or after placeholders (Flyway's rule)."""
     if checksum is None:
         return False
