@@ -57,12 +57,26 @@ def handler(event: dict[str, Any] | None, context: Any) -> dict[str, Any]:
         summary.update(run(validate_only=bool((event or {}).get("validate_only"))))
     except Exception as err:  # noqa: BLE001 - the handler reports errors, it does not raise
         summary["errors"].append(redact(describe(err)))
+    finally:
+        _close_connections()
     summary["duration_ms"] = round((time.monotonic() - started) * 1000)
     if summary["errors"]:
         logger.error("Deploy migration %s: %s", summary["status"], json.dumps(summary))
     else:
         logger.info("Deploy migration %s: %s", summary["status"], json.dumps(summary))
     return summary
+
+
+def _close_connections() -> None:
+    """Close the session: a frozen Lambda's idle connection may be dead by the next call."""
+    if not _django_ready:
+        return
+    from django.db import connections
+
+    try:
+        connections.close_all()
+    except Exception:  # noqa: BLE001 - closing a broken connection must not hide the summary
+        logger.warning("Could not close the database connection cleanly.")
 
 
 def describe(err: BaseException) -> str:
