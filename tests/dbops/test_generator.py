@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from django.db import DatabaseError, transaction
 
 from tests.appproject import AppProject, app_project  # noqa: F401
+from tests.helpers import REPO
+
+RUFF = str(Path(sys.executable).with_name("ruff"))
 
 ITEM = """
 class Item(models.Model):
@@ -72,9 +79,12 @@ def test_it_round_trips_a_model_change(app_project: AppProject) -> None:  # noqa
     assert 'DROP TABLE "items"' in (p.sql_dir / "U2__create_items.sql").read_text()
     wrapper = (p.migrations_dir / "V2__create_items.py").read_text()
     assert "class Migration(SQLFileMigration):" in wrapper
-    assert "('dbops', 'V1__create_migration_test_table')" in wrapper
-    assert "RunSQLFile(\n                    script='V2__create_items.sql'" in wrapper
+    assert '("dbops", "V1__create_migration_test_table")' in wrapper
+    assert 'RunSQLFile(\n                    script="V2__create_items.sql"' in wrapper
     assert "migrations.CreateModel(" in wrapper
+    for args in (["check"], ["format", "--check"]):
+        command = [RUFF, *args, "--config", str(REPO / "pyproject.toml"), str(p.migrations_dir)]
+        assert subprocess.run(command, cwd=REPO, check=False).returncode == 0
 
     migrated = p.manage("migrate", "--no-input")
     assert migrated.returncode == 0, migrated.stderr
@@ -89,7 +99,7 @@ def test_it_round_trips_a_model_change(app_project: AppProject) -> None:  # noqa
     result = p.manage("makesqlmigration", "shop", "add_sku_to_items")
     assert result.returncode == 0, result.stderr
     wrapper = (p.migrations_dir / "V3__add_sku_to_items.py").read_text()
-    assert "('shop', 'V2__create_items')" in wrapper
+    assert '("shop", "V2__create_items")' in wrapper
     assert (
         "migrate shop V2__create_items` runs it"
         in (p.sql_dir / "V3__add_sku_to_items.sql").read_text()
@@ -124,7 +134,7 @@ def test_it_writes_empty_files_with_headers(app_project: AppProject) -> None:  #
     assert (p.sql_dir / "U2__backfill_prices.sql").read_text().startswith("-- U2: undo")
     wrapper = (p.migrations_dir / "V2__backfill_prices.py").read_text()
     assert "state_operations" not in wrapper
-    assert "('dbops', 'V1__create_migration_test_table')" in wrapper
+    assert '("dbops", "V1__create_migration_test_table")' in wrapper
     assert p.manage("migrate", "--no-input").returncode == 0
     assert history(p)[-1] == ("2", "V2__backfill_prices.sql")
     back = p.manage("migrate", "shop", "zero", "--no-input")

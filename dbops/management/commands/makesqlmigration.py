@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.migrations.questioner import (
@@ -86,12 +89,27 @@ class Command(BaseCommand):
             written = result.write()
         except GeneratorError as err:
             raise CommandError(str(err)) from err
+        format_python(result.wrapper_path)
         for path in written:
             self.stdout.write(f"  {_shown(path)}")
         self.stdout.write(
             f"Done! Wrote V{result.version}__{result.name}: review the SQL, then run "
             "`manage.py migrate`."
         )
+
+
+def format_python(path: Path) -> None:
+    """Format a written wrapper with the project's ruff settings, as makemigrations runs black."""
+    ruff = shutil.which("ruff") or str(Path(sys.executable).with_name("ruff"))
+    if not Path(ruff).is_file():
+        return  # no formatter installed: the file is valid Python either way
+    base = Path(settings.BASE_DIR)
+    config = base / "pyproject.toml"
+    options = ["--config", str(config)] if config.is_file() else []
+    for args in (["check", "--fix", "--select", "I", "-q"], ["format", "-q"]):
+        # From BASE_DIR, so that ruff sorts the project's own packages as first-party.
+        command = [ruff, *args, *options, str(path.resolve())]
+        subprocess.run(command, capture_output=True, check=False, cwd=base)
 
 
 def _shown(path: Path) -> str:
