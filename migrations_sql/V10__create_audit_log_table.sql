@@ -38,10 +38,10 @@ BEGIN
            '{}'::jsonb)
       INTO diff
       FROM jsonb_object_keys(coalesce(new_row, old_row)) AS key
-     WHERE key <> 'updated_at'
+     WHERE key NOT IN ('updated_at', 'last_seen_at')  -- bookkeeping, not changes
        AND (old_row IS NULL OR new_row IS NULL OR old_row -> key IS DISTINCT FROM new_row -> key);
     IF TG_OP = 'UPDATE' AND diff = '{}'::jsonb THEN
-        RETURN NULL;  -- nothing but updated_at changed
+        RETURN NULL;  -- nothing but bookkeeping changed
     END IF;
     INSERT INTO audit_log (table_name, row_key, action, changes, actor)
     VALUES (TG_TABLE_NAME, coalesce(new_row, old_row) ->> 'id', TG_OP, diff,
@@ -95,7 +95,7 @@ COMMENT ON COLUMN audit_log.id IS 'Surrogate key; increases with time.';
 COMMENT ON COLUMN audit_log.table_name IS 'Table of the changed row.';
 COMMENT ON COLUMN audit_log.row_key IS 'Primary key (id) of the changed row, as text.';
 COMMENT ON COLUMN audit_log.action IS 'INSERT, UPDATE or DELETE.';
-COMMENT ON COLUMN audit_log.changes IS 'Changed columns: {"column": {"old": value, "new": value}}; old is null for INSERT, new is null for DELETE; updated_at is left out.';
+COMMENT ON COLUMN audit_log.changes IS 'Changed columns: {"column": {"old": value, "new": value}}; old is null for INSERT, new is null for DELETE; updated_at and last_seen_at are left out.';
 COMMENT ON COLUMN audit_log.actor IS 'Who made the change, from the transaction''s choregarden.actor setting (e.g. user:<uuid>, staff:<name>); NULL if not set.';
 COMMENT ON COLUMN audit_log.txid IS 'Transaction id: rows with the same txid were one change.';
 COMMENT ON COLUMN audit_log.occurred_at IS 'Transaction time of the change.';

@@ -49,7 +49,7 @@ class Migration(SQLFileMigration):
                         (
                             "changes",
                             models.JSONField(
-                                db_comment='Changed columns: {"column": {"old": value, "new": value}}; old is null for INSERT, new is null for DELETE; updated_at is left out.'
+                                db_comment='Changed columns: {"column": {"old": value, "new": value}}; old is null for INSERT, new is null for DELETE; updated_at and last_seen_at are left out.'
                             ),
                         ),
                         (

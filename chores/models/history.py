@@ -264,7 +264,7 @@ class AuditLog(models.Model):
     changes = models.JSONField(
         db_comment=(
             'Changed columns: {"column": {"old": value, "new": value}}; old is null for '
-            "INSERT, new is null for DELETE; updated_at is left out."
+            "INSERT, new is null for DELETE; updated_at and last_seen_at are left out."
         )
     )
     actor = models.CharField(

@@ -690,6 +690,8 @@ def test_the_audit_log_covers_profiles_and_has_no_actor_unless_set(alice: UserPr
     assert row.action == "INSERT"
     assert row.actor is None
     assert row.changes["email"]["new"] == "alice@example.com"
+    UserProfile.objects.filter(pk=alice.pk).update(last_seen_at=timezone.now())
+    assert AuditLog.objects.filter(row_key=str(alice.pk)).count() == 1  # bookkeeping only
 
 
 # --- the query patterns use their indexes ------------------------------------------------
