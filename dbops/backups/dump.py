@@ -5,15 +5,17 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import os
 import subprocess
 import tempfile
 import threading
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import psycopg
-from django.core.files.storage import Storage
+from django.core.files.storage import FileSystemStorage, Storage
 
 from dbops.backups import BackupError
 from dbops.backups.fingerprint import (
@@ -97,7 +99,61 @@ class Snapshot:
         self.conn.close()
 
 
-def _dump(
+def _fail(proc: subprocess.Popen[bytes], source: DbTarget, stderr: Any) -> BackupError:
+    return BackupError(
+        f"pg_dump of {source.dbname!r} failed (exit {proc.returncode}): {_stderr_text(stderr)}"
+    )
+
+
+def _dump_to_folder(
+    argv: list[str],
+    source: DbTarget,
+    path: Path,
+    progress: Progress | None,
+    snapshot: Snapshot | None,
+) -> tuple[int, str]:
+    """pg_dump writes the partial file itself: no extra copy, and a seekable archive."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))  # pg_dump keeps 0600
+    with tempfile.TemporaryFile() as stderr:
+        proc = subprocess.Popen(
+            [*argv, f"--file={path}"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            env=source.client_env(),
+        )
+        if snapshot is not None:
+            snapshot.start()
+        try:
+            seen = 0
+            while True:
+                try:
+                    proc.wait(timeout=0.25)
+                    break
+                except subprocess.TimeoutExpired:
+                    if progress is not None:
+                        size = path.stat().st_size
+                        progress.update(size - seen)
+                        seen = size
+            if proc.returncode != 0:
+                raise _fail(proc, source, stderr)
+            digest = hashlib.sha256()
+            with path.open("rb") as fh:
+                while chunk := fh.read(CHUNK):
+                    digest.update(chunk)
+            size = path.stat().st_size
+            if progress is not None:
+                progress.update(size - seen)
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            path.unlink(missing_ok=True)
+            raise
+    return size, digest.hexdigest()
+
+
+def _dump_through_pipe(
     argv: list[str],
     source: DbTarget,
     storage: Storage,
@@ -106,10 +162,12 @@ def _dump(
     max_rate: int | None,
     snapshot: Snapshot | None,
 ) -> tuple[int, str]:
+    """pg_dump writes to a pipe that we copy into the storage (S3: multipart upload)."""
     with tempfile.TemporaryFile() as stderr:
         proc = subprocess.Popen(
-            argv, stdout=subprocess.PIPE, stderr=stderr, env=source.client_env()
-        )
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr,
+            env=source.client_env(),
+        )  # fmt: skip
         assert proc.stdout is not None
         _grow_pipe(proc.stdout)
         out = open_write(storage, partial)
@@ -117,12 +175,8 @@ def _dump(
             snapshot.start()
         try:
             size, sha256 = pump(proc.stdout, out, progress, max_rate)
-            returncode = proc.wait()
-            if returncode != 0:
-                raise BackupError(
-                    f"pg_dump of {source.dbname!r} failed (exit {returncode}): "
-                    f"{_stderr_text(stderr)}"
-                )
+            if proc.wait() != 0:
+                raise _fail(proc, source, stderr)
             out.close()
         except BaseException:
             proc.kill()
@@ -132,8 +186,6 @@ def _dump(
             with contextlib.suppress(Exception):
                 storage.delete(partial)
             raise
-    if progress is not None:
-        progress.finish()
     return size, sha256
 
 
@@ -164,7 +216,15 @@ def create_backup(
         snapshot = stack.enter_context(Snapshot(source)) if with_fingerprint else None
         if snapshot is not None:
             argv.append(f"--snapshot={snapshot.id}")
-        size, sha256 = _dump(argv, source, storage, partial, progress, max_rate, snapshot)
+        if isinstance(storage, FileSystemStorage) and not max_rate:
+            path = Path(storage.path(partial))
+            size, sha256 = _dump_to_folder(argv, source, path, progress, snapshot)
+        else:
+            size, sha256 = _dump_through_pipe(
+                argv, source, storage, partial, progress, max_rate, snapshot
+            )
+        if progress is not None:
+            progress.finish()
         tables = snapshot.tables() if snapshot is not None else None
     rename(storage, partial, name)
     manifest = {

@@ -235,11 +235,12 @@ def test_a_damaged_backup_is_refused(source, folder, scratch):
 
 
 @pytest.fixture
-def project_db(pg_server, django_db_setup, django_db_blocker) -> Iterator[DbTarget]:
-    """The Django test database, with a table of ours in it (committed, then dropped)."""
+def project_db(pg_server, db) -> Iterator[DbTarget]:
+    """The migrated test database, with a table of ours in it (committed, then dropped)."""
     from django.conf import settings
 
     target = target_for(pg_server, settings.DATABASES["default"]["NAME"])
+    assert target.dbname.startswith("test_")
     with psycopg.connect(**target.conninfo(), autocommit=True) as conn:
         conn.execute(
             "CREATE TABLE backup_probe (id int PRIMARY KEY, note text);"
@@ -433,3 +434,93 @@ def test_it_logs_in_with_the_owner_secret_from_secrets_manager(source, folder, m
 
     assert target == source
     assert create_backup(target, folder, ENV).size > 0
+
+
+CATALOG = {
+    "relations": """SELECT n.nspname, c.relname, c.relkind FROM pg_class c
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+          AND n.nspname NOT LIKE 'pg\\_toast%' ORDER BY 1, 2""",
+    # A CHECK's text is re-parsed on restore (`x IN (...)` on varchar deparses differently,
+    # meaning the same), so CHECKs are compared by name and column, the rest by definition.
+    "constraints": """SELECT conrelid::regclass::text, conname, contype,
+            (SELECT string_agg(attname, ',' ORDER BY attname) FROM pg_attribute
+             WHERE attrelid = conrelid AND attnum = ANY (conkey)),
+            CASE WHEN contype = 'c' THEN '' ELSE pg_get_constraintdef(oid) END
+        FROM pg_constraint c WHERE connamespace = 'public'::regnamespace ORDER BY 1, 2""",
+    "indexes": "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' ORDER BY 1",
+    "triggers": """SELECT tgrelid::regclass::text, tgname FROM pg_trigger
+        WHERE NOT tgisinternal ORDER BY 1, 2""",
+    "functions": """SELECT proname, md5(prosrc) FROM pg_proc
+        WHERE pronamespace = 'public'::regnamespace ORDER BY 1, 2""",
+    "comments": """SELECT objoid::regclass::text, objsubid, description FROM pg_description d
+        JOIN pg_class c ON c.oid = d.objoid
+        WHERE d.classoid = 'pg_class'::regclass AND c.relnamespace = 'public'::regnamespace
+        ORDER BY 1, 2""",
+    "sequences": "SELECT sequencename, last_value FROM pg_sequences ORDER BY 1",
+    "grants": """SELECT table_name, grantee, privilege_type FROM information_schema.table_privileges
+        WHERE table_schema = 'public' ORDER BY 1, 2, 3""",
+}
+
+
+def catalog(target: DbTarget) -> dict[str, list[tuple]]:
+    with psycopg.connect(**target.conninfo()) as conn:
+        return {key: conn.execute(query).fetchall() for key, query in CATALOG.items()}
+
+
+def test_a_restore_of_a_verified_backup_loses_nothing(project_db, settings_folder, scratch):
+    with psycopg.connect(**project_db.conninfo(), autocommit=True) as conn:
+        conn.execute("CREATE SEQUENCE backup_probe_seq; SELECT setval('backup_probe_seq', 41)")
+    try:
+        run("create")
+        assert "Done!" in run("verify")
+
+        run("restore", "latest", "--database", scratch)
+
+        restored = project_db.on(scratch)
+        assert fingerprint(restored) == fingerprint(project_db)
+        before, after = catalog(project_db), catalog(restored)
+        assert after == before
+        assert len(before["relations"]) > 20 and before["constraints"] and before["grants"]
+        assert ("backup_probe_seq", 41) in after["sequences"]
+    finally:
+        with psycopg.connect(**project_db.conninfo(), autocommit=True) as conn:
+            conn.execute("DROP SEQUENCE IF EXISTS backup_probe_seq")
+
+
+def test_a_backup_killed_while_pg_dump_writes_its_file_leaves_nothing_to_take(
+    project_db, manage_env, tmp_path, scratch
+):
+    # Without --max-rate, pg_dump writes the .partial file itself; hold it on a lock so
+    # that the kill lands while the file is open and incomplete.
+    folder = tmp_path / "killed-direct"
+    env = dict(manage_env, BACKUP_DIR=str(folder), BACKUP_ENV=ENV)
+    with psycopg.connect(**project_db.conninfo()) as locker:
+        locker.execute("LOCK TABLE backup_probe IN ACCESS EXCLUSIVE MODE")
+        proc = subprocess.Popen(
+            [sys.executable, str(REPO / "manage.py"), "backup", "create"],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        try:
+            for _ in range(600):
+                if folder.exists() and list(folder.glob("*.partial")):
+                    break
+                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+                time.sleep(0.05)
+            else:
+                pytest.fail("pg_dump never opened its file")
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+    storage = FileSystemStorage(location=folder)
+    assert [p.name.endswith(".partial") for p in folder.iterdir()] == [True]
+    assert complete_backups(storage, ENV) == []
+    with override_settings(STORAGES=storages_with(storage), BACKUP_ENV=ENV):
+        assert "0 complete test backup(s)" in run("list")
+        with pytest.raises(CommandError, match="no complete test backups"):
+            run("verify")
