@@ -26,20 +26,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import psycopg
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench import data  # noqa: E402
+from bench.data import log  # noqa: E402
 from dbops.localdb import LocalCluster  # noqa: E402
 
 HOUSEHOLDS = 20_000
 GOAL_MS = 100.0
 GOAL_RATIO = 10.0
-
-
-def log(message: str) -> None:
-    print(f"[{datetime.now(UTC):%H:%M:%S}] {message}", flush=True)
 
 
 def environment(cluster: LocalCluster) -> dict[str, str]:
@@ -55,76 +51,17 @@ def environment(cluster: LocalCluster) -> dict[str, str]:
 
 
 def load(cluster: LocalCluster, profiles: int, completions: int) -> None:
-    info = cluster.conninfo("owner")
-    with psycopg.connect(**info) as conn:
-        conn.autocommit = True
-        if conn.execute("SELECT count(*) FROM users").fetchone()[0] >= profiles:
+    with data.owner_connection(cluster) as conn:
+        if data.count(conn, "users") >= profiles:
             log("data already loaded (--keep)")
             return
-        audited = conn.execute(
-            "SELECT c.relname, t.tgname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"
-            " JOIN pg_proc p ON p.oid = t.tgfoid"
-            " WHERE p.proname = 'choregarden_audit' AND t.tgparentid = 0"
-        ).fetchall()
-        for table, trigger in audited:
-            conn.execute(f'ALTER TABLE "{table}" DISABLE TRIGGER "{trigger}"')
         started = time.perf_counter()
-        log(f"loading {profiles:,} profiles")
-        conn.execute(
-            """
-            INSERT INTO users (cognito_sub, email, email_verified, display_name, is_active,
-                               created_at, last_seen_at)
-            SELECT md5(n::text), 'user' || n || '@example.com', n %% 3 <> 0,
-                   (ARRAY['Ada','Grace','Alan','Edsger','Barbara','Donald'])[1 + n %% 6]
-                       || ' ' || n,
-                   n %% 10 <> 0, now() - make_interval(secs => n),
-                   now() - make_interval(mins => n %% 5000)
-            FROM generate_series(1, %s) n
-            """,
-            [profiles],
-        )
-        log(f"loading {HOUSEHOLDS:,} households with 3 members each")
-        with conn.transaction():
-            conn.execute(
-                "INSERT INTO households (id, name) OVERRIDING SYSTEM VALUE "
-                "SELECT n, 'Household ' || n FROM generate_series(1, %s) n",
-                [HOUSEHOLDS],
-            )
-            conn.execute(
-                """
-                INSERT INTO household_members (household_id, user_id, role)
-                SELECT 1 + (u.rn - 1) %% %s, u.id,
-                       CASE WHEN u.rn <= %s THEN 'owner' ELSE 'member' END
-                FROM (SELECT id, row_number() OVER (ORDER BY created_at DESC) rn
-                      FROM users ORDER BY created_at DESC LIMIT %s) u
-                """,
-                [HOUSEHOLDS, HOUSEHOLDS, HOUSEHOLDS * 3],
-            )
-        conn.execute(
-            "SELECT choregarden_create_completion_partitions("
-            "(date_trunc('month', now()) - interval '12 months')::date, "
-            "date_trunc('month', now())::date)"
-        )
-        members = conn.execute("SELECT count(*) FROM household_members").fetchone()[0]
-        batch = 1_000_000
-        for start in range(0, completions, batch):
-            size = min(batch, completions - start)
-            log(f"loading completions {start + 1:,}-{start + size:,} of {completions:,}")
-            conn.execute(
-                """
-                INSERT INTO completions (household_id, member_id, completed_at, points)
-                SELECT m.household_id, m.id,
-                       now() - make_interval(mins => (n * 7919) %% (360 * 24 * 60)), n %% 10
-                FROM generate_series(%s, %s) n
-                JOIN household_members m ON m.id = 1 + n %% %s
-                """,
-                [start + 1, start + size, members],
-            )
-        for table, trigger in audited:
-            conn.execute(f'ALTER TABLE "{table}" ENABLE TRIGGER "{trigger}"')
-        log("VACUUM ANALYZE")
-        conn.execute("VACUUM ANALYZE")
-        log(f"loaded in {time.perf_counter() - started:.0f} s")
+        households = min(HOUSEHOLDS, profiles // 3)  # three members each
+        with data.audit_off(conn):
+            data.load_profiles(conn, profiles)
+            data.load_households(conn, households)
+            data.load_completions(conn, completions, households)
+        data.finish(conn, started)
 
 
 def measure(repeat: int) -> list[tuple[str, float, float]]:
