@@ -134,7 +134,7 @@ def fetch(ref: SecretRef) -> DatabaseCredentials:
         ) from None
     except BotoCoreError as err:
         raise SecretError(
-            f"Could not reach Secrets Manager for {ref.describe()}: {redact(str(err))}. Set "
+            f"Could not reach AWS to read {ref.describe()}: {redact(str(err))}. Set "
             "AWS_REGION and give the process AWS credentials (an IAM role in AWS)."
         ) from None
     creds = parse(ref, response.get("SecretString"))

@@ -425,3 +425,14 @@ def test_production_without_url_or_secret_names_both() -> None:
     last = proc.stderr.strip().splitlines()[-1]
     assert "DATABASE_URL" in last
     assert "DB_SECRET_ID" in last
+
+
+def test_no_region_is_a_clear_error(aws: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/aws-config")
+    with pytest.raises(SecretError) as info:
+        SecretRef("chore/app", "", "DB_SECRET_ID").get()
+    message = str(info.value)
+    assert "Could not reach AWS to read Secrets Manager secret 'chore/app'" in message
+    assert "Set AWS_REGION" in message
