@@ -312,6 +312,11 @@ class Assignment(models.Model):
         assignment._loaded_status = assignment.__dict__.get("status")
         return assignment
 
+    def clean_fields(self, exclude: Any = None) -> None:
+        if self.task_id is not None:  # household follows the task (composite foreign key)
+            self.household_id = self.task.household_id
+        super().clean_fields(exclude)
+
     def clean(self) -> None:
         super().clean()
         errors: dict[str, str] = {}
