@@ -23,7 +23,7 @@ from tests.sqlproject import SqlProject, create_project, drop_project
 
 @dataclass
 class PgServer:
-    """Where the test server is and how to reach it as the owner role."""
+    """Where the test server is and how to reach it as the owner (or the application) role."""
 
     host: str
     port: int
@@ -32,19 +32,26 @@ class PgServer:
     dbname: str
     options: dict[str, str]
     cluster: LocalCluster | None = None
+    app_user: str = "choregarden"
+    app_password: str = ""
 
-    def url(self, dbname: str | None = None) -> str:
+    def credentials(self, role: str = "owner") -> tuple[str, str]:
+        return (self.app_user, self.app_password) if role == "app" else (self.user, self.password)
+
+    def url(self, dbname: str | None = None, role: str = "owner") -> str:
+        user, password = self.credentials(role)
         return (
-            f"postgres://{quote(self.user)}:{quote(self.password, safe='')}@{self.host}:"
+            f"postgres://{quote(user)}:{quote(password, safe='')}@{self.host}:"
             f"{self.port}/{dbname or self.dbname}"
         )
 
-    def conninfo(self, dbname: str | None = None) -> dict[str, object]:
+    def conninfo(self, dbname: str | None = None, role: str = "owner") -> dict[str, object]:
+        user, password = self.credentials(role)
         return {
             "host": self.host,
             "port": self.port,
-            "user": self.user,
-            "password": self.password,
+            "user": user,
+            "password": password,
             "dbname": dbname or self.dbname,
             **self.options,
         }
@@ -54,7 +61,15 @@ class PgServer:
 def pg_server() -> Iterator[PgServer]:
     url = os.environ.get("TEST_DATABASE_URL")
     if url:
+        app_url = os.environ.get("TEST_APP_DATABASE_URL")
+        if not app_url:
+            raise pytest.UsageError(
+                "TEST_DATABASE_URL is set but TEST_APP_DATABASE_URL is not: the tests run as "
+                "the application role; set TEST_APP_DATABASE_URL=postgres://choregarden:"
+                "<password>@<host>:<port>/<db> (the database part is ignored)."
+            )
         cfg = environ.Env.db_url_config(url)
+        app_cfg = environ.Env.db_url_config(app_url)
         yield PgServer(
             host=cfg["HOST"] or "127.0.0.1",
             port=int(cfg["PORT"] or 5432),
@@ -62,12 +77,15 @@ def pg_server() -> Iterator[PgServer]:
             password=cfg["PASSWORD"],
             dbname=cfg["NAME"],
             options={k: str(v) for k, v in cfg.get("OPTIONS", {}).items()},
+            app_user=app_cfg["USER"],
+            app_password=app_cfg["PASSWORD"],
         )
         return
     base = Path(tempfile.mkdtemp(prefix="choregarden-test-"))
     cluster = LocalCluster(base, database="choregarden")
     cluster.start()
     info = cluster.conninfo("owner")
+    app_user, app_password = cluster.credentials("app")
     yield PgServer(
         host=str(info["host"]),
         port=int(info["port"]),
@@ -76,6 +94,8 @@ def pg_server() -> Iterator[PgServer]:
         dbname=str(info["dbname"]),
         options={"sslmode": "verify-full", "sslrootcert": str(cluster.ca_file)},
         cluster=cluster,
+        app_user=app_user,
+        app_password=app_password,
     )
     cluster.destroy()
     shutil.rmtree(base, ignore_errors=True)

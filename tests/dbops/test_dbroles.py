@@ -1,0 +1,227 @@
+"""`manage.py dbroles provision|check`: the owner and application roles of D4."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from tests.helpers import run_manage
+
+
+@pytest.fixture(scope="module")
+def fresh_db(pg_server: Any, django_db_setup: None) -> Iterator[tuple[str, dict[str, str]]]:
+    """A new database: provisioned first, then migrated, as a first deploy would do it."""
+    name = f"dbroles_{os.getpid()}"
+    with psycopg.connect(**pg_server.conninfo(), autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    env = dict(os.environ, DJANGO_ENV="test", DB_POOL="false")
+    env.update(
+        DATABASE_URL=pg_server.url(name, role="app"), MIGRATION_DATABASE_URL=pg_server.url(name)
+    )
+    for key, value in pg_server.options.items():
+        env[{"sslmode": "DB_SSLMODE", "sslrootcert": "DB_SSLROOTCERT"}[key]] = value
+    try:
+        provision = run_manage("dbroles", "provision", env=env)
+        assert provision.returncode == 0, provision.stderr
+        migrate = run_manage("migrate", "--no-input", env=env)
+        assert migrate.returncode == 0, migrate.stderr
+        yield name, env
+    finally:
+        with psycopg.connect(**pg_server.conninfo(), autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+def owner_sql(pg_server: Any, database: str, statement: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(**pg_server.conninfo(database), autocommit=True) as conn:
+        cursor = conn.execute(statement)
+        return cursor.fetchall() if cursor.description else []
+
+
+def test_check_proves_crud_works_and_ddl_is_denied(fresh_db: tuple[str, dict[str, str]]) -> None:
+    _name, env = fresh_db
+    proc = run_manage("dbroles", "check", env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    for expected in (
+        "OK    connection encrypted: SSL",
+        "OK    membership in other roles (only pg_monitor allowed): pg_monitor",
+        "OK    SELECT on migration_test: allowed",
+        "OK    INSERT on migration_test: allowed",
+        "OK    UPDATE on migration_test: allowed",
+        "OK    DELETE on migration_test: allowed",
+        "OK    SELECT on flyway_schema_history: allowed",
+        "OK    CREATE TABLE: denied",
+        "OK    ALTER TABLE migration_test: denied",
+        "OK    DROP TABLE migration_test: denied",
+        "OK    TRUNCATE migration_test: denied",
+        "OK    CREATE SCHEMA: denied",
+        "OK    INSERT on flyway_schema_history: denied",
+        "OK    UPDATE on flyway_schema_history: denied",
+        "OK    DELETE on flyway_schema_history: denied",
+    ):
+        assert expected in lines, proc.stdout
+    assert "All 17 checks passed for role choregarden" in proc.stdout
+
+
+def test_check_leaves_nothing_behind(pg_server: Any, fresh_db: tuple[str, dict[str, str]]) -> None:
+    name, env = fresh_db
+    before = owner_sql(pg_server, name, "SELECT id, name FROM migration_test ORDER BY id")
+    assert run_manage("dbroles", "check", env=env).returncode == 0
+    assert owner_sql(pg_server, name, "SELECT id, name FROM migration_test ORDER BY id") == before
+    leftovers = owner_sql(
+        pg_server,
+        name,
+        "SELECT relname FROM pg_class WHERE relname = 'dbroles_probe'"
+        " UNION ALL SELECT nspname FROM pg_namespace WHERE nspname = 'dbroles_probe'",
+    )
+    assert leftovers == []
+
+
+def test_check_prints_json_for_machines(fresh_db: tuple[str, dict[str, str]]) -> None:
+    name, env = fresh_db
+    proc = run_manage("dbroles", "check", "--json", env=env)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["ok"] is True
+    assert report["role"] == "choregarden"
+    assert report["database"] == name
+    truncate = next(c for c in report["checks"] if c["check"] == "TRUNCATE migration_test")
+    assert truncate == {
+        "check": "TRUNCATE migration_test",
+        "expected": "denied",
+        "ok": True,
+        "detail": "denied",
+    }
+
+
+def test_check_fails_on_an_extra_privilege_and_provision_takes_it_back(
+    pg_server: Any, fresh_db: tuple[str, dict[str, str]]
+) -> None:
+    name, env = fresh_db
+    owner_sql(
+        pg_server,
+        name,
+        "GRANT TRUNCATE, INSERT ON migration_test, flyway_schema_history TO choregarden",
+    )
+    owner_sql(pg_server, name, f'GRANT CREATE ON DATABASE "{name}" TO choregarden')
+    proc = run_manage("dbroles", "check", env=env)
+    assert proc.returncode == 1
+    assert "FAIL  TRUNCATE migration_test: allowed, should be denied" in proc.stdout
+    assert "FAIL  INSERT on flyway_schema_history: allowed, should be denied" in proc.stdout
+    assert "FAIL  CREATE SCHEMA: allowed, should be denied" in proc.stdout
+    assert "OK    CREATE TABLE: denied" in proc.stdout
+    assert "3 of 17 checks failed for role choregarden" in proc.stderr
+    assert "manage.py dbroles provision" in proc.stderr
+    # The TRUNCATE ran and was rolled back with everything else.
+    assert owner_sql(pg_server, name, "SELECT count(*) FROM migration_test") != [(0,)]
+
+    again = run_manage("dbroles", "provision", env=env)
+    assert again.returncode == 0, again.stderr
+    assert run_manage("dbroles", "check", env=env).returncode == 0
+
+
+def test_provision_is_idempotent_and_keeps_the_history_read_only(
+    pg_server: Any, fresh_db: tuple[str, dict[str, str]]
+) -> None:
+    name, env = fresh_db
+    for _ in range(2):
+        proc = run_manage("dbroles", "provision", env=env)
+        assert proc.returncode == 0, proc.stderr
+    assert "role choregarden_owner: the connected role, left as it is" in proc.stdout
+    assert (
+        "role choregarden: exists; not updated (choregarden_owner lacks CREATEROLE)" in proc.stdout
+    )
+    assert "pg_monitor: choregarden is a member (statistics only)" in proc.stdout
+    assert proc.stdout.rstrip().endswith(f"Done! Roles and privileges are in place on {name}.")
+    grants = owner_sql(
+        pg_server,
+        name,
+        "SELECT table_name, string_agg(privilege_type, ',' ORDER BY privilege_type)"
+        " FROM information_schema.role_table_grants WHERE grantee = 'choregarden'"
+        " AND table_name IN ('flyway_schema_history', 'migration_test') GROUP BY table_name"
+        " ORDER BY table_name",
+    )
+    assert grants == [
+        ("flyway_schema_history", "SELECT"),
+        ("migration_test", "DELETE,INSERT,SELECT,UPDATE"),
+    ]
+
+
+def test_tables_made_by_later_migrations_are_reachable(
+    pg_server: Any, fresh_db: tuple[str, dict[str, str]]
+) -> None:
+    name, _env = fresh_db
+    owner_sql(
+        pg_server, name, "CREATE TABLE later_table (id bigint GENERATED ALWAYS AS IDENTITY, v int)"
+    )
+    try:
+        with psycopg.connect(**pg_server.conninfo(name, role="app"), autocommit=True) as conn:
+            conn.execute("INSERT INTO later_table (v) VALUES (1)")
+            conn.execute("UPDATE later_table SET v = 2")
+            assert conn.execute("SELECT v FROM later_table").fetchall() == [(2,)]
+            conn.execute("DELETE FROM later_table")
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute("DROP TABLE later_table")
+    finally:
+        owner_sql(pg_server, name, "DROP TABLE later_table")
+
+
+def test_check_with_an_owner_url_fails(
+    pg_server: Any, fresh_db: tuple[str, dict[str, str]]
+) -> None:
+    name, env = fresh_db
+    proc = run_manage("dbroles", "check", "--url", pg_server.url(name), env=env)
+    assert proc.returncode == 1
+    assert "FAIL  CREATE TABLE: allowed, should be denied" in proc.stdout
+    assert pg_server.password not in proc.stdout + proc.stderr
+
+
+def test_provision_as_a_superuser_creates_the_roles(pg_server: Any, tmp_path: Any) -> None:
+    if pg_server.cluster is None:
+        pytest.skip("needs the local cluster's superuser (TEST_DATABASE_URL has none)")
+    cluster = pg_server.cluster
+    name = f"dbroles_su_{os.getpid()}"
+    owner, app = "dbroles_owner_t", "dbroles_app_t"
+    su = cluster.conninfo("superuser", "postgres")
+    with psycopg.connect(**su, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    host = f"{pg_server.host}:{pg_server.port}/{name}"
+    env = dict(os.environ, DJANGO_ENV="test", DB_POOL="false")
+    env.update(
+        DATABASE_URL=f"postgres://{app}:app-secret-1@{host}",
+        MIGRATION_DATABASE_URL=f"postgres://{owner}:owner-secret-1@{host}",
+    )
+    for key, value in pg_server.options.items():
+        env[{"sslmode": "DB_SSLMODE", "sslrootcert": "DB_SSLROOTCERT"}[key]] = value
+    su_user, su_password = cluster.credentials("superuser")
+    try:
+        proc = run_manage(
+            "dbroles", "provision", "--url", f"postgres://{su_user}:{su_password}@{host}", env=env
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert f"role {owner}: created, password set" in proc.stdout
+        assert f"role {app}: created, password set" in proc.stdout
+        assert f"pg_monitor: granted to {app} (statistics only)" in proc.stdout
+        for secret in ("app-secret-1", "owner-secret-1", su_password):
+            assert secret not in proc.stdout + proc.stderr
+        assert f"database {name}: owner changed from postgres to {owner}" in proc.stdout
+        migrate = run_manage("migrate", "--no-input", env=env)
+        assert migrate.returncode == 0, migrate.stderr
+        check = run_manage("dbroles", "check", env=env)
+        assert check.returncode == 0, check.stdout + check.stderr
+        assert f"All 17 checks passed for role {app} on {name}." in check.stdout
+    finally:
+        with psycopg.connect(**su, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+            for role in (app, owner):
+                conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
