@@ -42,21 +42,27 @@ def baseline_version(rows: Iterable[HistoryRow]) -> Version | None:
     return max((v for v in versions if v is not None), default=None)
 
 
-def convention(files: Iterable[MigrationFile]) -> list[Problem]:
-    """Check the team's convention: integer versions, no gaps, snake_case descriptions."""
+def convention(files: Iterable[MigrationFile], deleted: Iterable[int] = ()) -> list[Problem]:
+    """Check the team's convention: integer versions, no gaps, snake_case descriptions.
+
+    `deleted` are versions the history marks deleted (`repair` of a file removed on
+    purpose): the gap they leave is not a problem.
+    """
     problems: list[Problem] = []
+    removed = set(deleted)
     versioned = [f for f in files if f.kind == "V" and f.name.version is not None]
     for f in versioned:
         for message in convention_problems(f.name, path=f.script):
-            problems.append(Problem("convention", f.script, message))
+            problems.append(Problem("convention", f.script, message.removeprefix(f"{f.script}: ")))
     previous: MigrationFile | None = None
     for f in versioned:
         assert f.name.version is not None
         parts = f.name.version.parts
         if previous is not None and previous.name.version is not None and len(parts) == 1:
             before = previous.name.version.parts
-            if len(before) == 1 and parts[0] != before[0] + 1:
-                missing = ", ".join(f"V{n}" for n in range(before[0] + 1, parts[0])[:5])
+            gap = [n for n in range(before[0] + 1, parts[0]) if n not in removed]
+            if len(before) == 1 and parts[0] > before[0] and gap:
+                missing = ", ".join(f"V{n}" for n in gap[:5])
                 problems.append(
                     Problem(
                         "gap",
@@ -78,7 +84,12 @@ def validate(
     out_of_order: bool = False,
 ) -> list[Problem]:
     """Return every problem at once: edited, missing, failed, ignored, bad names."""
-    problems = convention(files) if check_convention else []
+    deleted = [
+        r.parsed_version.parts[0]
+        for r in rows
+        if r.type == TYPE_DELETE and r.parsed_version is not None
+    ]
+    problems = convention(files, deleted) if check_convention else []
     by_version = {f.name.version: f for f in files if f.kind == "V"}
     applied = applied_versions(rows)
     baseline = baseline_version(rows)
