@@ -46,7 +46,13 @@ class Command(BaseCommand):
             pending = executor.migration_plan(executor.loader.graph.leaf_nodes())
             report = detect_drift(connection, labels)
         except DatabaseError as err:
-            raise CommandError(f"could not read the database: {redact(str(err))}") from err
+            hint = ""
+            if "permission denied" in str(err):
+                hint = (
+                    "; schemadrift creates the models in a scratch schema (rolled back) and "
+                    "needs the owner role: set MIGRATION_DATABASE_URL"
+                )
+            raise CommandError(f"could not read the database: {redact(str(err))}{hint}") from err
         differences = report.differences
         unapplied = [f"{m.app_label}.{m.name}" for m, backwards in pending if not backwards]
         if options["json"]:
