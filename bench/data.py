@@ -118,12 +118,15 @@ def load_completions(conn: psycopg.Connection[Any], n: int, households: int) -> 
 
 
 def load_assignments(conn: psycopg.Connection[Any], households: int, days: int = 30) -> None:
-    """One assignment per task and day, from 20 days ago on; most past ones done."""
+    """One assignment per task and day, from 20 days ago on; most past ones done.
+
+    The assignee rotates among the household's three members ((t + d + 21) % 3: never
+    negative, as PostgreSQL's % of a negative number would be for the first tasks)."""
     log(f"loading {3 * households * days:,} assignments")
     conn.execute(
         """
         INSERT INTO assignments (task_id, household_id, assignee_id, due_at, status)
-        SELECT t, 1 + (t - 1) / 3, 3 * ((t - 1) / 3) + 1 + (t + d) %% 3,
+        SELECT t, 1 + (t - 1) / 3, 3 * ((t - 1) / 3) + 1 + (t + d + 21) %% 3,
                date_trunc('day', now()) + make_interval(days => d, hours => 18),
                CASE WHEN d < 0 AND (t + d) %% 5 <> 0 THEN 'done' ELSE 'open' END
         FROM generate_series(1, %s) t, generate_series(-20, %s) d
