@@ -10,9 +10,11 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.db import connection
 from django.db.models import QuerySet
+from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
 
 from chores.models import (
@@ -27,9 +29,25 @@ from chores.models import (
 )
 from dbops.adminkit import LargeTableAdmin
 
+OWNER_STAYS = (
+    "The owner cannot be removed: make another member the owner first (select that member "
+    "in Household members and run “Make the selected member the household's owner”)."
+)
+
+
+class MemberFormSet(BaseInlineFormSet):
+    def clean(self) -> None:
+        super().clean()
+        for form in self.forms:
+            if self._should_delete_form(form) and form.instance.pk is not None:
+                loaded = getattr(form.instance, "_loaded_role", form.instance.role)
+                if loaded == HouseholdMember.Role.OWNER:
+                    raise ValidationError(OWNER_STAYS)
+
 
 class MemberInline(admin.TabularInline):
     model = HouseholdMember
+    formset = MemberFormSet
     extra = 0
     raw_id_fields = ("user",)
     fields = ("user", "role", "joined_at")
@@ -64,6 +82,33 @@ class HouseholdMemberAdmin(LargeTableAdmin):
     search_fields = ("=user__email", "household__name")
     raw_id_fields = ("user", "household")
     ordering = ("-id",)
+    actions = ("make_owner",)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        if obj is not None and obj.role == HouseholdMember.Role.OWNER:
+            return False  # the database requires one owner per household
+        return super().has_delete_permission(request, obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        owners = queryset.filter(role=HouseholdMember.Role.OWNER)
+        if owners.exists():
+            self.message_user(
+                request, f"{owners.count()} owners were kept. {OWNER_STAYS}", messages.WARNING
+            )
+        super().delete_queryset(request, queryset.exclude(role=HouseholdMember.Role.OWNER))
+
+    @admin.action(description="Make the selected member the household's owner")
+    def make_owner(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one member.", messages.ERROR)
+            return
+        member = queryset.select_related("household").get()
+        member.household.transfer_ownership(member)
+        self.message_user(
+            request,
+            f"{member.user} now owns {member.household}; the previous owner became an admin.",
+            messages.SUCCESS,
+        )
 
 
 @admin.register(TaskTemplate)

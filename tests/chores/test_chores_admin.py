@@ -100,3 +100,56 @@ def test_audit_log_is_read_only_and_filterable_by_table(admin_client: Any, home:
     assert (
         admin_client.post(reverse("admin:chores_auditlog_delete", args=[row.pk])).status_code == 403
     )
+
+
+def test_the_owner_cannot_be_removed_and_ownership_moves_by_action(
+    admin_client: Any, home: Household
+) -> None:
+    owner = home.members.get(role="owner")
+    kid = home.members.get(role="child")
+    # The inline: deleting the owner row is a form error, not a server error.
+    url = reverse("admin:chores_household_change", args=[home.pk])
+    data = {
+        "name": home.name,
+        "timezone": home.timezone,
+        "members-TOTAL_FORMS": "2",
+        "members-INITIAL_FORMS": "2",
+        "members-MIN_NUM_FORMS": "0",
+        "members-MAX_NUM_FORMS": "1000",
+        "members-0-id": str(owner.pk),
+        "members-0-household": str(home.pk),
+        "members-0-user": str(owner.user_id),
+        "members-0-role": "owner",
+        "members-0-DELETE": "on",
+        "members-1-id": str(kid.pk),
+        "members-1-household": str(home.pk),
+        "members-1-user": str(kid.user_id),
+        "members-1-role": "child",
+    }
+    response = admin_client.post(url, data)
+    assert response.status_code == 200
+    assert "The owner cannot be removed" in response.content.decode()
+    assert home.members.filter(pk=owner.pk).exists()
+
+    # The owner has no delete page; the bulk delete's confirmation page says why not.
+    delete_url = reverse("admin:chores_householdmember_delete", args=[owner.pk])
+    assert admin_client.get(delete_url).status_code == 403
+    changelist = reverse("admin:chores_householdmember_changelist")
+    response = admin_client.post(
+        changelist, {"action": "delete_selected", "_selected_action": [owner.pk, kid.pk]}
+    )
+    assert "permission to delete" in response.content.decode()
+    assert home.members.filter(pk=owner.pk).exists()
+    admin_client.post(
+        changelist,
+        {"action": "delete_selected", "_selected_action": [kid.pk], "post": "yes"},
+    )
+    assert not home.members.filter(pk=kid.pk).exists()
+
+    # Ownership moves with the action, demoting the old owner in the same transaction.
+    other = UserProfile.objects.create(cognito_sub="sub-x", email="x@example.com")
+    newcomer = HouseholdMember.objects.create(household=home, user=other, role="member")
+    admin_client.post(changelist, {"action": "make_owner", "_selected_action": [newcomer.pk]})
+    newcomer.refresh_from_db()
+    owner.refresh_from_db()
+    assert (newcomer.role, owner.role) == ("owner", "admin")
