@@ -25,6 +25,7 @@ dev-venv: $(VENV)/.dev
 run: $(VENV)/.runtime
 	$(PY) manage.py devdb start --if-no-database-url
 	$(PY) manage.py migrate --no-input
+	$(PY) manage.py demodata
 	$(PY) manage.py runserver $(HOST):$(PORT)
 
 ## test: virtualenv with test tools, then the whole test suite
