@@ -436,3 +436,23 @@ def test_no_region_is_a_clear_error(aws: Any, monkeypatch: pytest.MonkeyPatch) -
     message = str(info.value)
     assert "Could not reach AWS to read Secrets Manager secret 'chore/app'" in message
     assert "Set AWS_REGION" in message
+
+
+def test_dbshell_logs_in_with_the_secret(
+    aws: Any,
+    make_wrapper: Any,
+    login_role: str,
+    pg_server: Any,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    from django.core.management import call_command
+
+    aws.create_secret(
+        Name="chore/app", SecretString=rds_secret(pg_server, login_role, OLD_PASSWORD)
+    )
+    wrapper = make_wrapper("chore/app", pool=False)
+    call_command("dbshell", "--database", wrapper.alias, "--", "-At", "-c", "SELECT current_user")
+    output = capfd.readouterr()
+    assert output.out.strip() == login_role
+    assert OLD_PASSWORD not in output.out + output.err
+    assert wrapper.settings_dict["PASSWORD"] == ""  # nothing written back into settings

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 import psycopg
 from django.db.backends.postgresql import base as postgresql
+from django.db.backends.postgresql import client as postgresql_client
 
 from dbops.secrets import DatabaseCredentials, SecretError, SecretRef
 
@@ -60,7 +61,25 @@ class SecretConnection(psycopg.Connection):  # type: ignore[type-arg]
         )
 
 
+class DatabaseClient(postgresql_client.DatabaseClient):
+    """`dbshell` logs in with the secret too (the password goes to psql as PGPASSWORD)."""
+
+    def runshell(self, parameters: list[str]) -> None:
+        connection = self.connection
+        ref = connection.secret_ref()
+        if ref is None:
+            return super().runshell(parameters)
+        original = connection.settings_dict
+        connection.settings_dict = connection.settings_with_secret(ref, ref.get())
+        try:
+            return super().runshell(parameters)
+        finally:
+            connection.settings_dict = original
+
+
 class DatabaseWrapper(postgresql.DatabaseWrapper):
+    client_class = DatabaseClient
+
     def secret_ref(self) -> SecretRef | None:
         config = self.settings_dict.get("SECRET")
         if not config:
@@ -78,27 +97,32 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
             name_set=s.get("NAME") != "",
         )
 
+    def settings_with_secret(self, ref: SecretRef, creds: DatabaseCredentials) -> dict[str, Any]:
+        """Return the settings with the secret's login, and its address where they have none."""
+        params = self.secret_overlay(ref)(creds)
+        filled = {**self.settings_dict, "USER": params["user"], "PASSWORD": params["password"]}
+        for key, setting in (("host", "HOST"), ("port", "PORT"), ("dbname", "NAME")):
+            if key in params:
+                filled[setting] = params[key]
+        if filled.get("NAME") == "":
+            raise SecretError(
+                f"No database name: {ref.describe()} has no 'dbname' and none is "
+                "configured: set DB_NAME (or the database URL's path), or add 'dbname' "
+                "to the secret."
+            )
+        return filled
+
     def get_connection_params(self) -> dict[str, Any]:
         ref = self.secret_ref()
         if ref is None:
             return super().get_connection_params()
-        creds = ref.get()
         original = self.settings_dict
-        if original.get("NAME") == "":
-            if not creds.dbname:
-                raise SecretError(
-                    f"No database name: {ref.describe()} has no 'dbname' and none is "
-                    "configured: set DB_NAME (or the database URL's path), or add 'dbname' "
-                    "to the secret."
-                )
-            # Django checks NAME before it builds the keywords; the wrapper is per thread.
-            self.settings_dict = {**original, "NAME": creds.dbname}
+        # Django reads (and checks) the settings to build the keywords; wrappers are per thread.
+        self.settings_dict = self.settings_with_secret(ref, ref.get())
         try:
-            params = super().get_connection_params()
+            return super().get_connection_params()
         finally:
             self.settings_dict = original
-        params.update(self.secret_overlay(ref)(creds))
-        return params
 
     @property
     def pool(self) -> Any:
