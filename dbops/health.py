@@ -76,13 +76,13 @@ class CheckResult:
         return SEVERITY[self.status]
 
     def value_text(self) -> str:
-        parts = [f"{_fmt(v)}{self.unit}" for v in self.values.values()]
+        parts = [f"{fmt(v)}{self.unit}" for v in self.values.values()]
         if len(self.values) > 1:
-            parts = [f"{k} {_fmt(v)}{self.unit}" for k, v in self.values.items()]
+            parts = [f"{k} {fmt(v)}{self.unit}" for k, v in self.values.items()]
         return ", ".join(parts) or "-"
 
     def threshold_text(self) -> str:
-        return ", ".join(f"{k} {_fmt(v)}" for k, v in self.thresholds.items()) or "-"
+        return ", ".join(f"{k} {fmt(v)}" for k, v in self.thresholds.items()) or "-"
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -90,7 +90,7 @@ class CheckResult:
         return data
 
 
-def _fmt(value: Any) -> str:
+def fmt(value: Any) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
@@ -220,8 +220,8 @@ def check_long_running_queries(cursor: Any) -> CheckResult:
         title="Long-running queries",
         status=status,
         summary=f"{len(rows)} quer{'y' if len(rows) == 1 else 'ies'} or transaction"
-        f"{'' if len(rows) == 1 else 's'} running longer than {_fmt(limits['warning_seconds'])} s"
-        + (f"; the longest for {_fmt(longest)} s." if rows else "."),
+        f"{'' if len(rows) == 1 else 's'} running longer than {fmt(limits['warning_seconds'])} s"
+        + (f"; the longest for {fmt(longest)} s." if rows else "."),
         values={"count": len(rows), "longest_seconds": longest},
         thresholds=dict(limits),
         columns=["pid", "user", "application", "state", "seconds", "query"],
@@ -450,8 +450,8 @@ def check_missing_indexes(cursor: Any) -> CheckResult:
         title="Missing indexes",
         status=status_above(len(rows), limits),
         summary=f"{len(rows)} table{'' if len(rows) == 1 else 's'} of "
-        f"{_fmt(limits['min_rows'])}+ rows read mostly by sequential scans "
-        f"(index use below {_fmt(limits['index_usage_percent'])}%).",
+        f"{fmt(limits['min_rows'])}+ rows read mostly by sequential scans "
+        f"(index use below {fmt(limits['index_usage_percent'])}%).",
         values={"count": len(rows)},
         thresholds=dict(limits),
         columns=["table", "rows", "sequential scans", "index scans", "index use %"],
@@ -497,7 +497,7 @@ def check_sequences(cursor: Any) -> CheckResult:
         title="Sequences near their maximum",
         status=status_above(top, limits),
         summary=f"The fullest of {len(rows)} sequence{'' if len(rows) == 1 else 's'} has used "
-        f"{_fmt(top)}% of its range (the owning column's type counts for serial and "
+        f"{fmt(top)}% of its range (the owning column's type counts for serial and "
         "identity columns)."
         + (
             f" {hidden} sequence{'' if hidden == 1 else 's'} cannot be read by this role "
@@ -532,7 +532,7 @@ def check_dead_tuples(cursor: Any) -> CheckResult:
         title="Dead tuples and autovacuum",
         status=status_above(worst, limits),
         summary=f"{len(rows)} table{'' if len(rows) == 1 else 's'} with "
-        f"{_fmt(limits['min_dead_rows'])}+ dead rows; the worst is {_fmt(worst)}% dead.",
+        f"{fmt(limits['min_dead_rows'])}+ dead rows; the worst is {fmt(worst)}% dead.",
         values={"max_dead_percent": worst},
         thresholds=dict(limits),
         unit="%",
@@ -595,7 +595,7 @@ def check_slow_queries(cursor: Any) -> CheckResult:
         title="Slow queries",
         status=status_above(len(rows), limits),
         summary=f"{len(rows)} statement{'' if len(rows) == 1 else 's'} averaging "
-        f"{_fmt(limits['mean_ms'])} ms or more over {_fmt(limits['min_calls'])}+ calls "
+        f"{fmt(limits['mean_ms'])} ms or more over {fmt(limits['min_calls'])}+ calls "
         f"(pg_stat_statements {version}).",
         values={"count": len(rows)},
         thresholds=dict(limits),

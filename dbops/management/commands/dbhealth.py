@@ -1,0 +1,124 @@
+"""`dbhealth`: the database-health checks as a table, JSON or CloudWatch metrics."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DatabaseError, connections
+
+from dbops import cloudwatch, health
+from dbops.redact import redact
+
+EXIT = {"warning": 1, "critical": 2}
+
+
+class Command(BaseCommand):
+    help = (
+        "Check the database's health (connections, long-running and blocked queries, cache, "
+        "indexes, sequences, vacuum, slow queries). Exit status with --fail-on: 1 warning, "
+        "2 critical (or the database unreachable)."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--json", action="store_true", help="print JSON for machines")
+        parser.add_argument(
+            "--fail-on",
+            choices=["warning", "critical"],
+            help="exit non-zero when a check reaches this level (1 warning, 2 critical)",
+        )
+        parser.add_argument(
+            "--check",
+            action="append",
+            choices=list(health.CHECKS),
+            help="run only this check (repeatable)",
+        )
+        parser.add_argument(
+            "--database",
+            default="default",
+            help="connection alias to check (e.g. the reporting replica)",
+        )
+        parser.add_argument(
+            "--cloudwatch",
+            action="store_true",
+            help="publish the figures with CloudWatch put_metric_data",
+        )
+        parser.add_argument(
+            "--namespace",
+            default=cloudwatch.DEFAULT_NAMESPACE,
+            help="CloudWatch namespace (default %(default)s)",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        alias = options["database"]
+        if alias not in settings.DATABASES:
+            raise CommandError(
+                f"--database {alias!r} is not in DATABASES: use {', '.join(settings.DATABASES)}."
+            )
+        try:
+            results = health.run_checks(using=alias, names=options["check"])
+        except DatabaseError as err:
+            raise CommandError(
+                f"cannot reach the database {alias!r}: {redact(str(err)).strip()}", returncode=2
+            ) from err
+        worst = health.worst_status(results)
+        database = str(connections[alias].settings_dict.get("NAME", alias))
+        if options["json"]:
+            payload = {
+                "database": database,
+                "environment": settings.DJANGO_ENV,
+                "status": worst,
+                "checks": [r.as_dict() for r in results],
+            }
+            self.stdout.write(json.dumps(payload, indent=2, default=str))
+        else:
+            self._table(results)
+        if options["cloudwatch"]:
+            self._publish(results, options["namespace"], database)
+        if not options["json"]:
+            counts = {
+                s: sum(r.status == s for r in results)
+                for s in ("ok", "info", "warning", "critical")
+            }
+            self.stdout.write(
+                f"{len(results)} checks: "
+                + ", ".join(f"{n} {s}" for s, n in counts.items())
+                + f". Overall: {worst}."
+            )
+        level = options["fail_on"]
+        if level and health.SEVERITY[worst] >= health.SEVERITY[level]:
+            sys.exit(EXIT[worst])
+
+    def _table(self, results: list[health.CheckResult]) -> None:
+        header = ("check", "status", "value", "threshold")
+        lines = [(r.name, r.status.upper(), r.value_text(), r.threshold_text()) for r in results]
+        widths = [max(len(row[i]) for row in [header, *lines]) for i in range(4)]
+        style = {"WARNING": self.style.WARNING, "CRITICAL": self.style.ERROR}
+        self.stdout.write("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
+        self.stdout.write("  ".join("-" * w for w in widths))
+        for row in lines:
+            text = "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+            self.stdout.write(style.get(row[1], str)(text))
+        for r in results:
+            if r.status in ("warning", "critical") or (r.status == "info" and not r.rows):
+                self.stdout.write(f"\n{r.title} ({r.status}): {r.summary}")
+                for row in r.rows[:5]:
+                    self.stdout.write("  " + " | ".join(health.fmt(c) for c in row))
+                if r.hint:
+                    self.stdout.write(f"  Hint: {r.hint}")
+        self.stdout.write("")
+
+    def _publish(self, results: list[health.CheckResult], namespace: str, database: str) -> None:
+        dimensions = {"Environment": settings.DJANGO_ENV, "Database": database}
+        try:
+            sent = cloudwatch.publish(results, namespace=namespace, dimensions=dimensions)
+        except (BotoCoreError, ClientError) as err:
+            raise CommandError(
+                f"cannot publish to CloudWatch: {redact(str(err))}; check AWS_REGION and the "
+                "credentials (the role needs cloudwatch:PutMetricData)."
+            ) from err
+        self.stderr.write(f"Published {sent} metrics to CloudWatch namespace {namespace}.")
