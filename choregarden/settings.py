@@ -262,7 +262,10 @@ if MIGRATION_DATABASE and not MIGRATION_DATABASE["NAME"]:
     MIGRATION_DATABASE["NAME"] = DATABASES["default"].get("NAME", "")
 if REPLICA_DATABASE_URL:
     # Read-only reporting queries (dbops.routers); the server refuses writes on it too.
-    DATABASES["replica"] = database_config(REPLICA_DATABASE_URL, "REPLICA_DATABASE_URL")
+    # An RDS replica has the primary's roles: with DB_SECRET_ID it logs in with that secret.
+    DATABASES["replica"] = database_config(
+        REPLICA_DATABASE_URL, "REPLICA_DATABASE_URL", DB_SECRET_ID, "DB_SECRET_ID"
+    )
     DATABASES["replica"]["OPTIONS"]["options"] = "-c default_transaction_read_only=on"
     DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
 REPORTING_MODELS = env.list("REPORTING_MODELS", default=[])

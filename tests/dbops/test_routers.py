@@ -186,6 +186,24 @@ def test_the_replica_url_makes_a_read_only_replica_with_the_same_ssl() -> None:
     assert "pool" in replica["OPTIONS"]
 
 
+def test_the_replica_logs_in_with_the_application_secret() -> None:
+    env = {**PRODUCTION, "DB_SECRET_ID": "chore/app", "AWS_REGION": "eu-west-1"}
+    del env["DATABASE_URL"]
+    proc = load_settings(
+        **env,
+        DB_NAME="prod",
+        REPLICA_DATABASE_URL="postgres://replica.example.com:5432/prod",
+    )
+    assert proc.returncode == 0, proc.stderr
+    replica = json.loads(proc.stdout)["replica"]
+    assert replica["SECRET"]["ID"] == "chore/app"
+    assert (replica["HOST"], replica["NAME"], replica["PASSWORD"]) == (
+        "replica.example.com",
+        "prod",
+        "",
+    )
+
+
 def test_a_replica_without_verify_full_is_refused_in_production() -> None:
     proc = load_settings(
         **PRODUCTION,
