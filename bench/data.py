@@ -110,7 +110,8 @@ def load_completions(conn: psycopg.Connection[Any], n: int, households: int) -> 
             """
             INSERT INTO completions (household_id, member_id, task_id, completed_at, points)
             SELECT h, 3 * h - 2 + (n / %s) %% 3, 3 * h - 2 + (n / 7) %% 3,
-                   now() - make_interval(mins => (n * 7919) %% (360 * 24 * 60)), n %% 10
+                   now() - make_interval(mins => ((n::bigint * 7919) %% (360 * 24 * 60))::int),
+                   n %% 10
             FROM (SELECT n, 1 + n %% %s AS h FROM generate_series(%s, %s) n) s
             """,
             [households, households, start + 1, start + size],

@@ -61,9 +61,14 @@ class Result:
 
 def load(cluster: LocalCluster, args: argparse.Namespace) -> None:
     with data.owner_connection(cluster) as conn:
-        if data.count(conn, "users") >= args.profiles:
+        if data.count(conn, "notifications") >= args.notifications:
             log("data already loaded (--keep)")
             return
+        if data.count(conn, "users"):
+            raise SystemExit(
+                f"{cluster.requested_dir}: holds a partial load (an earlier run stopped while "
+                "loading); remove the folder or give another --keep"
+            )
         started = time.perf_counter()
         with data.audit_off(conn):
             data.load_profiles(conn, args.profiles)
