@@ -27,7 +27,8 @@ def test_it_reports_nothing_to_apply_and_still_sends_post_migrate(
 
     out = migrate(sqlproject)
 
-    assert "Apply all migrations: admin, auth, contenttypes, dbops, sessions" in out
+    applied = out.split("Apply all migrations: ")[1].split("\n")[0].split(", ")
+    assert {"auth", "contenttypes", "dbops"} <= set(applied)
     assert out.rstrip().endswith("No migrations to apply.")
     assert sqlproject.query(
         "SELECT codename FROM auth_permission JOIN django_content_type ct"
