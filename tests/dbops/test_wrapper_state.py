@@ -7,7 +7,7 @@ from typing import Any
 from django.db import migrations, models
 from django.db.migrations.state import ProjectState
 
-from dbops.operations import RunSQLFile, SQLFileMigration
+from dbops.operations import RunSQLFile, SQLFileMigration, _state_forwards
 
 APP = "stateapp"
 
@@ -35,10 +35,7 @@ def create(model: str, *fields: tuple[str, models.Field]) -> migrations.CreateMo
 
 
 def apply_state(migration: SQLFileMigration, state: ProjectState) -> None:
-    # What SQLFileMigration.apply does before it runs the file.
-    from dbops.operations import _state_forwards
-
-    _state_forwards(migration, state)
+    _state_forwards(migration, state)  # what SQLFileMigration.apply does before the file
 
 
 def rendered_state() -> ProjectState:
