@@ -1,0 +1,253 @@
+"""Admin pages of the database platform: migration history and database health (D7).
+
+Both are read-only: no add, change or delete, and nothing here changes the schema. The
+pages need the model's view permission (superusers have it).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.db import DatabaseError
+from django.http import Http404, HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from dbops import engine, health, migration_states
+from dbops.models import DatabaseHealth, FlywaySchemaHistory
+from dbops.redact import redact
+from dbops.sqlmigrations.exceptions import SqlMigrationError
+
+STATE_CLASSES = {
+    migration_states.APPLIED: "ok",
+    migration_states.PENDING: "info",
+    migration_states.FAILED: "critical",
+    migration_states.EDITED: "warning",
+    migration_states.MISSING: "critical",
+}
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def _context(self, request: HttpRequest, title: str, **extra: Any) -> dict[str, Any]:
+        return {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": title,
+            **extra,
+        }
+
+    def _require_view(self, request: HttpRequest) -> None:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+
+
+def state_badge(state: str) -> str:
+    return format_html(
+        '<span class="dbops-badge dbops-{}">{}</span>', STATE_CLASSES.get(state, "info"), state
+    )
+
+
+@admin.register(FlywaySchemaHistory)
+class MigrationHistoryAdmin(ReadOnlyAdmin):
+    list_display = (
+        "installed_rank",
+        "version",
+        "description",
+        "type",
+        "script_link",
+        "checksum",
+        "installed_by",
+        "installed_on",
+        "execution_time",
+        "success",
+    )
+    list_display_links = ("installed_rank", "version")
+    list_filter = ("success", "type")
+    search_fields = ("script", "description", "version")
+    readonly_fields = (
+        "state",
+        "installed_rank",
+        "version",
+        "description",
+        "type",
+        "script",
+        "checksum",
+        "file_checksum",
+        "installed_by",
+        "installed_on",
+        "execution_time",
+        "success",
+        "sql",
+    )
+    fields = readonly_fields
+    show_full_result_count = False
+    change_list_template = "admin/dbops/flywayschemahistory/change_list.html"
+
+    def get_urls(self) -> list[Any]:
+        view = self.admin_site.admin_view
+        return [
+            path("states/", view(self.states_view), name="dbops_migration_states"),
+            path("validate/", view(self.validate_view), name="dbops_migration_validate"),
+            path("file/<path:script>/", view(self.file_view), name="dbops_migration_file"),
+            *super().get_urls(),
+        ]
+
+    def get_list_display(self, request: HttpRequest) -> tuple[Any, ...]:
+        states = self._states(request)
+
+        @admin.display(description="state")
+        def state(obj: FlywaySchemaHistory) -> str:
+            info = states.get(obj.installed_rank)
+            return state_badge(migration_states.label(info)) if info else "-"
+
+        return (*self.list_display, state)
+
+    def _states(self, request: HttpRequest) -> dict[int, Any]:
+        return _overview(request).by_rank()
+
+    @admin.display(description="script")
+    def script_link(self, obj: FlywaySchemaHistory) -> str:
+        if migration_states.find_file(obj.script) is None:
+            return obj.script
+        return format_html('<a href="{}">{}</a>', _file_url(obj.script), obj.script)
+
+    @admin.display(description="state")
+    def state(self, obj: FlywaySchemaHistory) -> str:
+        info = migration_states.read_overview().by_rank().get(obj.installed_rank)
+        if info is None:
+            return "-"
+        return format_html(
+            "{} (Flyway: {})", state_badge(migration_states.label(info)), info.state.value
+        )
+
+    @admin.display(description="checksum of the file on disk")
+    def file_checksum(self, obj: FlywaySchemaHistory) -> str:
+        mf = migration_states.find_file(obj.script)
+        return "not on disk" if mf is None else str(mf.checksum)
+
+    @admin.display(description="SQL file")
+    def sql(self, obj: FlywaySchemaHistory) -> str:
+        mf = migration_states.find_file(obj.script)
+        if mf is None:
+            return f"{obj.script} is not on disk."
+        return format_html('<pre class="dbops-sql">{}</pre>', mf.read_text())
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        overview = _overview(request)
+        extra = {"overview": overview, "counts": overview.counts(), **(extra_context or {})}
+        return super().changelist_view(request, extra)
+
+    def states_view(self, request: HttpRequest) -> HttpResponse:
+        self._require_view(request)
+        overview = migration_states.read_overview()
+        lines = [
+            {
+                "info": info,
+                "state": migration_states.label(info),
+                "badge": state_badge(migration_states.label(info)),
+                "file_url": _file_url(info.script) if info.file is not None else "",
+            }
+            for info in overview.infos
+        ]
+        context = self._context(
+            request,
+            "Migration files and history",
+            overview=overview,
+            counts=overview.counts(),
+            lines=lines,
+            location=str(engine.option("LOCATION")),
+        )
+        return TemplateResponse(request, "admin/dbops/flywayschemahistory/states.html", context)
+
+    def validate_view(self, request: HttpRequest) -> HttpResponse:
+        self._require_view(request)
+        error = ""
+        problems: list[Any] = []
+        try:
+            problems = migration_states.validate()
+        except (DatabaseError, SqlMigrationError) as err:
+            error = redact(str(err))
+        context = self._context(
+            request,
+            "Validate migrations",
+            problems=problems,
+            error=error,
+            files=len(engine.load_files()),
+        )
+        return TemplateResponse(request, "admin/dbops/flywayschemahistory/validate.html", context)
+
+    def file_view(self, request: HttpRequest, script: str) -> HttpResponse:
+        self._require_view(request)
+        mf = migration_states.find_file(script)
+        if mf is None:
+            raise Http404(f"{script} is not in the migrations folder")
+        overview = migration_states.read_overview()
+        infos = [i for i in overview.infos if i.script == script]
+        context = self._context(
+            request,
+            script,
+            file=mf,
+            sql=mf.read_text(),
+            infos=[(i, state_badge(migration_states.label(i))) for i in infos],
+            conf=mf.config,
+        )
+        return TemplateResponse(request, "admin/dbops/flywayschemahistory/file.html", context)
+
+
+def _overview(request: HttpRequest) -> migration_states.Overview:
+    # Files and history are read once per request, not once per row.
+    if not hasattr(request, "_dbops_overview"):
+        request._dbops_overview = migration_states.read_overview()  # type: ignore[attr-defined]
+    return request._dbops_overview  # type: ignore[attr-defined]
+
+
+def _file_url(script: str) -> str:
+    return reverse("admin:dbops_migration_file", args=[script])
+
+
+@admin.register(DatabaseHealth)
+class DatabaseHealthAdmin(ReadOnlyAdmin):
+    """The database-health page stands in for the (table-less) model's changelist."""
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        self._require_view(request)
+        aliases = list(settings.DATABASES)
+        alias = request.GET.get("database", "default")
+        if alias not in aliases:
+            alias = "default"
+        error = ""
+        results: list[health.CheckResult] = []
+        try:
+            results = health.run_checks(using=alias)
+        except DatabaseError as err:
+            error = redact(str(err))
+        context = self._context(
+            request,
+            "Database health",
+            results=results,
+            worst=health.worst_status(results) if results else "critical",
+            error=error,
+            alias=alias,
+            aliases=aliases,
+            database=settings.DATABASES[alias].get("NAME", alias),
+            enable_pg_stat_statements=health.ENABLE_PG_STAT_STATEMENTS,
+        )
+        return TemplateResponse(request, "admin/dbops/databasehealth/health.html", context)
+
+    def get_urls(self) -> list[Any]:
+        view = self.admin_site.admin_view
+        name = f"{self.model._meta.app_label}_{self.model._meta.model_name}_changelist"
+        return [path("", view(self.changelist_view), name=name)]
