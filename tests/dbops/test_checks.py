@@ -17,7 +17,7 @@ class Migration(SQLFileMigration):
         migrations.SeparateDatabaseAndState(database_operations=[RunSQLFile({script!r})]),
     ]
 """
-V1 = ("dbops", "V1__create_migration_test_table")
+V1 = ("base", "V1__create_probe_table")
 
 
 def wrapper(project: AppProject, module: str, script: str, dependencies: list) -> None:
@@ -54,7 +54,7 @@ def test_it_reports_a_file_without_a_wrapper(app_project: AppProject) -> None:  
     assert "V2__create_items.sql: (dbops.E002) no Django migration runs V2__create_items.sql" in (
         result.stderr
     )
-    assert "dependencies = [('dbops', 'V1__create_migration_test_table')]" in result.stderr
+    assert "dependencies = [('base', 'V1__create_probe_table')]" in result.stderr
 
 
 def test_it_reports_a_wrapper_whose_file_is_missing(app_project: AppProject) -> None:  # noqa: F811
@@ -78,11 +78,9 @@ def test_it_reports_a_broken_dependency_chain(app_project: AppProject) -> None: 
     assert result.returncode == 1
     assert (
         "(dbops.E004) migration shop.V2__create_items runs V2__create_items.sql but does not "
-        "depend on dbops.V1__create_migration_test_table"
+        "depend on base.V1__create_probe_table"
     ) in result.stderr
-    assert "Add ('dbops', 'V1__create_migration_test_table') to the dependencies of" in (
-        result.stderr
-    )
+    assert "Add ('base', 'V1__create_probe_table') to the dependencies of" in (result.stderr)
 
 
 def test_it_reports_duplicate_versions(app_project: AppProject) -> None:  # noqa: F811

@@ -78,11 +78,11 @@ def test_it_finds_no_drift_after_migrate(migrated: AppProject) -> None:
     result = migrated.manage("schemadrift")
 
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "No drift: the models of dbops, shop match the database." in result.stdout
+    assert "No drift: the models of base, shop match the database." in result.stdout
     code, payload = drift_json(migrated)
     assert code == 0
     assert payload == {
-        "apps": ["dbops", "shop"],
+        "apps": ["base", "shop"],
         "drift": False,
         "unapplied_migrations": [],
         "warnings": [],
@@ -178,7 +178,7 @@ def test_it_reports_a_missing_table_and_unapplied_migrations(app_project: AppPro
     assert app_project.manage("migrate", "--no-input").returncode == 0
     app_project.models(MODELS)
     assert app_project.manage("makesqlmigration", "shop", "create_tasks").returncode == 0
-    app_project.execute("DROP TABLE migration_test")
+    app_project.execute("DROP TABLE probe")
 
     result = app_project.manage("schemadrift")
 
@@ -186,7 +186,7 @@ def test_it_reports_a_missing_table_and_unapplied_migrations(app_project: AppPro
     assert ("1 migration(s) not applied yet (shop.V2__create_tasks)") in result.stderr
     assert "households: missing table (model: table; database: -)" in result.stdout
     assert "tasks: missing table" in result.stdout
-    assert "migration_test: missing table" in result.stdout
+    assert "probe: missing table" in result.stdout
 
 
 def test_it_refuses_an_unknown_app(migrated: AppProject) -> None:

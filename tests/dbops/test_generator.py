@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.db import DatabaseError, transaction
 
-from tests.appproject import AppProject, app_project  # noqa: F401
+from tests.appproject import (  # noqa: F401
+    AppProject,
+    app_project,
+    create_app_project,
+    drop_app_project,
+)
 from tests.helpers import REPO
 
 RUFF = str(Path(sys.executable).with_name("ruff"))
@@ -27,6 +34,24 @@ class Item(models.Model):
 ITEM_WITH_SKU = ITEM.replace(
     "    price =", "    sku = models.CharField(max_length=20, null=True)\n    price ="
 )
+
+
+@pytest.fixture(scope="module")
+def v1_database(tmp_path_factory: pytest.TempPathFactory, pg_server: Any) -> Iterator[str]:
+    """A database with dbops' V1 applied, copied by `migrated_project` for each test."""
+    project = create_app_project(tmp_path_factory.mktemp("v1"), pg_server)
+    migrated = project.manage("migrate", "--no-input")
+    assert migrated.returncode == 0, migrated.stderr
+    yield project.database
+    drop_app_project(project)
+
+
+@pytest.fixture
+def migrated_project(tmp_path: Path, pg_server: Any, v1_database: str) -> Iterator[AppProject]:
+    """A fresh project whose database already has V1 applied."""
+    project = create_app_project(tmp_path, pg_server, template=v1_database)
+    yield project
+    drop_app_project(project)
 
 
 def columns(project: AppProject, table: str) -> list[str]:
@@ -56,9 +81,8 @@ def history(project: AppProject) -> list[tuple[str, str]]:
     ]
 
 
-def test_it_round_trips_a_model_change(app_project: AppProject) -> None:  # noqa: F811
-    p = app_project
-    assert p.manage("migrate", "--no-input").returncode == 0
+def test_it_round_trips_a_model_change(migrated_project: AppProject) -> None:
+    p = migrated_project
     p.models(ITEM)
 
     result = p.manage("makesqlmigration", "shop", "create_items")
@@ -79,7 +103,7 @@ def test_it_round_trips_a_model_change(app_project: AppProject) -> None:  # noqa
     assert 'DROP TABLE "items"' in (p.sql_dir / "U2__create_items.sql").read_text()
     wrapper = (p.migrations_dir / "V2__create_items.py").read_text()
     assert "class Migration(SQLFileMigration):" in wrapper
-    assert '("dbops", "V1__create_migration_test_table")' in wrapper
+    assert '("base", "V1__create_probe_table")' in wrapper
     assert 'RunSQLFile(\n                    script="V2__create_items.sql"' in wrapper
     assert "migrations.CreateModel(" in wrapper
     for args in (["check"], ["format", "--check"]):
@@ -134,12 +158,12 @@ def test_it_writes_empty_files_with_headers(app_project: AppProject) -> None:  #
     assert (p.sql_dir / "U2__backfill_prices.sql").read_text().startswith("-- U2: undo")
     wrapper = (p.migrations_dir / "V2__backfill_prices.py").read_text()
     assert "state_operations" not in wrapper
-    assert '("dbops", "V1__create_migration_test_table")' in wrapper
+    assert '("base", "V1__create_probe_table")' in wrapper
     assert p.manage("migrate", "--no-input").returncode == 0
     assert history(p)[-1] == ("2", "V2__backfill_prices.sql")
     back = p.manage("migrate", "shop", "zero", "--no-input")
     assert back.returncode == 0, back.stderr
-    assert history(p)[-1] == ("1", "V1__create_migration_test_table.sql")
+    assert history(p)[-1] == ("1", "V1__create_probe_table.sql")
 
 
 def test_it_writes_nothing_without_changes(app_project: AppProject) -> None:  # noqa: F811
@@ -153,9 +177,8 @@ def test_it_writes_nothing_without_changes(app_project: AppProject) -> None:  # 
     assert sorted(p.root.rglob("*")) == before
 
 
-def test_dry_run_shows_the_files_and_writes_nothing(app_project: AppProject) -> None:  # noqa: F811
-    p = app_project
-    assert p.manage("migrate", "--no-input").returncode == 0
+def test_dry_run_shows_the_files_and_writes_nothing(migrated_project: AppProject) -> None:
+    p = migrated_project
     p.models(ITEM)
 
     result = p.manage("makesqlmigration", "shop", "create_items", "--dry-run")
@@ -186,9 +209,8 @@ def test_it_refuses_an_unknown_app(app_project: AppProject) -> None:  # noqa: F8
     assert "no installed app with label 'nosuchapp'" in result.stderr
 
 
-def test_dropping_a_column_warns_and_the_undo_restores_it(app_project: AppProject) -> None:  # noqa: F811
-    p = app_project
-    assert p.manage("migrate", "--no-input").returncode == 0
+def test_dropping_a_column_warns_and_the_undo_restores_it(migrated_project: AppProject) -> None:
+    p = migrated_project
     p.models(ITEM_WITH_SKU)
     assert p.manage("makesqlmigration", "shop", "create_items").returncode == 0
     assert p.manage("migrate", "--no-input").returncode == 0
@@ -210,9 +232,8 @@ def test_dropping_a_column_warns_and_the_undo_restores_it(app_project: AppProjec
     assert columns(p, "items") == ["id", "name", "price", "sku"]
 
 
-def test_a_question_without_a_terminal_stops_it(app_project: AppProject) -> None:  # noqa: F811
-    p = app_project
-    assert p.manage("migrate", "--no-input").returncode == 0
+def test_a_question_without_a_terminal_stops_it(migrated_project: AppProject) -> None:
+    p = migrated_project
     p.models(ITEM)
     assert p.manage("makesqlmigration", "shop", "create_items").returncode == 0
     assert p.manage("migrate", "--no-input").returncode == 0
@@ -256,7 +277,7 @@ def test_it_refuses_an_unmigrated_database(app_project: AppProject) -> None:  # 
     result = app_project.manage("makesqlmigration", "shop", "create_items")
 
     assert result.returncode == 1
-    assert "1 migration(s) are not applied to the database (dbops.V1__create_migration_test_" in (
+    assert "1 migration(s) are not applied to the database (base.V1__create_probe_table)" in (
         result.stderr
     )
     assert "run `manage.py migrate` first" in result.stderr
