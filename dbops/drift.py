@@ -17,6 +17,7 @@ constraints named in Meta must carry that name, because Django's Remove/Rename o
 
 from __future__ import annotations
 
+import fnmatch
 import re
 import secrets
 from collections.abc import Iterable
@@ -58,11 +59,14 @@ class Difference:
     model: str | None
     database: str | None
 
-    def __str__(self) -> str:
+    @property
+    def key(self) -> str:
+        """Return "table.object: aspect", what SCHEMADRIFT_IGNORE patterns match."""
         where = f"{self.table}.{self.object}" if self.object else self.table
-        return (
-            f"{where}: {self.aspect} (model: {self.model or '-'}; database: {self.database or '-'})"
-        )
+        return f"{where}: {self.aspect}"
+
+    def __str__(self) -> str:
+        return f"{self.key} (model: {self.model or '-'}; database: {self.database or '-'})"
 
     def as_dict(self) -> dict[str, str | None]:
         return asdict(self)
@@ -404,10 +408,22 @@ def compare_table(
 
 @dataclass
 class DriftReport:
-    """The differences found, and what could not be compared."""
+    """The differences found, those accepted on purpose, and what could not be compared."""
 
     differences: list[Difference] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    accepted: list[Difference] = field(default_factory=list)
+
+    def accept(self, patterns: Iterable[str]) -> None:
+        """Move the differences matching a pattern (fnmatch on `key`) to `accepted`."""
+        patterns = list(patterns)
+        kept: list[Difference] = []
+        for difference in self.differences:
+            if any(fnmatch.fnmatchcase(difference.key, p) for p in patterns):
+                self.accepted.append(difference)
+            else:
+                kept.append(difference)
+        self.differences = kept
 
 
 def detect_drift(connection: BaseDatabaseWrapper, app_labels: list[str]) -> DriftReport:

@@ -86,6 +86,7 @@ def test_it_finds_no_drift_after_migrate(migrated: AppProject) -> None:
         "drift": False,
         "unapplied_migrations": [],
         "warnings": [],
+        "accepted": [],
         "differences": [],
     }
 
@@ -172,6 +173,23 @@ def test_it_reports_every_hand_made_change(migrated: AppProject) -> None:
         "database": "character varying(100)",
     } in payload["differences"]
     assert len(payload["differences"]) == 9
+
+
+def test_known_differences_can_be_accepted_in_settings(migrated: AppProject) -> None:
+    migrated.execute("ALTER TABLE tasks ADD COLUMN legacy_flag integer")
+    settings_file = migrated.root / f"{migrated.module}.py"
+    original = settings_file.read_text()
+    settings_file.write_text(original + 'SCHEMADRIFT_IGNORE = ["tasks.legacy_*: extra column"]\n')
+    try:
+        result = migrated.manage("schemadrift")
+        code, payload = drift_json(migrated)
+    finally:
+        settings_file.write_text(original)  # the project folder is shared by the module's tests
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "(1 accepted by SCHEMADRIFT_IGNORE: tasks.legacy_flag: extra column)" in result.stdout
+    assert code == 0
+    assert payload["accepted"][0]["object"] == "legacy_flag"
 
 
 def test_it_reports_a_missing_table_and_unapplied_migrations(app_project: AppProject) -> None:  # noqa: F811

@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from django.apps import apps
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.db.migrations.executor import MigrationExecutor
@@ -53,6 +54,9 @@ class Command(BaseCommand):
                     "needs the owner role: set MIGRATION_DATABASE_URL"
                 )
             raise CommandError(f"could not read the database: {redact(str(err))}{hint}") from err
+        # Known, intentional differences, each with a reason in settings (e.g. a
+        # partitioned table's primary key that must include the partition key).
+        report.accept(getattr(settings, "SCHEMADRIFT_IGNORE", []))
         differences = report.differences
         unapplied = [f"{m.app_label}.{m.name}" for m, backwards in pending if not backwards]
         if options["json"]:
@@ -61,6 +65,7 @@ class Command(BaseCommand):
                 "drift": bool(differences),
                 "unapplied_migrations": unapplied,
                 "warnings": report.warnings,
+                "accepted": [d.as_dict() for d in report.accepted],
                 "differences": [d.as_dict() for d in differences],
             }
             self.stdout.write(json.dumps(payload, indent=2))
@@ -77,8 +82,14 @@ class Command(BaseCommand):
             )
         for warning in report.warnings:
             self.stderr.write(self.style.WARNING(f"Warning: {warning}"))
+        accepted = ""
+        if report.accepted:
+            keys = "; ".join(d.key for d in report.accepted)
+            accepted = f" ({len(report.accepted)} accepted by SCHEMADRIFT_IGNORE: {keys})"
         if not differences:
-            self.stdout.write(f"No drift: the models of {', '.join(labels)} match the database.")
+            self.stdout.write(
+                f"No drift: the models of {', '.join(labels)} match the database.{accepted}"
+            )
             return
         for difference in differences:
             self.stdout.write(f"  {difference}")
