@@ -503,3 +503,23 @@ def test_wrong_password_names_the_setting_and_hides_the_password(sqlproject: Sql
     assert result.returncode != 0
     assert secret not in result.stdout + result.stderr
     assert "password authentication failed" in result.stderr
+    assert "DATABASE_URL" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_an_unreachable_host_is_a_clear_error(sqlproject: SqlProject) -> None:
+    sqlproject.write("V1__create_a.sql", "CREATE TABLE a (id int);\n")
+    sqlproject.sync_wrappers()
+    env = {**sqlproject.env(), "DATABASE_URL": "postgres://u:pw-hidden-9@127.0.0.1:1/nowhere"}
+    result = subprocess.run(
+        [sys.executable, str(REPO / "manage.py"), "migrate", "--no-input"],
+        cwd=sqlproject.root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "cannot connect to the database u@127.0.0.1:1/nowhere (DATABASE_URL)" in result.stderr
+    assert "Connection refused" in result.stderr
+    assert "pw-hidden-9" not in result.stdout + result.stderr

@@ -14,7 +14,7 @@ from django.db.migrations.executor import MigrationExecutor
 from django.utils.module_loading import module_has_submodule
 
 from dbops import engine
-from dbops.connections import use_migration_role
+from dbops.connections import connect_or_explain, use_migration_role, without_pool
 from dbops.operations import RunSQLFile
 from dbops.sqlmigrations.exceptions import SqlMigrationError
 from dbops.sqlmigrations.executor import MigrationFailed, locate
@@ -28,7 +28,9 @@ class Command(DjangoMigrate):
 
     def handle(self, *args: Any, **options: Any) -> None:
         alias = options["database"]
-        use_migration_role(alias)
+        owner = use_migration_role(alias)
+        without_pool(alias)
+        connect_or_explain(alias, setting="MIGRATION_DATABASE_URL" if owner else "DATABASE_URL")
         connection = connections[alias]
         try:
             if options["plan"]:
