@@ -11,8 +11,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
+from django.apps import apps
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, connections, transaction
@@ -31,10 +33,11 @@ DEFAULT_THRESHOLDS: dict[str, dict[str, float]] = {
     "connections": {"warning": 70, "critical": 90},  # % of max_connections in use
     "long_running_queries": {"warning_seconds": 60, "critical_seconds": 300},
     "blocked_queries": {"warning": 1, "critical": 5},  # sessions waiting on a lock
-    "cache_hit_ratio": {"warning": 99, "critical": 95},  # % of reads served from memory
+    # % of block reads served from memory, judged once min_blocks have been read
+    "cache_hit_ratio": {"warning": 99, "critical": 95, "min_blocks": 10000},
     "table_sizes": {"top": 10},
     "index_sizes": {"top": 10},
-    "unused_indexes": {"warning": 1, "min_size_bytes": 0},
+    "unused_indexes": {"warning": 1, "min_size_bytes": 1024 * 1024},
     "duplicate_indexes": {"warning": 1},
     "missing_indexes": {"warning": 1, "min_rows": 10000, "index_usage_percent": 95},
     "sequences": {"warning": 75, "critical": 90},  # % of the column's or sequence's maximum
@@ -126,6 +129,27 @@ def thresholds(check: str) -> dict[str, float]:
             )
         values[key] = value
     return values
+
+
+def third_party_tables() -> list[str]:
+    """Return the tables of Django's and third-party apps, left out of the index checks:
+    their indexes come with those apps' migrations, not this project's SQL files."""
+    if getattr(settings, "DB_HEALTH_INCLUDE_THIRD_PARTY", False):
+        return []
+    base = Path(settings.BASE_DIR).resolve()
+    tables: set[str] = set()
+    for app in apps.get_app_configs():
+        path = Path(app.path).resolve()
+        if path.is_relative_to(base) and "site-packages" not in path.parts:
+            continue
+        tables.update(m._meta.db_table for m in app.get_models(include_auto_created=True))
+    return sorted(tables)
+
+
+THIRD_PARTY_NOTE = (
+    " Tables of Django's own and third-party apps are left out "
+    "(DB_HEALTH_INCLUDE_THIRD_PARTY = True includes them)."
+)
 
 
 def status_above(value: float | None, limits: dict[str, float]) -> str:
@@ -264,28 +288,42 @@ def check_blocked_queries(cursor: Any) -> CheckResult:
 def check_cache_hit_ratio(cursor: Any) -> CheckResult:
     limits = thresholds("cache_hit_ratio")
     cursor.execute(
-        "SELECT (SELECT round(100.0 * sum(heap_blks_hit)"
-        "  / nullif(sum(heap_blks_hit) + sum(heap_blks_read), 0), 2)::float"
-        "  FROM pg_statio_user_tables),"
-        " (SELECT round(100.0 * sum(idx_blks_hit)"
-        "  / nullif(sum(idx_blks_hit) + sum(idx_blks_read), 0), 2)::float"
-        "  FROM pg_statio_user_indexes)"
+        "SELECT t.hit, t.read, i.hit, i.read FROM"
+        " (SELECT coalesce(sum(heap_blks_hit), 0)::bigint AS hit,"
+        "  coalesce(sum(heap_blks_read), 0)::bigint AS read FROM pg_statio_user_tables) t,"
+        " (SELECT coalesce(sum(idx_blks_hit), 0)::bigint AS hit,"
+        "  coalesce(sum(idx_blks_read), 0)::bigint AS read FROM pg_statio_user_indexes) i"
     )
-    table_ratio, index_ratio = cursor.fetchone()
+    table_hit, table_read, index_hit, index_read = cursor.fetchone()
+    table_ratio = _ratio(table_hit, table_read)
+    index_ratio = _ratio(index_hit, index_read)
+    blocks = table_hit + table_read + index_hit + index_read
     known = [r for r in (table_ratio, index_ratio) if r is not None]
     worst = min(known) if known else None
+    if blocks < limits["min_blocks"]:
+        status = INFO
+        summary = (
+            f"Only {blocks} blocks read since statistics began: too few to judge the ratio "
+            f"(needs {fmt(limits['min_blocks'])})."
+        )
+    else:
+        status = status_below(worst, limits)
+        summary = f"Share of {blocks} table and index block reads served from shared buffers."
     return CheckResult(
         name="cache_hit_ratio",
         title="Cache hit ratio",
-        status=status_below(worst, limits),
-        summary="Share of table and index reads served from shared buffers"
-        + ("." if known else ": no reads recorded yet."),
+        status=status,
+        summary=summary,
         values={"tables": table_ratio, "indexes": index_ratio},
         thresholds=dict(limits),
         unit="%",
         hint="Below 99% on a busy database: the working set outgrows shared_buffers "
         "(a bigger instance class) or queries read whole tables (see missing indexes).",
     )
+
+
+def _ratio(hit: int, read: int) -> float | None:
+    return round(100.0 * hit / (hit + read), 2) if hit + read else None
 
 
 def check_table_sizes(cursor: Any) -> CheckResult:
@@ -347,9 +385,9 @@ def check_unused_indexes(cursor: Any) -> CheckResult:
         " FROM pg_stat_user_indexes s JOIN pg_index i ON i.indexrelid = s.indexrelid"
         " WHERE s.idx_scan = 0 AND NOT i.indisunique AND NOT i.indisprimary"
         " AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = s.indexrelid)"
-        " AND pg_relation_size(s.indexrelid) >= %s"
+        " AND pg_relation_size(s.indexrelid) >= %s AND NOT s.relname = ANY(%s)"
         " ORDER BY 4 DESC, 1, 2",
-        [limits["min_size_bytes"]],
+        [limits["min_size_bytes"], third_party_tables()],
     )
     cursor.execute("SELECT stats_reset FROM pg_stat_database WHERE datname = current_database()")
     reset = cursor.fetchone()[0]
@@ -358,8 +396,9 @@ def check_unused_indexes(cursor: Any) -> CheckResult:
         name="unused_indexes",
         title="Unused indexes",
         status=status_above(len(rows), limits),
-        summary=f"{len(rows)} index{'' if len(rows) == 1 else 'es'} never scanned{since} "
-        "(unique and primary-key indexes left out).",
+        summary=f"{len(rows)} index{'' if len(rows) == 1 else 'es'} of "
+        f"{_pretty(int(limits['min_size_bytes']))} or more never scanned{since} "
+        "(unique and primary-key indexes left out)." + THIRD_PARTY_NOTE,
         values={"count": len(rows)},
         thresholds=dict(limits),
         columns=["table", "index", "size", "bytes"],
@@ -386,6 +425,8 @@ def check_duplicate_indexes(cursor: Any) -> CheckResult:
         " AND n.nspname NOT LIKE 'pg_toast%%' AND i.indisvalid"
         " ORDER BY 1, 2",
     )
+    outside = {f"public.{t}" for t in third_party_tables()}
+    indexes = [ix for ix in indexes if ix[0] not in outside]
     rows = []
     for dup in indexes:
         for cover in indexes:
@@ -397,7 +438,7 @@ def check_duplicate_indexes(cursor: Any) -> CheckResult:
         title="Duplicate indexes",
         status=status_above(len(rows), limits),
         summary=f"{len(rows)} index{'' if len(rows) == 1 else 'es'} whose columns lead "
-        "another index on the same table.",
+        "another index on the same table." + THIRD_PARTY_NOTE,
         values={"count": len(rows)},
         thresholds=dict(limits),
         columns=["table", "index", "size", "covered by"],
@@ -442,8 +483,9 @@ def check_missing_indexes(cursor: Any) -> CheckResult:
         " FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid"
         " WHERE greatest(s.n_live_tup, c.reltuples::bigint) >= %s AND s.seq_scan > 0"
         " AND 100.0 * coalesce(s.idx_scan, 0) / (s.seq_scan + coalesce(s.idx_scan, 0)) < %s"
+        " AND NOT s.relname = ANY(%s)"
         " ORDER BY s.seq_scan DESC, 1",
-        [limits["min_rows"], limits["index_usage_percent"]],
+        [limits["min_rows"], limits["index_usage_percent"], third_party_tables()],
     )
     return CheckResult(
         name="missing_indexes",
@@ -451,7 +493,7 @@ def check_missing_indexes(cursor: Any) -> CheckResult:
         status=status_above(len(rows), limits),
         summary=f"{len(rows)} table{'' if len(rows) == 1 else 's'} of "
         f"{fmt(limits['min_rows'])}+ rows read mostly by sequential scans "
-        f"(index use below {fmt(limits['index_usage_percent'])}%).",
+        f"(index use below {fmt(limits['index_usage_percent'])}%)." + THIRD_PARTY_NOTE,
         values={"count": len(rows)},
         thresholds=dict(limits),
         columns=["table", "rows", "sequential scans", "index scans", "index use %"],

@@ -187,10 +187,17 @@ def test_cache_hit_ratio_is_a_percentage_judged_from_below(probe: Any, settings:
     result = run("cache_hit_ratio")
     assert 0 < result.values["tables"] <= 100
     assert result.unit == "%"
-    settings.DB_HEALTH_THRESHOLDS = {"cache_hit_ratio": {"warning": 100.5, "critical": 0}}
+    judged = {"min_blocks": 1}
+    settings.DB_HEALTH_THRESHOLDS = {"cache_hit_ratio": {**judged, "warning": 100.5, "critical": 0}}
     assert run("cache_hit_ratio").status == "warning"
-    settings.DB_HEALTH_THRESHOLDS = {"cache_hit_ratio": {"warning": 100.5, "critical": 100.5}}
+    settings.DB_HEALTH_THRESHOLDS = {
+        "cache_hit_ratio": {**judged, "warning": 100.5, "critical": 100.5}
+    }
     assert run("cache_hit_ratio").status == "critical"
+    settings.DB_HEALTH_THRESHOLDS = {"cache_hit_ratio": {"min_blocks": 10**12}}
+    too_few = run("cache_hit_ratio")
+    assert too_few.status == "info"
+    assert "too few to judge" in too_few.summary
 
 
 def test_table_and_index_sizes_list_the_largest_first(probe: Any) -> None:
@@ -209,9 +216,12 @@ def test_table_and_index_sizes_list_the_largest_first(probe: Any) -> None:
     assert indexes.rows[0][:2] == [f"{SCHEMA}.big", "big_pad_idx"]
 
 
-def test_unused_index_is_reported_but_not_unique_ones(probe: Any) -> None:
+def test_unused_index_is_reported_but_not_unique_ones(probe: Any, settings: Any) -> None:
     probe.execute(f"CREATE TABLE {SCHEMA}.item (id int PRIMARY KEY, code text UNIQUE, tag text)")
     probe.execute(f"CREATE INDEX item_tag_idx ON {SCHEMA}.item (tag)")
+    small = {(row[0], row[1]) for row in run("unused_indexes").rows}
+    assert (f"{SCHEMA}.item", "item_tag_idx") not in small  # under the 1 MB default
+    settings.DB_HEALTH_THRESHOLDS = {"unused_indexes": {"min_size_bytes": 0}}
     result = run("unused_indexes")
     assert result.status == "warning"
     names = {(row[0], row[1]) for row in result.rows}
@@ -225,7 +235,7 @@ def test_unused_index_is_reported_but_not_unique_ones(probe: Any) -> None:
     }
 
 
-def test_duplicate_index_names_the_index_that_covers_it(probe: Any) -> None:
+def test_duplicate_index_names_the_index_that_covers_it(probe: Any, settings: Any) -> None:
     probe.execute(f"CREATE TABLE {SCHEMA}.chore (id int PRIMARY KEY, a int, b int, c text)")
     probe.execute(f"CREATE INDEX chore_a_idx ON {SCHEMA}.chore (a)")
     probe.execute(f"CREATE INDEX chore_a_b_idx ON {SCHEMA}.chore (a, b)")
@@ -237,6 +247,10 @@ def test_duplicate_index_names_the_index_that_covers_it(probe: Any) -> None:
     mine = {row[1]: row[3] for row in result.rows if row[0] == f"{SCHEMA}.chore"}
     assert mine == {"chore_a_idx": "chore_a_b_idx", "chore_c_idx": "chore_c_key"}
     assert result.status == "warning"
+    # Django's own tables have such indexes too; they are left out unless asked for.
+    assert "public.auth_group_permissions" not in first_column(result)
+    settings.DB_HEALTH_INCLUDE_THIRD_PARTY = True
+    assert "public.auth_group_permissions" in first_column(run("duplicate_indexes"))
 
 
 def test_large_table_read_by_sequential_scans_needs_an_index(probe: Any, settings: Any) -> None:
