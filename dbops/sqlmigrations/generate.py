@@ -140,6 +140,13 @@ def wrapper_dependencies(
             name = parse_name(Path(script).name)
             if name.kind == "V" and name.version is not None:
                 by_version[name.version] = w
+    on_disk = [mf for mf in engine.load_files() if mf.kind == "V" and mf.name.version]
+    latest = max(on_disk, key=lambda mf: mf.name.version, default=None)  # type: ignore[arg-type,return-value]
+    if latest is not None and latest.name.version not in by_version:
+        raise GeneratorError(
+            f"{latest.script} has no wrapper migration (see `manage.py check`, dbops.E002): "
+            "the new migration must depend on it; add its wrapper first"
+        )
     deps: list[tuple[str, str]] = []
     if by_version:
         deps.append(by_version[max(by_version)].key)

@@ -282,3 +282,18 @@ def test_it_refuses_an_unmigrated_database(app_project: AppProject) -> None:  # 
     )
     assert "run `manage.py migrate` first" in result.stderr
     assert not list(app_project.sql_dir.glob("V2*"))
+
+
+def test_it_refuses_when_the_latest_file_has_no_wrapper(migrated_project: AppProject) -> None:
+    p = migrated_project
+    (p.sql_dir / "V2__by_hand.sql").write_text("SELECT 1;\n")
+    p.models(ITEM)
+
+    result = p.manage("makesqlmigration", "shop", "create_items")
+    unchecked = p.manage("makesqlmigration", "shop", "create_items", "--skip-checks")
+
+    assert result.returncode == 1
+    assert "V2__by_hand.sql: (dbops.E002) no Django migration runs" in result.stderr
+    assert unchecked.returncode == 1
+    assert "V2__by_hand.sql has no wrapper migration" in unchecked.stderr
+    assert not list(p.sql_dir.glob("V3*"))
