@@ -83,6 +83,14 @@ def test_a_wrong_ca_is_refused(cluster: LocalCluster, tmp_path: Path) -> None:
         psycopg.connect(**{**cluster.conninfo("app"), "sslrootcert": str(other["ca"])})
 
 
+def test_verify_full_refuses_a_server_under_another_name(cluster: LocalCluster) -> None:
+    # Same server and CA, but reached as a name its certificate does not carry: verify-full
+    # checks the host name too (verify-ca would not), which is what stops a man in the middle.
+    info = {**cluster.conninfo("app"), "host": "db.not-this-server.test", "hostaddr": "127.0.0.1"}
+    with pytest.raises(psycopg.OperationalError, match="does not match host name"):
+        psycopg.connect(**info, connect_timeout=5)
+
+
 def test_a_wrong_password_is_refused(cluster: LocalCluster) -> None:
     assert not can_connect(cluster, password="wrong-password")
 
