@@ -60,7 +60,7 @@ def _bad_name(rel: str, problems: list[str], fix: str) -> Error:
     message = "; ".join(p.removeprefix(f"{rel}: ") for p in problems)
     return Error(
         f"bad migration file name: {message}",
-        hint=fix[:1].upper() + fix[1:] + ".",
+        hint=fix[:1].upper() + fix[1:].rstrip(".") + ".",
         obj=rel,
         id="dbops.E007",
     )
@@ -109,7 +109,9 @@ def sequence_errors(versioned: dict[str, MigrationName]) -> list[Error]:
     return errors
 
 
-def wrapper_errors(versioned: dict[str, MigrationName], wrappers: list[Wrapper]) -> list[Error]:
+def wrapper_errors(
+    versioned: dict[str, MigrationName], wrappers: list[Wrapper], badly_named: set[str]
+) -> list[Error]:
     """Report files without a wrapper, wrappers without a file, and a broken chain."""
     errors: list[Error] = []
     location = engine.option("LOCATION")
@@ -144,7 +146,9 @@ def wrapper_errors(versioned: dict[str, MigrationName], wrappers: list[Wrapper])
     previous: tuple[str, Wrapper | None] | None = None  # (script, its wrapper)
     for script, _name in order:
         holder = wrapped[script][0] if wrapped.get(script) else None
-        if holder is None:
+        if holder is None and script in badly_named:
+            pass  # E007 asks for a rename first; the wrapper is named after the new name
+        elif holder is None:
             prev_key = None
             if previous is not None:
                 stem = previous[0].rsplit("/", 1)[-1].removesuffix(".sql")
@@ -186,5 +190,6 @@ def check_sql_migrations(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     names, errors = scan_names(Path(engine.option("LOCATION")))
     versioned = {rel: n for rel, n in names.items() if n.kind == "V" and n.version is not None}
     errors.extend(sequence_errors(versioned))
-    errors.extend(wrapper_errors(versioned, find_wrappers()))
+    badly_named = {str(e.obj) for e in errors if e.id == "dbops.E007"}
+    errors.extend(wrapper_errors(versioned, find_wrappers(), badly_named))
     return errors

@@ -121,6 +121,17 @@ def test_it_reports_bad_file_names(app_project: AppProject) -> None:  # noqa: F8
     assert "V2_create_items.sql: (dbops.E007) bad migration file name" in result.stderr
     assert "V2__Create-Items.sql: (dbops.E007) bad migration file name" in result.stderr
     assert "Rename it to V2__create_items.sql" in result.stderr
+    assert "Rename the file as the message says.\n" in result.stderr
+
+
+def test_a_badly_named_file_is_only_asked_to_be_renamed(app_project: AppProject) -> None:  # noqa: F811
+    sql(app_project, "V2__Create-Items.sql")
+
+    result = check(app_project)
+
+    assert result.returncode == 1
+    assert "V2__Create-Items.sql: (dbops.E007)" in result.stderr
+    assert "(dbops.E002)" not in result.stderr  # its wrapper is named after the new name
 
 
 def test_it_reports_a_file_run_by_two_wrappers(app_project: AppProject) -> None:  # noqa: F811
