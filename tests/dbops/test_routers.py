@@ -8,10 +8,6 @@ current_database() and the rows read show which one served each query.
 from __future__ import annotations
 
 import copy
-import json
-import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -25,7 +21,7 @@ from psycopg import sql
 
 from dbops.models import MigrationTest
 from dbops.routers import REPLICA, reporting, reporting_alias, reporting_connection
-from tests.helpers import REPO
+from tests.dbops.settings_probe import PRODUCTION, load_database_settings, parsed
 
 TABLE = """
 CREATE TABLE migration_test (
@@ -137,46 +133,19 @@ def test_migrations_never_run_on_the_replica(replica: str) -> None:
     assert router.allow_migrate_model("default", MigrationTest) is True
 
 
-def load_settings(**env: str) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("DB_", "DJANGO_"))}
-    for key in ("DATABASE_URL", "MIGRATION_DATABASE_URL", "REPLICA_DATABASE_URL"):
-        base.pop(key, None)
-    code = (
-        "import json, django; django.setup(); from django.conf import settings as s; "
-        "print(json.dumps(s.DATABASES, default=str))"
-    )
-    return subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=REPO,
-        env={
-            **base,
-            "ENV_FILE": "/nonexistent/.env",
-            "DJANGO_SETTINGS_MODULE": "choregarden.settings",
-            **env,
-        },
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
-PRODUCTION = {
-    "DJANGO_ENV": "production",
-    "DEBUG": "false",
-    "SECRET_KEY": "x" * 50,
-    "ALLOWED_HOSTS": "admin.example.com",
-    "DB_SSLROOTCERT": "/etc/ssl/rds-global-bundle.pem",
+PRIMARY = {
+    **PRODUCTION,
     "DATABASE_URL": "postgres://choregarden:Primary-pw-1@primary.example.com:5432/prod",
 }
 
 
 def test_the_replica_url_makes_a_read_only_replica_with_the_same_ssl() -> None:
-    proc = load_settings(
-        **PRODUCTION,
-        REPLICA_DATABASE_URL="postgres://choregarden:Replica-pw-1@replica.example.com:5432/prod",
-    )
-    assert proc.returncode == 0, proc.stderr
-    databases = json.loads(proc.stdout)
+    databases = parsed(
+        load_database_settings(
+            **PRIMARY,
+            REPLICA_DATABASE_URL="postgres://choregarden:Replica-pw-1@replica.example.com/prod",
+        )
+    )["databases"]
     replica = databases["replica"]
     assert replica["HOST"] == "replica.example.com"
     assert replica["OPTIONS"]["sslmode"] == "verify-full"
@@ -187,15 +156,14 @@ def test_the_replica_url_makes_a_read_only_replica_with_the_same_ssl() -> None:
 
 
 def test_the_replica_logs_in_with_the_application_secret() -> None:
-    env = {**PRODUCTION, "DB_SECRET_ID": "chore/app", "AWS_REGION": "eu-west-1"}
-    del env["DATABASE_URL"]
-    proc = load_settings(
-        **env,
-        DB_NAME="prod",
-        REPLICA_DATABASE_URL="postgres://replica.example.com:5432/prod",
-    )
-    assert proc.returncode == 0, proc.stderr
-    replica = json.loads(proc.stdout)["replica"]
+    replica = parsed(
+        load_database_settings(
+            **PRODUCTION,
+            DB_SECRET_ID="chore/app",
+            DB_NAME="prod",
+            REPLICA_DATABASE_URL="postgres://replica.example.com:5432/prod",
+        )
+    )["databases"]["replica"]
     assert replica["SECRET"]["ID"] == "chore/app"
     assert (replica["HOST"], replica["NAME"], replica["PASSWORD"]) == (
         "replica.example.com",
@@ -205,8 +173,8 @@ def test_the_replica_logs_in_with_the_application_secret() -> None:
 
 
 def test_a_replica_without_verify_full_is_refused_in_production() -> None:
-    proc = load_settings(
-        **PRODUCTION,
+    proc = load_database_settings(
+        **PRIMARY,
         REPLICA_DATABASE_URL="postgres://u:Replica-pw-1@replica.example.com/prod?sslmode=require",
     )
     assert proc.returncode != 0

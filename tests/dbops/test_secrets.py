@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -21,7 +18,7 @@ from psycopg import sql
 from dbops import secrets
 from dbops.redact import redact
 from dbops.secrets import SecretError, SecretRef
-from tests.helpers import REPO
+from tests.dbops.settings_probe import PRODUCTION, load_database_settings, parsed
 
 REGION = "eu-west-1"
 OLD_PASSWORD = "old-Rotation-pass-1"
@@ -138,7 +135,8 @@ def make_wrapper(pg_server: Any, django_db_blocker: Any) -> Iterator[Any]:
             "SECRET": {"ID": secret_id, "REGION": REGION, "SETTING": "DB_SECRET_ID"},
         }
         if pool:
-            config["OPTIONS"]["pool"] = {"min_size": 1, "max_size": 2, "timeout": 5}
+            # One connection: no background growth can race a test's drain().
+            config["OPTIONS"]["pool"] = {"min_size": 1, "max_size": 1, "timeout": 5}
         config.update(overrides)
         alias = f"secrets_{uuid.uuid4().hex[:8]}"
         # settings.DATABASES is connections.settings: signal handlers find the alias there.
@@ -358,50 +356,16 @@ def test_a_secret_without_host_or_dbname_needs_them_from_settings(
     assert whoami(wrapper) == (login_role, pg_server.dbname)
 
 
-def load_settings(**env: str) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("DB_", "DJANGO_"))}
-    for key in ("DATABASE_URL", "MIGRATION_DATABASE_URL", "REPLICA_DATABASE_URL"):
-        base.pop(key, None)
-    code = (
-        "import json, django; django.setup(); from django.conf import settings as s; "
-        "print(json.dumps({'default': s.DATABASES['default'], "
-        "'owner': s.MIGRATION_DATABASE}, default=str))"
-    )
-    return subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=REPO,
-        env={
-            **base,
-            "ENV_FILE": "/nonexistent/.env",
-            "DJANGO_SETTINGS_MODULE": "choregarden.settings",
-            **env,
-        },
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
-PRODUCTION = {
-    "DJANGO_ENV": "production",
-    "DEBUG": "false",
-    "SECRET_KEY": "x" * 50,
-    "ALLOWED_HOSTS": "admin.example.com",
-    "DB_SSLROOTCERT": "/etc/ssl/rds-global-bundle.pem",
-    "AWS_REGION": REGION,
-}
-
-
 def test_production_accepts_secret_ids_instead_of_urls() -> None:
-    proc = load_settings(
-        **PRODUCTION,
-        DB_SECRET_ID="chore/app",
-        MIGRATION_DB_SECRET_ID="chore/owner",
-        DB_NAME="choregarden_prod",
+    config = parsed(
+        load_database_settings(
+            **PRODUCTION,
+            DB_SECRET_ID="chore/app",
+            MIGRATION_DB_SECRET_ID="chore/owner",
+            DB_NAME="choregarden_prod",
+        )
     )
-    assert proc.returncode == 0, proc.stderr
-    config = json.loads(proc.stdout)
-    default, owner = config["default"], config["owner"]
+    default, owner = config["databases"]["default"], config["owner"]
     assert default["ENGINE"] == owner["ENGINE"] == "dbops.db.backends.postgresql"
     assert default["SECRET"] == {"ID": "chore/app", "REGION": REGION, "SETTING": "DB_SECRET_ID"}
     assert owner["SECRET"]["ID"] == "chore/owner"
@@ -412,15 +376,14 @@ def test_production_accepts_secret_ids_instead_of_urls() -> None:
 
 
 def test_the_migration_handler_needs_only_the_owner_secret() -> None:
-    proc = load_settings(**PRODUCTION, MIGRATION_DB_SECRET_ID="chore/owner")
-    assert proc.returncode == 0, proc.stderr
-    config = json.loads(proc.stdout)
-    assert config["default"]["SECRET"]["ID"] == "chore/owner"
-    assert config["default"]["NAME"] == ""  # from the secret's dbname at connect time
+    config = parsed(load_database_settings(**PRODUCTION, MIGRATION_DB_SECRET_ID="chore/owner"))
+    default = config["databases"]["default"]
+    assert default["SECRET"]["ID"] == "chore/owner"
+    assert default["NAME"] == ""  # from the secret's dbname at connect time
 
 
 def test_production_without_url_or_secret_names_both() -> None:
-    proc = load_settings(**PRODUCTION)
+    proc = load_database_settings(**PRODUCTION)
     assert proc.returncode != 0
     last = proc.stderr.strip().splitlines()[-1]
     assert "DATABASE_URL" in last
