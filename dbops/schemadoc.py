@@ -213,8 +213,8 @@ def render(catalog: Catalog, framework: Iterable[str] = ()) -> str:
     if others:
         out.append("## Framework tables\n")
         out.append(
-            "Django's own tables and the migration history (`flyway_schema_history`); "
-            "their structure belongs to Django and Flyway.\n"
+            "Tables of Django's own apps and of installed packages, and the migration "
+            "histories; their structure belongs to Django, those packages and Flyway.\n"
         )
         out.append("| Table | Columns | Comment |\n|---|---|---|")
         out += [

@@ -15,10 +15,11 @@ from dbops.redact import redact
 
 
 def framework_tables() -> set[str]:
-    """Return the tables of Django's own apps, django_migrations and the SQL history."""
+    """Return the tables of Django's and installed packages' apps, and the two histories."""
     tables = {"django_migrations", engine.option("TABLE")}
     for app_config in apps.get_app_configs():
-        if app_config.name.startswith("django."):
+        installed = "site-packages" in Path(app_config.path).parts
+        if installed or app_config.name.startswith("django."):
             for model in app_config.get_models(include_auto_created=True):
                 tables.add(model._meta.db_table)
     return tables
