@@ -524,3 +524,22 @@ def test_a_backup_killed_while_pg_dump_writes_its_file_leaves_nothing_to_take(
         assert "0 complete test backup(s)" in run("list")
         with pytest.raises(CommandError, match="no complete test backups"):
             run("verify")
+
+
+def test_bad_input_gets_a_clear_error(project_db, settings_folder, monkeypatch):
+    with pytest.raises(CommandError, match=r"--max-rate 'fast' is not a rate"):
+        run("create", "--max-rate", "fast")
+    with override_settings(BACKUP_ENV="Prod Env"), pytest.raises(CommandError, match="BACKUP_ENV"):
+        run("list")
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    s3 = {"BACKEND": "storages.backends.s3.S3Storage",
+          "OPTIONS": {"bucket_name": "no-such-bucket", "region_name": "eu-west-1"}}  # fmt: skip
+    with (
+        mock_aws(),
+        override_settings(STORAGES={"backups": s3}),
+        pytest.raises(CommandError, match=r"storage refused: .*NoSuchBucket.*BACKUP_BUCKET"),
+    ):
+        run("create")
+    assert complete_backups(settings_folder, ENV) == []

@@ -8,6 +8,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
+from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -51,6 +53,9 @@ def age(created: datetime, now: datetime) -> str:
 
 class Command(BaseCommand):
     help = "Back up the database to storage (pg_dump -Fc), list, prune, restore and verify."
+    # A backup must not wait for, or be blocked by, the project's system checks (some of
+    # which query the database): during an incident it has to run whatever they say.
+    requires_system_checks: list[str] = []
 
     def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -104,6 +109,19 @@ class Command(BaseCommand):
             getattr(self, f"do_{action}")(backup_storage(), env, options)
         except (BackupError, ImproperlyConfigured, ValueError) as err:
             raise CommandError(redact(str(err))) from err
+        except (BotoCoreError, ClientError) as err:
+            raise CommandError(
+                f"The backup storage refused: {redact(str(err))}. Check BACKUP_BUCKET, "
+                "BACKUP_REGION, the AWS credentials and the role's s3:PutObject/GetObject/"
+                "DeleteObject/ListBucket permissions on the prefix."
+            ) from err
+        except psycopg.Error as err:
+            raise CommandError(f"Database error: {redact(str(err).strip())}") from err
+        except OSError as err:
+            raise CommandError(
+                f"{err.strerror or err}: {err.filename or ''} - check BACKUP_DIR and its "
+                "permissions (docs/backups.md)."
+            ) from err
 
     def progress(self, label: str, options: dict[str, Any], total: int | None = None) -> Any:
         tty = sys.stderr.isatty()
@@ -156,7 +174,7 @@ class Command(BaseCommand):
         summary = f"{len(backups)} complete {env} backup(s) in {describe(storage)}."
         if incomplete:
             summary += (
-                f" {len(incomplete)} object(s) of interrupted backups ignored "
+                f" {len(incomplete)} object(s) of interrupted or running backups ignored "
                 "(`backup prune` removes them after the retention)."
             )
         self.stdout.write(summary)
