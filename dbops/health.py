@@ -79,10 +79,14 @@ class CheckResult:
         return SEVERITY[self.status]
 
     def value_text(self) -> str:
-        parts = [f"{fmt(v)}{self.unit}" for v in self.values.values()]
-        if len(self.values) > 1:
-            parts = [f"{k} {fmt(v)}{self.unit}" for k, v in self.values.items()]
-        return ", ".join(parts) or "-"
+        def show(key: str, value: Any) -> str:
+            if key.endswith("bytes") and isinstance(value, int):
+                return _pretty(value)
+            return f"{fmt(value)}{self.unit}"
+
+        if len(self.values) == 1:
+            return show(*next(iter(self.values.items())))
+        return ", ".join(f"{k} {show(k, v)}" for k, v in self.values.items()) or "-"
 
     def threshold_text(self) -> str:
         return ", ".join(f"{k} {fmt(v)}" for k, v in self.thresholds.items()) or "-"

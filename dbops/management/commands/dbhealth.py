@@ -98,7 +98,9 @@ class Command(BaseCommand):
         lines = [(r.name, r.status.upper(), r.value_text(), r.threshold_text()) for r in results]
         widths = [max(len(row[i]) for row in [header, *lines]) for i in range(4)]
         style = {"WARNING": self.style.WARNING, "CRITICAL": self.style.ERROR}
-        self.stdout.write("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
+        self.stdout.write(
+            "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()
+        )
         self.stdout.write("  ".join("-" * w for w in widths))
         for row in lines:
             text = "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
