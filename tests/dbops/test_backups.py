@@ -152,6 +152,36 @@ def test_it_backs_up_to_s3_and_restores_from_it(source, scratch, monkeypatch):
     assert fingerprint(source.on(scratch)) == fingerprint(source)
 
 
+def test_list_and_prune_on_s3_touch_only_this_projects_objects(source, monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    backups = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {"bucket_name": "cg-backups", "region_name": "us-east-1",
+                    "location": "prod", "default_acl": None},
+    }  # fmt: skip
+    now = datetime.now(UTC)
+    with mock_aws(), override_settings(STORAGES={"backups": backups}, BACKUP_ENV="production"):
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="cg-backups")
+        foreign = ["prod/choregarden-staging-20200101T000000Z.dump", "prod/readme.txt",
+                   "other/choregarden-production-20200101T000000Z.dump"]  # fmt: skip
+        for key in foreign:
+            s3.put_object(Bucket="cg-backups", Key=key, Body=b"not ours")
+        from django.core.files.storage import storages
+
+        storage = storages["backups"]
+        old = create_backup(source, storage, "production", now=now - timedelta(days=8))
+        new = create_backup(source, storage, "production", now=now - timedelta(hours=2))
+
+        listed = json.loads(run("list", "--json"))
+        assert [b["name"] for b in listed] == [new.name, old.name]
+        assert json.loads(run("prune", "--json"))["deleted"] == [old.name, old.name + ".json"]
+
+        keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="cg-backups")["Contents"])
+    assert keys == sorted([*foreign, f"prod/{new.name}", f"prod/{new.name}.json"])
+
+
 def test_prune_deletes_only_this_projects_old_backups(source, folder):
     now = datetime.now(UTC)
     old = create_backup(source, folder, ENV, now=now - timedelta(days=9))
