@@ -686,7 +686,11 @@ def run_checks(using: str = "default", names: list[str] | None = None) -> list[C
     timeout = int(thresholds("statement_timeout_ms")["value"])
     connection = connections[using]
     results = []
+    own_transaction = not connection.in_atomic_block
     with transaction.atomic(using=using), connection.cursor() as cursor:
+        if own_transaction:
+            # Our own transaction (not a caller's): make sure nothing in it can write.
+            cursor.execute("SET TRANSACTION READ ONLY")
         cursor.execute("SELECT set_config('statement_timeout', %s, true)", [str(timeout)])
         # Statistics views are snapshotted per transaction: start from fresh figures.
         cursor.execute("SELECT pg_stat_clear_snapshot()")

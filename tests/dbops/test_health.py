@@ -373,3 +373,14 @@ def test_a_failing_check_is_a_warning_and_the_others_still_run(monkeypatch: Any)
     assert "no_such_view" in results["sequences"].summary
     assert results["dead_tuples"].status in {"ok", "warning", "critical"}
     assert results["dead_tuples"].summary
+
+
+def test_checks_run_in_a_read_only_transaction(monkeypatch: Any) -> None:
+    def writer(cursor: Any) -> health.CheckResult:
+        cursor.execute("CREATE TABLE health_should_not_exist (id int)")
+        raise AssertionError("unreachable")
+
+    monkeypatch.setitem(health.CHECKS, "table_sizes", writer)
+    results = {r.name: r for r in health.run_checks(names=["table_sizes", "connections"])}
+    assert "read-only transaction" in results["table_sizes"].summary
+    assert results["connections"].status == "ok"
