@@ -65,14 +65,14 @@ class MigrationHistoryAdmin(ReadOnlyAdmin):
     list_display = (
         "installed_rank",
         "version",
-        "description",
-        "type",
         "script_link",
-        "checksum",
-        "installed_by",
-        "installed_on",
-        "execution_time",
         "success",
+        "installed_on",
+        "installed_by",
+        "execution_time",
+        "checksum",
+        "type",
+        "description",
     )
     list_display_links = ("installed_rank", "version")
     list_filter = ("success", "type")
@@ -113,7 +113,7 @@ class MigrationHistoryAdmin(ReadOnlyAdmin):
             info = states.get(obj.installed_rank)
             return state_badge(migration_states.label(info)) if info else "-"
 
-        return (*self.list_display, state)
+        return (*self.list_display[:2], state, *self.list_display[2:])
 
     def _states(self, request: HttpRequest) -> dict[int, Any]:
         return _overview(request).by_rank()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
 from typing import Any
 
 from playwright.sync_api import Page, expect
@@ -63,3 +65,34 @@ def test_database_health(admin_page: Page, screenshot: Any) -> None:
         expect(page.locator(f"#check-{check}")).to_be_visible()
     expect(page.locator("#enable-pg-stat-statements")).to_contain_text("CREATE EXTENSION")
     screenshot(page, "database-health")
+
+
+def test_edited_missing_and_pending_files(
+    admin_page: Page, screenshot: Any, tmp_path: Path, settings: Any
+) -> None:
+    # The live server runs in this process: the same settings object serves its requests.
+    location = tmp_path / "migrations_sql"
+    shutil.copytree(Path(settings.BASE_DIR) / "migrations_sql", location)
+    with (location / V1).open("a") as f:
+        f.write("-- an edit after it was applied\n")
+    for name in location.glob("V11__*"):
+        name.unlink()
+    (location / "V12__add_chore_colour.sql").write_text(
+        "-- Adds a colour to chores. Rollback: U12 drops the column.\n"
+        "ALTER TABLE tasks ADD COLUMN colour text;\n"
+    )
+    settings.SQL_MIGRATIONS = {**settings.SQL_MIGRATIONS, "LOCATION": location}
+
+    page = admin_page
+    page.goto("/admin/dbops/flywayschemahistory/states/")
+    table = page.locator("#migration-states")
+    expect(table.locator("tr.state-edited-since-applied")).to_contain_text(V1)
+    expect(table.locator("tr.state-missing-from-disk")).to_contain_text("V11__")
+    expect(table.locator("tr.state-pending")).to_contain_text("V12__add_chore_colour.sql")
+    screenshot(page, "migration-states-problems")
+
+    page.locator("#dbops-validate").click()
+    result = page.locator("#validation-result")
+    expect(result).to_contain_text("3 problems")
+    expect(result).to_contain_text("edited since it was applied")
+    screenshot(page, "migration-validate-problems")
