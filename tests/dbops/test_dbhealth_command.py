@@ -52,7 +52,7 @@ def test_json_is_for_machines(settings: Any) -> None:
     connections = data["checks"][0]
     assert connections["status"] == "ok"
     assert connections["thresholds"] == {"warning": 70, "critical": 90}
-    assert connections["values"]["max"] == 200
+    assert connections["values"]["max"] >= connections["values"]["used"] >= 1
     assert set(connections) >= {"title", "summary", "columns", "rows", "hint", "unit"}
     assert data["status"] in {"ok", "warning", "critical"}
 
