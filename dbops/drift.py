@@ -108,6 +108,7 @@ class Table:
     foreign_keys: set[tuple[tuple[str, ...], str, tuple[str, ...]]] = field(default_factory=set)
     indexes: list[Index] = field(default_factory=list)
     checks: dict[str, str] = field(default_factory=dict)  # name -> definition
+    partition_key: tuple[str, ...] = ()  # columns of PARTITION BY, for a partitioned table
 
 
 def read_catalog(cursor: Any, schema: str, tables: list[str]) -> dict[str, Table]:
@@ -202,7 +203,31 @@ def read_catalog(cursor: Any, schema: str, tables: list[str]) -> dict[str, Table
     for table, name, unique, primary, indexdef, deferrable in cursor.fetchall():
         definition = indexdef.split(" USING ", 1)[1]
         result[table].indexes.append(Index(name, unique, primary, definition, deferrable))
+    cursor.execute(
+        """
+        SELECT c.relname,
+               ARRAY(SELECT a.attname FROM unnest(pt.partattrs::int2[]) WITH ORDINALITY k(num, i)
+                     JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.num
+                     ORDER BY k.i)
+        FROM pg_partitioned_table pt
+        JOIN pg_class c ON c.oid = pt.partrelid
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = %s AND c.relname = ANY(%s)
+        """,
+        [schema, tables],
+    )
+    for table, columns in cursor.fetchall():
+        result[table].partition_key = tuple(columns)
     return result
+
+
+def partitioned_key_matches(model_key: tuple[str, ...] | None, table: Table) -> bool:
+    """PostgreSQL requires a partitioned table's primary key to contain the partition key:
+    a database key that is the model's key plus the partition columns is not drift."""
+    if not model_key or not table.partition_key or not table.primary_key:
+        return False
+    extra = tuple(c for c in table.partition_key if c not in model_key)
+    return table.primary_key == (*model_key, *extra)
 
 
 def compared_models(app_labels: Iterable[str]) -> list[type[Model]]:
@@ -346,7 +371,7 @@ def compare_table(
             diffs.append(Difference(table, name, "extra column", None, _describe_column(col)))
     if exp.comment and exp.comment != act.comment:
         diffs.append(Difference(table, "", "table comment", exp.comment, act.comment or "none"))
-    if exp.primary_key != act.primary_key:
+    if exp.primary_key != act.primary_key and not partitioned_key_matches(exp.primary_key, act):
         diffs.append(
             Difference(
                 table,

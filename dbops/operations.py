@@ -32,7 +32,7 @@ class RunSQLFile(Operation):
         self.script = script
 
     def deconstruct(self) -> tuple[str, list[Any], dict[str, Any]]:
-        return ("dbops.operations.RunSQLFile", [self.script], {})
+        return (self.__class__.__name__, [self.script], {})
 
     def describe(self) -> str:
         return f"Run {self.script}"
