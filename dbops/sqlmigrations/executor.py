@@ -168,19 +168,27 @@ def apply_versioned(
             )
         return "adopted"
     started = time.perf_counter()
-    # A transactional file goes over in one round trip. A non-transactional one is sent
-    # statement by statement, as Flyway does: PostgreSQL runs a multi-statement query
-    # string as one implicit transaction, where CREATE INDEX CONCURRENTLY, VACUUM or
-    # ALTER TYPE ... ADD VALUE would fail; sending them one by one also names the line.
-    statements = [(0, sql)] if transactional else split_statements(sql)
-    for offset, statement in statements:
+    if transactional:
+        # The file and its history row go over in one round trip; the row comes after the
+        # file, so PostgreSQL's error positions still point into the file.
+        row = history.insert_after(**_row(mf, mf.checksum), success=True)
+        try:
+            cursor.execute(f"{sql}\n;\n{row}")
+        except Exception as error:
+            elapsed = time.perf_counter() - started
+            raise failure(mf, sql, error, transactional, elapsed=elapsed) from error
+        return "applied"
+    # A non-transactional file is sent statement by statement, as Flyway does: PostgreSQL
+    # runs a multi-statement query string as one implicit transaction, where CREATE INDEX
+    # CONCURRENTLY, VACUUM or ALTER TYPE ... ADD VALUE would fail; sending them one by one
+    # also names the line.
+    for offset, statement in split_statements(sql):
         try:
             cursor.execute(statement)
         except Exception as error:
-            if not transactional:
-                _record(history, mf, started, success=False)
+            _record(history, mf, started, success=False)
             elapsed = time.perf_counter() - started
-            line = None if transactional else line_at(sql, offset)
+            line = line_at(sql, offset)
             raise failure(mf, sql, error, transactional, line=line, elapsed=elapsed) from error
     _record(history, mf, started, success=True)
     return "applied"
@@ -207,14 +215,21 @@ def _record(
     checksum: int | None = None,
 ) -> None:
     history.insert(
-        version=str(mf.name.version) if mf.name.version is not None else None,
-        description=mf.name.description,
-        type=TYPE_SQL,
-        script=mf.script,
-        checksum=mf.checksum if checksum is None else checksum,
+        **_row(mf, mf.checksum if checksum is None else checksum),
         execution_time=int((time.perf_counter() - started) * 1000),
         success=success,
     )
+
+
+def _row(mf: MigrationFile, checksum: int) -> dict[str, Any]:
+    """Return the history columns that describe a file."""
+    return {
+        "version": str(mf.name.version) if mf.name.version is not None else None,
+        "description": mf.name.description,
+        "type": TYPE_SQL,
+        "script": mf.script,
+        "checksum": checksum,
+    }
 
 
 def undo_versioned(

@@ -145,6 +145,38 @@ class SchemaHistory:
         )
         return int(self.cursor.fetchone()[0])
 
+    def insert_after(
+        self,
+        *,
+        version: str | None,
+        description: str,
+        type: str,
+        script: str,
+        checksum: int | None,
+        success: bool,
+    ) -> str:
+        """Return an INSERT of a row to send in the same query string as the file it records.
+
+        Its execution_time is the time since the server received that query string, so
+        the file and its row cost one round trip and commit together.
+        """
+        values = [version, description[:200], type, script[:1000], checksum]
+        raw = getattr(self.cursor, "cursor", self.cursor)
+        return (
+            sql.SQL(
+                "INSERT INTO {t} (" + COLUMNS + ") SELECT"
+                " COALESCE(MAX(installed_rank), 0) + 1, {values}, current_user, now(),"
+                " (extract(epoch FROM clock_timestamp() - statement_timestamp()) * 1000)::int,"
+                " {success} FROM {t}"
+            )
+            .format(
+                t=self.ident,
+                values=sql.SQL(", ").join(sql.Literal(v) for v in values),
+                success=sql.Literal(success),
+            )
+            .as_string(raw.connection)
+        )
+
     def delete(self, installed_rank: int) -> None:
         self._execute(
             sql.SQL("DELETE FROM {} WHERE installed_rank = %s").format(self.ident),
