@@ -34,7 +34,12 @@ class Migration(migrations.Migration):
         migrations.CreateModel(
             name="DatabaseHealth",
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
             ],
             options={
                 "verbose_name": "database health",
