@@ -7,7 +7,6 @@ The output is deterministic: everything is sorted and nothing depends on the day
 from __future__ import annotations
 
 import re
-from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -287,19 +286,23 @@ def _table(table: Table) -> str:
 
 
 def _partitions(partitions: list[tuple[str, str]]) -> list[str]:
-    """List fixed partitions; summarise dated ones (their bounds depend on the day)."""
-    dated: dict[str, int] = defaultdict(int)
+    """List fixed partitions; summarise dated ones by their name pattern.
+
+    How many dated partitions exist, and their bounds, depend on when the database was
+    migrated and on later runs of whatever creates them, so they are not listed.
+    """
+    dated: set[str] = set()
     lines = []
     for name, bound in partitions:
         if re.search(r"\d", name) and bound != "DEFAULT":
-            dated[re.sub(r"\d", "N", name)] += 1
+            dated.add(re.sub(r"\d", "N", name))
         else:
             lines.append(f"- `{name}`: {_code(bound)}")
-    for pattern, count in sorted(dated.items()):
-        lines.append(
-            f"- `{pattern}`: {count} range partition{'s' if count != 1 else ''}; their bounds "
-            "depend on when the database was migrated"
-        )
+    lines += [
+        f"- `{pattern}`: dated partitions; how many, and their bounds, depend on when "
+        "they were created"
+        for pattern in sorted(dated)
+    ]
     return lines or ["- none yet"]
 
 
