@@ -140,3 +140,12 @@ def test_the_command_line_exit_status(manage_env: dict[str, str]) -> None:
     bad = run_manage("dbhealth", "--fail-on", "sometimes", env=manage_env)
     assert bad.returncode == 2
     assert "invalid choice: 'sometimes'" in bad.stderr
+
+
+def test_an_unreachable_database_is_critical(manage_env: dict[str, str]) -> None:
+    env = dict(manage_env, DB_POOL="false", DB_SSLMODE="disable")
+    env["DATABASE_URL"] = "postgres://monitor:s3cret-Passw0rd@127.0.0.1:1/nowhere"
+    proc = run_manage("dbhealth", "--fail-on", "critical", env=env)
+    assert proc.returncode == 2
+    assert "cannot reach the database 'default'" in proc.stderr
+    assert "s3cret-Passw0rd" not in proc.stderr + proc.stdout
