@@ -339,6 +339,31 @@ def test_restore_of_nothing_says_so(settings_folder, project_db, scratch):
         run("restore", "latest", "--database", scratch)
 
 
+def kill_backup_once_it_writes(
+    env: dict[str, str], folder: Path, *args: str, min_bytes: int
+) -> Path:
+    """Start `manage.py backup create`; kill -9 it (and pg_dump) once its .partial exists."""
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "manage.py"), "backup", "create", *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        for _ in range(1200):
+            found = list(folder.glob("*.partial")) if folder.exists() else []
+            if found and found[0].stat().st_size >= min_bytes:
+                return found[0]
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            time.sleep(0.05)
+        pytest.fail("the backup never started writing")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 def test_a_backup_killed_midway_leaves_nothing_to_take(project_db, manage_env, tmp_path, scratch):
     with psycopg.connect(**project_db.conninfo(), autocommit=True) as conn:
         # ~2 MB that does not compress, so the throttled dump takes a minute.
@@ -348,27 +373,7 @@ def test_a_backup_killed_midway_leaves_nothing_to_take(project_db, manage_env, t
         )
     folder = tmp_path / "killed"
     env = dict(manage_env, BACKUP_DIR=str(folder), BACKUP_ENV=ENV)
-    proc = subprocess.Popen(
-        [sys.executable, str(REPO / "manage.py"), "backup", "create", "--max-rate", "32K"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-    try:
-        partial = None
-        for _ in range(600):
-            found = list(folder.glob("*.partial")) if folder.exists() else []
-            if found and found[0].stat().st_size > 0:
-                partial = found[0]
-                break
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-            time.sleep(0.05)
-        assert partial is not None, "the backup never started writing"
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    partial = kill_backup_once_it_writes(env, folder, "--max-rate", "32K", min_bytes=1)
 
     storage = FileSystemStorage(location=folder)
     assert complete_backups(storage, ENV) == []
@@ -527,25 +532,7 @@ def test_a_backup_killed_while_pg_dump_writes_its_file_leaves_nothing_to_take(
     env = dict(manage_env, BACKUP_DIR=str(folder), BACKUP_ENV=ENV)
     with psycopg.connect(**project_db.conninfo()) as locker:
         locker.execute("LOCK TABLE backup_probe IN ACCESS EXCLUSIVE MODE")
-        proc = subprocess.Popen(
-            [sys.executable, str(REPO / "manage.py"), "backup", "create"],
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
-        try:
-            for _ in range(600):
-                if folder.exists() and list(folder.glob("*.partial")):
-                    break
-                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-                time.sleep(0.05)
-            else:
-                pytest.fail("pg_dump never opened its file")
-        finally:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        kill_backup_once_it_writes(env, folder, min_bytes=0)
 
     storage = FileSystemStorage(location=folder)
     assert [p.name.endswith(".partial") for p in folder.iterdir()] == [True]
