@@ -11,7 +11,12 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from accounts.models import UserProfile
-from accounts.validators import NOTIFICATION_CHANNELS, WEEK_STARTS, preference_errors
+from accounts.validators import (
+    CLOCK_RE,
+    NOTIFICATION_CHANNELS,
+    WEEK_STARTS,
+    preference_errors,
+)
 from dbops.adminkit import LargeTableAdmin
 
 CLOCK_HELP = "24-hour clock, HH:MM (e.g. 22:00). Leave both empty for no quiet hours."
@@ -54,6 +59,11 @@ class UserProfileForm(forms.ModelForm):
         if bool(start) != bool(end):
             missing = "quiet_hours_end" if start else "quiet_hours_start"
             self.add_error(missing, "Give both ends of the quiet hours, or neither.")
+        for name, value in (("quiet_hours_start", start), ("quiet_hours_end", end)):
+            if value and not CLOCK_RE.match(value):
+                self.add_error(name, f"{value} is not a time: use 24-hour HH:MM, e.g. 22:00.")
+        if self.errors:
+            return data
         prefs = {
             **(self.instance.preferences or {}),
             "notification_channels": list(data.get("notification_channels") or []),
