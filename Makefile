@@ -54,6 +54,14 @@ check: $(VENV)/.runtime
 	$(PY) manage.py devdb start --if-no-database-url
 	$(PY) manage.py check
 
+## bench: every benchmark under bench/ (each prints its figures and ratios; slow)
+bench: $(VENV)/.dev
+	$(PY) bench/migrate_bench.py
+	$(PY) bench/backup_bench.py
+	$(PY) bench/pool_bench.py
+	$(PY) bench/query_patterns_bench.py
+	$(PY) bench/admin_bench.py
+
 clean:
 	-$(PY) manage.py devdb destroy
 	rm -rf $(VENV)
