@@ -49,6 +49,8 @@ class Result:
     dropped: list[str]
     with_ms: float
     without_ms: float
+    server_with_ms: float
+    server_without_ms: float
     used: list[str]
     used_without: list[str]
     plan: str
@@ -57,6 +59,10 @@ class Result:
     @property
     def ratio(self) -> float:
         return self.without_ms / self.with_ms
+
+    @property
+    def server_ratio(self) -> float:
+        return self.server_without_ms / self.server_with_ms
 
 
 def load(cluster: LocalCluster, args: argparse.Namespace) -> None:
@@ -92,6 +98,17 @@ def run(cursor: psycopg.ClientCursor[Any], statements: list[Statement], times: i
     return timings
 
 
+def server_times(
+    cursor: psycopg.ClientCursor[Any], statements: list[Statement], times: int
+) -> list[float]:
+    """Execution Time of EXPLAIN ANALYZE (no per-node timing): the server's share alone."""
+    timings = []
+    for sql, params in itertools.islice(itertools.cycle(statements), times):
+        cursor.execute(f"EXPLAIN (ANALYZE, TIMING OFF, FORMAT JSON) {sql}", params)
+        timings.append(float(cursor.fetchone()[0][0]["Execution Time"]))
+    return timings
+
+
 def explain(cursor: psycopg.ClientCursor[Any], statement: Statement) -> str:
     cursor.execute(f"EXPLAIN (ANALYZE, BUFFERS) {statement[0]}", statement[1])
     return "\n".join(row[0] for row in cursor.fetchall())
@@ -103,21 +120,33 @@ def measure(conn: psycopg.Connection[Any], pattern: Pattern, repeat: int) -> Res
     first = statements[0]
     run(cursor, statements, len(statements))  # warm-up
     with_ms = statistics.median(run(cursor, statements, repeat))
+    server_with_ms = statistics.median(server_times(cursor, statements, repeat))
     used = indexes_used(cursor, *first)
     plan = explain(cursor, first)
     dropped = [drop_statement(cursor, name) for name in (pattern.index, *pattern.fallbacks)]
-    without_ms, used_without, plan_without = 0.0, [], ""
+    without_ms, server_without_ms, used_without, plan_without = 0.0, 0.0, [], ""
     with conn.transaction():
         for statement in dropped:
             cursor.execute(statement)
         run(cursor, statements, 2)  # warm-up
         without_ms = statistics.median(run(cursor, statements, repeat))
+        server_without_ms = statistics.median(server_times(cursor, statements, repeat))
         used_without = indexes_used(cursor, *first)
         plan_without = explain(cursor, first)
         raise psycopg.Rollback()  # the indexes come back as they were, nothing rebuilt
     sql = cursor.mogrify(*first)
     return Result(
-        pattern, sql, dropped, with_ms, without_ms, used, used_without, plan, plan_without
+        pattern,
+        sql,
+        dropped,
+        with_ms,
+        without_ms,
+        server_with_ms,
+        server_without_ms,
+        used,
+        used_without,
+        plan,
+        plan_without,
     )
 
 
@@ -134,7 +163,9 @@ def report(result: Result) -> str:
             f"Index: `{p.index}`"
             + (f" (fallbacks also dropped: {', '.join(p.fallbacks)})" if p.fallbacks else ""),
             f"With index: {result.with_ms:.3f} ms median; without: {result.without_ms:.3f} ms "
-            f"({result.ratio:.0f}x); dropped in the rolled-back run: {'; '.join(result.dropped)}",
+            f"({result.ratio:.0f}x); on the server {result.server_with_ms:.3f} ms against "
+            f"{result.server_without_ms:.3f} ms ({result.server_ratio:.0f}x)",
+            f"Dropped in the rolled-back run: {'; '.join(result.dropped)}",
             "",
             "With the index:",
             "```",
@@ -152,11 +183,14 @@ def report(result: Result) -> str:
 
 def table(results: list[Result]) -> str:
     lines = [
-        f"{'pattern':<46} {'index ms':>9} {'without ms':>11} {'ratio':>8}  index used",
+        f"{'':<46} {'round trip, median ms':^31} {'server, median ms':^31}",
+        f"{'pattern':<46} {'index':>9} {'without':>11} {'ratio':>9} {'index':>9} "
+        f"{'without':>11} {'ratio':>9}  index used",
     ]
     for r in results:
         lines.append(
-            f"{r.pattern.title:<46} {r.with_ms:>9.3f} {r.without_ms:>11.3f} {r.ratio:>7.0f}x  "
+            f"{r.pattern.title:<46} {r.with_ms:>9.3f} {r.without_ms:>11.3f} {r.ratio:>8.0f}x "
+            f"{r.server_with_ms:>9.3f} {r.server_without_ms:>11.3f} {r.server_ratio:>8.0f}x  "
             f"{', '.join(r.used) or 'none'} (without: {', '.join(r.used_without) or 'no index'})"
         )
     return "\n".join(lines)
