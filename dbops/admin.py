@@ -6,6 +6,7 @@ pages need the model's view permission (superusers have it).
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from django.conf import settings
@@ -15,6 +16,7 @@ from django.db import DatabaseError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
 
 from dbops import engine, health, migration_states
@@ -230,10 +232,12 @@ class DatabaseHealthAdmin(ReadOnlyAdmin):
             alias = "default"
         error = ""
         results: list[health.CheckResult] = []
+        started = time.monotonic()
         try:
             results = health.run_checks(using=alias)
         except DatabaseError as err:
             error = redact(str(err))
+        elapsed_ms = round((time.monotonic() - started) * 1000)
         context = self._context(
             request,
             "Database health",
@@ -244,6 +248,8 @@ class DatabaseHealthAdmin(ReadOnlyAdmin):
             aliases=aliases,
             database=settings.DATABASES[alias].get("NAME", alias),
             enable_pg_stat_statements=health.ENABLE_PG_STAT_STATEMENTS,
+            checked_at=timezone.now(),
+            elapsed_ms=elapsed_ms,
         )
         return TemplateResponse(request, "admin/dbops/databasehealth/health.html", context)
 
