@@ -126,6 +126,7 @@ def check_sequences(cursor: Any) -> CheckResult:
         " LEFT JOIN pg_class t ON t.oid = d.refobjid"
         " LEFT JOIN pg_namespace tn ON tn.oid = t.relnamespace"
         " LEFT JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid"
+        " WHERE NOT s.cycle"  # a cycling sequence starts over: it never runs out
         " ORDER BY 1",
     )
     rows = []

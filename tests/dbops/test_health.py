@@ -281,6 +281,9 @@ def test_sequence_near_its_maximum_counts_the_column_type(probe: Any) -> None:
     assert result.rows[0][0] == f"{SCHEMA}.ticket_seq"
     assert result.rows[0][5] == 95.0
     probe.execute(f"DROP SEQUENCE {SCHEMA}.ticket_seq")
+    probe.execute(f"CREATE SEQUENCE {SCHEMA}.round_robin MAXVALUE 10 CYCLE")
+    probe.execute(f"SELECT setval('{SCHEMA}.round_robin', 10)")
+    assert f"{SCHEMA}.round_robin" not in first_column(run("sequences"))  # starts over
 
     # A bigint sequence feeding an integer column runs out at the column's maximum.
     probe.execute(f"CREATE TABLE {SCHEMA}.legacy (id integer PRIMARY KEY)")
