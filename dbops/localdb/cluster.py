@@ -377,6 +377,9 @@ class LocalCluster:
             grant_application_privileges(
                 conn, database=state.database, owner=OWNER_ROLE, app=APP_ROLE
             )
+            if self._preload_line():
+                # The slow-query report reads it; creating it needs a superuser, as on RDS.
+                conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
 
 
 def default_cluster() -> LocalCluster:

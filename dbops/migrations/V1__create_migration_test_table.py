@@ -14,9 +14,29 @@ class Migration(SQLFileMigration):
                 migrations.CreateModel(
                     name="MigrationTest",
                     fields=[
-                        ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                        ("name", models.CharField(db_comment="What wrote the row (e.g. a deploy check).", max_length=100)),
-                        ("created_at", models.DateTimeField(db_comment="When the row was written.", db_default=django.db.models.functions.datetime.Now())),
+                        (
+                            "id",
+                            models.BigAutoField(
+                                auto_created=True,
+                                primary_key=True,
+                                serialize=False,
+                                verbose_name="ID",
+                            ),
+                        ),
+                        (
+                            "name",
+                            models.CharField(
+                                db_comment="What wrote the row (e.g. a deploy check).",
+                                max_length=100,
+                            ),
+                        ),
+                        (
+                            "created_at",
+                            models.DateTimeField(
+                                db_comment="When the row was written.",
+                                db_default=django.db.models.functions.datetime.Now(),
+                            ),
+                        ),
                     ],
                     options={
                         "db_table": "migration_test",

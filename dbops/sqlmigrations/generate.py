@@ -357,7 +357,7 @@ def render_wrapper(
     text = text.replace(
         "class Migration(migrations.Migration):", "class Migration(SQLFileMigration):"
     )
-    # RunSQLFile.deconstruct() names its full path, which the writer prefixes once more.
+    # The writer names the operation by its module path; the wrapper imports it by name.
     text = re.sub(r"(?:dbops\.operations\.)+RunSQLFile\(", "RunSQLFile(", text)
     text = text.replace("import dbops.operations\n", "")
     lines = text.splitlines(keepends=True)
