@@ -68,7 +68,12 @@ class SyncSummary:
 
 
 def cognito_client(region: str | None = None) -> Any:
-    return boto3.client("cognito-idp", region_name=region or None)
+    try:
+        return boto3.client("cognito-idp", region_name=region or None)
+    except BotoCoreError as err:
+        raise CognitoSyncError(
+            f"cannot set up the Cognito client: {err}; set AWS_REGION (or pass --region)"
+        ) from err
 
 
 def pages(client: Any, pool_id: str, page_size: int = 60) -> Iterator[list[CognitoUser]]:

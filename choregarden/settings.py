@@ -7,6 +7,7 @@ password can leak through one.
 from __future__ import annotations
 
 import os
+import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -134,7 +135,11 @@ if DB_SSLMODE not in SSL_MODES:
         f"DB_SSLMODE={DB_SSLMODE!r} is not a libpq sslmode: use one of {', '.join(SSL_MODES)}."
     )
 DB_SSLROOTCERT = os.environ.get("DB_SSLROOTCERT", "")
-DB_POOL = env_bool("DB_POOL", default=True)
+# A management command (other than runserver) is one process doing one job: a pool would
+# only hold connections it never reuses and turn a refused connection into a
+# DB_POOL_TIMEOUT-long wait, so commands connect directly unless DB_POOL says otherwise.
+_MANAGEMENT_COMMAND = Path(sys.argv[0]).name == "manage.py" and sys.argv[1:2] != ["runserver"]
+DB_POOL = env_bool("DB_POOL", default=not _MANAGEMENT_COMMAND)
 DB_POOL_MIN_SIZE = env_int("DB_POOL_MIN_SIZE", 10 if PRODUCTION else 5, minimum=0)
 DB_POOL_MAX_SIZE = env_int("DB_POOL_MAX_SIZE", 20 if PRODUCTION else 10, minimum=1)
 DB_POOL_TIMEOUT = env_int("DB_POOL_TIMEOUT", 10, minimum=1)

@@ -150,3 +150,15 @@ def test_duplicate_emails_are_reported_and_exit_non_zero(pool: tuple[Any, str]) 
     with pytest.raises(CommandError, match="could not be synced"):
         run(pool_id)
     assert UserProfile.objects.count() == 1  # the first one landed, nothing else was lost
+
+
+@pytest.mark.django_db
+def test_without_a_region_it_says_what_to_set(
+    monkeypatch: pytest.MonkeyPatch, settings: Any
+) -> None:
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    settings.AWS_REGION = ""
+    with pytest.raises(CommandError, match="AWS_REGION"):
+        call_command("cognitosync", "--user-pool-id", "eu-west-1_x")

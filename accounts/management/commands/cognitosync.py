@@ -11,6 +11,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts.cognito import CognitoSyncError, cognito_client, sync
+from dbops.connections import connect_or_explain
 
 
 class Command(BaseCommand):
@@ -51,6 +52,7 @@ class Command(BaseCommand):
                 sys.stderr.write(f"\rpage {page}: {seen} users read")
                 sys.stderr.flush()
 
+        connect_or_explain()
         try:
             summary = sync(
                 cognito_client(region),

@@ -8,6 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from chores.schedule import materialise
+from dbops.connections import connect_or_explain
 
 
 class Command(BaseCommand):
@@ -25,6 +26,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         if not 1 <= options["days"] <= 366:
             raise CommandError("--days must be between 1 and 366")
+        connect_or_explain()
         summary = materialise(
             options["days"], household_id=options["household"], dry_run=options["dry_run"]
         )
