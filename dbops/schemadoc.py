@@ -358,7 +358,9 @@ def mermaid(tables: list[Table]) -> str:
         uk = table.constraint_columns("u")
         lines.append(f"    {table.name} {{")
         for c in table.columns:
-            keys = ",".join(k for k, cols in (("PK", pk), ("FK", fk), ("UK", uk)) if c.name in cols)
+            keys = ", ".join(
+                k for k, cols in (("PK", pk), ("FK", fk), ("UK", uk)) if c.name in cols
+            )
             lines.append(f"        {mermaid_type(c.type)} {c.name}{' ' + keys if keys else ''}")
         lines.append("    }")
     lines.append("```\n")

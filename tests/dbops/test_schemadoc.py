@@ -75,7 +75,7 @@ def test_it_draws_foreign_keys_with_their_cardinality(small_schema: schemadoc.Ca
 
     assert 'owners |o--o{ pets : "owner_id"' in text  # nullable: zero or one owner
     assert 'pets ||--o| passports : "pet_id"' in text  # the key is the primary key: 1:1
-    assert "        bigint pet_id PK,FK\n" in text
+    assert "        bigint pet_id PK, FK\n" in text
     assert "        text email UK\n" in text
 
 
