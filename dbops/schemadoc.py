@@ -355,7 +355,10 @@ def mermaid(tables: list[Table]) -> str:
             lines.append(f'    {con.references} {parent}--{child} {table.name} : "{label}"')
     for table in tables:
         pk, fk = table.constraint_columns("p"), table.constraint_columns("f")
-        uk = table.constraint_columns("u")
+        # UK marks a column unique on its own; composite unique keys stay in the tables below.
+        uk = {
+            con.columns[0] for con in table.constraints if con.kind == "u" and len(con.columns) == 1
+        }
         lines.append(f"    {table.name} {{")
         for c in table.columns:
             keys = ", ".join(

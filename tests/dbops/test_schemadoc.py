@@ -24,7 +24,8 @@ COMMENT ON COLUMN docs_t.owners.email IS 'Where to write | or not.';
 CREATE TABLE docs_t.pets (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     owner_id bigint REFERENCES docs_t.owners ON DELETE CASCADE,
-    name text NOT NULL DEFAULT 'rex' CONSTRAINT pets_name_not_blank CHECK (name <> '')
+    name text NOT NULL DEFAULT 'rex' CONSTRAINT pets_name_not_blank CHECK (name <> ''),
+    CONSTRAINT pets_owner_name_key UNIQUE (owner_id, name)
 );
 CREATE TABLE docs_t.passports (
     pet_id bigint PRIMARY KEY REFERENCES docs_t.pets, number text NOT NULL
@@ -77,6 +78,7 @@ def test_it_draws_foreign_keys_with_their_cardinality(small_schema: schemadoc.Ca
     assert 'pets ||--o| passports : "pet_id"' in text  # the key is the primary key: 1:1
     assert "        bigint pet_id PK, FK\n" in text
     assert "        text email UK\n" in text
+    assert "        text name\n" in text  # unique only together with owner_id
 
 
 def test_it_lists_columns_comments_constraints_indexes_triggers(
