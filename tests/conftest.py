@@ -2,6 +2,9 @@
 
 TEST_DATABASE_URL picks an existing server; otherwise a throwaway SSL cluster is made by
 the same code as `manage.py devdb`, in a temporary folder, and removed at the end.
+
+The test database is created and migrated by the owner role; the tests themselves run as
+the application role `choregarden` (CRUD, no DDL), as the product does (D4).
 """
 
 from __future__ import annotations
@@ -10,8 +13,10 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import environ
@@ -119,14 +124,88 @@ def django_db_modify_db_settings(pg_server: PgServer) -> None:
     settings.MIGRATION_DATABASE = None
 
 
+def _set_role(pg_server: PgServer, role: str) -> None:
+    """Point the default connection at `role`, closing it (and its pool) first."""
+    from django.db import connections
+
+    connection = connections["default"]
+    connection.close()
+    connection.close_pool()  # a pool keeps the credentials it was made with
+    user, password = pg_server.credentials(role)
+    connection.settings_dict.update(USER=user, PASSWORD=password)
+
+
+@contextmanager
+def _as_owner(pg_server: PgServer) -> Iterator[None]:
+    _set_role(pg_server, "owner")
+    try:
+        yield
+    finally:
+        _set_role(pg_server, "app")
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(
+    django_db_setup: None, django_db_blocker: Any, pg_server: PgServer
+) -> Iterator[None]:
+    """After the owner created and migrated the test database, run the tests as the app role."""
+    import psycopg
+    from django.conf import settings
+    from django.db import connections
+    from django.test import TransactionTestCase
+
+    from dbops.roles import grant_application_privileges
+
+    config = connections["default"].settings_dict
+    with (
+        django_db_blocker.unblock(),
+        psycopg.connect(**pg_server.conninfo(config["NAME"]), autocommit=True) as conn,
+    ):
+        grant_application_privileges(
+            conn, database=config["NAME"], owner=pg_server.user, app=pg_server.app_user
+        )
+    # Commands that switch to the owner (migrate) find it on the test database.
+    settings.MIGRATION_DATABASE = {
+        **config,
+        "USER": pg_server.user,
+        "PASSWORD": pg_server.password,
+        "OPTIONS": {k: v for k, v in config["OPTIONS"].items() if k != "pool"},
+    }
+    _set_role(pg_server, "app")
+    # Django empties the tables after a transactional test with TRUNCATE and resets
+    # sequences with setval, which only the owner may do (the app role must not): that
+    # housekeeping alone runs as the owner.
+    originals = {
+        name: getattr(TransactionTestCase, name)
+        for name in ("_fixture_teardown", "_reset_sequences")
+    }
+
+    def as_owner(method: Any) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with _as_owner(pg_server):
+                return method(*args, **kwargs)
+
+        return wrapper
+
+    for name, method in originals.items():
+        setattr(TransactionTestCase, name, as_owner(method))
+    yield
+    for name, method in originals.items():
+        setattr(TransactionTestCase, name, method)
+    with django_db_blocker.unblock():
+        _set_role(pg_server, "owner")  # the owner drops the test database
+    settings.MIGRATION_DATABASE = None
+
+
 @pytest.fixture
 def manage_env(pg_server: PgServer, django_db_setup: None) -> dict[str, str]:
-    """Environment for a `manage.py` subprocess on the test database."""
+    """Environment for a `manage.py` subprocess on the test database (app role + owner)."""
     from django.conf import settings
 
     env = dict(os.environ, DJANGO_ENV="test", DB_POOL="false")
-    env["DATABASE_URL"] = pg_server.url(settings.DATABASES["default"]["NAME"])
-    env.pop("MIGRATION_DATABASE_URL", None)
+    name = settings.DATABASES["default"]["NAME"]
+    env["DATABASE_URL"] = pg_server.url(name, role="app")
+    env["MIGRATION_DATABASE_URL"] = pg_server.url(name)
     for key, value in pg_server.options.items():
         env[{"sslmode": "DB_SSLMODE", "sslrootcert": "DB_SSLROOTCERT"}[key]] = value
     return env
