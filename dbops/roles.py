@@ -357,6 +357,9 @@ def check_application_role(conn: Any, probes: Sequence[Probe]) -> list[ProbeResu
             except psycopg.errors.InsufficientPrivilege:
                 ok = not probe.allowed
                 detail = "denied" + ("" if ok else ", should be allowed")
+            except psycopg.errors.UndefinedTable as err:
+                ok = False
+                detail = f"error: {err.diag.message_primary}; run `manage.py migrate` first"
             except psycopg.Error as err:
                 ok, detail = False, f"error: {err.diag.message_primary or type(err).__name__}"
             else:

@@ -184,6 +184,29 @@ def test_check_with_an_owner_url_fails(
     assert pg_server.password not in proc.stdout + proc.stderr
 
 
+def test_check_on_an_unmigrated_database_says_to_migrate(
+    pg_server: Any, fresh_db: tuple[str, dict[str, str]]
+) -> None:
+    name = f"dbroles_empty_{os.getpid()}"
+    owner_sql(pg_server, pg_server.dbname, f'CREATE DATABASE "{name}"')
+    try:
+        env = {
+            **fresh_db[1],
+            "DATABASE_URL": pg_server.url(name, role="app"),
+            "MIGRATION_DATABASE_URL": pg_server.url(name),
+        }
+        assert run_manage("dbroles", "provision", env=env).returncode == 0
+        proc = run_manage("dbroles", "check", env=env)
+        assert proc.returncode == 1
+        assert (
+            'FAIL  SELECT on migration_test: error: relation "migration_test" does not exist; '
+            "run `manage.py migrate` first" in proc.stdout
+        )
+        assert "OK    CREATE TABLE: denied" in proc.stdout
+    finally:
+        owner_sql(pg_server, pg_server.dbname, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def test_provision_as_a_superuser_creates_the_roles(pg_server: Any, tmp_path: Any) -> None:
     if pg_server.cluster is None:
         pytest.skip("needs the local cluster's superuser (TEST_DATABASE_URL has none)")

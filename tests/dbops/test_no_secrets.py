@@ -35,12 +35,9 @@ WRONG_PASSWORD = "Wrong:Pw@MARKER/7e2b#"
 REAL_RUNS = [
     ("devdb", "status", "--json"),
     ("devdb", "url"),
-    ("devdb", "url", "--role", "owner"),
     ("migrate", "--no-input"),
     ("sqlmigrations", "info"),
-    ("sqlmigrations", "info", "--json"),
     ("sqlmigrations", "validate"),
-    ("dbroles", "check"),
     ("dbroles", "check", "--json"),
     ("check", "--database", "default"),
     ("dbhealth", "--json"),
@@ -51,7 +48,7 @@ MUST_SUCCEED = {
     ("devdb", "url"),
     ("migrate", "--no-input"),
     ("sqlmigrations", "info"),
-    ("dbroles", "check"),
+    ("dbroles", "check", "--json"),
     ("check", "--database", "default"),
 }
 FAILING_RUNS = [
