@@ -137,13 +137,15 @@ def load_assignments(conn: psycopg.Connection[Any], households: int, days: int =
 
 
 def load_notifications(conn: psycopg.Connection[Any], n: int, households: int) -> None:
+    """n notifications spread over every member; one in seven unread, spread over every
+    member too unless the member count (3 per household) is a multiple of 7."""
     log(f"loading {n:,} notifications")
     conn.execute(
         """
         INSERT INTO notifications (recipient_id, household_id, kind, created_at, read_at)
         SELECT m.user_id, m.household_id, 'assignment_due',
                now() - make_interval(mins => s.n %% 50000),
-               CASE WHEN s.n %% 10 = 0 THEN NULL ELSE now() END
+               CASE WHEN s.n %% 7 = 0 THEN NULL ELSE now() END
         FROM generate_series(1, %s) s(n)
         JOIN household_members m ON m.id = 1 + s.n %% %s
         """,
