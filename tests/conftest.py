@@ -50,6 +50,11 @@ class PgServer:
             f"{self.port}/{dbname or self.dbname}"
         )
 
+    def ssl_env(self) -> dict[str, str]:
+        """DB_SSLMODE/DB_SSLROOTCERT for a `manage.py` subprocess, from the server's options."""
+        names = {"sslmode": "DB_SSLMODE", "sslrootcert": "DB_SSLROOTCERT"}
+        return {names[key]: value for key, value in self.options.items()}
+
     def conninfo(self, dbname: str | None = None, role: str = "owner") -> dict[str, object]:
         user, password = self.credentials(role)
         return {
@@ -206,8 +211,7 @@ def manage_env(pg_server: PgServer, django_db_setup: None) -> dict[str, str]:
     name = settings.DATABASES["default"]["NAME"]
     env["DATABASE_URL"] = pg_server.url(name, role="app")
     env["MIGRATION_DATABASE_URL"] = pg_server.url(name)
-    for key, value in pg_server.options.items():
-        env[{"sslmode": "DB_SSLMODE", "sslrootcert": "DB_SSLROOTCERT"}[key]] = value
+    env.update(pg_server.ssl_env())
     return env
 
 

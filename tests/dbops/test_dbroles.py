@@ -24,8 +24,7 @@ def fresh_db(pg_server: Any, django_db_setup: None) -> Iterator[tuple[str, dict[
     env.update(
         DATABASE_URL=pg_server.url(name, role="app"), MIGRATION_DATABASE_URL=pg_server.url(name)
     )
-    for key, value in pg_server.options.items():
-        env[{"sslmode": "DB_SSLMODE", "sslrootcert": "DB_SSLROOTCERT"}[key]] = value
+    env.update(pg_server.ssl_env())
     try:
         provision = run_manage("dbroles", "provision", env=env)
         assert provision.returncode == 0, provision.stderr
@@ -222,8 +221,7 @@ def test_provision_as_a_superuser_creates_the_roles(pg_server: Any, tmp_path: An
         DATABASE_URL=f"postgres://{app}:app-secret-1@{host}",
         MIGRATION_DATABASE_URL=f"postgres://{owner}:owner-secret-1@{host}",
     )
-    for key, value in pg_server.options.items():
-        env[{"sslmode": "DB_SSLMODE", "sslrootcert": "DB_SSLROOTCERT"}[key]] = value
+    env.update(pg_server.ssl_env())
     su_user, su_password = cluster.credentials("superuser")
     try:
         proc = run_manage(

@@ -94,8 +94,7 @@ def secrets_env(pg_server: Any, django_db_setup: None) -> Iterator[dict[str, str
     )
     if pg_server.cluster is not None:
         env["DEVDB_DIR"] = str(pg_server.cluster.requested_dir)
-    for key, value in pg_server.options.items():
-        env[{"sslmode": "DB_SSLMODE", "sslrootcert": "DB_SSLROOTCERT"}[key]] = value
+    env.update(pg_server.ssl_env())
     yield env
 
 
