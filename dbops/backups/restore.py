@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import re
 import subprocess
 import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import psycopg
 from django.core.files.storage import Storage
@@ -19,6 +21,10 @@ from dbops.backups.store import Backup, open_read
 from dbops.redact import redact
 
 MAINTENANCE_DB = "postgres"
+# `pg_restore --list` lines of an extension and of its comment:
+#   3405; 0 0 EXTENSION - pg_stat_statements
+#   3406; 0 0 COMMENT - EXTENSION pg_stat_statements
+_TOC_EXTENSION = re.compile(r"^\d+; \d+ \d+ (?:EXTENSION - |COMMENT - EXTENSION )(?P<name>\S+)")
 USER_RELATIONS = """
 SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
@@ -33,6 +39,7 @@ class RestoreResult:
     database: str
     created: bool
     replaced: bool
+    skipped_extensions: set[str]
 
 
 def _admin(admin: DbTarget, target: str) -> DbTarget:
@@ -89,6 +96,54 @@ def prepare_target(admin: DbTarget, name: str, *, force: bool) -> tuple[bool, bo
         ) from err
 
 
+def read_toc(storage: Storage, backup: Backup, pg_restore: Path, target: DbTarget) -> list[str]:
+    """The archive's table of contents (`pg_restore --list`), read from its first bytes."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as stderr:
+        proc = subprocess.Popen(
+            [str(pg_restore), "--list"],
+            stdin=subprocess.PIPE,
+            stdout=out,
+            stderr=stderr,
+            env=target.client_env(),
+        )
+        assert proc.stdin is not None
+        try:
+            for chunk in open_read(storage, backup.name):
+                proc.stdin.write(chunk)
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass  # it has read the table of contents and stopped
+        if proc.wait() != 0:
+            stderr.seek(0)
+            raise BackupError(
+                f"{backup.name} is not a readable pg_dump archive: "
+                f"{stderr.read().decode(errors='replace').strip()}"
+            )
+        out.seek(0)
+        return out.read().decode(errors="replace").splitlines()
+
+
+def extensions_to_skip(target: DbTarget, toc: list[str]) -> set[str]:
+    """Extensions in the archive that this role cannot create, or that already exist."""
+    names = {m["name"] for line in toc if (m := _TOC_EXTENSION.match(line))}
+    if not names:
+        return set()
+    with psycopg.connect(**target.conninfo()) as conn:
+        row = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
+        if row and row[0]:
+            return set()
+        skip = set()
+        for name in names:
+            trusted = conn.execute(
+                "SELECT bool_or(trusted) FROM pg_available_extension_versions WHERE name = %s",
+                [name],
+            ).fetchone()
+            exists = conn.execute("SELECT 1 FROM pg_extension WHERE extname = %s", [name])
+            if exists.fetchone() is not None or (trusted is not None and trusted[0] is False):
+                skip.add(name)
+    return skip
+
+
 def run_pg_restore(
     storage: Storage,
     backup: Backup,
@@ -96,18 +151,44 @@ def run_pg_restore(
     *,
     progress: Progress | None = None,
     privileges: bool = True,
-) -> None:
-    """Stream the backup into pg_restore (one transaction); check its size and sha256."""
+) -> set[str]:
+    """Stream the backup into pg_restore (one transaction); check its size and sha256.
+
+    Extensions that only a superuser may create (pg_stat_statements, ...) are left out
+    when the role is not one; return their names so that the caller can say so.
+    """
     pg_restore = find_tool("pg_restore", server_major(target))
-    argv = [
-        str(pg_restore),
-        "--no-owner",
-        "--exit-on-error",
-        "--single-transaction",
-        "--no-password",
-        *([] if privileges else ["--no-privileges"]),
-        *target.client_args(),
-    ]
+    toc = read_toc(storage, backup, pg_restore, target)
+    skipped = extensions_to_skip(target, toc)
+    with contextlib.ExitStack() as stack:
+        argv = [
+            str(pg_restore),
+            "--no-owner",
+            "--exit-on-error",
+            "--single-transaction",
+            "--no-password",
+            *([] if privileges else ["--no-privileges"]),
+            *target.client_args(),
+        ]
+        if skipped:
+            listing = stack.enter_context(tempfile.NamedTemporaryFile("w", suffix=".list"))
+            for line in toc:
+                match = _TOC_EXTENSION.match(line)
+                if not (match and match["name"] in skipped):
+                    listing.write(line + "\n")
+            listing.flush()
+            argv.append(f"--use-list={listing.name}")
+        _stream_into(storage, backup, target, argv, progress)
+    return skipped
+
+
+def _stream_into(
+    storage: Storage,
+    backup: Backup,
+    target: DbTarget,
+    argv: list[str],
+    progress: Progress | None,
+) -> None:
     digest = hashlib.sha256()
     size = 0
     with tempfile.TemporaryFile() as stderr:
@@ -157,7 +238,7 @@ def restore_backup(
     """Restore `backup` into `database` (created when absent) on admin's server."""
     created, replaced = prepare_target(admin, database, force=force)
     try:
-        run_pg_restore(
+        skipped = run_pg_restore(
             storage, backup, admin.on(database), progress=progress, privileges=privileges
         )
     except BaseException:
@@ -165,4 +246,10 @@ def restore_backup(
             with contextlib.suppress(psycopg.Error):
                 drop_database(admin, database)
         raise
-    return RestoreResult(backup=backup, database=database, created=created, replaced=replaced)
+    return RestoreResult(
+        backup=backup,
+        database=database,
+        created=created,
+        replaced=replaced,
+        skipped_extensions=skipped,
+    )

@@ -560,3 +560,24 @@ def test_bad_input_gets_a_clear_error(project_db, settings_folder, monkeypatch):
     ):
         run("create")
     assert complete_backups(settings_folder, ENV) == []
+
+
+def test_extensions_only_a_superuser_may_create_are_left_out_of_a_restore(
+    pg_server, source, folder, scratch
+):
+    if pg_server.cluster is None:
+        pytest.skip("needs the local cluster's superuser (TEST_DATABASE_URL is set)")
+    superuser = pg_server.cluster.conninfo("superuser", source.dbname)
+    with psycopg.connect(**superuser, autocommit=True) as conn:
+        available = conn.execute(
+            "SELECT 1 FROM pg_available_extensions WHERE name = 'pg_stat_statements'"
+        ).fetchone()
+        if available is None:
+            pytest.skip("PostgreSQL's contrib extensions are not installed")
+        conn.execute("CREATE EXTENSION pg_stat_statements")  # as devdb and RDS setups do
+    backup = create_backup(source, folder, ENV)
+
+    result = restore_backup(folder, backup, source, scratch)
+
+    assert result.skipped_extensions == {"pg_stat_statements"}
+    assert fingerprint(source.on(scratch)) == fingerprint(source)

@@ -210,7 +210,15 @@ class Command(BaseCommand):
             privileges=not options["no_privileges"],
         )
         how = "replaced" if result.replaced else "created" if result.created else "empty"
-        data = {"backup": backup.name, "database": result.database, "target": how}
+        skipped = sorted(result.skipped_extensions)
+        data = {"backup": backup.name, "database": result.database, "target": how,
+                "skipped_extensions": skipped}  # fmt: skip
+        if skipped:
+            self.stderr.write(
+                f"Left out extension(s) {', '.join(skipped)}: only a superuser may create "
+                "them (or they exist already). If the database needs them, run CREATE "
+                "EXTENSION as a superuser (on RDS, the master user)."
+            )
         self.emit(
             options,
             data,
