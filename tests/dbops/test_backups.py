@@ -524,7 +524,7 @@ def test_a_restore_of_a_verified_backup_loses_nothing(project_db, settings_folde
 
 
 def test_a_backup_killed_while_pg_dump_writes_its_file_leaves_nothing_to_take(
-    project_db, manage_env, tmp_path, scratch
+    project_db, manage_env, tmp_path
 ):
     # Without --max-rate, pg_dump writes the .partial file itself; hold it on a lock so
     # that the kill lands while the file is open and incomplete.
