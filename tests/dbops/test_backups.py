@@ -581,3 +581,29 @@ def test_extensions_only_a_superuser_may_create_are_left_out_of_a_restore(
 
     assert result.skipped_extensions == {"pg_stat_statements"}
     assert fingerprint(source.on(scratch)) == fingerprint(source)
+
+
+def test_a_dump_that_fails_midway_leaves_nothing_on_s3(source, monkeypatch):
+    from dbops.backups import dump
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    real_pump = dump.pump
+
+    def interrupted_pump(pipe, out, progress, max_rate):
+        out.write(pipe.read1(64 * 1024))  # some bytes are on their way to S3...
+        raise KeyboardInterrupt  # ...when the operator presses Ctrl-C
+
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="cg-backups")
+        storage = S3Storage(bucket_name="cg-backups", region_name="us-east-1", location="b")
+        monkeypatch.setattr(dump, "pump", interrupted_pump)
+        with pytest.raises(KeyboardInterrupt):
+            create_backup(source, storage, ENV)
+        monkeypatch.setattr(dump, "pump", real_pump)
+
+        assert s3.list_objects_v2(Bucket="cg-backups").get("Contents", []) == []
+        assert complete_backups(storage, ENV) == []
+        good = create_backup(source, storage, ENV)  # and the next run works
+        assert [b.name for b in complete_backups(storage, ENV)] == [good.name]
