@@ -607,3 +607,27 @@ def test_a_dump_that_fails_midway_leaves_nothing_on_s3(source, monkeypatch):
         assert complete_backups(storage, ENV) == []
         good = create_backup(source, storage, ENV)  # and the next run works
         assert [b.name for b in complete_backups(storage, ENV)] == [good.name]
+
+
+def test_settings_send_backups_to_s3_when_a_bucket_is_set(manage_env):
+    code = (
+        "import json; from django.conf import settings; "
+        "print(json.dumps(settings.STORAGES['backups'], default=str))"
+    )
+    env = dict(
+        manage_env,
+        DJANGO_SETTINGS_MODULE="choregarden.settings",
+        BACKUP_BUCKET="cg-prod-backups",
+        BACKUP_PREFIX="/db/",
+        BACKUP_REGION="eu-west-1",
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    backups = json.loads(out.stdout)
+    assert backups["BACKEND"] == "storages.backends.s3.S3Storage"
+    assert backups["OPTIONS"]["bucket_name"] == "cg-prod-backups"
+    assert backups["OPTIONS"]["location"] == "db"
+    assert backups["OPTIONS"]["region_name"] == "eu-west-1"
+    assert backups["OPTIONS"]["object_parameters"] == {"ServerSideEncryption": "AES256"}
