@@ -238,9 +238,11 @@ def _cell(text: str | None) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def _code(text: str) -> str:
-    # Inline code cannot hold a backtick that is not doubled around; `|` breaks tables.
-    text = " ".join(text.split()).replace("|", "\\|")
+def _code(text: str, *, cell: bool = False) -> str:
+    """Return text as inline code; in a table cell, `|` must be escaped (GFM reads \\| there)."""
+    text = " ".join(text.split())
+    if cell:
+        text = text.replace("|", "\\|")
     return f"``{text}``" if "`" in text else f"`{text}`"
 
 
@@ -254,7 +256,7 @@ def _table(table: Table) -> str:
     lines.append("| Column | Type | Null | Default | Key | Comment |\n|---|---|---|---|---|---|")
     for c in table.columns:
         keys = ", ".join(k for k, cols in (("PK", pk), ("FK", fk)) if c.name in cols)
-        default = _code(c.default) if c.default else ""
+        default = _code(c.default, cell=True) if c.default else ""
         null = "" if c.not_null else "yes"
         lines.append(
             f"| `{c.name}` | `{c.type}` | {null} | {default} | {keys} | {_cell(c.comment)} |"

@@ -18,7 +18,11 @@ from tests.helpers import REPO
 
 SMALL_SCHEMA = """
 CREATE SCHEMA docs_t;
-CREATE TABLE docs_t.owners (id bigint PRIMARY KEY, email text NOT NULL UNIQUE);
+CREATE TABLE docs_t.owners (
+    id bigint PRIMARY KEY,
+    email text NOT NULL UNIQUE CONSTRAINT owners_email_shape CHECK (email ~ '^(a|b)'),
+    kind text NOT NULL DEFAULT 'cat|dog'
+);
 COMMENT ON TABLE docs_t.owners IS 'People | who own pets.';
 COMMENT ON COLUMN docs_t.owners.email IS 'Where to write | or not.';
 CREATE TABLE docs_t.pets (
@@ -93,6 +97,8 @@ def test_it_lists_columns_comments_constraints_indexes_triggers(
     assert "| `id` | `bigint` |  | `generated always as identity` | PK |  |" in text
     assert "- `owners_email_key`: `UNIQUE (email)`" in text
     assert "- `pets_name_not_blank`: `CHECK ((name <> ''::text))`" in text
+    assert "- `owners_email_shape`: `CHECK ((email ~ '^(a|b)'::text))`" in text  # no \\|
+    assert "| `kind` | `text` |  | `'cat\\|dog'::text` |  |  |" in text  # \\| in a table
     assert (
         "- `pets_owner_id_fkey`: `FOREIGN KEY (owner_id) REFERENCES docs_t.owners(id) "
         "ON DELETE CASCADE`" in text
