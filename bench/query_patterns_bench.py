@@ -238,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if args.keep is None:
             cluster.destroy()
+            base.rmdir()  # destroy() empties the folder mkdtemp made
         else:
             cluster.stop()
 
