@@ -16,11 +16,8 @@ where the plain one counts rows. --keep DIR reuses a loaded cluster between runs
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,18 +33,6 @@ from dbops.localdb import LocalCluster  # noqa: E402
 HOUSEHOLDS = 20_000
 GOAL_MS = 100.0
 GOAL_RATIO = 10.0
-
-
-def environment(cluster: LocalCluster) -> dict[str, str]:
-    return {
-        **os.environ,
-        "DJANGO_ENV": "test",
-        "DB_POOL": "false",
-        "DATABASE_URL": cluster.url("app"),
-        "MIGRATION_DATABASE_URL": cluster.url("owner"),
-        "DB_SSLMODE": "verify-full",
-        "DB_SSLROOTCERT": str(cluster.ca_file),
-    }
 
 
 def load(cluster: LocalCluster, profiles: int, completions: int) -> None:
@@ -148,27 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", type=Path, help="Cluster folder to keep and reuse.")
     args = parser.parse_args(argv)
 
-    base = args.keep or Path(tempfile.mkdtemp(prefix="choregarden-adminbench-"))
-    cluster = LocalCluster(base, database="choregarden_bench")
-    cluster.start()
-    try:
-        env = environment(cluster)
-        log("migrate")
-        subprocess.run(
-            [sys.executable, str(REPO / "manage.py"), "migrate", "--no-input", "-v", "0"],
-            env=env,
-            cwd=REPO,
-            check=True,
-        )
+    with data.migrated_cluster(args.keep, "choregarden-adminbench-") as cluster:
         load(cluster, args.profiles, args.completions)
-        os.environ.update(env)
-        os.environ["DJANGO_SETTINGS_MODULE"] = "choregarden.settings"
         results = measure(args.repeat)
-    finally:
-        if args.keep is None:
-            cluster.destroy()
-        else:
-            cluster.stop()
 
     print()
     print(f"{args.profiles:,} profiles, {args.completions:,} completions; median of {args.repeat}")

@@ -8,10 +8,15 @@ and back on afterwards; everything else (foreign keys, checks, indexes) stays on
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -21,6 +26,49 @@ from dbops.localdb import LocalCluster
 
 def log(message: str) -> None:
     print(f"[{datetime.now(UTC):%H:%M:%S}] {message}", flush=True)
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def environment(cluster: LocalCluster) -> dict[str, str]:
+    """The project's settings for this cluster: app role, owner for migrations, SSL."""
+    return {
+        **os.environ,
+        "DJANGO_ENV": "test",
+        "DB_POOL": "false",
+        "DATABASE_URL": cluster.url("app"),
+        "MIGRATION_DATABASE_URL": cluster.url("owner"),
+        "DB_SSLMODE": "verify-full",
+        "DB_SSLROOTCERT": str(cluster.ca_file),
+    }
+
+
+@contextmanager
+def migrated_cluster(keep: Path | None, prefix: str) -> Iterator[LocalCluster]:
+    """A throwaway cluster (or the one kept in `keep`), migrated, with this process's
+    environment pointing Django at it; destroyed afterwards unless kept."""
+    base = keep or Path(tempfile.mkdtemp(prefix=prefix))
+    cluster = LocalCluster(base, database="choregarden_bench")
+    cluster.start()
+    try:
+        env = environment(cluster)
+        log("migrate")
+        subprocess.run(
+            [sys.executable, str(REPO / "manage.py"), "migrate", "--no-input", "-v", "0"],
+            env=env,
+            cwd=REPO,
+            check=True,
+        )
+        os.environ.update(env)
+        os.environ["DJANGO_SETTINGS_MODULE"] = "choregarden.settings"
+        yield cluster
+    finally:
+        if keep is None:
+            cluster.destroy()
+            base.rmdir()  # destroy() empties the folder mkdtemp made
+        else:
+            cluster.stop()
 
 
 def owner_connection(cluster: LocalCluster) -> psycopg.Connection[Any]:
@@ -112,7 +160,7 @@ def load_completions(conn: psycopg.Connection[Any], n: int, households: int) -> 
             SELECT h, 3 * h - 2 + (n / %s) %% 3, 3 * h - 2 + (n / 7) %% 3,
                    now() - make_interval(mins => ((n::bigint * 7919) %% (360 * 24 * 60))::int),
                    n %% 10
-            FROM (SELECT n, 1 + n %% %s AS h FROM generate_series(%s, %s) n) s
+            FROM (SELECT n, 1 + n %% %s AS h FROM generate_series(%s::int, %s::int) n) s
             """,
             [households, households, start + 1, start + size],
         )

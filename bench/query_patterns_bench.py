@@ -22,9 +22,7 @@ import argparse
 import itertools
 import os
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +34,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench import data  # noqa: E402
-from bench.admin_bench import environment  # noqa: E402
 from bench.data import log  # noqa: E402
 from bench.query_patterns import Pattern, drop_statement, indexes_used, patterns  # noqa: E402
 from dbops.localdb import LocalCluster  # noqa: E402
@@ -212,21 +209,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--repeat must be at least 1")
 
     load_before = os.getloadavg()[0]
-    base = args.keep or Path(tempfile.mkdtemp(prefix="choregarden-qpbench-"))
-    cluster = LocalCluster(base, database="choregarden_bench")
-    cluster.start()
-    try:
-        env = environment(cluster)
-        log("migrate")
-        subprocess.run(
-            [sys.executable, str(REPO / "manage.py"), "migrate", "--no-input", "-v", "0"],
-            env=env,
-            cwd=REPO,
-            check=True,
-        )
+    with data.migrated_cluster(args.keep, "choregarden-qpbench-") as cluster:
         load(cluster, args)
-        os.environ.update(env)
-        os.environ["DJANGO_SETTINGS_MODULE"] = "choregarden.settings"
         import django
 
         django.setup()
@@ -235,12 +219,6 @@ def main(argv: list[str] | None = None) -> int:
             for pattern in patterns():
                 log(f"measuring: {pattern.title}")
                 results.append(measure(conn, pattern, args.repeat))
-    finally:
-        if args.keep is None:
-            cluster.destroy()
-            base.rmdir()  # destroy() empties the folder mkdtemp made
-        else:
-            cluster.stop()
 
     reports = "\n".join(report(r) for r in results)
     print()
