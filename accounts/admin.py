@@ -6,7 +6,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.db.models import Prefetch, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
@@ -17,6 +17,7 @@ from accounts.validators import (
     WEEK_STARTS,
     preference_errors,
 )
+from chores.models import HouseholdMember
 from dbops.adminkit import LargeTableAdmin
 
 CLOCK_HELP = "24-hour clock, HH:MM (e.g. 22:00). Leave both empty for no quiet hours."
@@ -145,7 +146,13 @@ class UserProfileAdmin(LargeTableAdmin):
     )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
-        return super().get_queryset(request).prefetch_related("memberships__household")
+        # One query for the page's memberships with their households (not two).
+        memberships = HouseholdMember.objects.select_related("household")
+        return (
+            super()
+            .get_queryset(request)
+            .prefetch_related(Prefetch("memberships", queryset=memberships))
+        )
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
         # The Cognito sub links the profile to its identity: set once, never edited.
