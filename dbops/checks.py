@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -21,3 +23,29 @@ def check_database_configured(app_configs: Any = None, **kwargs: Any) -> list[Er
             id="dbops.E001",
         )
     ]
+
+
+@register()
+def check_ssl_root_certificates(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    """Report an sslrootcert that is not a readable file, before the first connection fails.
+
+    libpq only opens the file when it connects, and then says "could not read root
+    certificate file" for every request; this names the database and the setting at start.
+    """
+    errors = []
+    for alias, config in settings.DATABASES.items():
+        options = config.get("OPTIONS", {})
+        path = options.get("sslrootcert")
+        if not path or options.get("sslmode") not in ("verify-ca", "verify-full"):
+            continue
+        if not Path(path).is_file() or not os.access(path, os.R_OK):
+            errors.append(
+                Error(
+                    f"The CA bundle for database {alias!r} is not a readable file: {path}",
+                    hint="Set DB_SSLROOTCERT to the CA bundle that signed the server's "
+                    "certificate (RDS: global-bundle.pem; the local cluster: "
+                    "var/devdb/certs/ca.crt, written by `manage.py devdb start`).",
+                    id="dbops.E009",
+                )
+            )
+    return errors

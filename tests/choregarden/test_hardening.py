@@ -6,6 +6,8 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,13 +18,17 @@ from django.test import Client
 
 from tests.helpers import REPO
 
+# The CA bundle must exist (dbops.E009); its content is not read by `check`.
+CA_BUNDLE = Path(tempfile.mkdtemp(prefix="hardening-")) / "rds-global-bundle.pem"
+CA_BUNDLE.write_text("-----BEGIN CERTIFICATE-----\n")
+
 PRODUCTION_ENV = {
     "DJANGO_ENV": "production",
     "SECRET_KEY": "k" * 30 + "-production-only-" + "q" * 30,
     "ALLOWED_HOSTS": "admin.choregarden.app",
     "CSRF_TRUSTED_ORIGINS": "https://admin.choregarden.app",
     "DATABASE_URL": "postgres://choregarden:hardening-pw-1@db.example.com:5432/choregarden_prod",
-    "DB_SSLROOTCERT": "/etc/ssl/rds-global-bundle.pem",
+    "DB_SSLROOTCERT": str(CA_BUNDLE),
     "BEHIND_TLS_PROXY": "true",
 }
 
