@@ -14,9 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import boto3
 import psycopg
-from botocore.exceptions import BotoCoreError, ClientError
 from django.core.exceptions import ImproperlyConfigured
 
 from dbops.redact import redact, register_secret
@@ -99,6 +97,8 @@ _clients: dict[str, Any] = {}
 def client(region: str = "") -> Any:
     """Return the process's Secrets Manager client for `region` (boto3's default when empty)."""
     if region not in _clients:
+        import boto3  # here, not at import: every process loads this module, few need AWS
+
         _clients[region] = boto3.client("secretsmanager", region_name=region or None)
     return _clients[region]
 
@@ -119,6 +119,8 @@ def authentication_failed(err: psycopg.OperationalError) -> bool:
 
 def fetch(ref: SecretRef) -> DatabaseCredentials:
     """Read and parse the secret now (no cache)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
     try:
         response = client(ref.region).get_secret_value(SecretId=ref.secret_id)
     except ClientError as err:
