@@ -21,9 +21,8 @@ from typing import Any
 
 import psycopg
 import pytest
-from psycopg import sql
 
-from tests.helpers import REPO
+from tests.helpers import REPO, create_database, drop_database
 
 _counter = itertools.count()
 
@@ -147,12 +146,7 @@ class AppProject:
     def clone_database(self) -> AppProject:
         """Return this project on a fresh copy of its database (drop it when done)."""
         database = f"appproj_{os.getpid()}_{next(_counter)}"
-        with psycopg.connect(**self.server.conninfo(), autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-                    sql.Identifier(database), sql.Identifier(self.database)
-                )
-            )
+        create_database(self.server, database, template=self.database)
         return dataclasses.replace(self, database=database)
 
     def connect(self) -> psycopg.Connection[Any]:
@@ -177,11 +171,7 @@ def create_app_project(
     """
     n = next(_counter)
     database = f"appproj_{os.getpid()}_{n}"
-    create = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database))
-    if template:
-        create += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
-    with psycopg.connect(**server.conninfo(), autocommit=True) as conn:
-        conn.execute(create)
+    create_database(server, database, template=template)
     module = f"appproject_settings_{n}"
     project = AppProject(root=root, server=server, database=database, app=app, module=module)
     project.sql_dir.mkdir(parents=True)
@@ -204,12 +194,7 @@ def create_app_project(
 
 
 def drop_app_project(project: AppProject) -> None:
-    with psycopg.connect(**project.server.conninfo(), autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                sql.Identifier(project.database)
-            )
-        )
+    drop_database(project.server, project.database)
 
 
 @pytest.fixture

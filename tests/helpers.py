@@ -5,6 +5,10 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -21,3 +25,21 @@ def run_manage(
         text=True,
         timeout=timeout,
     )
+
+
+def create_database(server: Any, name: str, template: str | None = None) -> str:
+    """CREATE DATABASE name [TEMPLATE template] on the test server, as the owner role."""
+    statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+    if template:
+        statement += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
+    with psycopg.connect(**server.conninfo(), autocommit=True) as conn:
+        conn.execute(statement)
+    return name
+
+
+def drop_database(server: Any, name: str) -> None:
+    """DROP DATABASE IF EXISTS name WITH (FORCE), as the owner role."""
+    with psycopg.connect(**server.conninfo(), autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )

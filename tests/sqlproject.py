@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg import sql
 
 from dbops.sqlmigrations.names import is_candidate, parse_name
-from tests.helpers import REPO
+from tests.helpers import REPO, create_database, drop_database
 
 _counter = itertools.count()
 
@@ -159,17 +158,11 @@ def create_project(root: Path, server: Any) -> SqlProject:
     """Make an empty SQL project with a fresh database owned by the owner role."""
     n = next(_counter)
     database = f"sqlproj_{os.getpid()}_{n}"
-    with psycopg.connect(**server.conninfo(), autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+    create_database(server, database)
     project = SqlProject(root=root, server=server, database=database, package=f"wrappers{n}")
     project.sql_dir.mkdir(parents=True, exist_ok=True)
     return project
 
 
 def drop_project(project: SqlProject) -> None:
-    with psycopg.connect(**project.server.conninfo(), autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                sql.Identifier(project.database)
-            )
-        )
+    drop_database(project.server, project.database)

@@ -38,7 +38,7 @@ from tests.dbschema import (
     rejects,
     sql,
 )
-from tests.helpers import run_manage
+from tests.helpers import drop_database, run_manage
 
 APP_TABLES = [
     "users",
@@ -76,10 +76,7 @@ def provisioned_db(pg_server: Any, django_db_setup: None) -> Iterator[str]:
         assert result.returncode == 0, result.stderr
         yield name
     finally:
-        with psycopg.connect(**pg_server.conninfo(), autocommit=True) as conn:
-            conn.execute(
-                pgsql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(pgsql.Identifier(name))
-            )
+        drop_database(pg_server, name)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tests.helpers import run_manage
+from tests.helpers import drop_database, run_manage
 
 
 @pytest.fixture(scope="module")
@@ -32,10 +32,7 @@ def fresh_db(pg_server: Any, django_db_setup: None) -> Iterator[tuple[str, dict[
         assert migrate.returncode == 0, migrate.stderr
         yield name, env
     finally:
-        with psycopg.connect(**pg_server.conninfo(), autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+        drop_database(pg_server, name)
 
 
 def owner_sql(pg_server: Any, database: str, statement: str) -> list[tuple[Any, ...]]:
