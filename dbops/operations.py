@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.db import migrations
@@ -47,23 +47,31 @@ class RunSQLFile(Operation):
     def database_forwards(
         self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any
     ) -> None:
-        mf = engine.find_file(self.script)
-        connection = schema_editor.connection
-        run = engine.current_run(connection)
-        sql = run.render(mf)
         if schema_editor.collect_sql:
+            sql = engine.current_run(schema_editor.connection).render(engine.find_file(self.script))
             schema_editor.collected_sql.append(sql if sql.endswith("\n") else sql + "\n")
             return
-        if _below_baseline(mf, run):
-            return  # `sqlmigrations baseline` says the schema already has it: record only
+        self.run_file(schema_editor.connection)
+
+    def run_file(self, connection: Any, also: str = "") -> None:
+        """Run the file and record it in flyway_schema_history, then run `also` (see
+        apply_versioned); a file below the baseline or already run by Flyway only records."""
+        mf = engine.find_file(self.script)
+        run = engine.current_run(connection)
         with connection.cursor() as cursor:
+            if _below_baseline(mf, run):
+                # `sqlmigrations baseline` says the schema already has it: record only.
+                if also:
+                    cursor.execute(also)
+                return
             apply_versioned(
                 cursor,
                 engine.history_for(cursor),
                 mf,
-                sql,
+                run.render(mf),
                 transactional=mf.config.execute_in_transaction,
                 existing=run.applied.get(mf.name.version),  # type: ignore[arg-type]
+                also=also,
             )
 
     def database_backwards(
@@ -134,6 +142,35 @@ class SQLFileMigration(migrations.Migration):
             op.database_forwards(self.app_label, schema_editor, project_state, project_state)
         return project_state
 
+    def applies_in_one_trip(self, connection: Any) -> bool:
+        """Tell whether apply_in_one_trip can run this wrapper on this connection.
+
+        It takes a wrapper of one transactional file, on a connection in autocommit mode
+        (not inside an atomic block), where the server runs the query string as one
+        implicit transaction.
+        """
+        ops = _sql_operations(self)
+        return (
+            ops is not None
+            and len(ops) == 1
+            and self.atomic
+            and not self.replaces
+            and connection.get_autocommit()
+            and not connection.in_atomic_block
+        )
+
+    def apply_in_one_trip(self, project_state: Any, connection: Any, record: str) -> Any:
+        """Run the file, its history row and `record` (Django's row for this wrapper) as
+        one transaction in one round trip, and update the state in place.
+
+        Django's executor spends four round trips on a migration (BEGIN, the operation,
+        its django_migrations row, COMMIT) and a schema editor around them.
+        """
+        (op,) = _sql_operations(self) or []
+        _state_forwards(self, project_state)
+        op.run_file(connection, also=record)
+        return project_state
+
 
 def _state_forwards(migration: SQLFileMigration, state: Any) -> None:
     """Apply a wrapper's state operations, deferring the rendering of the models it creates."""
@@ -146,7 +183,7 @@ def _state_forwards(migration: SQLFileMigration, state: Any) -> None:
     apps = state.__dict__.get("apps")
     total = sum(len(wrapper.state_operations) for wrapper in migration.operations)
     if apps is None or len(creates) != total:
-        if isinstance(apps, _DeferredApps):
+        if isinstance(apps, DeferredApps):
             apps.render()
         for operation in migration.operations:
             operation.state_forwards(migration.app_label, state)
@@ -154,8 +191,8 @@ def _state_forwards(migration: SQLFileMigration, state: Any) -> None:
     # Django renders each new model into the state's apps at once, and every rendering
     # expires the caches of all models rendered before it: a long run of wrappers gets
     # quadratic. Nothing reads the apps between two wrappers, so render them on first use.
-    if not isinstance(apps, _DeferredApps):
-        apps = _DeferredApps(state, apps)
+    if not isinstance(apps, DeferredApps):
+        apps = DeferredApps(state, apps)
     del state.__dict__["apps"]  # add the model states without rendering them
     try:
         for operation in migration.operations:
@@ -165,10 +202,13 @@ def _state_forwards(migration: SQLFileMigration, state: Any) -> None:
     apps.defer((migration.app_label, op.name_lower) for op in creates)
 
 
-class _DeferredApps:
-    """A state's rendered apps that render the models wrappers added when first used."""
+class DeferredApps:
+    """A state's rendered apps that render the models wrappers added when first used.
 
-    def __init__(self, state: Any, apps: Any) -> None:
+    With `apps=None` nothing is rendered yet: the first use renders the whole state.
+    """
+
+    def __init__(self, state: Any, apps: Any = None) -> None:
         self._state = state
         self._apps = apps
         self._pending: set[tuple[str, str]] = set()
@@ -179,10 +219,38 @@ class _DeferredApps:
     def render(self) -> Any:
         """Render the pending models (and the models related to them) and return the apps."""
         if self._state.__dict__.get("apps") is self:
-            self._state.__dict__["apps"] = self._apps
-            self._state.reload_models(sorted(self._pending), delay=False)
+            if self._apps is None:
+                del self._state.__dict__["apps"]
+                self._apps = self._state.apps  # ProjectState renders every model it holds
+            else:
+                self._state.__dict__["apps"] = self._apps
+                self._state.reload_models(sorted(self._pending), delay=False)
             self._pending.clear()
         return self._apps
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.render(), name)
+
+
+def defer_rendering(state: Any) -> Any:
+    """Make a state render its models on first use instead of before the first migration.
+
+    Django's executor renders the whole state before it applies the first migration; a
+    run of wrappers never reads it, and an operation that does renders it then.
+    """
+    if "apps" not in state.__dict__:
+        state.__dict__["apps"] = DeferredApps(state)
+    return state
+
+
+class LazyApps:
+    """An apps registry built when first used: a signal nobody reads costs nothing."""
+
+    def __init__(self, build: Callable[[], Any]) -> None:
+        self._build = build
+        self._apps: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._apps is None:
+            self._apps = self._build()
+        return getattr(self._apps, name)

@@ -152,10 +152,14 @@ def apply_versioned(
     *,
     transactional: bool,
     existing: HistoryRow | None,
+    also: str = "",
 ) -> Outcome:
     """Run a V file in one execute() and record it; adopt it if Flyway already ran it.
 
     `existing` is the history's successful row for this version, read under the lock.
+    `also` is SQL to run once the file is recorded or adopted (Django's own record of its
+    wrapper): for a transactional file it goes in the same query string, so on a
+    connection in autocommit mode the file, both rows and the commit cost one round trip.
     """
     if existing is not None:
         if existing.checksum != mf.checksum:
@@ -166,14 +170,17 @@ def apply_versioned(
                 "`manage.py sqlmigrations repair` if the edit is intentional",
                 path=mf.script,
             )
+        if also:
+            cursor.execute(also)
         return "adopted"
     started = time.perf_counter()
     if transactional:
         # The file and its history row go over in one round trip; the row comes after the
-        # file, so PostgreSQL's error positions still point into the file.
+        # file, so PostgreSQL's error positions still point into the file. Outside a
+        # transaction the server runs a multi-statement string as one implicit transaction.
         row = history.insert_after(**_row(mf, mf.checksum), success=True)
         try:
-            cursor.execute(f"{sql}\n;\n{row}")
+            cursor.execute(f"{sql}\n;\n{row};\n{also}" if also else f"{sql}\n;\n{row}")
         except Exception as error:
             elapsed = time.perf_counter() - started
             raise failure(mf, sql, error, transactional, elapsed=elapsed) from error
@@ -191,6 +198,8 @@ def apply_versioned(
             line = line_at(sql, offset)
             raise failure(mf, sql, error, transactional, line=line, elapsed=elapsed) from error
     _record(history, mf, started, success=True)
+    if also:
+        cursor.execute(also)
     return "applied"
 
 

@@ -52,7 +52,7 @@ def test_it_still_applies_a_changed_repeatable(sqlproject: SqlProject) -> None:
     assert sqlproject.query("SELECT one FROM a_view") == []
 
 
-def test_a_pending_django_migration_takes_the_full_path(sqlproject: SqlProject) -> None:
+def test_a_pending_django_migration_is_applied_by_django(sqlproject: SqlProject) -> None:
     sqlproject.write("V1__create_a.sql", "CREATE TABLE a (id int PRIMARY KEY);\n")
     migrate(sqlproject)
     sqlproject.query("DROP TABLE django_session")

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import migrations, models
+import pytest
+from django.db import connection, migrations, models, transaction
 from django.db.migrations.state import ProjectState
 
-from dbops.operations import RunSQLFile, SQLFileMigration, _state_forwards
+from dbops.operations import (
+    DeferredApps,
+    LazyApps,
+    RunSQLFile,
+    SQLFileMigration,
+    _state_forwards,
+    defer_rendering,
+)
 
 APP = "stateapp"
 
@@ -93,3 +101,51 @@ def test_an_unrendered_state_stays_unrendered() -> None:
 
     assert "apps" not in state.__dict__
     assert state.apps.get_model(APP, "Household")
+
+
+def test_a_deferred_state_renders_everything_on_first_use() -> None:
+    state = ProjectState()
+    apply_state(wrapper("V1__a", create("Household")), state)
+    defer_rendering(state)
+    apply_state(
+        wrapper(
+            "V2__b",
+            create(
+                "Member", ("household", models.ForeignKey("stateapp.Household", models.CASCADE))
+            ),
+        ),
+        state,
+    )
+
+    assert isinstance(state.__dict__["apps"], DeferredApps)  # nothing rendered so far
+    member = state.apps.get_model(APP, "Member")
+
+    assert member._meta.get_field("household").related_model._meta.model_name == "household"
+    assert "apps" in state.__dict__ and not isinstance(state.__dict__["apps"], DeferredApps)
+
+
+def test_lazy_apps_are_built_once_and_only_when_used() -> None:
+    built: list[int] = []
+
+    def build() -> ProjectState:
+        built.append(1)
+        state = ProjectState()
+        apply_state(wrapper("V1__a", create("Household")), state)
+        return state.apps
+
+    apps = LazyApps(build)
+    assert built == []
+
+    assert apps.get_model(APP, "Household")._meta.model_name == "household"
+    assert apps.get_model(APP, "household")
+    assert built == [1]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_trip_needs_a_connection_outside_any_transaction() -> None:
+    migration = wrapper("V1__a", create("Household"))
+
+    assert migration.applies_in_one_trip(connection)
+    with transaction.atomic():
+        # The query string would run inside the caller's transaction: Django's path then.
+        assert not migration.applies_in_one_trip(connection)

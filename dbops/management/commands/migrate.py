@@ -6,16 +6,16 @@ from importlib import import_module
 from typing import Any
 
 from django.apps import apps
-from django.core.management.base import CommandError
+from django.core.management.base import CommandError, no_translations
 from django.core.management.commands.migrate import Command as DjangoMigrate
 from django.core.management.sql import emit_post_migrate_signal, emit_pre_migrate_signal
 from django.db import connections, migrations
-from django.db.migrations.executor import MigrationExecutor
 from django.utils.module_loading import module_has_submodule
 
 from dbops import engine
 from dbops.connections import connect_or_explain, use_migration_role, without_pool
-from dbops.operations import RunSQLFile
+from dbops.django_executor import SQLMigrationExecutor, post_migrate_apps
+from dbops.operations import LazyApps, RunSQLFile, defer_rendering
 from dbops.sqlmigrations.exceptions import SqlMigrationError
 from dbops.sqlmigrations.executor import MigrationFailed, locate
 
@@ -26,6 +26,7 @@ class Command(DjangoMigrate):
         "migrations, validated first, under Flyway's advisory lock."
     )
 
+    @no_translations
     def handle(self, *args: Any, **options: Any) -> None:
         alias = options["database"]
         owner = use_migration_role(alias)
@@ -44,7 +45,7 @@ class Command(DjangoMigrate):
                         f"{'s' if len(problems) != 1 else ''}):\n"
                         + "\n".join(f"  - {p}" for p in problems)
                     )
-                if not self._up_to_date(connection, run, options):
+                if not self._migrate_plain(connection, run, options):
                     super().handle(*args, **options)
                 if not options["app_label"]:
                     applied = engine.apply_repeatables(connection)
@@ -84,42 +85,71 @@ class Command(DjangoMigrate):
                 return " — ".join(parts), is_error
         return DjangoMigrate.describe_operation(operation, backwards)
 
-    def _up_to_date(self, connection: Any, run: engine.Run, options: dict[str, Any]) -> bool:
-        """Finish a plain run with nothing to apply without rendering Django's model state.
+    def _migrate_plain(self, connection: Any, run: engine.Run, options: dict[str, Any]) -> bool:
+        """Run a plain `migrate` (every app, forwards, no flags) without Django's overheads.
 
-        Django renders the historical models of every migration (for pre_migrate) and runs
-        the autodetector even when nothing is pending: on a deploy with hundreds of wrappers
-        that costs seconds. When every SQL file is applied and Django's plan is empty, this
-        sends pre_migrate and post_migrate with the project's own apps, as `flush` does.
+        This is Django's `migrate` but for three costs that grow with the number of
+        wrappers: it renders the historical models before (for pre_migrate) and after (for
+        post_migrate) only if a receiver looks at them; it applies each plain wrapper in one
+        round trip (SQLMigrationExecutor); and with nothing pending it neither renders the
+        models nor runs the autodetector, and sends pre_migrate and post_migrate with the
+        project's own apps, as `flush` does. Returns False, having done nothing, for any
+        other run: Django's own `migrate` takes it.
         """
         if options["app_label"] or options["run_syncdb"] or options["prune"]:
             return False
         if options["check_unapplied"] or options["fake"] or options["fake_initial"]:
             return False
-        if any(mf.kind == "V" and mf.name.version not in run.applied for mf in engine.load_files()):
-            return False
+        self.verbosity, self.interactive = options["verbosity"], options["interactive"]
         for app_config in apps.get_app_configs():  # as Django's migrate: signal receivers
             if module_has_submodule(app_config.module, "management"):
                 import_module(".management", app_config.name)
         connection.prepare_database()
-        executor = MigrationExecutor(connection)
+        executor = SQLMigrationExecutor(connection, self.migration_progress_callback)
         executor.loader.check_consistent_history(connection)
-        targets = executor.loader.graph.leaf_nodes()
-        if executor.loader.detect_conflicts() or executor.migration_plan(targets):
+        if executor.loader.detect_conflicts():
             return False
-        verbosity, interactive = options["verbosity"], options["interactive"]
+        targets = executor.loader.graph.leaf_nodes()
+        plan = executor.migration_plan(targets)
+        if any(backwards for _, backwards in plan):
+            return False
+        pending_file = any(
+            mf.kind == "V" and mf.name.version not in run.applied for mf in engine.load_files()
+        )
+        if pending_file and not plan:
+            return False  # a file without a wrapper: Django's migrate and the check say so
+        verbosity, interactive, alias = self.verbosity, self.interactive, connection.alias
         if verbosity >= 1:
             labels = ", ".join(sorted({app_label for app_label, _ in targets})) or "(none)"
             self.stdout.write(self.style.MIGRATE_HEADING("Operations to perform:"))
             self.stdout.write(self.style.MIGRATE_LABEL("  Apply all migrations: ") + labels)
+        if not plan:
+            emit_pre_migrate_signal(verbosity, interactive, alias, stdout=self.stdout, plan=[])
+            if verbosity >= 1:
+                self.stdout.write(self.style.MIGRATE_HEADING("Running migrations:"))
+                self.stdout.write("  No migrations to apply.")
+            emit_post_migrate_signal(verbosity, interactive, alias, stdout=self.stdout, plan=[])
+            return True
+        state = executor._create_project_state(with_applied_migrations=True)
+        before = state.clone()  # not rendered yet: cloning copies model states only
         emit_pre_migrate_signal(
-            verbosity, interactive, connection.alias, stdout=self.stdout, plan=[]
+            verbosity,
+            interactive,
+            alias,
+            stdout=self.stdout,
+            apps=LazyApps(lambda: before.apps),
+            plan=plan,
         )
         if verbosity >= 1:
             self.stdout.write(self.style.MIGRATE_HEADING("Running migrations:"))
-            self.stdout.write("  No migrations to apply.")
+        after = executor.migrate(targets, plan=plan, state=defer_rendering(state))
         emit_post_migrate_signal(
-            verbosity, interactive, connection.alias, stdout=self.stdout, plan=[]
+            verbosity,
+            interactive,
+            alias,
+            stdout=self.stdout,
+            apps=LazyApps(lambda: post_migrate_apps(after)),
+            plan=plan,
         )
         return True
 
