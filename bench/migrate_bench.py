@@ -1,6 +1,6 @@
 """Benchmark the migration engine against psql and a bare `manage.py check` (issue 3, item 9).
 
-    .venv/bin/python bench/migrate_bench.py [--files 300] [--noop-files 1000] [--repeat 3]
+    .venv/bin/python bench/migrate_bench.py [--files 300] [--noop-files 1000] [--repeat 5]
 
 In one run, on a throwaway local cluster (never the machine's own server):
 
@@ -11,7 +11,12 @@ In one run, on a throwaway local cluster (never the machine's own server):
 2. With M files applied: a no-op `migrate`, `sqlmigrations info` and `sqlmigrations
    validate`, each against a bare `manage.py check` on the same project.
 
-Each figure is the median of --repeat runs, wall clock, including process start-up.
+Each figure is the median of --repeat runs, wall clock, including process start-up. The
+runs of part 1 go in rounds (psql, migrate, migrate with Django's apps, check), after one
+untimed round, each on a new database of a checkpointed cluster. The floor is mostly the
+creation of relation files, which on this shared virtual disk was several times slower in
+a new cluster than in one that had been in use for a while (--cluster DIR measures one);
+both sides of a ratio share a round, and the ratio is the median of the rounds' ratios.
 """
 
 from __future__ import annotations
@@ -185,13 +190,24 @@ class Bench:
         self.databases: list[str] = []
 
     def create_database(self, name: str) -> str:
+        self.drop_database(name)
         with psycopg.connect(**self.cluster.conninfo("owner"), autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         self.databases.append(name)
         return name
+
+    def drop_database(self, name: str) -> None:
+        # As the superuser: WITH (FORCE) may have to end an autovacuum worker.
+        with psycopg.connect(**self.cluster.conninfo("superuser"), autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+    def settle(self) -> None:
+        """Checkpoint the cluster before a timed run, so no run writes out the dirty
+        buffers of the run before it."""
+        with psycopg.connect(**self.cluster.conninfo("superuser"), autocommit=True) as conn:
+            conn.execute("CHECKPOINT")
 
     def django_env(self, project: Project, database: str, settings: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("DB_", "DJANGO_"))}
@@ -246,10 +262,23 @@ class Row:
     timing: Timing
     base: Timing | None = None
     goal: bool = True
+    # Per-round ratios, when the figure and its base were measured in rounds side by side:
+    # their median is steadier than a ratio of medians when the machine drifts mid-run.
+    rounds: list[float] | None = None
 
     @property
     def ratio(self) -> float | None:
+        if self.rounds:
+            return statistics.median(self.rounds)
         return self.timing.wall / self.base.wall if self.base else None
+
+    @property
+    def spread(self) -> str:
+        return f"{min(self.rounds):.2f}-{max(self.rounds):.2f}x" if self.rounds else ""
+
+
+def per_round(timings: list[Timing], bases: list[Timing]) -> list[float]:
+    return [t.wall / b.wall for t, b in zip(timings, bases, strict=True)]
 
 
 def median(timings: list[Timing]) -> Timing:
@@ -281,20 +310,40 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--files", type=int, default=300, help="files to migrate (default 300)")
     parser.add_argument("--noop-files", type=int, default=1000, help="files for the no-op runs")
-    parser.add_argument("--repeat", type=int, default=3, help="runs per figure; median kept")
+    parser.add_argument("--repeat", type=int, default=5, help="runs per figure; median kept")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    parser.add_argument(
+        "--cluster",
+        type=Path,
+        help="use (and keep) the local cluster in this folder, started if needed, instead "
+        "of a new one: a second run then measures a cluster that has been in use",
+    )
     args = parser.parse_args(argv)
 
     base = Path(tempfile.mkdtemp(prefix="migrate-bench-"))
-    cluster = LocalCluster(base / "cluster", database="bench")
-    print(f"Starting a throwaway PostgreSQL cluster in {cluster.base_dir} ...", flush=True)
+    cluster = LocalCluster(args.cluster or base / "cluster", database="bench")
+    print(f"Starting the PostgreSQL cluster in {cluster.base_dir} ...", flush=True)
     cluster.start()
     try:
         return run(Bench(cluster, args.repeat), base, args)
     finally:
-        cluster.destroy()
+        if args.cluster:
+            bench_databases_dropped(cluster)
+        else:
+            cluster.destroy()
         if not args.keep:
             shutil.rmtree(base, ignore_errors=True)
+
+
+def bench_databases_dropped(cluster: LocalCluster) -> None:
+    bench = Bench(cluster, 0)
+    with psycopg.connect(**cluster.conninfo("superuser"), autocommit=True) as conn:
+        names = conn.execute(
+            "SELECT datname FROM pg_database WHERE datname ~ '^(floor|engine|django)_[0-9]+$'"
+            " OR datname = 'noop'"
+        ).fetchall()
+    for (name,) in names:
+        bench.drop_database(name)
 
 
 def run(bench: Bench, base: Path, args: Any) -> int:
@@ -306,32 +355,42 @@ def run(bench: Bench, base: Path, args: Any) -> int:
     print(f"Generated {n} and {m} files; {args.repeat} runs per figure (median).", flush=True)
     rows: list[Row] = []
 
-    # 1. A full migrate against the psql floor, alternating to spread the noise.
+    # 1. A full migrate against the psql floor, alternating to spread the noise, each run
+    # on a new database of a checkpointed cluster, after one untimed round (warm-up).
     floor, engine, with_django, startup = [], [], [], []
-    for i in range(args.repeat):
-        floor.append(bench.psql(small, bench.create_database(f"floor_{i}")))
-        engine.append(
-            bench.manage(small, bench.create_database(f"engine_{i}"), "migrate", "--no-input")
+    for i in range(-1, args.repeat):
+        databases = [
+            bench.create_database(f"{kind}_{i + 1}") for kind in ("floor", "engine", "django")
+        ]
+        bench.settle()
+        runs = [bench.psql(small, databases[0])]
+        bench.settle()
+        runs.append(bench.manage(small, databases[1], "migrate", "--no-input"))
+        bench.settle()
+        runs.append(
+            bench.manage(small, databases[2], "migrate", "--no-input", settings="django_settings")
         )
-        with_django.append(
-            bench.manage(
-                small,
-                bench.create_database(f"django_{i}"),
-                "migrate",
-                "--no-input",
-                settings="django_settings",
-            )
-        )
-        startup.append(bench.manage(small, f"engine_{i}", "check"))
+        runs.append(bench.manage(small, databases[1], "check"))
+        if i >= 0:
+            for timings, run in zip((floor, engine, with_django, startup), runs, strict=True):
+                timings.append(run)
     base_floor = median(floor)
     rows.append(Row(f"psql, one session, BEGIN/\\i/COMMIT per file, {n} files (floor)", base_floor))
-    rows.append(Row(f"manage.py migrate, {n} files, empty database", median(engine), base_floor))
+    rows.append(
+        Row(
+            f"manage.py migrate, {n} files, empty database",
+            median(engine),
+            base_floor,
+            rounds=per_round(engine, floor),
+        )
+    )
     rows.append(
         Row(
             f"  same, with Django's own apps and their migrations, {n} files",
             median(with_django),
             base_floor,
             goal=False,
+            rounds=per_round(with_django, floor),
         )
     )
     check_small = median(startup)
@@ -342,6 +401,9 @@ def run(bench: Bench, base: Path, args: Any) -> int:
             Timing(median(engine).wall - check_small.wall, 0.0),
             base_floor,
             goal=False,
+            rounds=[
+                (e.wall - c.wall) / f.wall for e, c, f in zip(engine, startup, floor, strict=True)
+            ],
         )
     )
 
@@ -371,13 +433,14 @@ def run(bench: Bench, base: Path, args: Any) -> int:
         rows.append(Row(f"manage.py {label}, {m} files", median(runs[label]), check))
 
     print()
-    print(f"{'figure':<68} {'wall s':>7} {'cpu s':>6} {'ratio':>6}")
+    print(f"{'figure':<68} {'wall s':>7} {'cpu s':>6} {'ratio':>6} {'rounds':>11}")
     for row in rows:
         ratio = f"{row.ratio:.2f}x" if row.ratio is not None else ""
         cpu = f"{row.timing.cpu:.2f}" if row.timing.cpu else ""
-        print(f"{row.label:<68} {row.timing.wall:>7.2f} {cpu:>6} {ratio:>6}")
-    print("(ratio: wall time against the psql floor for migrate, against the bare check for")
-    print(" the no-op commands; cpu: user+sys of the command's own process)")
+        print(f"{row.label:<68} {row.timing.wall:>7.2f} {cpu:>6} {ratio:>6} {row.spread:>11}")
+    print("(ratio: wall time against the psql floor for migrate, the median of the rounds'")
+    print(" ratios, lowest-highest under rounds; against the bare check for the no-op commands;")
+    print(" cpu: user+sys of the command's own process)")
     print()
     goals = [row for row in rows if row.goal and row.ratio is not None]
     for row in goals:
