@@ -10,6 +10,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from dbops.databases import drop_database as drop_forcing
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -38,8 +40,6 @@ def create_database(server: Any, name: str, template: str | None = None) -> str:
 
 
 def drop_database(server: Any, name: str) -> None:
-    """DROP DATABASE IF EXISTS name WITH (FORCE), as the owner role."""
+    """DROP DATABASE IF EXISTS name WITH (FORCE), as the owner role (see dbops.databases)."""
     with psycopg.connect(**server.conninfo(), autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
+        drop_forcing(conn, name)

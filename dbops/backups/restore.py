@@ -18,6 +18,7 @@ from dbops.backups import BackupError
 from dbops.backups.pgclient import DbTarget, find_tool, server_major
 from dbops.backups.progress import Progress
 from dbops.backups.store import Backup, open_read
+from dbops.databases import drop_database as drop_forcing
 from dbops.redact import redact
 
 MAINTENANCE_DB = "postgres"
@@ -66,9 +67,7 @@ def create_database(admin: DbTarget, name: str) -> None:
 
 def drop_database(admin: DbTarget, name: str) -> None:
     with psycopg.connect(**_admin(admin, name).conninfo(), autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
+        drop_forcing(conn, name)
 
 
 def prepare_target(admin: DbTarget, name: str, *, force: bool) -> tuple[bool, bool]:

@@ -200,7 +200,7 @@ def test_check_on_an_unmigrated_database_says_to_migrate(
         )
         assert "OK    CREATE TABLE: denied" in proc.stdout
     finally:
-        owner_sql(pg_server, pg_server.dbname, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_database(pg_server, name)
 
 
 def test_provision_as_a_superuser_creates_the_roles(pg_server: Any, tmp_path: Any) -> None:

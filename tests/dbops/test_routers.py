@@ -22,6 +22,7 @@ from psycopg import sql
 from dbops.models import MigrationTest
 from dbops.routers import REPLICA, reporting, reporting_alias, reporting_connection
 from tests.dbops.settings_probe import PRODUCTION, load_database_settings, parsed
+from tests.helpers import drop_database
 
 TABLE = """
 CREATE TABLE migration_test (
@@ -58,8 +59,7 @@ def replica(pg_server: Any, django_db_setup: None, django_db_blocker: Any) -> It
             connections[REPLICA].close()
             del connections[REPLICA]
             del settings.DATABASES[REPLICA]
-            with psycopg.connect(**pg_server.conninfo(), autocommit=True) as conn:
-                conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+            drop_database(pg_server, name)
 
 
 def current_database(alias: str) -> str:
