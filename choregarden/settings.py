@@ -250,7 +250,7 @@ elif MIGRATION_DB_SECRET_ID:
     }
 else:
     # Nothing configured and no local cluster yet: system check dbops.E001 says what to do.
-    DATABASES = {"default": {"ENGINE": "django.db.backends.postgresql", "NAME": ""}}
+    DATABASES = {"default": {"ENGINE": "dbops.db.backends.postgresql", "NAME": ""}}
 # Migrations run as the owner role when its URL is set (D4); see dbops.connections.
 MIGRATION_DATABASE = (
     database_config(

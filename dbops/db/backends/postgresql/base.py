@@ -143,7 +143,20 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
 
     def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
         ref = self.secret_ref()
-        if ref is None or self.pool is not None:
+        if self.pool is not None:
+            from psycopg_pool import PoolTimeout  # imported by Django with the pool
+
+            try:
+                return super().get_new_connection(conn_params)
+            except PoolTimeout as err:
+                raise PoolTimeout(
+                    f"{err}: all {self.pool.max_size} connections of this process's pool "
+                    f"(database {self.alias!r}) stayed in use for {self.pool.timeout:g} s. "
+                    "Look for long requests or transactions holding them (`manage.py "
+                    "dbhealth`); raise DB_POOL_MAX_SIZE if the server has room for more "
+                    "connections, or DB_POOL_TIMEOUT to wait longer."
+                ) from err
+        if ref is None:
             return super().get_new_connection(conn_params)
         overlay = self.secret_overlay(ref)
         parent = super().get_new_connection
