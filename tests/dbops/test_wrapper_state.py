@@ -52,18 +52,16 @@ def rendered_state() -> ProjectState:
     return state
 
 
+def member_wrapper() -> SQLFileMigration:
+    """V2: a Member model with a foreign key to V1's Household."""
+    household = models.ForeignKey("stateapp.Household", models.CASCADE)
+    return wrapper("V2__b", create("Member", ("household", household)))
+
+
 def test_it_renders_created_models_when_the_apps_are_first_used() -> None:
     state = rendered_state()
     apply_state(wrapper("V1__a", create("Household")), state)
-    apply_state(
-        wrapper(
-            "V2__b",
-            create(
-                "Member", ("household", models.ForeignKey("stateapp.Household", models.CASCADE))
-            ),
-        ),
-        state,
-    )
+    apply_state(member_wrapper(), state)
 
     member = state.apps.get_model(APP, "Member")
     household = state.apps.get_model(APP, "Household")
@@ -107,15 +105,7 @@ def test_a_deferred_state_renders_everything_on_first_use() -> None:
     state = ProjectState()
     apply_state(wrapper("V1__a", create("Household")), state)
     defer_rendering(state)
-    apply_state(
-        wrapper(
-            "V2__b",
-            create(
-                "Member", ("household", models.ForeignKey("stateapp.Household", models.CASCADE))
-            ),
-        ),
-        state,
-    )
+    apply_state(member_wrapper(), state)
 
     assert isinstance(state.__dict__["apps"], DeferredApps)  # nothing rendered so far
     member = state.apps.get_model(APP, "Member")
