@@ -41,6 +41,7 @@ from psycopg import sql
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from dbops.databases import drop_database as drop_forcing  # noqa: E402
 from dbops.localdb import LocalCluster  # noqa: E402
 from dbops.localdb.binaries import find_bindir  # noqa: E402
 
@@ -197,11 +198,8 @@ class Bench:
         return name
 
     def drop_database(self, name: str) -> None:
-        # As the superuser: WITH (FORCE) may have to end an autovacuum worker.
-        with psycopg.connect(**self.cluster.conninfo("superuser"), autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+        with psycopg.connect(**self.cluster.conninfo("owner"), autocommit=True) as conn:
+            drop_forcing(conn, name)
 
     def settle(self) -> None:
         """Checkpoint the cluster before a timed run, so no run writes out the dirty

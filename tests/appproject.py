@@ -12,7 +12,6 @@ import itertools
 import os
 import shutil
 import subprocess
-import sys
 import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.helpers import REPO, create_database, drop_database
+from tests.helpers import create_database, drop_database, project_env, run_manage
 
 _counter = itertools.count()
 
@@ -118,30 +117,13 @@ class AppProject:
         shutil.rmtree(path.parent / "__pycache__", ignore_errors=True)
 
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DB_")}
-        env.pop("MIGRATION_DATABASE_URL", None)
-        env.update(
-            DJANGO_SETTINGS_MODULE=self.module,
-            PYTHONPATH=os.pathsep.join([str(self.root), str(REPO)]),
-            PYTHONDONTWRITEBYTECODE="1",
-            DJANGO_ENV="test",
-            DB_POOL="false",
-            DATABASE_URL=self.server.url(self.database),
-        )
-        for key, value in self.server.options.items():
-            env[{"sslmode": "DB_SSLMODE", "sslrootcert": "DB_SSLROOTCERT"}[key]] = value
+        env = project_env(self.server, self.database, self.module, self.root)
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
         return env
 
     def manage(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         """Run manage.py in the project folder with this project's settings."""
-        return subprocess.run(
-            [sys.executable, str(REPO / "manage.py"), *args],
-            cwd=self.root,
-            env=self.env(),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
+        return run_manage(*args, env=self.env(), timeout=timeout, cwd=self.root)
 
     def clone_database(self) -> AppProject:
         """Return this project on a fresh copy of its database (drop it when done)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,17 +17,33 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def run_manage(
-    *args: str, env: dict[str, str], timeout: float = 120
+    *args: str, env: dict[str, str], timeout: float = 120, cwd: Path = REPO
 ) -> subprocess.CompletedProcess[str]:
     """Run `python manage.py ARGS` as a user would; return the completed process."""
     return subprocess.run(
         [sys.executable, str(REPO / "manage.py"), *args],
-        cwd=REPO,
+        cwd=cwd,
         env=env,
         capture_output=True,
         text=True,
         timeout=timeout,
     )
+
+
+def project_env(server: Any, database: str, settings_module: str, root: Path) -> dict[str, str]:
+    """Environment for `manage.py` of a throwaway project in `root` on its own database."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DB_")}
+    env.pop("MIGRATION_DATABASE_URL", None)
+    env.update(
+        DJANGO_SETTINGS_MODULE=settings_module,
+        PYTHONPATH=os.pathsep.join([str(root), str(REPO)]),
+        DJANGO_ENV="test",
+        DB_POOL="false",
+        DATABASE_URL=server.url(database),
+    )
+    for key, value in server.options.items():
+        env[{"sslmode": "DB_SSLMODE", "sslrootcert": "DB_SSLROOTCERT"}[key]] = value
+    return env
 
 
 def create_database(server: Any, name: str, template: str | None = None) -> str:

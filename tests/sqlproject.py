@@ -10,7 +10,6 @@ from __future__ import annotations
 import itertools
 import os
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from typing import Any
 import psycopg
 
 from dbops.sqlmigrations.names import is_candidate, parse_name
-from tests.helpers import REPO, create_database, drop_database
+from tests.helpers import create_database, drop_database, project_env, run_manage
 
 _counter = itertools.count()
 
@@ -110,18 +109,7 @@ class SqlProject:
         )
 
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DB_")}
-        env.pop("MIGRATION_DATABASE_URL", None)
-        env.update(
-            DJANGO_SETTINGS_MODULE=f"{self.package}_settings",
-            PYTHONPATH=os.pathsep.join([str(self.root), str(REPO)]),
-            DJANGO_ENV="test",
-            DB_POOL="false",
-            DATABASE_URL=self.server.url(self.database),
-        )
-        for key, value in self.server.options.items():
-            env[{"sslmode": "DB_SSLMODE", "sslrootcert": "DB_SSLROOTCERT"}[key]] = value
-        return env
+        return project_env(self.server, self.database, f"{self.package}_settings", self.root)
 
     def manage(
         self, *args: str, sync: bool = True, timeout: float = 120
@@ -129,14 +117,7 @@ class SqlProject:
         """Run manage.py with this project's settings (writing the wrappers first)."""
         if sync:
             self.sync_wrappers()
-        return subprocess.run(
-            [sys.executable, str(REPO / "manage.py"), *args],
-            cwd=self.root,
-            env=self.env(),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
+        return run_manage(*args, env=self.env(), timeout=timeout, cwd=self.root)
 
     def connect(self) -> psycopg.Connection[Any]:
         return psycopg.connect(**self.server.conninfo(self.database), autocommit=True)

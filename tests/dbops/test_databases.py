@@ -13,6 +13,7 @@ from psycopg import sql
 
 from dbops.databases import drop_database
 from tests.helpers import create_database
+from tests.helpers import drop_database as drop_test_database
 
 # An autovacuum worker is such a session: the owner role may not end it, and PostgreSQL
 # itself cancels it on a plain DROP DATABASE. A session of the application role stands in.
@@ -28,8 +29,7 @@ def exists(pg_server: Any, name: str) -> bool:
 def database(pg_server: Any) -> Any:
     name = create_database(pg_server, f"dropme_{os.getpid()}_{time.monotonic_ns()}")
     yield name
-    with psycopg.connect(**pg_server.conninfo(), autocommit=True) as conn:
-        drop_database(conn, name)
+    drop_test_database(pg_server, name)
 
 
 def test_it_waits_out_a_session_that_force_may_not_end(pg_server: Any, database: str) -> None:

@@ -10,7 +10,6 @@ import json
 import subprocess
 import sys
 
-from tests.helpers import REPO
 from tests.sqlproject import SqlProject
 
 # Runs `migrate` in a process of its own, watching every query through Django's
@@ -53,7 +52,7 @@ def probe(project: SqlProject) -> dict[str, object]:
     result = subprocess.run(
         [sys.executable, "-c", PROBE],
         cwd=project.root,
-        env={**project.env(), "PYTHONPATH": f"{project.root}:{REPO}"},
+        env=project.env(),
         capture_output=True,
         text=True,
         timeout=120,
