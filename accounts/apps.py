@@ -3,5 +3,6 @@ from django.apps import AppConfig
 
 class AccountsConfig(AppConfig):
     name = "accounts"
-    verbose_name = "User profiles"
+    # Not "User profiles": that is the model's own name, and the breadcrumbs show both.
+    verbose_name = "Accounts"
     default_auto_field = "django.db.models.BigAutoField"
