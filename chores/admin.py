@@ -15,7 +15,10 @@ from django.core.exceptions import ValidationError
 from django.db import connection
 from django.db.models import QuerySet
 from django.forms.models import BaseInlineFormSet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.utils import timezone
+from django.utils.formats import date_format
 
 from accounts.models import UserProfile
 from chores.models import (
@@ -159,7 +162,7 @@ class TaskAdmin(LargeTableAdmin):
 @admin.register(Assignment)
 class AssignmentAdmin(EmailSearchMixin, LargeTableAdmin):
     email_search_path = "assignee__user"
-    list_display = ("task", "household", "assignee_name", "due_at", "status")
+    list_display = ("task", "household", "assignee_name", "due", "status")
     list_select_related = ("task", "household", "assignee__user")
     list_filter = ("status",)
     search_fields = ("=assignee__user__email",)
@@ -171,6 +174,41 @@ class AssignmentAdmin(EmailSearchMixin, LargeTableAdmin):
     @admin.display(description="assignee", ordering="assignee__user__email")
     def assignee_name(self, obj: Assignment) -> str:
         return str(obj.assignee.user) if obj.assignee else "—"
+
+    @admin.display(description="due (household time)", ordering="due_at")
+    def due(self, obj: Assignment) -> str:
+        local = obj.due_local()
+        return f"{date_format(local, 'DATETIME_FORMAT')} {local:%Z} ({local.tzinfo})"
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        # An existing assignment's times are shown and read on its household's clock.
+        obj = self.get_object(request, object_id) if object_id else None
+        if obj is None:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        with timezone.override(obj.household.zone):
+            response = super().changeform_view(request, object_id, form_url, extra_context)
+            if isinstance(response, TemplateResponse):
+                response.render()  # widgets format the times when the page renders
+        return response
+
+    def get_form(
+        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
+    ) -> Any:
+        form = super().get_form(request, obj, change, **kwargs)
+        if "due_at" in form.base_fields:
+            form.base_fields["due_at"].help_text = (
+                f"On the household's clock: {obj.household.zone} ({obj.due_local():%Z})."
+                if obj is not None
+                else f"In {timezone.get_current_timezone_name()}; once saved, on the "
+                "household's clock."
+            )
+        return form
 
     def save_model(self, request: HttpRequest, obj: Assignment, form: Any, change: bool) -> None:
         obj.household_id = obj.task.household_id  # kept equal by a composite foreign key

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -304,7 +305,11 @@ class Assignment(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.task} due {self.due_at:%Y-%m-%d %H:%M}"
+        return f"{self.task} due {self.due_local():%Y-%m-%d %H:%M %Z}"
+
+    def due_local(self) -> datetime:
+        """The due time on the household's clock (tzinfo is the household's zone)."""
+        return self.due_at.astimezone(self.household.zone if self.household_id else UTC)
 
     @classmethod
     def from_db(cls, db: Any, field_names: Any, values: Any) -> Assignment:

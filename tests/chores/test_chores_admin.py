@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -153,3 +154,50 @@ def test_the_owner_cannot_be_removed_and_ownership_moves_by_action(
     newcomer.refresh_from_db()
     owner.refresh_from_db()
     assert (newcomer.role, owner.role) == ("owner", "admin")
+
+
+@pytest.fixture
+def flat_in_new_york() -> Assignment:
+    dan = UserProfile.objects.create(cognito_sub="sub-dan", email="dan@example.com")
+    flat = Household.objects.create_with_owner(dan, name="Flat 3B", timezone="America/New_York")
+    task = Task.objects.create(household=flat, title="Take out the bins", recurrence="FREQ=DAILY")
+    # 20:00 on 3 December in New York is 01:00 on 4 December in UTC.
+    return Assignment.objects.create(
+        task=task, household=flat, due_at=datetime(2026, 12, 4, 1, 0, tzinfo=UTC)
+    )
+
+
+def test_assignments_list_due_times_in_the_households_zone_naming_it(
+    admin_client: Any, flat_in_new_york: Assignment
+) -> None:
+    page = admin_client.get(reverse("admin:chores_assignment_changelist")).content.decode()
+    cell = re.search(r'<td class="field-due">(.*?)</td>', page, re.S)
+    assert cell, "no due column"
+    assert cell[1] == "Dec. 3, 2026, 8 p.m. EST (America/New_York)"
+    ordered = admin_client.get(reverse("admin:chores_assignment_changelist"), {"o": "4"})
+    assert ordered.status_code == 200  # the column sorts by due_at
+
+
+def test_an_assignments_form_shows_and_reads_the_households_zone(
+    admin_client: Any, flat_in_new_york: Assignment
+) -> None:
+    assignment = flat_in_new_york
+    url = reverse("admin:chores_assignment_change", args=[assignment.pk])
+    page = admin_client.get(url).content.decode()
+    assert 'name="due_at_0" value="2026-12-03"' in page
+    assert 'name="due_at_1" value="20:00:00"' in page
+    assert "America/New_York" in page  # the form names the zone it shows
+    assert "Take out the bins due 2026-12-03 20:00 EST" in page  # the title too
+    response = admin_client.post(
+        url,
+        {
+            "task": assignment.task_id,
+            "assignee": "",
+            "due_at_0": "2026-12-03",
+            "due_at_1": "21:30:00",
+            "status": "open",
+        },
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assignment.refresh_from_db()
+    assert assignment.due_at == datetime(2026, 12, 4, 2, 30, tzinfo=UTC)
