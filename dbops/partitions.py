@@ -37,6 +37,9 @@ from dbops.backups.pgclient import source_from_settings
 
 PARTITIONED_TABLES = ("completions",)
 ARCHIVE_PREFIX = "archives"
+# A partition whose table is smaller than this is counted exactly (a few ms); a larger one
+# gets the planner's estimate. 8 MiB of completions is about 80,000 rows.
+EXACT_BELOW_BYTES = 8 * 1024 * 1024
 
 
 class PartitionError(RuntimeError):
@@ -49,8 +52,10 @@ class Partition:
     name: str
     month: date | None  # None for the DEFAULT partition
     attached: bool
-    rows: int  # estimated from statistics (reltuples); exact counts are taken when archiving
+    rows: int  # exact for small partitions, else estimated (see Partitions.list)
+    rows_exact: bool
     bytes: int
+    size: str  # pg_size_pretty of bytes, for people
 
     @property
     def is_default(self) -> bool:
@@ -83,30 +88,45 @@ def _name_re(table: str) -> re.Pattern[str]:
 class Partitions:
     conn: psycopg.Connection[Any]
     table: str = "completions"
+    exact_below_bytes: int = EXACT_BELOW_BYTES
 
     def list(self) -> list[Partition]:
         """Attached partitions and detached leftovers of an interrupted archive."""
         pattern = _name_re(self.table)
+        # reltuples is -1 until a table is first analysed and stale after it grows, so
+        # the estimate scales it by the pages the table has now (as the planner does),
+        # and falls back to the statistics' live-row counter when it was never analysed.
         rows = self.conn.execute(
             """
             SELECT c.relname, i.inhparent IS NOT NULL,
                    pg_get_expr(c.relpartbound, c.oid) = 'DEFAULT',
-                   greatest(c.reltuples, 0)::bigint, pg_total_relation_size(c.oid)
+                   pg_relation_size(c.oid),
+                   CASE WHEN c.reltuples >= 0 AND c.relpages > 0
+                        THEN c.reltuples / c.relpages * (pg_relation_size(c.oid)
+                             / current_setting('block_size')::bigint)
+                        ELSE coalesce(s.n_live_tup, 0) END::bigint,
+                   pg_total_relation_size(c.oid),
+                   pg_size_pretty(pg_total_relation_size(c.oid))
             FROM pg_class c
             JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = current_schema()
             LEFT JOIN pg_inherits i ON i.inhrelid = c.oid AND i.inhparent = %s::regclass
+            LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid
             WHERE c.relkind = 'r' AND (i.inhparent IS NOT NULL OR c.relname ~ %s)
             ORDER BY c.relname
             """,
             [self.table, pattern.pattern],
         ).fetchall()
         found = []
-        for name, attached, is_default, estimate, size in rows:
+        for name, attached, is_default, heap, estimate, total, pretty in rows:
             match = pattern.match(name)
             month = date(int(match[1]), int(match[2]), 1) if match else None
             if month is None and not is_default:
                 continue
-            found.append(Partition(self.table, name, month, attached, int(estimate), int(size)))
+            exact = heap < self.exact_below_bytes or estimate <= 0
+            count = self._count(name) if exact else int(estimate)
+            found.append(
+                Partition(self.table, name, month, attached, count, exact, int(total), pretty)
+            )
         return found
 
     def default_rows(self) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -92,6 +93,34 @@ def test_status_lists_partitions_and_warns_about_rows_in_default(
     assert "DEFAULT partition holds 3 rows" in result.stdout
     data = json.loads(manage(env, "--json", "status").stdout)
     assert data["default_rows"] == 3 and data["months_ahead"] >= 6
+
+
+def test_status_counts_rows_written_since_the_last_analyze_and_sizes_for_people(
+    owner: psycopg.Connection[Any], env: dict[str, str]
+) -> None:
+    manage(env, "create", "--from", "2019-01", "--months-ahead", "0")
+    add_completions(owner, "2019-01", 250)  # never analysed: reltuples is -1
+    data = json.loads(manage(env, "--json", "status").stdout)
+    row = next(p for p in data["partitions"] if p["name"] == "completions_y2019m01")
+    assert row["rows"] == 250 and row["rows_exact"] is True, row
+    assert row["bytes"] > 0 and re.fullmatch(r"\d+ (bytes|kB|MB)", row["size"]), row
+    text = manage(env, "status").stdout
+    line = next(x for x in text.splitlines() if x.startswith("completions_y2019m01"))
+    assert re.search(r"\s250\s+\d+ (bytes|kB|MB)$", line), line
+    assert "~rows" not in text and "," not in line.split()[-2]  # no raw byte counts
+
+
+def test_a_large_partitions_estimate_follows_growth_since_its_analyze(
+    owner: psycopg.Connection[Any],
+) -> None:
+    parts = partitions.Partitions(owner, exact_below_bytes=0)  # as if every one were large
+    parts.create(partitions.date(2019, 1, 1), partitions.date(2019, 1, 1), execute=True)
+    add_completions(owner, "2019-01", 2000)
+    owner.execute("ANALYZE completions_y2019m01")
+    add_completions(owner, "2019-01", 2000)  # the statistics still say 2,000
+    found = next(p for p in parts.list() if p.name == "completions_y2019m01")
+    assert found.rows_exact is False
+    assert 3600 <= found.rows <= 4400, found  # scaled by the pages the table has now
 
 
 def test_archive_is_a_dry_run_unless_executed(

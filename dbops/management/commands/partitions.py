@@ -88,14 +88,17 @@ class Command(BaseCommand):
         items = parts.list()
         default_rows = parts.default_rows()
         ahead = [p.month for p in items if p.month and p.month >= this_month()]
-        lines = [f"{'partition':<28} {'month':<8} {'attached':<9} {'~rows':>12} {'size':>12}"]
+        lines = [f"{'partition':<28} {'month':<8} {'attached':<9} {'rows':>12} {'size':>10}"]
         for p in items:
             month = f"{p.month:%Y-%m}" if p.month else "DEFAULT"
+            rows = f"{p.rows:,}" if p.rows_exact else f"~{p.rows:,}"
             lines.append(
                 f"{p.name:<28} {month:<8} {'yes' if p.attached else 'NO':<9} "
-                f"{p.rows:>12,} {p.bytes:>12,}"
+                f"{rows:>12} {p.size:>10}"
             )
         lines.append(f"months ahead covered: {len(ahead)}")
+        if not all(p.rows_exact for p in items):
+            lines.append("~N: estimated from the table statistics (large partitions)")
         if default_rows:
             lines.append(
                 f"WARNING: the DEFAULT partition holds {default_rows} rows: create the "
