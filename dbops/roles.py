@@ -1,4 +1,4 @@
-"""Provision the two roles of DESIGN.md D4: the owner runs DDL, the application role CRUD."""
+"""Provision the two roles (docs/architecture.md, D4): owner runs DDL, application role CRUD."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A throwaway PostgreSQL cluster with SSL for development and tests (DESIGN.md D6)."""
+"""A throwaway PostgreSQL cluster with SSL for development and tests (docs/architecture.md, D6)."""
 
 from __future__ import annotations
 
