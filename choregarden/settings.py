@@ -380,13 +380,48 @@ STORAGES = {
     "backups": _backup_storage,
 }
 
-# --- Logging: every record passes through the secret filter ----------------------------
+# --- Secrets stay out of logs and error pages (docs/security.md) ------------------------
+# Django's error page and error e-mails: settings, request data, local variables and
+# messages masked by name, by shape and by value, with DEBUG on too.
+DEFAULT_EXCEPTION_REPORTER = "dbops.error_reports.SecretsExceptionReporter"
+DEFAULT_EXCEPTION_REPORTER_FILTER = "dbops.error_reports.SecretsExceptionReporterFilter"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO").strip().upper()
+if LOG_LEVEL not in LOG_LEVELS:
+    raise ImproperlyConfigured(
+        f"LOG_LEVEL={os.environ['LOG_LEVEL']!r} is not a log level: use one of "
+        f"{', '.join(LOG_LEVELS)}."
+    )
+# The AWS SDK's DEBUG records hold whole responses (a GetSecretValue body) before the
+# secret in them can be registered for masking: it logs at INFO at most.
+_AWS_SDK_LOG_LEVEL = "INFO" if LOG_LEVEL == "DEBUG" else LOG_LEVEL
+# Every record passes through the secret filter. Django's own loggers come with handlers
+# of their own (django.utils.log.DEFAULT_LOGGING) that would print a record before the
+# filtered handler sees it: they are replaced here. ("mail_admins" goes too: ADMINS is empty.)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"redact": {"()": "dbops.redact.RedactSecretsFilter"}},
+    "formatters": {
+        "django.server": {
+            "()": "django.utils.log.ServerFormatter",
+            "format": "[{server_time}] {message}",
+            "style": "{",
+        }
+    },
     "handlers": {
         "console": {"class": "logging.StreamHandler", "filters": ["redact"]},
+        "django.server": {
+            "class": "logging.StreamHandler",
+            "formatter": "django.server",
+            "filters": ["redact"],
+        },
     },
-    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "loggers": {
+        "django": {"handlers": [], "level": "INFO"},
+        "django.server": {"handlers": ["django.server"], "level": "INFO", "propagate": False},
+        "botocore": {"level": _AWS_SDK_LOG_LEVEL},
+        "boto3": {"level": _AWS_SDK_LOG_LEVEL},
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
 }
