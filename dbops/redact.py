@@ -12,10 +12,10 @@ MASK = "********"
 _URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/?#@\s]*:)(?P<pw>[^@\s]+)(?=@)", re.I)
 # `password=x`, `owner_password='x y'`, `"password": "x"` (JSON, a dict's repr), `token: x`,
 # `('password', 'x')` (a pair's repr, as in a list of connection parameters). A name that
-# ends in _id, _arn or _name (DB_SECRET_ID=chore/app) says where a secret is, not what.
+# ends in _id, _arn, _name or _file (DB_SECRET_ID=chore/app) says where a secret is.
 _KEYWORD_PASSWORD = re.compile(
     r"""(?P<head>\b[\w-]*(?:password|passwd|pwd|secret|token)"""
-    r"""(?![\w-]*[_-](?:id|arn|name)\b)[\w-]*"""
+    r"""(?![\w-]*[_-](?:id|arn|name|file)\b)[\w-]*"""
     r"""(?:['"]?\s*[=:]|['"]\s*,)\s*)"""
     r"""(?P<pw>'(?:\\.|[^'\\\n])*'|"(?:\\.|[^"\\\n])*"|[^\s'",;]+)""",
     re.I,

@@ -48,6 +48,7 @@ def test_it_masks_secrets_by_shape(text: str, masked: str) -> None:
     "text",
     [
         "MIGRATION_DB_SECRET_ID=chore/prod/owner",
+        "SECRET_KEY_FILE='/run/secrets/key' cannot be read",
         "SecretRef(secret_id='chore/app', region='eu-west-1')",
         'password authentication failed for user "choregarden"',
         "set SECRET_KEY to a long random value",
