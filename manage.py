@@ -6,6 +6,23 @@ import gc
 import os
 import sys
 
+SETTINGS_ERROR = 2  # the exit code of a configuration the settings refuse
+
+
+def load_settings() -> None:
+    """Import the settings; a refusal prints its one line and exits, without a traceback."""
+    from django.conf import settings
+    from django.core.exceptions import ImproperlyConfigured
+
+    try:
+        settings.INSTALLED_APPS  # noqa: B018 - the first read imports the settings module
+    except ImproperlyConfigured as err:
+        # Settings messages name the variable and the fix, never a value; redact anyway.
+        from dbops.redact import redact
+
+        sys.stderr.write(f"error: {redact(str(err))}\n")
+        sys.exit(SETTINGS_ERROR)
+
 
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "choregarden.settings")
@@ -15,6 +32,7 @@ def main() -> None:
     # other hooks (logging, weakref.finalize); the process's memory goes back to the OS
     # either way. Django has closed its database connections by then (run_from_argv).
     atexit.register(gc.freeze)
+    load_settings()
     from django.core.management import execute_from_command_line
 
     execute_from_command_line(sys.argv)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -52,8 +53,16 @@ def env_int(name: str, default: int, minimum: int = 0) -> int:
 
 def env_str(name: str, default: str = "") -> str:
     # Secrets may come from a file (Docker/Kubernetes secrets): NAME_FILE=/run/secrets/x.
-    if os.environ.get(f"{name}_FILE"):
-        return Path(os.environ[f"{name}_FILE"]).read_text().strip()
+    path = os.environ.get(f"{name}_FILE")
+    if path:
+        try:
+            return Path(path).read_text().strip()
+        except (OSError, UnicodeDecodeError) as err:
+            reason = err.strerror if isinstance(err, OSError) else "it is not UTF-8 text"
+            raise ImproperlyConfigured(
+                f"{name}_FILE={path!r} cannot be read ({reason}): point it at the file "
+                f"that holds {name}, or unset it and set {name}."
+            ) from None
     return os.environ.get(name, default)
 
 
@@ -73,13 +82,39 @@ if PRODUCTION and DEBUG:
         "to anyone who triggers an error)."
     )
 
-SECRET_KEY = env_str("SECRET_KEY")
-if not SECRET_KEY:
-    if PRODUCTION:
-        raise ImproperlyConfigured(
-            "SECRET_KEY is not set in production: set SECRET_KEY to a long random value, "
-            "e.g. the output of `python -c 'import secrets; print(secrets.token_urlsafe(50))'`."
+MAKE_SECRET_KEY = "python -c 'import secrets; print(secrets.token_urlsafe(50))'"
+
+
+def secret_key_weakness(key: str) -> str:
+    """Say why a SECRET_KEY is too weak for production ("" when it is not); never echo it."""
+    # The rules of Django's check security.W009, which `check --deploy` only warns about.
+    from django.core.checks.security.base import (
+        SECRET_KEY_INSECURE_PREFIX,
+        SECRET_KEY_MIN_LENGTH,
+        SECRET_KEY_MIN_UNIQUE_CHARACTERS,
+    )
+
+    if not key:
+        return "is not set in production"
+    if key.startswith(SECRET_KEY_INSECURE_PREFIX):
+        return f"starts with {SECRET_KEY_INSECURE_PREFIX!r} (a development key)"
+    if len(key) < SECRET_KEY_MIN_LENGTH:
+        return f"has {len(key)} characters; production needs {SECRET_KEY_MIN_LENGTH} or more"
+    if len(set(key)) < SECRET_KEY_MIN_UNIQUE_CHARACTERS:
+        return (
+            f"has {len(set(key))} different characters; production needs "
+            f"{SECRET_KEY_MIN_UNIQUE_CHARACTERS} or more"
         )
+    return ""
+
+
+SECRET_KEY = env_str("SECRET_KEY")
+if PRODUCTION and (weakness := secret_key_weakness(SECRET_KEY)):
+    raise ImproperlyConfigured(
+        f"SECRET_KEY {weakness}: set SECRET_KEY to a long random value, e.g. the output "
+        f"of `{MAKE_SECRET_KEY}`."
+    )
+if not SECRET_KEY:
     SECRET_KEY = "django-insecure-development-only-key-not-for-production-use-0123456789"
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[] if PRODUCTION else ["127.0.0.1", "localhost"])
@@ -87,6 +122,13 @@ if PRODUCTION and not ALLOWED_HOSTS:
     raise ImproperlyConfigured(
         "ALLOWED_HOSTS is empty in production: set ALLOWED_HOSTS to the site's host names, "
         "comma-separated (e.g. admin.choregarden.app)."
+    )
+if PRODUCTION and any("*" in host for host in ALLOWED_HOSTS):
+    # A wildcard lets any Host header through: password-reset links and absolute URLs
+    # would then point wherever a request says.
+    raise ImproperlyConfigured(
+        "ALLOWED_HOSTS contains '*' in production: list the site's host names instead, "
+        "comma-separated (e.g. admin.choregarden.app; .choregarden.app allows subdomains)."
     )
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -180,7 +222,11 @@ def database_config(
     """Turn a postgres:// URL (or a secret id) into a DATABASES entry with SSL and pool options."""
     if url:
         try:
-            config = environ.Env.db_url_config(url)
+            with warnings.catch_warnings():
+                # django-environ warns with the parsed URL, password included, about a
+                # scheme it does not know; the ENGINE check below says what to do instead.
+                warnings.simplefilter("ignore")
+                config = environ.Env.db_url_config(url)
         except Exception:  # noqa: BLE001 - the message must not echo the URL
             raise ImproperlyConfigured(
                 f"{variable} is not a valid database URL: use "
