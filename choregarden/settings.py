@@ -200,20 +200,38 @@ AWS_REGION = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"
 REPLICA_DATABASE_URL = env_str("REPLICA_DATABASE_URL")
 # With no DATABASE_URL outside production, the project runs its own cluster (D6).
 LOCAL_DATABASE = not (DATABASE_URL or DB_SECRET_ID or MIGRATION_DB_SECRET_ID or PRODUCTION)
-if LOCAL_DATABASE:
+# The address and CA of this checkout's cluster, once made: a URL at that address (one
+# copied from `devdb url`, say) is verified with its CA whether DATABASE_URL is set or not.
+LOCAL_CLUSTER_HOSTS = ("127.0.0.1", "localhost")
+LOCAL_CLUSTER_PORT: int | None = None
+LOCAL_CLUSTER_CA = ""
+if not PRODUCTION:
     from dbops.localdb import default_cluster
 
     _cluster = default_cluster()
     if _cluster.initialised():
-        DATABASE_URL = _cluster.url("app")
-        MIGRATION_DATABASE_URL = MIGRATION_DATABASE_URL or _cluster.url("owner")
-        DB_SSLROOTCERT = DB_SSLROOTCERT or str(_cluster.ca_file)
-elif PRODUCTION and not (DATABASE_URL or DB_SECRET_ID or MIGRATION_DB_SECRET_ID):
+        LOCAL_CLUSTER_PORT = _cluster.state().port
+        LOCAL_CLUSTER_CA = str(_cluster.ca_file)
+        if LOCAL_DATABASE:
+            DATABASE_URL = _cluster.url("app")
+            MIGRATION_DATABASE_URL = MIGRATION_DATABASE_URL or _cluster.url("owner")
+            DB_SSLROOTCERT = DB_SSLROOTCERT or LOCAL_CLUSTER_CA
+if PRODUCTION and not (DATABASE_URL or DB_SECRET_ID or MIGRATION_DB_SECRET_ID):
     raise ImproperlyConfigured(
         "DATABASE_URL is not set in production: set it to the application role's URL, "
         "postgres://choregarden:<password>@<rds-endpoint>:5432/choregarden_prod, or set "
         "DB_SECRET_ID to the Secrets Manager secret that holds its credentials."
     )
+
+
+def local_cluster_ca(config: dict[str, Any]) -> str:
+    """Return the local cluster's CA when `config` is at the cluster's address, else ""."""
+    at_cluster = (
+        LOCAL_CLUSTER_PORT is not None
+        and config.get("HOST") in LOCAL_CLUSTER_HOSTS
+        and str(config.get("PORT")) == str(LOCAL_CLUSTER_PORT)
+    )
+    return LOCAL_CLUSTER_CA if at_cluster else ""
 
 
 def database_config(
@@ -259,8 +277,9 @@ def database_config(
             "set DB_SSLMODE=verify-full (and remove sslmode from the URL), with "
             "DB_SSLROOTCERT pointing at the RDS CA bundle."
         )
-    if DB_SSLROOTCERT:
-        options.setdefault("sslrootcert", DB_SSLROOTCERT)
+    sslrootcert = DB_SSLROOTCERT or local_cluster_ca(config)
+    if sslrootcert:
+        options.setdefault("sslrootcert", sslrootcert)
     options.setdefault("application_name", "choregarden")
     options.setdefault("connect_timeout", 10)
     if DB_POOL:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 from django.core.checks.security.base import _check_secret_key
@@ -167,3 +168,70 @@ def test_development_pool_defaults_are_5_to_10() -> None:
     if "DB_POOL_MIN_SIZE" in os.environ or "DB_POOL_MAX_SIZE" in os.environ:
         pytest.fail("unset DB_POOL_MIN_SIZE/DB_POOL_MAX_SIZE to run this test")
     assert (settings.DB_POOL_MIN_SIZE, settings.DB_POOL_MAX_SIZE) == (5, 10)
+
+
+def development_env(pg_server: Any, **env: str) -> dict[str, str]:
+    """A developer's environment next to the local cluster: only `env` set for the database."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("DB_", "DJANGO_"))}
+    for key in ("DATABASE_URL", "MIGRATION_DATABASE_URL", "REPLICA_DATABASE_URL"):
+        base.pop(key, None)
+    return {
+        **base,
+        "DJANGO_ENV": "development",
+        "DJANGO_SETTINGS_MODULE": "choregarden.settings",
+        "ENV_FILE": "/nonexistent/.env",
+        "DEVDB_DIR": str(pg_server.cluster.requested_dir),
+        "DB_POOL": "false",
+        **env,
+    }
+
+
+@pytest.fixture
+def local_cluster(pg_server: Any) -> Any:
+    if pg_server.cluster is None:
+        pytest.skip("TEST_DATABASE_URL is set: there is no local cluster to point a URL at")
+    return pg_server
+
+
+def test_a_database_url_at_the_local_cluster_is_verified_with_its_ca(local_cluster: Any) -> None:
+    # What `export DATABASE_URL=$(manage.py devdb url --reveal)` gives a developer.
+    code = (
+        "import django; django.setup(); from django.conf import settings; "
+        "from django.db import connection; cursor = connection.cursor(); "
+        "cursor.execute('SELECT ssl, current_user FROM pg_stat_ssl WHERE pid = pg_backend_pid()'); "
+        "print(*cursor.fetchone(), settings.DATABASES['default']['OPTIONS']['sslrootcert'])"
+    )
+    for host in ("127.0.0.1", "localhost"):
+        url = local_cluster.url(role="app").replace("@127.0.0.1:", f"@{host}:")
+        proc = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=REPO,
+            env=development_env(local_cluster, DATABASE_URL=url),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        ca = local_cluster.cluster.ca_file
+        assert proc.stdout.split() == ["True", local_cluster.app_user, str(ca)]
+
+
+def test_the_local_clusters_ca_goes_to_its_address_only(local_cluster: Any) -> None:
+    from tests.dbops.settings_probe import load_database_settings, parsed
+
+    other = f"postgres://choregarden:pw@127.0.0.1:{local_cluster.port + 1}/choregarden_dev"
+    env = development_env(
+        local_cluster,
+        DATABASE_URL=other,
+        MIGRATION_DATABASE_URL=local_cluster.url(),
+        REPLICA_DATABASE_URL=local_cluster.url(role="app").replace("127.0.0.1", "db.example"),
+    )
+    config = parsed(load_database_settings(**env))
+    ca = str(local_cluster.cluster.ca_file)
+    assert "sslrootcert" not in config["databases"]["default"]["OPTIONS"]
+    assert "sslrootcert" not in config["databases"]["replica"]["OPTIONS"]
+    assert config["owner"]["OPTIONS"]["sslrootcert"] == ca
+    # DB_SSLROOTCERT, when set, is the CA for every URL.
+    env["DB_SSLROOTCERT"] = "/etc/ssl/other-ca.pem"
+    config = parsed(load_database_settings(**env))
+    assert config["owner"]["OPTIONS"]["sslrootcert"] == "/etc/ssl/other-ca.pem"
