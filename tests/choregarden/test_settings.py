@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -135,6 +136,24 @@ def test_manage_py_refuses_unsafe_production_settings_in_one_line(
     assert fix in lines[0]
     for secret in (SECRET_PASSWORD, WEAK_KEY, PRODUCTION_KEY):
         assert secret not in proc.stderr
+
+
+def test_manage_py_reads_the_settings_that_settings_names(tmp_path: Path) -> None:
+    # The project's settings would refuse this environment; --settings picks others.
+    (tmp_path / "alt_settings.py").write_text(
+        'SECRET_KEY = "alt"\nINSTALLED_APPS = []\nDATABASES = {}\nUSE_TZ = True\n'
+    )
+    argv = ["check", "--settings=alt_settings", f"--pythonpath={tmp_path}"]
+    proc = subprocess.run(
+        [sys.executable, "manage.py", *argv],
+        cwd=REPO,
+        env=production_env(SECRET_KEY=None),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "System check identified no issues" in proc.stdout
 
 
 @settings(max_examples=80, deadline=None)
