@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -52,8 +53,16 @@ def env_int(name: str, default: int, minimum: int = 0) -> int:
 
 def env_str(name: str, default: str = "") -> str:
     # Secrets may come from a file (Docker/Kubernetes secrets): NAME_FILE=/run/secrets/x.
-    if os.environ.get(f"{name}_FILE"):
-        return Path(os.environ[f"{name}_FILE"]).read_text().strip()
+    path = os.environ.get(f"{name}_FILE")
+    if path:
+        try:
+            return Path(path).read_text().strip()
+        except (OSError, UnicodeDecodeError) as err:
+            reason = err.strerror if isinstance(err, OSError) else "it is not UTF-8 text"
+            raise ImproperlyConfigured(
+                f"{name}_FILE={path!r} cannot be read ({reason}): point it at the file "
+                f"that holds {name}, or unset it and set {name}."
+            ) from None
     return os.environ.get(name, default)
 
 
@@ -73,13 +82,39 @@ if PRODUCTION and DEBUG:
         "to anyone who triggers an error)."
     )
 
-SECRET_KEY = env_str("SECRET_KEY")
-if not SECRET_KEY:
-    if PRODUCTION:
-        raise ImproperlyConfigured(
-            "SECRET_KEY is not set in production: set SECRET_KEY to a long random value, "
-            "e.g. the output of `python -c 'import secrets; print(secrets.token_urlsafe(50))'`."
+MAKE_SECRET_KEY = "python -c 'import secrets; print(secrets.token_urlsafe(50))'"
+
+
+def secret_key_weakness(key: str) -> str:
+    """Say why a SECRET_KEY is too weak for production ("" when it is not); never echo it."""
+    # The rules of Django's check security.W009, which `check --deploy` only warns about.
+    from django.core.checks.security.base import (
+        SECRET_KEY_INSECURE_PREFIX,
+        SECRET_KEY_MIN_LENGTH,
+        SECRET_KEY_MIN_UNIQUE_CHARACTERS,
+    )
+
+    if not key:
+        return "is not set in production"
+    if key.startswith(SECRET_KEY_INSECURE_PREFIX):
+        return f"starts with {SECRET_KEY_INSECURE_PREFIX!r} (a development key)"
+    if len(key) < SECRET_KEY_MIN_LENGTH:
+        return f"has {len(key)} characters; production needs {SECRET_KEY_MIN_LENGTH} or more"
+    if len(set(key)) < SECRET_KEY_MIN_UNIQUE_CHARACTERS:
+        return (
+            f"has {len(set(key))} different characters; production needs "
+            f"{SECRET_KEY_MIN_UNIQUE_CHARACTERS} or more"
         )
+    return ""
+
+
+SECRET_KEY = env_str("SECRET_KEY")
+if PRODUCTION and (weakness := secret_key_weakness(SECRET_KEY)):
+    raise ImproperlyConfigured(
+        f"SECRET_KEY {weakness}: set SECRET_KEY to a long random value, e.g. the output "
+        f"of `{MAKE_SECRET_KEY}`."
+    )
+if not SECRET_KEY:
     SECRET_KEY = "django-insecure-development-only-key-not-for-production-use-0123456789"
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[] if PRODUCTION else ["127.0.0.1", "localhost"])
@@ -87,6 +122,13 @@ if PRODUCTION and not ALLOWED_HOSTS:
     raise ImproperlyConfigured(
         "ALLOWED_HOSTS is empty in production: set ALLOWED_HOSTS to the site's host names, "
         "comma-separated (e.g. admin.choregarden.app)."
+    )
+if PRODUCTION and any("*" in host for host in ALLOWED_HOSTS):
+    # A wildcard lets any Host header through: password-reset links and absolute URLs
+    # would then point wherever a request says.
+    raise ImproperlyConfigured(
+        "ALLOWED_HOSTS contains '*' in production: list the site's host names instead, "
+        "comma-separated (e.g. admin.choregarden.app; .choregarden.app allows subdomains)."
     )
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -158,20 +200,38 @@ AWS_REGION = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"
 REPLICA_DATABASE_URL = env_str("REPLICA_DATABASE_URL")
 # With no DATABASE_URL outside production, the project runs its own cluster (D6).
 LOCAL_DATABASE = not (DATABASE_URL or DB_SECRET_ID or MIGRATION_DB_SECRET_ID or PRODUCTION)
-if LOCAL_DATABASE:
+# The address and CA of this checkout's cluster, once made: a URL at that address (one
+# copied from `devdb url`, say) is verified with its CA whether DATABASE_URL is set or not.
+LOCAL_CLUSTER_HOSTS = ("127.0.0.1", "localhost")
+LOCAL_CLUSTER_PORT: int | None = None
+LOCAL_CLUSTER_CA = ""
+if not PRODUCTION:
     from dbops.localdb import default_cluster
 
     _cluster = default_cluster()
     if _cluster.initialised():
-        DATABASE_URL = _cluster.url("app")
-        MIGRATION_DATABASE_URL = MIGRATION_DATABASE_URL or _cluster.url("owner")
-        DB_SSLROOTCERT = DB_SSLROOTCERT or str(_cluster.ca_file)
-elif PRODUCTION and not (DATABASE_URL or DB_SECRET_ID or MIGRATION_DB_SECRET_ID):
+        LOCAL_CLUSTER_PORT = _cluster.state().port
+        LOCAL_CLUSTER_CA = str(_cluster.ca_file)
+        if LOCAL_DATABASE:
+            DATABASE_URL = _cluster.url("app")
+            MIGRATION_DATABASE_URL = MIGRATION_DATABASE_URL or _cluster.url("owner")
+            DB_SSLROOTCERT = DB_SSLROOTCERT or LOCAL_CLUSTER_CA
+if PRODUCTION and not (DATABASE_URL or DB_SECRET_ID or MIGRATION_DB_SECRET_ID):
     raise ImproperlyConfigured(
         "DATABASE_URL is not set in production: set it to the application role's URL, "
         "postgres://choregarden:<password>@<rds-endpoint>:5432/choregarden_prod, or set "
         "DB_SECRET_ID to the Secrets Manager secret that holds its credentials."
     )
+
+
+def local_cluster_ca(config: dict[str, Any]) -> str:
+    """Return the local cluster's CA when `config` is at the cluster's address, else ""."""
+    at_cluster = (
+        LOCAL_CLUSTER_PORT is not None
+        and config.get("HOST") in LOCAL_CLUSTER_HOSTS
+        and str(config.get("PORT")) == str(LOCAL_CLUSTER_PORT)
+    )
+    return LOCAL_CLUSTER_CA if at_cluster else ""
 
 
 def database_config(
@@ -180,7 +240,11 @@ def database_config(
     """Turn a postgres:// URL (or a secret id) into a DATABASES entry with SSL and pool options."""
     if url:
         try:
-            config = environ.Env.db_url_config(url)
+            with warnings.catch_warnings():
+                # django-environ warns with the parsed URL, password included, about a
+                # scheme it does not know; the ENGINE check below says what to do instead.
+                warnings.simplefilter("ignore")
+                config = environ.Env.db_url_config(url)
         except Exception:  # noqa: BLE001 - the message must not echo the URL
             raise ImproperlyConfigured(
                 f"{variable} is not a valid database URL: use "
@@ -213,8 +277,9 @@ def database_config(
             "set DB_SSLMODE=verify-full (and remove sslmode from the URL), with "
             "DB_SSLROOTCERT pointing at the RDS CA bundle."
         )
-    if DB_SSLROOTCERT:
-        options.setdefault("sslrootcert", DB_SSLROOTCERT)
+    sslrootcert = DB_SSLROOTCERT or local_cluster_ca(config)
+    if sslrootcert:
+        options.setdefault("sslrootcert", sslrootcert)
     options.setdefault("application_name", "choregarden")
     options.setdefault("connect_timeout", 10)
     if DB_POOL:
@@ -380,13 +445,48 @@ STORAGES = {
     "backups": _backup_storage,
 }
 
-# --- Logging: every record passes through the secret filter ----------------------------
+# --- Secrets stay out of logs and error pages (docs/security.md) ------------------------
+# Django's error page and error e-mails: settings, request data, local variables and
+# messages masked by name, by shape and by value, with DEBUG on too.
+DEFAULT_EXCEPTION_REPORTER = "dbops.error_reports.SecretsExceptionReporter"
+DEFAULT_EXCEPTION_REPORTER_FILTER = "dbops.error_reports.SecretsExceptionReporterFilter"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO").strip().upper()
+if LOG_LEVEL not in LOG_LEVELS:
+    raise ImproperlyConfigured(
+        f"LOG_LEVEL={os.environ['LOG_LEVEL']!r} is not a log level: use one of "
+        f"{', '.join(LOG_LEVELS)}."
+    )
+# The AWS SDK's DEBUG records hold whole responses (a GetSecretValue body) before the
+# secret in them can be registered for masking: it logs at INFO at most.
+_AWS_SDK_LOG_LEVEL = "INFO" if LOG_LEVEL == "DEBUG" else LOG_LEVEL
+# Every record passes through the secret filter. Django's own loggers come with handlers
+# of their own (django.utils.log.DEFAULT_LOGGING) that would print a record before the
+# filtered handler sees it: they are replaced here. ("mail_admins" goes too: ADMINS is empty.)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"redact": {"()": "dbops.redact.RedactSecretsFilter"}},
+    "formatters": {
+        "django.server": {
+            "()": "django.utils.log.ServerFormatter",
+            "format": "[{server_time}] {message}",
+            "style": "{",
+        }
+    },
     "handlers": {
         "console": {"class": "logging.StreamHandler", "filters": ["redact"]},
+        "django.server": {
+            "class": "logging.StreamHandler",
+            "formatter": "django.server",
+            "filters": ["redact"],
+        },
     },
-    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "loggers": {
+        "django": {"handlers": [], "level": "INFO"},
+        "django.server": {"handlers": ["django.server"], "level": "INFO", "propagate": False},
+        "botocore": {"level": _AWS_SDK_LOG_LEVEL},
+        "boto3": {"level": _AWS_SDK_LOG_LEVEL},
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
 }

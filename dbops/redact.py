@@ -2,22 +2,32 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Iterable
+from urllib.parse import quote
 
 MASK = "********"
 _URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/?#@\s]*:)(?P<pw>[^@\s]+)(?=@)", re.I)
+# `password=x`, `owner_password='x y'`, `"password": "x"` (JSON, a dict's repr), `token: x`,
+# `('password', 'x')` (a pair's repr, as in a list of connection parameters). A name that
+# ends in _id, _arn, _name or _file (DB_SECRET_ID=chore/app) says where a secret is.
 _KEYWORD_PASSWORD = re.compile(
-    r"(?P<head>\b(?:password|passwd|pwd|secret|token|secret_key)\s*[=:]\s*['\"]?)(?P<pw>[^\s'\",;]+)",
+    r"""(?P<head>\b[\w-]*(?:password|passwd|pwd|secret|token)"""
+    r"""(?![\w-]*[_-](?:id|arn|name|file)\b)[\w-]*"""
+    r"""(?:['"]?\s*[=:]|['"]\s*,)\s*)"""
+    r"""(?P<pw>'(?:\\.|[^'\\\n])*'|"(?:\\.|[^"\\\n])*"|[^\s'",;]+)""",
     re.I,
 )
+# Shorter values would mask common words; a pattern above still catches them in a URL.
+MIN_SECRET_LENGTH = 4
 _extra_secrets: set[str] = set()
 
 
 def register_secret(value: str | None) -> None:
     """Remember a secret so that every later redaction masks it wherever it appears."""
-    if value and len(value) >= 4:
+    if value and len(value) >= MIN_SECRET_LENGTH:
         _extra_secrets.add(value)
 
 
@@ -37,14 +47,31 @@ def configured_secrets() -> Iterable[str]:
         yield settings.SECRET_KEY
 
 
+def _mask_keyword(match: re.Match[str]) -> str:
+    value = match["pw"]
+    quote_char = value[0] if value[0] in "'\"" else ""
+    return f"{match['head']}{quote_char}{MASK}{quote_char}"
+
+
+def secret_forms(secrets: Iterable[str]) -> list[str]:
+    """Return each secret as written, %-encoded (URL) and escaped (repr, JSON), longest first."""
+    forms = {
+        form
+        for secret in secrets
+        if len(secret) >= MIN_SECRET_LENGTH
+        for form in (secret, quote(secret, safe=""), repr(secret)[1:-1], json.dumps(secret)[1:-1])
+    }
+    # Longest first: a secret that contains another is masked whole.
+    return sorted(forms, key=len, reverse=True)
+
+
 def redact(text: str, secrets: Iterable[str] | None = None) -> str:
-    """Return text with URL passwords, key=value secrets and known secret values masked."""
+    """Return text with known secret values, URL passwords and key=value secrets masked."""
+    # Known values first: a pattern that masked part of one would leave the rest unfound.
+    for secret in secret_forms(secrets if secrets is not None else configured_secrets()):
+        text = text.replace(secret, MASK)
     text = _URL_PASSWORD.sub(lambda m: m["head"] + MASK, text)
-    text = _KEYWORD_PASSWORD.sub(lambda m: m["head"] + MASK, text)
-    for secret in sorted(set(secrets if secrets is not None else configured_secrets()), key=len):
-        if secret:
-            text = text.replace(secret, MASK)
-    return text
+    return _KEYWORD_PASSWORD.sub(_mask_keyword, text)
 
 
 def mask_url(url: str) -> str:

@@ -14,7 +14,7 @@ from tests.helpers import REPO
 PRODUCTION = {
     "DJANGO_ENV": "production",
     "DEBUG": "false",
-    "SECRET_KEY": "x" * 50,
+    "SECRET_KEY": "Qm7kV2pX9wL4tR8zN3cJ6hB1yF5dG0sA-production-key-for-tests-only",
     "ALLOWED_HOSTS": "admin.example.com",
     "DB_SSLROOTCERT": "/etc/ssl/rds-global-bundle.pem",
     "AWS_REGION": "eu-west-1",
