@@ -212,12 +212,21 @@ class Command(BaseCommand):
         how = "replaced" if result.replaced else "created" if result.created else "empty"
         skipped = sorted(result.skipped_extensions)
         data = {"backup": backup.name, "database": result.database, "target": how,
-                "skipped_extensions": skipped}  # fmt: skip
+                "skipped_extensions": skipped, "left_out": result.left_out}  # fmt: skip
         if skipped:
+            extension_entries = {f"EXTENSION {n}" for n in skipped}
+            extension_entries |= {f"COMMENT {e}" for e in extension_entries}
+            members = [e for e in result.left_out if e not in extension_entries]
             self.stderr.write(
                 f"Left out extension(s) {', '.join(skipped)}: only a superuser may create "
-                "them (or they exist already). If the database needs them, run CREATE "
-                "EXTENSION as a superuser (on RDS, the master user)."
+                "them (or they exist already)"
+                + (
+                    f", and what the dump grants on their objects ({'; '.join(members)})"
+                    if members
+                    else ""
+                )
+                + ". If the database needs them, run CREATE EXTENSION as a superuser (on "
+                "RDS, the master user)."
             )
         self.emit(
             options,
