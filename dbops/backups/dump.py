@@ -6,7 +6,6 @@ import contextlib
 import fcntl
 import hashlib
 import os
-import subprocess
 import tempfile
 import threading
 import time
@@ -17,6 +16,7 @@ from typing import Any
 import psycopg
 from django.core.files.storage import FileSystemStorage, Storage
 
+from dbops import processes
 from dbops.backups import BackupError
 from dbops.backups.fingerprint import (
     TableFingerprint,
@@ -99,7 +99,7 @@ class Snapshot:
         self.conn.close()
 
 
-def _fail(proc: subprocess.Popen[bytes], source: DbTarget, stderr: Any) -> BackupError:
+def _fail(proc: processes.Popen[bytes], source: DbTarget, stderr: Any) -> BackupError:
     return BackupError(
         f"pg_dump of {source.dbname!r} failed (exit {proc.returncode}): {_stderr_text(stderr)}"
     )
@@ -116,10 +116,10 @@ def _dump_to_folder(
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))  # pg_dump keeps 0600
     with tempfile.TemporaryFile() as stderr:
-        proc = subprocess.Popen(
+        proc = processes.popen(
             [*argv, f"--file={path}"],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
+            stdin=processes.DEVNULL,
+            stdout=processes.DEVNULL,
             stderr=stderr,
             env=source.client_env(),
         )
@@ -131,7 +131,7 @@ def _dump_to_folder(
                 try:
                     proc.wait(timeout=0.25)
                     break
-                except subprocess.TimeoutExpired:
+                except processes.TimeoutExpired:
                     if progress is not None:
                         size = path.stat().st_size
                         progress.update(size - seen)
@@ -164,8 +164,8 @@ def _dump_through_pipe(
 ) -> tuple[int, str]:
     """pg_dump writes to a pipe that we copy into the storage (S3: multipart upload)."""
     with tempfile.TemporaryFile() as stderr:
-        proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr,
+        proc = processes.popen(
+            argv, stdin=processes.DEVNULL, stdout=processes.PIPE, stderr=stderr,
             env=source.client_env(),
         )  # fmt: skip
         assert proc.stdout is not None

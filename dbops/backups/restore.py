@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
-import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +13,7 @@ import psycopg
 from django.core.files.storage import Storage
 from psycopg import sql
 
+from dbops import processes
 from dbops.backups import BackupError
 from dbops.backups.pgclient import DbTarget, find_tool, server_major
 from dbops.backups.progress import Progress
@@ -102,9 +102,9 @@ def prepare_target(admin: DbTarget, name: str, *, force: bool) -> tuple[bool, bo
 def read_toc(storage: Storage, backup: Backup, pg_restore: Path, target: DbTarget) -> list[str]:
     """The archive's table of contents (`pg_restore --list`), read from its first bytes."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as stderr:
-        proc = subprocess.Popen(
+        proc = processes.popen(
             [str(pg_restore), "--list"],
-            stdin=subprocess.PIPE,
+            stdin=processes.PIPE,
             stdout=out,
             stderr=stderr,
             env=target.client_env(),
@@ -239,7 +239,7 @@ def _stream_into(
     digest = hashlib.sha256()
     size = 0
     with tempfile.TemporaryFile() as stderr:
-        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stderr=stderr, env=target.client_env())
+        proc = processes.popen(argv, stdin=processes.PIPE, stderr=stderr, env=target.client_env())
         assert proc.stdin is not None
         try:
             for chunk in open_read(storage, backup.name):
