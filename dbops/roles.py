@@ -81,7 +81,8 @@ def grant_application_privileges(
 
     Only that: CONNECT on the database, USAGE on the schema, SELECT/INSERT/UPDATE/DELETE
     on the application tables (dbops.privileges: the owner's, no extension's, no history),
-    USAGE/SELECT on their sequences, and SELECT alone on the migration history tables.
+    USAGE/SELECT on their sequences, and SELECT alone on the migration history tables
+    (and their sequences).
     Nothing on extension members or other roles' objects. Anything granted before
     (TRUNCATE, TEMPORARY, CREATE, writes on the history or on pg_stat_statements) is
     taken back, so running it again brings a database to exactly this state. Returns
@@ -134,8 +135,10 @@ def grant_application_privileges(
             [r for r in application if r.is_sequence],
             app,
         )
-        history = [r for r in relations if r.kind == "history" and not r.is_sequence]
-        _grant(conn, "SELECT", "TABLE", history, app)
+        # Read-only: SELECT on a sequence reads its last value (the health checks), no more.
+        history = [r for r in relations if r.kind == "history"]
+        _grant(conn, "SELECT", "TABLE", [r for r in history if not r.is_sequence], app)
+        _grant(conn, "SELECT", "SEQUENCE", [r for r in history if r.is_sequence], app)
     return [r for r in relations if r.kind == "other" and r.granted_to_app and not r.ours]
 
 
