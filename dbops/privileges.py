@@ -21,8 +21,8 @@ HISTORY_TABLES = (FLYWAY_HISTORY_TABLE, DJANGO_HISTORY_TABLE)
 TABLE_WRITES = "INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER"
 SEQUENCE_WRITES = "USAGE, UPDATE"
 
-# Every relation outside the system schemas. `member_of` is the extension that created
-# it (pg_depend 'e'); `owned_by` the table a sequence belongs to (serial or identity).
+# Every relation outside the system schemas, with the extension that created
+# it (pg_depend 'e') and the table a sequence belongs to (serial or identity: 'a', 'i').
 _RELATIONS = """
 SELECT n.nspname, c.relname, c.relkind, pg_get_userbyid(c.relowner),
        (SELECT x.extname FROM pg_depend d JOIN pg_extension x ON x.oid = d.refobjid

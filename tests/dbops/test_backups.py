@@ -34,7 +34,7 @@ from dbops.backups.pgclient import DbTarget, find_tool, server_major
 from dbops.backups.restore import drop_database, restore_backup
 from dbops.backups.store import complete_backups, find_backup, open_read, prune_plan
 from dbops.backups.toc import ArchiveFormatError, read_entries
-from tests.helpers import REPO
+from tests.helpers import REPO, create_pg_stat_statements
 
 ENV = "test"
 SEED = """
@@ -702,14 +702,7 @@ def test_extensions_only_a_superuser_may_create_are_left_out_of_a_restore(
 ):
     if pg_server.cluster is None:
         pytest.skip("needs the local cluster's superuser (TEST_DATABASE_URL is set)")
-    superuser = pg_server.cluster.conninfo("superuser", source.dbname)
-    with psycopg.connect(**superuser, autocommit=True) as conn:
-        available = conn.execute(
-            "SELECT 1 FROM pg_available_extensions WHERE name = 'pg_stat_statements'"
-        ).fetchone()
-        if available is None:
-            pytest.skip("PostgreSQL's contrib extensions are not installed")
-        conn.execute("CREATE EXTENSION pg_stat_statements")  # as devdb and RDS setups do
+    create_pg_stat_statements(pg_server.cluster.conninfo("superuser", source.dbname))
     backup = create_backup(source, folder, ENV)
 
     result = restore_backup(folder, backup, source, scratch)
@@ -752,20 +745,11 @@ def test_privileges_on_a_left_out_extensions_objects_are_left_out_too(
 ):
     if pg_server.cluster is None:
         pytest.skip("needs the local cluster's superuser (TEST_DATABASE_URL is set)")
-    superuser = pg_server.cluster.conninfo("superuser", source.dbname)
-    app = pg_server.app_user
-    with psycopg.connect(**superuser, autocommit=True) as conn:
-        if not conn.execute(
-            "SELECT 1 FROM pg_available_extensions WHERE name = 'pg_stat_statements'"
-        ).fetchone():
-            pytest.skip("PostgreSQL's contrib extensions are not installed")
-        conn.execute("CREATE EXTENSION pg_stat_statements")
-        # What earlier releases' provisioning left on a development cluster: the dump
-        # carries these grants (ACL entries of objects the archive does not create).
-        conn.execute(
-            sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {}")
-            .format(sql.Identifier(app))
-        )  # fmt: skip
+    # What earlier releases' provisioning left on a development cluster: the dump carries
+    # these grants (ACL entries of objects that the archive does not create).
+    create_pg_stat_statements(
+        pg_server.cluster.conninfo("superuser", source.dbname), grant_all_to=pg_server.app_user
+    )
     backup = create_backup(source, folder, ENV)
 
     result = restore_backup(folder, backup, source, scratch)
