@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 
 class DbopsConfig(AppConfig):
@@ -8,3 +9,6 @@ class DbopsConfig(AppConfig):
 
     def ready(self) -> None:
         from dbops import checks, migration_checks  # noqa: F401  (registers the system checks)
+        from dbops.receivers import protect_migration_history
+
+        post_migrate.connect(protect_migration_history, sender=self)

@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
+from dbops.privileges import HISTORY_TABLES, Relation, classify
+
 APP_TABLE_PRIVILEGES = "SELECT, INSERT, UPDATE, DELETE"
 APP_SEQUENCE_PRIVILEGES = "USAGE, SELECT"
-# The migration history: the application may read it (health, admin) but never write it.
-HISTORY_TABLE = "flyway_schema_history"
 # Read-only statistics (every session in pg_stat_activity, pg_stat_statements): what the
 # health checks need to see beyond the application's own sessions. No data, no DDL.
 MONITORING_ROLE = "pg_monitor"
-# What `dbroles check` writes into the probe table (rolled back at the end).
-PROBE_MARK = "dbroles check probe"
 
 
 def _role_exists(conn: Any, name: str) -> bool:
@@ -48,6 +45,29 @@ def ensure_database(conn: Any, database: str, owner: str) -> None:
         )
 
 
+def _revoke_all(conn: Any, app: str, relations: Sequence[Relation]) -> None:
+    role = sql.Identifier(app)
+    for is_sequence in (False, True):
+        names = [r.identifier for r in relations if r.is_sequence == is_sequence]
+        if names:
+            conn.execute(
+                sql.SQL("REVOKE ALL ON {} {} FROM {}").format(
+                    sql.SQL("SEQUENCE" if is_sequence else "TABLE"), sql.SQL(", ").join(names), role
+                )
+            )
+
+
+def _grant(conn: Any, privileges: str, kind: str, relations: Sequence[Relation], app: str) -> None:
+    if relations:
+        conn.execute(
+            sql.SQL("GRANT " + privileges + " ON {} {} TO {}").format(
+                sql.SQL(kind),
+                sql.SQL(", ").join(r.identifier for r in relations),
+                sql.Identifier(app),
+            )
+        )
+
+
 def grant_application_privileges(
     conn: Any,
     *,
@@ -55,14 +75,19 @@ def grant_application_privileges(
     owner: str,
     app: str,
     schema: str = "public",
-    read_only_tables: Sequence[str] = (HISTORY_TABLE,),
-) -> None:
-    """Give the application role CRUD on the owner's tables, now and in future migrations.
+    history_tables: Sequence[str] = HISTORY_TABLES,
+) -> list[Relation]:
+    """Give the application role CRUD on the application tables, now and in future migrations.
 
-    Only that: CONNECT on the database, USAGE on the schema, SELECT/INSERT/UPDATE/DELETE on
-    tables, USAGE/SELECT on sequences, and SELECT alone on `read_only_tables` (the history).
-    Anything granted before (TRUNCATE, TEMPORARY, CREATE) is taken back, so running it
-    again brings a database to exactly this state.
+    Only that: CONNECT on the database, USAGE on the schema, SELECT/INSERT/UPDATE/DELETE
+    on the application tables (dbops.privileges: the owner's, no extension's, no history),
+    USAGE/SELECT on their sequences, and SELECT alone on the migration history tables
+    (and their sequences).
+    Nothing on extension members or other roles' objects. Anything granted before
+    (TRUNCATE, TEMPORARY, CREATE, writes on the history or on pg_stat_statements) is
+    taken back, so running it again brings a database to exactly this state. Returns
+    the relations where the role keeps grants that the connected role may not take back
+    (another role's objects, when not run as a superuser).
     """
     ident = sql.Identifier
     db, sch, own, role = ident(database), ident(schema), ident(owner), ident(app)
@@ -74,14 +99,6 @@ def grant_application_privileges(
         sql.SQL("GRANT CONNECT, TEMPORARY ON DATABASE {} TO {}").format(db, own),
         sql.SQL("REVOKE ALL ON SCHEMA {} FROM {}").format(sch, role),
         sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(sch, role),
-        sql.SQL("REVOKE ALL ON ALL TABLES IN SCHEMA {} FROM {}").format(sch, role),
-        sql.SQL("GRANT " + APP_TABLE_PRIVILEGES + " ON ALL TABLES IN SCHEMA {} TO {}").format(
-            sch, role
-        ),
-        sql.SQL("REVOKE ALL ON ALL SEQUENCES IN SCHEMA {} FROM {}").format(sch, role),
-        sql.SQL("GRANT " + APP_SEQUENCE_PRIVILEGES + " ON ALL SEQUENCES IN SCHEMA {} TO {}").format(
-            sch, role
-        ),
         sql.SQL(
             "ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA {} REVOKE ALL ON TABLES FROM {}"
         ).format(own, sch, role),
@@ -99,16 +116,30 @@ def grant_application_privileges(
             + " ON SEQUENCES TO {}"
         ).format(own, sch, role),
     ]
-    for table in read_only_tables:
-        exists = conn.execute("SELECT to_regclass(%s)", [f'"{schema}"."{table}"']).fetchone()
-        if exists and exists[0] is not None:
-            name = ident(schema, table)
-            statements.append(sql.SQL("REVOKE ALL ON {} FROM {}").format(name, role))
-            statements.append(sql.SQL("GRANT SELECT ON {} TO {}").format(name, role))
     # One transaction: a running application never sees the moment between REVOKE and GRANT.
     with conn.transaction():
         for statement in statements:
             conn.execute(statement)
+        relations = classify(
+            conn, app=app, owner=owner, schema=schema, history_tables=history_tables
+        )
+        _revoke_all(conn, app, [r for r in relations if r.granted_to_app and r.ours])
+        application = [r for r in relations if r.kind == "application"]
+        _grant(
+            conn, APP_TABLE_PRIVILEGES, "TABLE", [r for r in application if not r.is_sequence], app
+        )
+        _grant(
+            conn,
+            APP_SEQUENCE_PRIVILEGES,
+            "SEQUENCE",
+            [r for r in application if r.is_sequence],
+            app,
+        )
+        # Read-only: SELECT on a sequence reads its last value (the health checks), no more.
+        history = [r for r in relations if r.kind == "history"]
+        _grant(conn, "SELECT", "TABLE", [r for r in history if not r.is_sequence], app)
+        _grant(conn, "SELECT", "SEQUENCE", [r for r in history if r.is_sequence], app)
+    return [r for r in relations if r.kind == "other" and r.granted_to_app and not r.ours]
 
 
 def grant_monitoring(conn: Any, app: str) -> str:
@@ -147,6 +178,14 @@ class ProvisionError(RuntimeError):
     """The roles or privileges could not be put in place."""
 
 
+class ProvisionIncomplete(ProvisionError):
+    """Everything was done but taking back some grants that the connected role may not."""
+
+    def __init__(self, message: str, steps: list[str], database: str) -> None:
+        super().__init__(message)
+        self.steps, self.database = steps, database
+
+
 def provision_database(
     conn: Any,
     *,
@@ -155,6 +194,7 @@ def provision_database(
     app_password: str | None,
     owner_password: str | None = None,
     schema: str = "public",
+    history_tables: Sequence[str] = HISTORY_TABLES,
 ) -> list[str]:
     """Bring the connected database to D4's two roles; return one line per step."""
     if owner == app:
@@ -221,7 +261,14 @@ def provision_database(
                 f"(MIGRATION_DATABASE_URL) or as a superuser"
             ) from None
     try:
-        grant_application_privileges(conn, database=database, owner=owner, app=app, schema=schema)
+        kept = grant_application_privileges(
+            conn,
+            database=database,
+            owner=owner,
+            app=app,
+            schema=schema,
+            history_tables=history_tables,
+        )
     except psycopg.errors.InsufficientPrivilege as err:
         raise ProvisionError(
             f"{owner!r} may not grant on database {database!r} ({err.diag.message_primary}): "
@@ -230,143 +277,30 @@ def provision_database(
     finally:
         if owner != me:
             conn.execute("RESET ROLE")
+    if kept and owner != me:
+        # Grants on another role's objects (pg_stat_statements' views, made by a superuser)
+        # are the connected role's to take back, if anyone's.
+        with conn.transaction():
+            _revoke_all(conn, app, kept)
+        kept = [
+            r
+            for r in classify(
+                conn, app=app, owner=owner, schema=schema, history_tables=history_tables
+            )
+            if r.kind == "other" and r.granted_to_app
+        ]
     steps.append(grant_monitoring(conn, app))
     steps.append(
         f"privileges: {app} may CONNECT to {database}, use schema {schema}, "
-        f"{APP_TABLE_PRIVILEGES} on its tables (also future ones), read {HISTORY_TABLE}; "
-        "nothing else"
+        f"{APP_TABLE_PRIVILEGES} on its tables (also future ones), read "
+        f"{' and '.join(history_tables)}; nothing else"
     )
+    if kept:
+        names = ", ".join(f"{r.qualified} ({r.reason})" for r in kept)
+        raise ProvisionIncomplete(
+            f"{app} keeps grants on {names}, which {me} may not take back: run `manage.py "
+            "dbroles provision --url <URL of a superuser or the RDS master user>`",
+            steps,
+            database,
+        )
     return steps
-
-
-@dataclass(frozen=True)
-class Probe:
-    """One statement run as the application role, and whether it should be allowed."""
-
-    label: str
-    statement: str
-    allowed: bool
-    changes_rows: bool = False
-
-
-@dataclass(frozen=True)
-class ProbeResult:
-    label: str
-    expected: str
-    ok: bool
-    detail: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "check": self.label,
-            "expected": self.expected,
-            "ok": self.ok,
-            "detail": self.detail,
-        }
-
-
-def application_role_probes(
-    probe_table: str = "migration_test", history_table: str = HISTORY_TABLE
-) -> list[Probe]:
-    """What the application role must be able to do, and what it must not."""
-    t, h = sql.Identifier(probe_table), sql.Identifier(history_table)
-    mark = sql.Literal(PROBE_MARK)
-
-    def q(text: str) -> str:
-        return sql.SQL(text).format(t=t, h=h, mark=mark).as_string(None)
-
-    return [
-        Probe(f"SELECT on {probe_table}", q("SELECT count(*) FROM {t}"), True),
-        Probe(f"INSERT on {probe_table}", q("INSERT INTO {t} (name) VALUES ({mark})"), True, True),
-        Probe(
-            f"UPDATE on {probe_table}",
-            q("UPDATE {t} SET name = {mark} WHERE name = {mark}"),
-            True,
-            True,
-        ),
-        Probe(f"DELETE on {probe_table}", q("DELETE FROM {t} WHERE name = {mark}"), True, True),
-        Probe(f"SELECT on {history_table}", q("SELECT count(*) FROM {h}"), True),
-        Probe("CREATE TABLE", q("CREATE TABLE dbroles_probe (id int)"), False),
-        Probe("CREATE TEMPORARY TABLE", q("CREATE TEMPORARY TABLE dbroles_probe (id int)"), False),
-        Probe(
-            f"ALTER TABLE {probe_table}", q("ALTER TABLE {t} ADD COLUMN dbroles_probe int"), False
-        ),
-        Probe(f"DROP TABLE {probe_table}", q("DROP TABLE {t}"), False),
-        Probe(f"TRUNCATE {probe_table}", q("TRUNCATE {t}"), False),
-        Probe("CREATE SCHEMA", q("CREATE SCHEMA dbroles_probe"), False),
-        Probe(
-            f"INSERT on {history_table}",
-            q(
-                "INSERT INTO {h} (installed_rank, description, type, script,"
-                " installed_by, execution_time, success)"
-                " VALUES (-1, {mark}, 'SQL', {mark}, current_user, 0, true)"
-            ),
-            False,
-        ),
-        Probe(f"UPDATE on {history_table}", q("UPDATE {h} SET success = success"), False),
-        Probe(f"DELETE on {history_table}", q("DELETE FROM {h} WHERE installed_rank < 0"), False),
-    ]
-
-
-def _role_facts(conn: Any) -> list[ProbeResult]:
-    ssl, attrs, member_of = conn.execute(
-        "SELECT (SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()),"
-        " (SELECT concat_ws(' ', CASE WHEN rolsuper THEN 'SUPERUSER' END,"
-        "   CASE WHEN rolcreatedb THEN 'CREATEDB' END,"
-        "   CASE WHEN rolcreaterole THEN 'CREATEROLE' END,"
-        "   CASE WHEN rolbypassrls THEN 'BYPASSRLS' END,"
-        "   CASE WHEN rolreplication THEN 'REPLICATION' END)"
-        "  FROM pg_roles WHERE rolname = current_user),"
-        " (SELECT array_agg(g.rolname::text ORDER BY g.rolname) FROM pg_auth_members m"
-        "  JOIN pg_roles g ON g.oid = m.roleid JOIN pg_roles u ON u.oid = m.member"
-        "  WHERE u.rolname = current_user)"
-    ).fetchone()
-    member_of = member_of or []
-    extra_roles = [r for r in member_of if r != MONITORING_ROLE]
-    return [
-        ProbeResult("connection encrypted", "yes", bool(ssl), "SSL" if ssl else "not encrypted"),
-        ProbeResult(
-            "role attributes (SUPERUSER, CREATEDB, CREATEROLE, BYPASSRLS, REPLICATION)",
-            "none",
-            not attrs,
-            f"has {attrs}" if attrs else "none",
-        ),
-        ProbeResult(
-            f"membership in other roles (only {MONITORING_ROLE} allowed)",
-            "none",
-            not extra_roles,
-            f"member of {', '.join(extra_roles)}"
-            if extra_roles
-            else ", ".join(member_of) or "none",
-        ),
-    ]
-
-
-def check_application_role(conn: Any, probes: Sequence[Probe]) -> list[ProbeResult]:
-    """Run each probe in one transaction that is rolled back; nothing is left behind."""
-    results = _role_facts(conn)
-    with conn.transaction(force_rollback=True):
-        # A misconfigured role could queue for a table lock; never hang the check on one.
-        conn.execute("SET LOCAL lock_timeout = '5s'")
-        conn.execute("SET LOCAL statement_timeout = '30s'")
-        for probe in probes:
-            expected = "allowed" if probe.allowed else "denied"
-            try:
-                with conn.transaction():
-                    cursor = conn.execute(probe.statement)
-            except psycopg.errors.InsufficientPrivilege:
-                ok = not probe.allowed
-                detail = "denied" + ("" if ok else ", should be allowed")
-            except psycopg.errors.UndefinedTable as err:
-                ok = False
-                detail = f"error: {err.diag.message_primary}; run `manage.py migrate` first"
-            except psycopg.Error as err:
-                ok, detail = False, f"error: {err.diag.message_primary or type(err).__name__}"
-            else:
-                if probe.allowed and probe.changes_rows and cursor.rowcount < 1:
-                    ok, detail = False, "allowed but changed no row"
-                else:
-                    ok = probe.allowed
-                    detail = "allowed" + ("" if ok else ", should be denied")
-            results.append(ProbeResult(probe.label, expected, ok, detail))
-    return results

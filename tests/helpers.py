@@ -60,3 +60,37 @@ def drop_database(server: Any, name: str) -> None:
     """DROP DATABASE IF EXISTS name WITH (FORCE), as the owner role (see dbops.databases)."""
     with psycopg.connect(**server.conninfo(), autocommit=True) as conn:
         drop_forcing(conn, name)
+
+
+def create_pg_stat_statements(
+    superuser: dict[str, Any], *, grant_all_to: str | None = None
+) -> None:
+    """CREATE EXTENSION pg_stat_statements as a superuser, as devdb and RDS setups do.
+
+    With `grant_all_to`, also grant CRUD on every table and view of schema public to that
+    role, as provisioning did before it told application tables from the extension's.
+    Skips the test where PostgreSQL's contrib extensions are not installed.
+    """
+    import pytest
+
+    with psycopg.connect(**superuser, autocommit=True) as conn:
+        if not conn.execute(
+            "SELECT 1 FROM pg_available_extensions WHERE name = 'pg_stat_statements'"
+        ).fetchone():
+            pytest.skip("PostgreSQL's contrib extensions are not installed")
+        conn.execute("CREATE EXTENSION pg_stat_statements")
+        if grant_all_to:
+            conn.execute(
+                sql.SQL(
+                    "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {}"
+                ).format(sql.Identifier(grant_all_to))
+            )
+
+
+def assert_denied(conn: Any, statements: list[str]) -> None:
+    """Each statement fails with insufficient_privilege (each in a savepoint)."""
+    import pytest
+
+    for statement in statements:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege), conn.transaction():
+            conn.execute(statement)

@@ -1,8 +1,9 @@
 """Backups of the project's database: pg_dump to storage, list, prune, restore, verify.
 
 Modules: names (the file names this project owns), pgclient (pg_dump/pg_restore and
-how they connect), store (objects in the STORAGES["backups"] storage), progress, dump
-(create), restore, fingerprint (row counts and content hashes), verify.
+how they connect), store (objects in the STORAGES["backups"] storage, partials and their
+writers), progress, dump (create), restore, toc (the archive's table of contents),
+fingerprint (row counts and content hashes), verify.
 """
 
 from __future__ import annotations

@@ -5,18 +5,16 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import os
-import subprocess
 import tempfile
 import threading
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import psycopg
 from django.core.files.storage import FileSystemStorage, Storage
 
+from dbops import processes
 from dbops.backups import BackupError
 from dbops.backups.fingerprint import (
     TableFingerprint,
@@ -24,10 +22,10 @@ from dbops.backups.fingerprint import (
     snapshot_connection,
     to_json,
 )
-from dbops.backups.names import PARTIAL_SUFFIX, dump_name
+from dbops.backups.names import dump_name
 from dbops.backups.pgclient import DbTarget, find_tool, server_major, tool_major
 from dbops.backups.progress import Progress
-from dbops.backups.store import CHUNK, Backup, open_write, rename, write_manifest
+from dbops.backups.store import CHUNK, Backup, Partial, project_objects, write_manifest
 from dbops.redact import redact
 
 
@@ -99,7 +97,7 @@ class Snapshot:
         self.conn.close()
 
 
-def _fail(proc: subprocess.Popen[bytes], source: DbTarget, stderr: Any) -> BackupError:
+def _fail(proc: processes.Popen[bytes], source: DbTarget, stderr: Any) -> BackupError:
     return BackupError(
         f"pg_dump of {source.dbname!r} failed (exit {proc.returncode}): {_stderr_text(stderr)}"
     )
@@ -108,20 +106,23 @@ def _fail(proc: subprocess.Popen[bytes], source: DbTarget, stderr: Any) -> Backu
 def _dump_to_folder(
     argv: list[str],
     source: DbTarget,
-    path: Path,
+    partial: Partial,
     progress: Progress | None,
     snapshot: Snapshot | None,
 ) -> tuple[int, str]:
-    """pg_dump writes the partial file itself: no extra copy, and a seekable archive."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))  # pg_dump keeps 0600
+    """pg_dump writes the partial file itself: no extra copy, and a seekable archive.
+
+    pg_dump inherits the partial's lock, so the file stays locked while either lives.
+    """
+    path = partial.path
     with tempfile.TemporaryFile() as stderr:
-        proc = subprocess.Popen(
+        proc = processes.popen(
             [*argv, f"--file={path}"],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
+            stdin=processes.DEVNULL,
+            stdout=processes.DEVNULL,
             stderr=stderr,
             env=source.client_env(),
+            pass_fds=[partial.lock_fd] if partial.lock_fd is not None else [],
         )
         if snapshot is not None:
             snapshot.start()
@@ -131,7 +132,7 @@ def _dump_to_folder(
                 try:
                     proc.wait(timeout=0.25)
                     break
-                except subprocess.TimeoutExpired:
+                except processes.TimeoutExpired:
                     if progress is not None:
                         size = path.stat().st_size
                         progress.update(size - seen)
@@ -148,7 +149,6 @@ def _dump_to_folder(
         except BaseException:
             proc.kill()
             proc.wait()
-            path.unlink(missing_ok=True)
             raise
     return size, digest.hexdigest()
 
@@ -156,21 +156,20 @@ def _dump_to_folder(
 def _dump_through_pipe(
     argv: list[str],
     source: DbTarget,
-    storage: Storage,
-    partial: str,
+    partial: Partial,
     progress: Progress | None,
     max_rate: int | None,
     snapshot: Snapshot | None,
 ) -> tuple[int, str]:
     """pg_dump writes to a pipe that we copy into the storage (S3: multipart upload)."""
     with tempfile.TemporaryFile() as stderr:
-        proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr,
+        proc = processes.popen(
+            argv, stdin=processes.DEVNULL, stdout=processes.PIPE, stderr=stderr,
             env=source.client_env(),
         )  # fmt: skip
         assert proc.stdout is not None
         _grow_pipe(proc.stdout)
-        out = open_write(storage, partial)
+        out = partial.open()
         if snapshot is not None:
             snapshot.start()
         try:
@@ -183,8 +182,6 @@ def _dump_through_pipe(
             proc.wait()
             with contextlib.suppress(Exception):
                 out.close()
-            with contextlib.suppress(Exception):
-                storage.delete(partial)
             raise
     return size, sha256
 
@@ -208,25 +205,28 @@ def create_backup(
     pg_dump = find_tool("pg_dump", major)
     created = (now or datetime.now(UTC)).replace(microsecond=0)
     name = dump_name(env, created)
-    partial = name + PARTIAL_SUFFIX
-    if storage.exists(name) or storage.exists(partial):
+    if storage.exists(name) or any(o.dump == name for o in project_objects(storage, env)):
         raise BackupError(f"{name} already exists: wait a second and run the backup again.")
     argv = [str(pg_dump), "--format=custom", "--no-password", *source.client_args()]
-    with contextlib.ExitStack() as stack:
-        snapshot = stack.enter_context(Snapshot(source)) if with_fingerprint else None
-        if snapshot is not None:
-            argv.append(f"--snapshot={snapshot.id}")
-        if isinstance(storage, FileSystemStorage) and not max_rate:
-            path = Path(storage.path(partial))
-            size, sha256 = _dump_to_folder(argv, source, path, progress, snapshot)
-        else:
-            size, sha256 = _dump_through_pipe(
-                argv, source, storage, partial, progress, max_rate, snapshot
-            )
-        if progress is not None:
-            progress.finish()
-        tables = snapshot.tables() if snapshot is not None else None
-    rename(storage, partial, name)
+    partial = Partial(storage, name)
+    try:
+        with contextlib.ExitStack() as stack:
+            snapshot = stack.enter_context(Snapshot(source)) if with_fingerprint else None
+            if snapshot is not None:
+                argv.append(f"--snapshot={snapshot.id}")
+            if isinstance(storage, FileSystemStorage) and not max_rate:
+                size, sha256 = _dump_to_folder(argv, source, partial, progress, snapshot)
+            else:
+                size, sha256 = _dump_through_pipe(
+                    argv, source, partial, progress, max_rate, snapshot
+                )
+            if progress is not None:
+                progress.finish()
+            tables = snapshot.tables() if snapshot is not None else None
+        partial.finish(name)
+    except BaseException:
+        partial.abandon()
+        raise
     manifest = {
         "name": name,
         "env": env,

@@ -1,8 +1,15 @@
-"""The names of this project's backups: choregarden-<env>-<UTC YYYYmmddTHHMMSSZ>.dump."""
+"""The names of this project's backups: choregarden-<env>-<UTC YYYYmmddTHHMMSSZ>.dump.
+
+While it is written, a dump is NAME.dump.<host>-<pid>.partial: the writer's host and
+process id, so that `prune` can tell a backup in progress from one whose writer is gone
+(a folder also has the writer's lock, see store.py). NAME.dump.partial, without them,
+is what earlier releases wrote.
+"""
 
 from __future__ import annotations
 
 import re
+import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -11,9 +18,10 @@ STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
 DUMP_SUFFIX = ".dump"
 PARTIAL_SUFFIX = ".partial"  # data still being written (or abandoned by a killed run)
 MANIFEST_SUFFIX = ".json"  # written last: a dump without it is not a backup
+_WRITER = r"(?:\.(?P<host>[a-z0-9][a-z0-9-]*?)-(?P<pid>\d+))?"
 _NAME = re.compile(
     rf"^{PROJECT}-(?P<env>[a-z0-9]+(?:-[a-z0-9]+)*?)-(?P<stamp>\d{{8}}T\d{{6}}Z)"
-    rf"(?P<suffix>{re.escape(DUMP_SUFFIX)}(?:{re.escape(PARTIAL_SUFFIX)}|"
+    rf"(?P<suffix>{re.escape(DUMP_SUFFIX)}(?:{_WRITER}{re.escape(PARTIAL_SUFFIX)}|"
     rf"{re.escape(MANIFEST_SUFFIX)})?)$"
 )
 _ENV = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
@@ -27,6 +35,8 @@ class BackupName:
     env: str
     created: datetime
     suffix: str
+    writer_host: str | None = None  # partials only: who writes it
+    writer_pid: int | None = None
 
     @property
     def dump(self) -> str:
@@ -39,7 +49,7 @@ class BackupName:
 
     @property
     def is_partial(self) -> bool:
-        return self.suffix == DUMP_SUFFIX + PARTIAL_SUFFIX
+        return self.suffix.endswith(PARTIAL_SUFFIX)
 
     @property
     def is_manifest(self) -> bool:
@@ -67,4 +77,16 @@ def parse(name: str, env: str | None = None) -> BackupName | None:
     if not match or (env is not None and match["env"] != env):
         return None
     created = datetime.strptime(match["stamp"], STAMP_FORMAT).replace(tzinfo=UTC)
-    return BackupName(name=name, env=match["env"], created=created, suffix=match["suffix"])
+    pid = int(match["pid"]) if match["pid"] else None
+    return BackupName(name, match["env"], created, match["suffix"], match["host"], pid)
+
+
+def this_host() -> str:
+    """This machine's name as it appears in a partial's name (letters, digits, hyphens)."""
+    host = re.sub(r"[^a-z0-9-]+", "-", socket.gethostname().lower()).strip("-")
+    return host[:63] or "host"
+
+
+def partial_name(dump: str, host: str, pid: int) -> str:
+    """Return the name `dump` has while process `pid` on `host` writes it."""
+    return f"{dump}.{host}-{pid}{PARTIAL_SUFFIX}"

@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 
+from dbops import processes
 from dbops.backups import BackupError
 from dbops.localdb.binaries import candidates
 from dbops.redact import register_secret
@@ -103,8 +103,8 @@ def source_from_settings(alias: str = "default") -> DbTarget:
 
 def tool_major(path: Path) -> int | None:
     try:
-        out = subprocess.run([str(path), "--version"], capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
+        out = processes.run([str(path), "--version"], capture_output=True, text=True, timeout=10)
+    except (OSError, processes.TimeoutExpired):
         return None
     match = _VERSION.search(out.stdout)
     return int(match.group(1)) if match else None

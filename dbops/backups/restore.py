@@ -5,27 +5,30 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
-import subprocess
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
 from django.core.files.storage import Storage
 from psycopg import sql
 
+from dbops import processes
 from dbops.backups import BackupError
 from dbops.backups.pgclient import DbTarget, find_tool, server_major
 from dbops.backups.progress import Progress
 from dbops.backups.store import Backup, open_read
+from dbops.backups.toc import ArchiveFormatError, TocEntry, read_entries
 from dbops.databases import drop_database as drop_forcing
 from dbops.redact import redact
 
 MAINTENANCE_DB = "postgres"
-# `pg_restore --list` lines of an extension and of its comment:
-#   3405; 0 0 EXTENSION - pg_stat_statements
-#   3406; 0 0 COMMENT - EXTENSION pg_stat_statements
-_TOC_EXTENSION = re.compile(r"^\d+; \d+ \d+ (?:EXTENSION - |COMMENT - EXTENSION )(?P<name>\S+)")
+# Entries that only decorate an object: its privileges, comment or security label.
+DECORATIONS = {"ACL", "COMMENT", "SECURITY LABEL"}
+# Schemas every database has before a restore: their objects are never an extension's.
+TEMPLATE_SCHEMAS = {"", "pg_catalog", "information_schema"}
+# The `pg_restore --list` line of an extension: `2; 3079 16389 EXTENSION - pg_stat_statements`
+_TOC_EXTENSION = re.compile(r"^\d+; \d+ \d+ EXTENSION - (?P<name>\S+)")
 USER_RELATIONS = """
 SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
@@ -41,6 +44,7 @@ class RestoreResult:
     created: bool
     replaced: bool
     skipped_extensions: set[str]
+    left_out: list[str] = field(default_factory=list)
 
 
 def _admin(admin: DbTarget, target: str) -> DbTarget:
@@ -98,9 +102,9 @@ def prepare_target(admin: DbTarget, name: str, *, force: bool) -> tuple[bool, bo
 def read_toc(storage: Storage, backup: Backup, pg_restore: Path, target: DbTarget) -> list[str]:
     """The archive's table of contents (`pg_restore --list`), read from its first bytes."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as stderr:
-        proc = subprocess.Popen(
+        proc = processes.popen(
             [str(pg_restore), "--list"],
-            stdin=subprocess.PIPE,
+            stdin=processes.PIPE,
             stdout=out,
             stderr=stderr,
             env=target.client_env(),
@@ -143,6 +147,48 @@ def extensions_to_skip(target: DbTarget, toc: list[str]) -> set[str]:
     return skip
 
 
+def entries_to_leave_out(entries: list[TocEntry], extensions: set[str]) -> list[TocEntry]:
+    """The entries of `extensions`, and the decorations of their objects, by dependency.
+
+    pg_dump never defines an extension's member objects, only their changed privileges:
+    an ACL (or comment, or label) whose object the archive does not define, in a schema
+    of its own rather than the template's, belongs to an extension. With the extension
+    left out, that object will not exist, and a GRANT on it would fail the restore.
+    """
+    out = {e.dump_id: e for e in entries if e.desc == "EXTENSION" and e.tag in extensions}
+    if not out:
+        return []
+    defined = {e.dump_id for e in entries}
+    for entry in entries:
+        if entry.desc not in DECORATIONS:
+            continue
+        of_left_out = any(dep in out for dep in entry.deps)
+        of_member = (
+            entry.namespace not in TEMPLATE_SCHEMAS
+            and bool(entry.deps)
+            and not any(dep in defined for dep in entry.deps)
+        )
+        if of_left_out or of_member:
+            out[entry.dump_id] = entry
+    return sorted(out.values(), key=lambda e: e.dump_id)
+
+
+def _archive_entries(storage: Storage, backup: Backup) -> list[TocEntry]:
+    with contextlib.closing(open_read(storage, backup.name)) as chunks:
+        try:
+            return read_entries(chunks)
+        except ArchiveFormatError as err:
+            raise BackupError(
+                f"Cannot read the table of contents of {backup.name} ({err}): restore it "
+                "as a superuser, or with --no-privileges."
+            ) from err
+
+
+def describe_entry(entry: TocEntry) -> str:
+    """`ACL public TABLE pg_stat_statements`, as `pg_restore --list` names an entry."""
+    return " ".join(part for part in (entry.desc, entry.namespace, entry.tag) if part)
+
+
 def run_pg_restore(
     storage: Storage,
     backup: Backup,
@@ -150,15 +196,17 @@ def run_pg_restore(
     *,
     progress: Progress | None = None,
     privileges: bool = True,
-) -> set[str]:
+) -> tuple[set[str], list[str]]:
     """Stream the backup into pg_restore (one transaction); check its size and sha256.
 
     Extensions that only a superuser may create (pg_stat_statements, ...) are left out
-    when the role is not one; return their names so that the caller can say so.
+    when the role is not one, with the privileges of their objects; return their names
+    and the entries left out, so that the caller can say so.
     """
     pg_restore = find_tool("pg_restore", server_major(target))
     toc = read_toc(storage, backup, pg_restore, target)
     skipped = extensions_to_skip(target, toc)
+    left_out = entries_to_leave_out(_archive_entries(storage, backup), skipped) if skipped else []
     with contextlib.ExitStack() as stack:
         argv = [
             str(pg_restore),
@@ -169,16 +217,16 @@ def run_pg_restore(
             *([] if privileges else ["--no-privileges"]),
             *target.client_args(),
         ]
-        if skipped:
+        if left_out:
+            ids = {str(entry.dump_id) for entry in left_out}
             listing = stack.enter_context(tempfile.NamedTemporaryFile("w", suffix=".list"))
             for line in toc:
-                match = _TOC_EXTENSION.match(line)
-                if not (match and match["name"] in skipped):
+                if line.split(";", 1)[0] not in ids:
                     listing.write(line + "\n")
             listing.flush()
             argv.append(f"--use-list={listing.name}")
         _stream_into(storage, backup, target, argv, progress)
-    return skipped
+    return skipped, [describe_entry(entry) for entry in left_out]
 
 
 def _stream_into(
@@ -191,7 +239,7 @@ def _stream_into(
     digest = hashlib.sha256()
     size = 0
     with tempfile.TemporaryFile() as stderr:
-        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stderr=stderr, env=target.client_env())
+        proc = processes.popen(argv, stdin=processes.PIPE, stderr=stderr, env=target.client_env())
         assert proc.stdin is not None
         try:
             for chunk in open_read(storage, backup.name):
@@ -237,7 +285,7 @@ def restore_backup(
     """Restore `backup` into `database` (created when absent) on admin's server."""
     created, replaced = prepare_target(admin, database, force=force)
     try:
-        skipped = run_pg_restore(
+        skipped, left_out = run_pg_restore(
             storage, backup, admin.on(database), progress=progress, privileges=privileges
         )
     except BaseException:
@@ -251,4 +299,5 @@ def restore_backup(
         created=created,
         replaced=replaced,
         skipped_extensions=skipped,
+        left_out=left_out,
     )

@@ -1,13 +1,17 @@
 """Backup objects in the STORAGES["backups"] storage (a folder, or S3 through django-storages).
 
-A backup is complete only when its manifest exists: data is streamed to NAME.partial,
-renamed to NAME after pg_dump exited 0, and NAME.json (size, sha256) is written last.
-A killed run therefore leaves at most a .partial object or a dump without manifest,
-which listing, restore and verify never take for a backup.
+A backup is complete only when its manifest exists: data is streamed to a partial object
+(NAME.<host>-<pid>.partial), renamed to NAME after pg_dump exited 0, and NAME.json (size,
+sha256) is written last. A killed run therefore leaves at most a partial object or a dump
+without manifest, which listing, restore and verify never take for a backup. In a
+folder, the writer holds a lock on its partial file for as long as it (or its pg_dump)
+lives, so `prune` removes a partial whose writer is gone at once.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
 import tempfile
@@ -21,7 +25,14 @@ from typing import IO, Any
 from django.core.files.storage import FileSystemStorage, Storage, storages
 
 from dbops.backups import BackupError
-from dbops.backups.names import MANIFEST_SUFFIX, PARTIAL_SUFFIX, BackupName, parse
+from dbops.backups.names import (
+    MANIFEST_SUFFIX,
+    PARTIAL_SUFFIX,
+    BackupName,
+    parse,
+    partial_name,
+    this_host,
+)
 
 CHUNK = 1024 * 1024
 S3_PART_SIZE = 16 * 1024 * 1024  # 10,000 parts of 16 MiB: dumps up to ~160 GB
@@ -114,6 +125,85 @@ def rename(storage: Storage, old: str, new: str) -> None:
     storage.delete(old)
 
 
+class Partial:
+    """A partial object that this process writes, until it is finished or abandoned.
+
+    In a folder the file is created locked (flock) under a temporary name and renamed
+    into place, so that no moment exists when it is there unlocked while its writer
+    lives; the lock goes when the last process holding it (this one, or the pg_dump it
+    handed `lock_fd` to) ends.
+    """
+
+    def __init__(self, storage: Storage, dump: str) -> None:
+        self.storage = storage
+        self.name = partial_name(dump, this_host(), os.getpid())
+        self.lock_fd: int | None = None
+        if isinstance(storage, FileSystemStorage):
+            path = self.path
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".partial-")  # mode 0600
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.replace(tmp, path)
+            self.lock_fd = fd
+
+    @property
+    def path(self) -> Path:
+        return Path(self.storage.path(self.name))
+
+    def open(self) -> IO[bytes]:
+        """A file to stream into (S3: a multipart upload, completed on close)."""
+        if self.lock_fd is not None:
+            return os.fdopen(os.dup(self.lock_fd), "wb", buffering=CHUNK)  # the lock stays
+        return open_write(self.storage, self.name)
+
+    def finish(self, final: str) -> None:
+        """Rename to `final` (still locked, so prune never sees it unlocked), then unlock."""
+        rename(self.storage, self.name, final)
+        self._unlock()
+
+    def abandon(self) -> None:
+        """Delete what was written, then unlock."""
+        with suppress(Exception):
+            self.storage.delete(self.name)
+        self._unlock()
+
+    def _unlock(self) -> None:
+        if self.lock_fd is not None:
+            os.close(self.lock_fd)
+            self.lock_fd = None
+
+
+def writer_alive(storage: Storage, obj: BackupName) -> bool | None:
+    """Whether the process writing partial `obj` still runs; None when it cannot be told.
+
+    A folder answers by the writer's lock; elsewhere (S3) the name's host and pid answer
+    for a writer on this machine, and nothing does for one elsewhere.
+    """
+    if isinstance(storage, FileSystemStorage):
+        try:
+            fd = os.open(storage.path(obj.name), os.O_RDONLY)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            if err.errno in (errno.EAGAIN, errno.EWOULDBLOCK):
+                return True
+            raise
+        finally:
+            os.close(fd)
+        return False
+    if obj.writer_pid is None or obj.writer_host != this_host():
+        return None
+    try:
+        os.kill(obj.writer_pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process: alive
+    return True
+
+
 def write_manifest(storage: Storage, dump: str, manifest: dict[str, Any]) -> None:
     name = dump + MANIFEST_SUFFIX
     data = json.dumps(manifest, indent=2, sort_keys=True).encode()
@@ -185,7 +275,11 @@ def find_backup(storage: Storage, env: str, name: str) -> Backup:
     for backup in backups:
         if backup.name == name:
             return backup
-    hint = "a .partial name is an interrupted backup" if name.endswith(PARTIAL_SUFFIX) else ""
+    hint = (
+        "a .partial name is a running or interrupted backup"
+        if name.endswith(PARTIAL_SUFFIX)
+        else ""
+    )
     raise BackupError(
         f"No complete backup named {name!r} in {describe(storage)}"
         + (f" ({hint})" if hint else "")
@@ -202,17 +296,23 @@ def delete_backup_objects(storage: Storage, objects: list[BackupName]) -> None:
 def prune_plan(
     storage: Storage, env: str, keep_days: int, now: datetime
 ) -> tuple[list[BackupName], list[Backup]]:
-    """Objects older than keep_days to delete, and the complete backups that stay.
+    """Objects to delete, and the complete backups that stay.
 
-    Only this project's names for this environment are considered, and the newest
-    complete backup always stays, even when it is older than the retention.
+    Deleted: this environment's objects older than keep_days, and partials whose writer
+    is gone (at any age: a killed backup leaves a dump-sized object behind). Never: a
+    partial whose writer still runs, another environment's or project's objects, and the
+    newest complete backup, even when it is older than the retention.
     """
     cutoff = now - timedelta(days=keep_days)
     complete = complete_backups(storage, env)
     newest = complete[0].name if complete else None
-    doomed = [
-        obj for obj in project_objects(storage, env) if obj.created < cutoff and obj.dump != newest
-    ]
-    doomed_dumps = {obj.dump for obj in doomed}
+    doomed = []
+    for obj in project_objects(storage, env):
+        if obj.dump == newest:
+            continue
+        alive = writer_alive(storage, obj) if obj.is_partial else None
+        if alive is False or (alive is None and obj.created < cutoff):
+            doomed.append(obj)
+    doomed_dumps = {obj.dump for obj in doomed if not obj.is_partial}
     kept = [b for b in complete if b.name not in doomed_dumps]
     return doomed, kept

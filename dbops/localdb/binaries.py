@@ -5,8 +5,9 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import subprocess
 from pathlib import Path
+
+from dbops import processes
 
 INSTALL_HINT = (
     "PostgreSQL server binaries (initdb, pg_ctl, postgres) were not found. Install them: "
@@ -43,12 +44,10 @@ def candidates() -> list[Path]:
     pg_config = shutil.which("pg_config")
     if pg_config:
         try:
-            out = subprocess.run(
-                [pg_config, "--bindir"], capture_output=True, text=True, timeout=10
-            )
+            out = processes.run([pg_config, "--bindir"], capture_output=True, text=True, timeout=10)
             if out.returncode == 0 and out.stdout.strip():
                 found.append(Path(out.stdout.strip()))
-        except (OSError, subprocess.TimeoutExpired):
+        except (OSError, processes.TimeoutExpired):
             pass
     for pattern in ("/usr/lib/postgresql/*/bin", "/usr/local/opt/postgresql@*/bin"):
         found.extend(Path(p) for p in sorted(glob.glob(pattern), key=_version_key, reverse=True))

@@ -9,13 +9,13 @@ import pwd
 import secrets
 import shutil
 import socket
-import subprocess
 import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import quote
 
+from dbops import processes
 from dbops.localdb.binaries import find_bindir
 
 DEFAULT_DATABASE = "choregarden_dev"
@@ -139,8 +139,7 @@ class LocalCluster:
         self.state_file.chmod(0o600)
 
     # -- running commands --------------------------------------------------------
-    def _run(self, argv: Sequence[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
-        cmd = list(argv)
+    def _run(self, argv: Sequence[str], *, check: bool = True) -> processes.CompletedProcess[str]:
         if self.run_as:
             try:
                 pwd.getpwnam(self.run_as)
@@ -150,8 +149,10 @@ class LocalCluster:
                     "exist: create it (`useradd --system postgres`) or set DEVDB_RUN_AS "
                     "to an unprivileged user."
                 ) from None
-            cmd = ["runuser", "-u", self.run_as, "--", *cmd]
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=self.base_dir)
+        # pg_ctl start dies with us too, while the postmaster it forks lives on (see processes).
+        proc = processes.run(
+            argv, run_as=self.run_as, capture_output=True, text=True, cwd=self.base_dir
+        )
         if check and proc.returncode != 0:
             raise LocalDBError(
                 f"`{' '.join(argv[:2])}` failed (exit {proc.returncode}): "

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 
+from dbops import processes
 from dbops.sqlmigrations.checksum import flyway_checksum
 from dbops.sqlmigrations.exceptions import SqlMigrationError
 from dbops.sqlmigrations.files import MigrationFile
@@ -52,7 +52,7 @@ def committed_checksums(
         blob = blobs.get(mf.script) if mf.kind == "V" else None
         if blob is None:
             continue
-        data = subprocess.run(
+        data = processes.run(
             [git, "cat-file", "blob", blob], cwd=directory, capture_output=True, check=True
         ).stdout
         try:
@@ -63,5 +63,5 @@ def committed_checksums(
 
 
 def _git(git: str, directory: Path, *args: str) -> str | None:
-    done = subprocess.run([git, *args], cwd=directory, capture_output=True, text=True, check=False)
+    done = processes.run([git, *args], cwd=directory, capture_output=True, text=True, check=False)
     return done.stdout.strip() if done.returncode == 0 else None

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from dbops import processes
 from dbops.sqlmigrations.exceptions import SqlMigrationError
 from dbops.sqlmigrations.files import MigrationFile
 
@@ -111,7 +111,7 @@ def run_squawk(files: list[MigrationFile], rendered: Mapping[str, str]) -> list[
 
 
 def _squawk_findings(args: list[str], paths: dict[str, str], cwd: str) -> list[Report]:
-    result = subprocess.run([*args, *paths], capture_output=True, text=True, cwd=cwd, check=False)
+    result = processes.run([*args, *paths], capture_output=True, text=True, cwd=cwd, check=False)
     try:
         reports = json.loads(result.stdout or "[]")
     except json.JSONDecodeError:

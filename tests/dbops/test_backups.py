@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -28,11 +29,12 @@ from storages.backends.s3 import S3Storage
 from dbops.backups import BackupError
 from dbops.backups.dump import create_backup
 from dbops.backups.fingerprint import fingerprint
-from dbops.backups.names import dump_name, parse
-from dbops.backups.pgclient import DbTarget
+from dbops.backups.names import dump_name, parse, partial_name, this_host
+from dbops.backups.pgclient import DbTarget, find_tool, server_major
 from dbops.backups.restore import drop_database, restore_backup
-from dbops.backups.store import complete_backups, find_backup, prune_plan
-from tests.helpers import REPO
+from dbops.backups.store import complete_backups, find_backup, open_read, prune_plan
+from dbops.backups.toc import ArchiveFormatError, read_entries
+from tests.helpers import REPO, create_pg_stat_statements
 
 ENV = "test"
 SEED = """
@@ -93,6 +95,10 @@ def test_names_belong_to_the_project_and_environment():
     assert name == "choregarden-production-20261126T021405Z.dump"
     assert parse(name, "production").created == datetime(2026, 11, 26, 2, 14, 5, tzinfo=UTC)
     assert parse(name + ".partial", "production").is_partial
+    partial = parse(partial_name(name, "db-host-2", 4242), "production")
+    assert partial.name == name + ".db-host-2-4242.partial"
+    assert (partial.is_partial, partial.dump, partial.created) == (True, name, parse(name).created)
+    assert (partial.writer_host, partial.writer_pid) == ("db-host-2", 4242)
     assert parse(name + ".json", "production").is_manifest
     assert parse(name, "staging") is None
     assert parse("otherapp-production-20261126T021405Z.dump") is None
@@ -180,6 +186,34 @@ def test_list_and_prune_on_s3_touch_only_this_projects_objects(source, monkeypat
 
         keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="cg-backups")["Contents"])
     assert keys == sorted([*foreign, f"prod/{new.name}", f"prod/{new.name}.json"])
+
+
+def test_prune_on_s3_removes_partials_whose_writer_on_this_host_is_gone(monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a pid that no longer runs
+    dump = dump_name(ENV, datetime.now(UTC) - timedelta(hours=1))
+    names = {
+        "dead here": partial_name(dump, this_host(), dead.pid),
+        "alive here": partial_name(dump, this_host(), os.getpid()),
+        "elsewhere": partial_name(dump, "another-host", dead.pid),
+        "old style": dump + ".partial",
+    }
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="cg-backups")
+        storage = S3Storage(bucket_name="cg-backups", region_name="us-east-1", location="b")
+        for name in names.values():
+            s3.put_object(Bucket="cg-backups", Key=f"b/{name}", Body=b"PGDMP partial")
+
+        doomed, _kept = prune_plan(storage, ENV, 7, datetime.now(UTC))
+        assert [o.name for o in doomed] == [names["dead here"]]
+
+        doomed, _kept = prune_plan(storage, ENV, 7, datetime.now(UTC) + timedelta(days=8))
+        assert sorted(o.name for o in doomed) == sorted(
+            [names["dead here"], names["elsewhere"], names["old style"]]
+        )  # past the retention; the live writer's partial stays even then
 
 
 def test_prune_deletes_only_this_projects_old_backups(source, folder):
@@ -388,6 +422,107 @@ def test_a_backup_killed_midway_leaves_nothing_to_take(project_db, manage_env, t
             run("restore", partial.name, "--database", scratch)
 
 
+def child_pg_dump(parent: int) -> int | None:
+    """The pid of the pg_dump that process `parent` started, if it runs."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            comm, rest = stat.read_text().split(") ", 1)
+        except OSError:
+            continue
+        if comm.endswith("(pg_dump") and int(rest.split()[1]) == parent:
+            return int(stat.parent.name)
+    return None
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_kill_9_of_backup_create_takes_pg_dump_along_and_prune_removes_the_partial(
+    project_db, manage_env, tmp_path, scratch
+):
+    with psycopg.connect(**project_db.conninfo(), autocommit=True) as conn:
+        # ~20 MB that does not compress: pg_dump is still writing when it is caught.
+        conn.execute(
+            "CREATE TABLE backup_filler AS SELECT i, decode(md5(random()::text) || "
+            "md5(random()::text) || md5(random()::text) || md5(random()::text), 'hex') AS noise"
+            " FROM generate_series(1, 300000) i"
+        )
+    folder = tmp_path / "killed-9"
+    env = dict(manage_env, BACKUP_DIR=str(folder), BACKUP_ENV=ENV)
+    backup = subprocess.Popen(
+        [sys.executable, str(REPO / "manage.py"), "backup", "create"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,  # only to clean up if pg_dump survives
+    )
+    try:
+        pg_dump = None
+        for _ in range(1200):
+            partials = list(folder.glob("*.partial")) if folder.exists() else []
+            pg_dump = child_pg_dump(backup.pid)
+            if pg_dump and partials and partials[0].stat().st_size >= 256 * 1024:
+                break
+            assert backup.poll() is None, backup.stderr.read() if backup.stderr else ""
+            time.sleep(0.02)
+        else:
+            pytest.fail("pg_dump never got midway")
+        os.kill(pg_dump, signal.SIGSTOP)  # midway, whatever the machine's speed
+        written = partials[0].stat().st_size
+
+        os.kill(backup.pid, signal.SIGKILL)  # kill -9 of `backup create` alone
+        backup.wait()
+
+        deadline = time.monotonic() + 5
+        while Path(f"/proc/{pg_dump}").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not Path(f"/proc/{pg_dump}").exists(), "pg_dump outlived `backup create`"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(backup.pid, signal.SIGKILL)
+
+    storage = FileSystemStorage(location=folder)
+    assert [p.name for p in folder.iterdir()] == [partials[0].name]
+    assert partials[0].stat().st_size == written  # nobody writes it any more
+    with override_settings(STORAGES=storages_with(storage), BACKUP_ENV=ENV):
+        listing = run("list")
+        assert "0 complete test backup(s)" in listing and "1 object(s) of interrupted" in listing
+        with pytest.raises(CommandError, match="no complete test backups"):
+            run("restore", "latest", "--database", scratch)
+
+        pruned = json.loads(run("prune", "--json"))  # 7 days' retention; the partial is new
+
+    assert pruned["deleted"] == [partials[0].name]
+    assert list(folder.iterdir()) == []
+
+
+def test_prune_keeps_the_partial_of_a_running_backup(project_db, settings_folder):
+    with psycopg.connect(**project_db.conninfo()) as locker:
+        locker.execute("LOCK TABLE backup_probe IN ACCESS EXCLUSIVE MODE")  # pg_dump waits
+        writer = threading.Thread(target=run, args=("create",))
+        writer.start()
+        try:
+            root = Path(settings_folder.location)
+            for _ in range(600):
+                partials = list(root.glob("*.partial")) if root.exists() else []
+                if partials:
+                    break
+                time.sleep(0.02)
+            assert partials, "the backup never started"
+            assert re.fullmatch(
+                rf"choregarden-test-\d{{8}}T\d{{6}}Z\.dump\.[a-z0-9-]+-{os.getpid()}\.partial",
+                partials[0].name,
+            )
+
+            listing = run("list")
+            assert f"1 backup(s) running ({partials[0].name})" in listing
+            assert json.loads(run("prune", "--json"))["deleted"] == []
+            assert partials[0].exists()
+        finally:
+            locker.rollback()
+            writer.join()
+    assert [b.name for b in complete_backups(settings_folder, ENV)] != []
+
+
 def test_fingerprints_taken_in_the_dumps_snapshot_survive_concurrent_writes(
     project_db, settings_folder, capsys
 ):
@@ -567,20 +702,68 @@ def test_extensions_only_a_superuser_may_create_are_left_out_of_a_restore(
 ):
     if pg_server.cluster is None:
         pytest.skip("needs the local cluster's superuser (TEST_DATABASE_URL is set)")
-    superuser = pg_server.cluster.conninfo("superuser", source.dbname)
-    with psycopg.connect(**superuser, autocommit=True) as conn:
-        available = conn.execute(
-            "SELECT 1 FROM pg_available_extensions WHERE name = 'pg_stat_statements'"
-        ).fetchone()
-        if available is None:
-            pytest.skip("PostgreSQL's contrib extensions are not installed")
-        conn.execute("CREATE EXTENSION pg_stat_statements")  # as devdb and RDS setups do
+    create_pg_stat_statements(pg_server.cluster.conninfo("superuser", source.dbname))
     backup = create_backup(source, folder, ENV)
 
     result = restore_backup(folder, backup, source, scratch)
 
     assert result.skipped_extensions == {"pg_stat_statements"}
     assert fingerprint(source.on(scratch)) == fingerprint(source)
+
+
+def test_the_toc_reader_reads_what_pg_restore_lists(source, folder):
+    backup = create_backup(source, folder, ENV)
+    path = Path(folder.location) / backup.name
+    pg_restore = find_tool("pg_restore", server_major(source))
+    listing = subprocess.run(
+        [str(pg_restore), "--list", str(path)], capture_output=True, text=True, check=True
+    ).stdout
+    # `215; 1259 16390 TABLE public chore owner`: the entry's number and its kind's first word
+    listed = dict(line.split(" ")[0:4:3] for line in listing.splitlines() if line[:1].isdigit())
+
+    entries = read_entries(open_read(folder, backup.name))
+
+    read = {f"{e.dump_id};": e.desc.split()[0] for e in entries}
+    assert {k: v for k, v in read.items() if k in listed} == listed
+    assert {v for k, v in read.items() if k not in listed} <= {
+        "ENCODING",
+        "STDSTRINGS",
+        "SEARCHPATH",
+        "DATABASE",
+    }
+    chore = next(e for e in entries if e.desc == "TABLE" and e.tag == "chore")
+    data = next(e for e in entries if e.desc == "TABLE DATA" and e.tag == "chore")
+    assert chore.namespace == "public" and data.deps == (chore.dump_id,)
+    with pytest.raises(ArchiveFormatError, match="no PGDMP header"):
+        read_entries([b"PK\x03\x04 a zip file"])
+    with pytest.raises(ArchiveFormatError, match="ends inside"):
+        read_entries([path.read_bytes()[:300]])
+
+
+def test_privileges_on_a_left_out_extensions_objects_are_left_out_too(
+    pg_server, source, folder, scratch
+):
+    if pg_server.cluster is None:
+        pytest.skip("needs the local cluster's superuser (TEST_DATABASE_URL is set)")
+    # What earlier releases' provisioning left on a development cluster: the dump carries
+    # these grants (ACL entries of objects that the archive does not create).
+    create_pg_stat_statements(
+        pg_server.cluster.conninfo("superuser", source.dbname), grant_all_to=pg_server.app_user
+    )
+    backup = create_backup(source, folder, ENV)
+
+    result = restore_backup(folder, backup, source, scratch)
+
+    assert result.skipped_extensions == {"pg_stat_statements"}
+    assert sorted(result.left_out) == [
+        "ACL public TABLE pg_stat_statements",
+        "ACL public TABLE pg_stat_statements_info",
+        "COMMENT EXTENSION pg_stat_statements",
+        "EXTENSION pg_stat_statements",
+    ]
+    assert fingerprint(source.on(scratch)) == fingerprint(source)
+    with psycopg.connect(**pg_server.conninfo(scratch, role="app")) as conn:
+        assert conn.execute("SELECT count(*) FROM chore").fetchone() == (2000,)
 
 
 def test_a_dump_that_fails_midway_leaves_nothing_on_s3(source, monkeypatch):

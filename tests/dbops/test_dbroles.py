@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,7 +12,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tests.helpers import drop_database, run_manage
+from tests.helpers import assert_denied, create_pg_stat_statements, drop_database, run_manage
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +55,7 @@ def test_check_proves_crud_works_and_ddl_is_denied(fresh_db: tuple[str, dict[str
         "OK    UPDATE on migration_test: allowed",
         "OK    DELETE on migration_test: allowed",
         "OK    SELECT on flyway_schema_history: allowed",
+        "OK    SELECT on django_migrations: allowed",
         "OK    CREATE TABLE: denied",
         "OK    ALTER TABLE migration_test: denied",
         "OK    DROP TABLE migration_test: denied",
@@ -62,9 +64,18 @@ def test_check_proves_crud_works_and_ddl_is_denied(fresh_db: tuple[str, dict[str
         "OK    INSERT on flyway_schema_history: denied",
         "OK    UPDATE on flyway_schema_history: denied",
         "OK    DELETE on flyway_schema_history: denied",
+        "OK    INSERT on django_migrations: denied",
+        "OK    UPDATE on django_migrations: denied",
+        "OK    DELETE on django_migrations: denied",
     ):
         assert expected in lines, proc.stdout
-    assert "All 17 checks passed for role choregarden" in proc.stdout
+    catalog = next(line for line in lines if "(from the catalog)" in line)
+    assert re.fullmatch(
+        r"OK    writable relations \(from the catalog\) are application tables: "
+        r"(\d+) tables and (\d+) sequences, all application tables",
+        catalog,
+    ), catalog
+    assert "All 22 checks passed for role choregarden" in proc.stdout
 
 
 def test_check_leaves_nothing_behind(pg_server: Any, fresh_db: tuple[str, dict[str, str]]) -> None:
@@ -114,7 +125,11 @@ def test_check_fails_on_an_extra_privilege_and_provision_takes_it_back(
     assert "FAIL  INSERT on flyway_schema_history: allowed, should be denied" in proc.stdout
     assert "FAIL  CREATE SCHEMA: allowed, should be denied" in proc.stdout
     assert "OK    CREATE TABLE: denied" in proc.stdout
-    assert "3 of 17 checks failed for role choregarden" in proc.stderr
+    assert (
+        "FAIL  write access on public.flyway_schema_history: allowed, should be denied: "
+        "migration history" in proc.stdout
+    )
+    assert "5 of 23 checks failed for role choregarden" in proc.stderr
     assert "manage.py dbroles provision" in proc.stderr
     # The TRUNCATE ran and was rolled back with everything else.
     assert owner_sql(pg_server, name, "SELECT count(*) FROM migration_test") != [(0,)]
@@ -149,6 +164,75 @@ def test_provision_is_idempotent_and_keeps_the_history_read_only(
         ("flyway_schema_history", "SELECT"),
         ("migration_test", "DELETE,INSERT,SELECT,UPDATE"),
     ]
+
+
+def test_the_application_role_cannot_rewrite_djangos_migration_history(
+    pg_server: Any, fresh_db: tuple[str, dict[str, str]]
+) -> None:
+    name, env = fresh_db
+    # Provisioned before `migrate` made django_migrations: the owner's default privileges
+    # gave the table CRUD for the application at birth; migrate takes the writes back.
+    with psycopg.connect(**pg_server.conninfo(name, role="app"), autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM django_migrations").fetchone()[0] > 0
+        assert_denied(
+            conn,
+            [
+                "DELETE FROM django_migrations WHERE id = 1",
+                "UPDATE django_migrations SET applied = now()",
+                "INSERT INTO django_migrations (app, name, applied) VALUES ('a', 'b', now())",
+                "SELECT nextval(pg_get_serial_sequence('django_migrations', 'id'))",
+            ],
+        )
+    shown = run_manage("showmigrations", "dbops", env=env)  # as the application role
+    assert shown.returncode == 0 and "[X] V1__create_migration_test_table" in shown.stdout, (
+        shown.stdout + shown.stderr
+    )
+    again = run_manage("migrate", "--no-input", env=env)
+    assert again.returncode == 0, again.stderr
+    assert "No migrations to apply." in again.stdout
+
+
+def test_check_finds_grants_on_an_extensions_views_and_a_superuser_takes_them_back(
+    pg_server: Any, fresh_db: tuple[str, dict[str, str]]
+) -> None:
+    if pg_server.cluster is None:
+        pytest.skip("needs the local cluster's superuser (TEST_DATABASE_URL has none)")
+    name, env = fresh_db
+    su = pg_server.cluster.conninfo("superuser", name)
+    create_pg_stat_statements(su, grant_all_to="choregarden")  # as provisioning did before
+    try:
+        proc = run_manage("dbroles", "check", env=env)
+        assert proc.returncode == 1
+        for view in ("pg_stat_statements", "pg_stat_statements_info"):
+            assert (
+                f"FAIL  write access on public.{view}: allowed, should be denied: member of "
+                "extension pg_stat_statements" in proc.stdout
+            )
+            assert (
+                f"FAIL  write on public.{view} (member of extension pg_stat_statements): "
+                "allowed, should be denied" in proc.stdout
+            )
+        assert "FAIL  DELETE on django_migrations: allowed, should be denied" in proc.stdout
+
+        as_owner = run_manage("dbroles", "provision", env=env)
+        assert as_owner.returncode == 1
+        assert "keeps grants on public.pg_stat_statements (member of extension" in as_owner.stderr
+        assert "--url <URL of a superuser or the RDS master user>" in as_owner.stderr
+
+        su_user, su_password = pg_server.cluster.credentials("superuser")
+        url = f"postgres://{su_user}:{su_password}@{pg_server.host}:{pg_server.port}/{name}"
+        as_superuser = run_manage("dbroles", "provision", "--url", url, env=env)
+        assert as_superuser.returncode == 0, as_superuser.stderr
+        check = run_manage("dbroles", "check", env=env)
+        assert check.returncode == 0, check.stdout
+        assert (
+            "OK    write on public.pg_stat_statements (member of extension pg_stat_statements): "
+            "denied" in check.stdout
+        )
+        assert "All 24 checks passed" in check.stdout
+    finally:
+        with psycopg.connect(**su, autocommit=True) as conn:
+            conn.execute("DROP EXTENSION IF EXISTS pg_stat_statements")
 
 
 def test_tables_made_by_later_migrations_are_reachable(
@@ -235,7 +319,7 @@ def test_provision_as_a_superuser_creates_the_roles(pg_server: Any, tmp_path: An
         assert migrate.returncode == 0, migrate.stderr
         check = run_manage("dbroles", "check", env=env)
         assert check.returncode == 0, check.stdout + check.stderr
-        assert f"All 17 checks passed for role {app} on {name}." in check.stdout
+        assert f"All 22 checks passed for role {app} on {name}." in check.stdout
     finally:
         with psycopg.connect(**su, autocommit=True) as conn:
             conn.execute(

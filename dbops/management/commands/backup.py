@@ -28,6 +28,7 @@ from dbops.backups.store import (
     find_backup,
     project_objects,
     prune_plan,
+    writer_alive,
 )
 from dbops.backups.verify import verify_backup
 from dbops.redact import redact
@@ -171,11 +172,15 @@ class Command(BaseCommand):
                 f"{b.name:<46} {human_size(b.size):>10} {age(b.created, now):>8}  "
                 f"{b.created:%Y-%m-%d %H:%M:%S}"
             )
+        running = [o for o in incomplete if o.is_partial and writer_alive(storage, o)]
+        left = len(incomplete) - len(running)
         summary = f"{len(backups)} complete {env} backup(s) in {describe(storage)}."
-        if incomplete:
+        if running:
+            summary += f" {len(running)} backup(s) running ({', '.join(o.name for o in running)})."
+        if left:
             summary += (
-                f" {len(incomplete)} object(s) of interrupted or running backups ignored "
-                "(`backup prune` removes them after the retention)."
+                f" {left} object(s) of interrupted backups ignored (`backup prune` removes "
+                "them: a partial whose writer is gone at once, the rest after the retention)."
             )
         self.stdout.write(summary)
 
@@ -191,9 +196,12 @@ class Command(BaseCommand):
         verb = "Would delete" if options["dry_run"] else "Deleted"
         data = {"dry_run": options["dry_run"], "keep_days": keep_days,
                 "deleted": [o.name for o in doomed], "kept": [b.name for b in kept]}  # fmt: skip
-        lines = [f"{verb} {o.name}" for o in doomed]
+        lines = [
+            f"{verb} {o.name}" + (" (an interrupted backup)" if o.is_partial else "")
+            for o in doomed
+        ]
         lines.append(
-            f"Done! {verb} {len(doomed)} object(s) older than {keep_days} days; "
+            f"Done! {verb} {len(doomed)} object(s) older than {keep_days} days or abandoned; "
             f"{len(kept)} complete backup(s) kept."
         )
         self.emit(options, data, "\n".join(lines))
@@ -212,12 +220,21 @@ class Command(BaseCommand):
         how = "replaced" if result.replaced else "created" if result.created else "empty"
         skipped = sorted(result.skipped_extensions)
         data = {"backup": backup.name, "database": result.database, "target": how,
-                "skipped_extensions": skipped}  # fmt: skip
+                "skipped_extensions": skipped, "left_out": result.left_out}  # fmt: skip
         if skipped:
+            extension_entries = {f"EXTENSION {n}" for n in skipped}
+            extension_entries |= {f"COMMENT {e}" for e in extension_entries}
+            members = [e for e in result.left_out if e not in extension_entries]
             self.stderr.write(
                 f"Left out extension(s) {', '.join(skipped)}: only a superuser may create "
-                "them (or they exist already). If the database needs them, run CREATE "
-                "EXTENSION as a superuser (on RDS, the master user)."
+                "them (or they exist already)"
+                + (
+                    f", and what the dump grants on their objects ({'; '.join(members)})"
+                    if members
+                    else ""
+                )
+                + ". If the database needs them, run CREATE EXTENSION as a superuser (on "
+                "RDS, the master user)."
             )
         self.emit(
             options,

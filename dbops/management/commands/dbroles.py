@@ -14,15 +14,16 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.db import Error as DjangoDatabaseError
 
 from dbops.connections import OWNER_KEYS
+from dbops.privileges import DJANGO_HISTORY_TABLE, classify
 from dbops.redact import redact, register_secret
-from dbops.roles import (
-    ProvisionError,
-    application_role_probes,
-    check_application_role,
-    provision_database,
-)
+from dbops.rolecheck import application_role_probes, check_application_role
+from dbops.roles import ProvisionError, ProvisionIncomplete, provision_database
 
 ALIAS = "dbroles"
+
+
+def history_table() -> str:
+    return str(settings.SQL_MIGRATIONS.get("TABLE", "flyway_schema_history"))
 
 
 @contextmanager
@@ -83,6 +84,9 @@ class Command(BaseCommand):
                 self._provision(options["url"], as_json=options["json"])
             else:
                 self._check(options["url"], as_json=options["json"])
+        except ProvisionIncomplete as err:
+            self._print_steps(err.steps, database=err.database, as_json=options["json"])
+            raise CommandError(redact(str(err))) from None
         except ProvisionError as err:
             raise CommandError(redact(str(err))) from None
         except (psycopg.Error, DjangoDatabaseError) as err:
@@ -102,21 +106,31 @@ class Command(BaseCommand):
                 app_password=app.get("PASSWORD") or None,
                 owner_password=(owner.get("PASSWORD") or None) if owner is not app else None,
                 schema=settings.SQL_MIGRATIONS.get("SCHEMA", "public"),
+                history_tables=(history_table(), DJANGO_HISTORY_TABLE),
             )
             database = conn.info.dbname
+        self._print_steps(steps, database=database, as_json=as_json)
+        if not as_json:
+            self.stdout.write(f"Done! Roles and privileges are in place on {database}.")
+
+    def _print_steps(self, steps: list[str], *, database: str, as_json: bool) -> None:
         if as_json:
             self.stdout.write(json.dumps({"database": database, "steps": steps}))
             return
         for step in steps:
             self.stdout.write(f"  {step}")
-        self.stdout.write(f"Done! Roles and privileges are in place on {database}.")
 
     def _check(self, url: str | None, *, as_json: bool) -> None:
         config = connections[DEFAULT_DB_ALIAS].settings_dict
-        history = settings.SQL_MIGRATIONS.get("TABLE", "flyway_schema_history")
+        history = history_table()
         with self._connection(url, config) as conn:
             role, database = conn.info.user, conn.info.dbname
-            results = check_application_role(conn, application_role_probes(history_table=history))
+            relations = classify(conn, app=role, history_tables=(history, DJANGO_HISTORY_TABLE))
+            probes = application_role_probes(
+                history_table=history,
+                extension_members=[r for r in relations if r.extension],
+            )
+            results = check_application_role(conn, probes, relations)
         failed = [r for r in results if not r.ok]
         if as_json:
             self.stdout.write(

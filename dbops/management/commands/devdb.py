@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from dbops import processes
 from dbops.localdb import LocalDBError, default_cluster
 from dbops.localdb.binaries import BinariesNotFound, find_bindir
 from dbops.redact import mask_url
@@ -93,4 +93,6 @@ class Command(BaseCommand):
         env = dict(os.environ, PGPASSWORD=str(info.pop("password")))
         conninfo = " ".join(f"{k}={v}" for k, v in info.items())
         psql = find_bindir() / "psql"
-        raise SystemExit(subprocess.call([str(psql), conninfo], env=env))
+        # psql takes this process's place: Ctrl-C reaches psql alone, and no parent is left
+        # whose death could leave it running.
+        processes.become([str(psql), conninfo], env)

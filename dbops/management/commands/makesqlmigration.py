@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from django.db.migrations.questioner import (
     NonInteractiveMigrationQuestioner,
 )
 
+from dbops import processes
 from dbops.connections import use_migration_role
 from dbops.sqlmigrations.exceptions import SqlMigrationError
 from dbops.sqlmigrations.generate import GeneratorError, generate
@@ -109,7 +109,7 @@ def format_python(path: Path) -> None:
     for args in (["check", "--fix", "--select", "I", "-q"], ["format", "-q"]):
         # From BASE_DIR, so that ruff sorts the project's own packages as first-party.
         command = [ruff, *args, *options, str(path.resolve())]
-        subprocess.run(command, capture_output=True, check=False, cwd=base)
+        processes.run(command, capture_output=True, check=False, cwd=base)
 
 
 def _shown(path: Path) -> str:

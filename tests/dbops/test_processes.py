@@ -1,0 +1,97 @@
+"""Every external tool the project starts dies with the process that started it."""
+
+from __future__ import annotations
+
+import ast
+import os
+import pwd
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import REPO
+
+PACKAGES = ("dbops", "accounts", "chores", "choregarden")
+# Ways to start a process that bypass dbops.processes.
+STARTERS = {"system", "popen", "spawnv", "spawnve", "spawnl", "spawnle", "fork", "forkpty"}
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
+def wait_gone(pid: int, seconds: float = 5) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not alive(pid):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def start_parent(*args: str) -> tuple[subprocess.Popen[str], int]:
+    """A Python process that starts `sleep 120` through dbops.processes; return it and the pid."""
+    code = (
+        "import sys, time; from dbops import processes; "
+        "p = processes.popen(['sleep', '120'], run_as=sys.argv[1] or None); "
+        "print(p.pid, flush=True); time.sleep(120)"
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", code, *args],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    assert parent.stdout is not None
+    return parent, int(parent.stdout.readline())
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+@pytest.mark.parametrize("run_as", ["", "postgres"])
+def test_a_tool_dies_when_its_parent_is_killed(run_as: str) -> None:
+    if run_as and os.geteuid() != 0:
+        pytest.skip("starting a tool as another user needs root")
+    parent, child = start_parent(run_as)
+    try:
+        assert alive(child)
+        if run_as:
+            assert os.stat(f"/proc/{child}").st_uid == pwd.getpwnam(run_as).pw_uid
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait()
+        assert wait_gone(child), f"sleep {child} outlived its parent"
+    finally:
+        os.killpg(parent.pid, signal.SIGKILL)
+        parent.wait()
+
+
+def test_no_module_starts_a_process_but_dbops_processes() -> None:
+    offenders = []
+    for package in PACKAGES:
+        for path in sorted((REPO / package).rglob("*.py")):
+            if path == REPO / "dbops" / "processes.py":
+                continue
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                names = []
+                if isinstance(node, ast.Import):
+                    names = [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom):
+                    names = [node.module or ""]
+                if "subprocess" in names or "multiprocessing" in names:
+                    offenders.append(f"{path.relative_to(REPO)}:{node.lineno} imports subprocess")
+                if (
+                    isinstance(node, ast.Attribute)
+                    and isinstance(node.value, ast.Name)
+                    and node.value.id == "os"
+                    and (node.attr in STARTERS or node.attr.startswith("exec"))
+                ):
+                    offenders.append(f"{path.relative_to(REPO)}:{node.lineno} os.{node.attr}")
+    assert offenders == []
