@@ -11,6 +11,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import ValidationError
 from django.db import connection
 from django.db.models import QuerySet
@@ -195,16 +196,15 @@ class MonthFilter(admin.SimpleListFilter):
         if not self.value():
             return queryset
         try:
-            year, month = (int(part) for part in self.value().split("-"))
-            start = datetime(year, month, 1, tzinfo=UTC)
-        except ValueError:
-            return queryset.none()
-        end = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=UTC)
+            start = datetime.strptime(self.value(), "%Y-%m").replace(tzinfo=UTC)
+            end = start.replace(year=start.year + start.month // 12, month=start.month % 12 + 1)
+        except ValueError as err:  # not YYYY-MM, or December 9999 (no month follows)
+            raise IncorrectLookupParameters(f"month={self.value()}: use YYYY-MM") from err
         return queryset.filter(completed_at__gte=start, completed_at__lt=end)
 
 
 @admin.register(Completion)
-class CompletionAdmin(EmailSearchMixin, LargeTableAdmin):
+class CompletionAdmin(EmailSearchMixin, DatabaseRulesAdmin, LargeTableAdmin):
     email_search_path = "member__user"
     list_display = ("id", "completed_at", "household", "member_name", "task", "points")
     list_select_related = ("household", "member__user", "task")
