@@ -19,11 +19,12 @@ from accounts.validators import (
 )
 from chores.models import HouseholdMember
 from dbops.adminkit import LargeTableAdmin
+from dbops.adminrules import DatabaseRulesAdmin, DatabaseRulesForm
 
 CLOCK_HELP = "24-hour clock, HH:MM (e.g. 22:00). Leave both empty for no quiet hours."
 
 
-class UserProfileForm(forms.ModelForm):
+class UserProfileForm(DatabaseRulesForm):
     """The preferences JSON edited as one field per key, validated like the database does."""
 
     notification_channels = forms.MultipleChoiceField(
@@ -105,7 +106,7 @@ class DeletedFilter(admin.SimpleListFilter):
 
 
 @admin.register(UserProfile)
-class UserProfileAdmin(LargeTableAdmin):
+class UserProfileAdmin(DatabaseRulesAdmin, LargeTableAdmin):
     form = UserProfileForm
     list_display = (
         "email",

@@ -18,6 +18,9 @@ from accounts.validators import (
     validate_timezone,
 )
 
+# A POSIX regular expression, as V2's users_email_shape CHECK writes it.
+EMAIL_SHAPE = "^[^@[:space:]]+@[^@[:space:]]+$"
+
 
 def _trigram_index(field: str, name: str) -> GinIndex:
     # Matches Django's icontains SQL, UPPER(col::text) LIKE UPPER('%term%'), for admin search.
@@ -151,6 +154,15 @@ class UserProfile(models.Model):
                 condition=Q(deleted_at__isnull=True),
                 name="users_email_lower_uniq",
                 violation_error_message="A live profile with this email already exists.",
+            ),
+            # Django's email validator also accepts a quoted "@" or a vertical tab; this
+            # is V2's rule, checked by PostgreSQL itself when a form validates.
+            models.CheckConstraint(
+                condition=Q(email__regex=EMAIL_SHAPE),
+                name="users_email_shape",
+                violation_error_message=(
+                    "Enter an email address with one @ and no spaces, e.g. name@example.com."
+                ),
             ),
             models.CheckConstraint(
                 condition=Q(deleted_at__isnull=True) | Q(is_active=False),

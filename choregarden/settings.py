@@ -353,7 +353,7 @@ INSTALLED_APPS = [
     "dbops",
     "accounts",
     "chores",
-    "django.contrib.admin",
+    "choregarden.apps.AdminConfig",  # django.contrib.admin with the project's site
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

@@ -11,6 +11,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import ValidationError
 from django.db import connection
 from django.db.models import QuerySet
@@ -32,14 +33,23 @@ from chores.models import (
     TaskTemplate,
 )
 from dbops.adminkit import LargeTableAdmin
+from dbops.adminrules import DatabaseRulesAdmin, DatabaseRulesInline, explain_refusal
 
 OWNER_STAYS = (
     "The owner cannot be removed: make another member the owner first (select that member "
     "in Household members and run “Make the selected member the household's owner”)."
 )
+ONE_OWNER = (
+    "A household needs exactly one owner: give one member the role owner (to move "
+    "ownership, use “Make the selected member the household's owner”)."
+)
+# The deferred has-an-owner triggers of V4, should a write get past the forms.
+explain_refusal("23000", r"household \d+ has no owner", ONE_OWNER)
 
 
 class MemberFormSet(BaseInlineFormSet):
+    """The household's members: exactly one owner stays (V4's index and triggers)."""
+
     def clean(self) -> None:
         super().clean()
         for form in self.forms:
@@ -47,6 +57,23 @@ class MemberFormSet(BaseInlineFormSet):
                 loaded = getattr(form.instance, "_loaded_role", form.instance.role)
                 if loaded == HouseholdMember.Role.OWNER:
                     raise ValidationError(OWNER_STAYS)
+        if any(self.errors):
+            return  # a form in error has no role to count
+        kept = [
+            form
+            for form in self.forms
+            if not self._should_delete_form(form) and (form.has_changed() or form.instance.pk)
+        ]
+        owners = [f for f in kept if f.cleaned_data.get("role") == HouseholdMember.Role.OWNER]
+        if len(owners) != 1:
+            raise ValidationError(ONE_OWNER)
+
+    def get_form_kwargs(self, index: int | None) -> dict[str, Any]:
+        kwargs = super().get_form_kwargs(index)
+        if self.instance.pk is None and index == 0:
+            # A new household's first row is its owner, as the database requires.
+            kwargs["initial"] = {"role": HouseholdMember.Role.OWNER}
+        return kwargs
 
 
 class EmailSearchMixin:
@@ -70,20 +97,22 @@ class EmailSearchMixin:
         return queryset.filter(**{f"{self.email_search_path}__in": people}), False
 
 
-class MemberInline(admin.TabularInline):
+class MemberInline(DatabaseRulesInline):
     model = HouseholdMember
     formset = MemberFormSet
-    extra = 0
     raw_id_fields = ("user",)
     fields = ("user", "role", "joined_at")
     readonly_fields = ("joined_at",)
+
+    def get_extra(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> int:
+        return 1 if obj is None else 0  # a new household: one row, for its owner
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         return super().get_queryset(request).select_related("user")
 
 
 @admin.register(Household)
-class HouseholdAdmin(LargeTableAdmin):
+class HouseholdAdmin(DatabaseRulesAdmin, LargeTableAdmin):
     list_display = ("name", "timezone", "owner", "created_at")
     search_fields = ("name",)
     ordering = ("-id",)
@@ -100,7 +129,7 @@ class HouseholdAdmin(LargeTableAdmin):
 
 
 @admin.register(HouseholdMember)
-class HouseholdMemberAdmin(LargeTableAdmin):
+class HouseholdMemberAdmin(DatabaseRulesAdmin, LargeTableAdmin):
     list_display = ("user", "household", "role", "joined_at")
     list_select_related = ("user", "household")
     list_filter = ("role",)
@@ -137,7 +166,7 @@ class HouseholdMemberAdmin(LargeTableAdmin):
 
 
 @admin.register(TaskTemplate)
-class TaskTemplateAdmin(admin.ModelAdmin):
+class TaskTemplateAdmin(DatabaseRulesAdmin):
     list_display = ("title", "household", "effort_points", "recurrence")
     list_select_related = ("household",)
     list_filter = (("household", admin.EmptyFieldListFilter),)
@@ -146,7 +175,7 @@ class TaskTemplateAdmin(admin.ModelAdmin):
 
 
 @admin.register(Task)
-class TaskAdmin(LargeTableAdmin):
+class TaskAdmin(DatabaseRulesAdmin, LargeTableAdmin):
     list_display = ("title", "household", "effort_points", "recurrence", "starts_on", "archived")
     list_select_related = ("household",)
     list_filter = (("archived_at", admin.EmptyFieldListFilter),)
@@ -160,7 +189,7 @@ class TaskAdmin(LargeTableAdmin):
 
 
 @admin.register(Assignment)
-class AssignmentAdmin(EmailSearchMixin, LargeTableAdmin):
+class AssignmentAdmin(EmailSearchMixin, DatabaseRulesAdmin, LargeTableAdmin):
     email_search_path = "assignee__user"
     list_display = ("task", "household", "assignee_name", "due", "status")
     list_select_related = ("task", "household", "assignee__user")
@@ -233,16 +262,15 @@ class MonthFilter(admin.SimpleListFilter):
         if not self.value():
             return queryset
         try:
-            year, month = (int(part) for part in self.value().split("-"))
-            start = datetime(year, month, 1, tzinfo=UTC)
-        except ValueError:
-            return queryset.none()
-        end = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=UTC)
+            start = datetime.strptime(self.value(), "%Y-%m").replace(tzinfo=UTC)
+            end = start.replace(year=start.year + start.month // 12, month=start.month % 12 + 1)
+        except ValueError as err:  # not YYYY-MM, or December 9999 (no month follows)
+            raise IncorrectLookupParameters(f"month={self.value()}: use YYYY-MM") from err
         return queryset.filter(completed_at__gte=start, completed_at__lt=end)
 
 
 @admin.register(Completion)
-class CompletionAdmin(EmailSearchMixin, LargeTableAdmin):
+class CompletionAdmin(EmailSearchMixin, DatabaseRulesAdmin, LargeTableAdmin):
     email_search_path = "member__user"
     list_display = ("id", "completed_at", "household", "member_name", "task", "points")
     list_select_related = ("household", "member__user", "task")
@@ -261,7 +289,7 @@ class CompletionAdmin(EmailSearchMixin, LargeTableAdmin):
 
 
 @admin.register(Notification)
-class NotificationAdmin(EmailSearchMixin, LargeTableAdmin):
+class NotificationAdmin(EmailSearchMixin, DatabaseRulesAdmin, LargeTableAdmin):
     email_search_path = "recipient"
     list_display = ("recipient", "kind", "created_at", "read_at", "delivered_channels")
     list_select_related = ("recipient",)

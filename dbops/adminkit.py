@@ -17,6 +17,7 @@ from typing import Any
 
 from django.contrib import admin
 from django.contrib.admin import helpers
+from django.core.exceptions import EmptyResultSet
 from django.core.paginator import Paginator
 from django.db import connections
 from django.utils.html import format_html
@@ -46,7 +47,10 @@ def table_estimate(model: Any, using: str = "default") -> int:
 def plan_estimate(queryset: Any) -> int:
     """The planner's row estimate for the queryset (no rows are read)."""
     query = queryset.order_by()
-    sql, params = query.query.sql_with_params()
+    try:
+        sql, params = query.query.sql_with_params()
+    except EmptyResultSet:  # .none(), or a lookup no row can match: Django's count() is 0
+        return 0
     with connections[queryset.db].cursor() as cursor:
         cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
         plan = cursor.fetchone()[0]

@@ -195,6 +195,13 @@ class Migration(SQLFileMigration):
                             ),
                             models.CheckConstraint(
                                 condition=models.Q(
+                                    ("email__regex", "^[^@[:space:]]+@[^@[:space:]]+$")
+                                ),
+                                name="users_email_shape",
+                                violation_error_message="Enter an email address with one @ and no spaces, e.g. name@example.com.",
+                            ),
+                            models.CheckConstraint(
+                                condition=models.Q(
                                     ("deleted_at__isnull", True),
                                     ("is_active", False),
                                     _connector="OR",
