@@ -132,7 +132,12 @@ def detect_changes(
 def wrapper_dependencies(
     loader: MigrationLoader, app_label: str, outside: list[tuple[str, str]]
 ) -> tuple[list[tuple[str, str]], str]:
-    """Return the new wrapper's dependencies and the app migration to go back to ("zero")."""
+    """Return the new wrapper's dependencies and the app migration to go back to ("zero").
+
+    D1: the wrapper of V{n} depends on the wrapper of V{n-1}, in whatever app that is, and
+    on the app's own latest migration, even when that is already an ancestor: Django
+    counts an app's leaves within the app, so without it the app would have two.
+    """
     wrappers = find_wrappers(loader)
     by_version = {}
     for w in wrappers:
@@ -153,8 +158,7 @@ def wrapper_dependencies(
     previous_app = "zero"
     for leaf in loader.graph.leaf_nodes(app_label):
         previous_app = leaf[1]
-        ancestors = set(loader.graph.forwards_plan(deps[0])) if deps else set()
-        if leaf not in ancestors and leaf not in deps:
+        if leaf not in deps:
             deps.append(leaf)
     for dep in outside:
         if dep not in deps:
@@ -347,6 +351,8 @@ def render_wrapper(
 
     migration = migrations.Migration(stem, app_label)
     migration.dependencies = dependencies
+    # Only an app's first migration is initial: `migrate --fake-initial` fakes an initial
+    # migration whose tables exist, which for a later one would skip real changes.
     migration.initial = not any(dep[0] == app_label for dep in dependencies)
     migration.operations = [
         migrations.SeparateDatabaseAndState(
