@@ -130,7 +130,8 @@ class Command(BaseCommand):
 
     def _validate(self, connection: BaseDatabaseWrapper, options: dict[str, Any]) -> None:
         files, problems = self._files_for_validation()
-        rows, _ = self._read(connection)
+        rows, values = self._read(connection)
+        count = 0
         if files is not None:
             problems += validate(
                 files,
@@ -138,7 +139,12 @@ class Command(BaseCommand):
                 check_convention=engine.option("CHECK_CONVENTION"),
                 out_of_order=engine.option("OUT_OF_ORDER"),
             )
-        count = len(files) if files is not None else 0
+            # Flyway's DbValidate counts what `info` lists (MigrationInfoService.all()):
+            # applied and pending migrations, not the undo files beside them.
+            out_of_order = engine.option("OUT_OF_ORDER")
+            count = len(
+                infos.migration_infos(files, rows, values=values, out_of_order=out_of_order)
+            )
         if options["json"]:
             self._json(
                 {
@@ -156,7 +162,9 @@ class Command(BaseCommand):
                 + ("" if options["json"] else ":\n" + "\n".join(f"  - {p}" for p in problems))
             )
         if not options["json"]:
-            self.stdout.write(f"Successfully validated {count} migrations: no problems.")
+            self.stdout.write(
+                f"Successfully validated {count} migrations (as `info` lists them): no problems."
+            )
 
     def _files_for_validation(self) -> tuple[list[MigrationFile] | None, list[Problem]]:
         """Load the files; on bad names, report each of them and validate the rest."""
