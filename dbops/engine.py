@@ -118,6 +118,11 @@ def snapshot(cursor: Any) -> Run:
     return Run(applied=applied_versions(rows), placeholders=placeholders_for(cursor), rows=rows)
 
 
+def active_run() -> Run | None:
+    """Return the snapshot of the `migrate` run in progress, if any."""
+    return _current_run.get()
+
+
 def current_run(connection: BaseDatabaseWrapper) -> Run:
     """Return the locked run's snapshot, or a fresh one outside `migrate` (e.g. tests)."""
     run = _current_run.get()

@@ -256,8 +256,15 @@ def test_adopts_a_flyway_written_history_without_running_sql_again(
     flyway_ran(sqlproject, "V1__create_a.sql", "V2__create_b.sql")
     sqlproject.write("V3__create_c.sql", "CREATE TABLE c (id int);\n")
 
-    ok(migrate(sqlproject))
+    result = ok(migrate(sqlproject))
     assert sqlproject.query("SELECT count(*) FROM a") == [(1,)]  # V1 did not run twice
+    # It says what it did: only Django's row for V1 and V2, the SQL of V3.
+    assert (
+        "  Adopting dbops.V1__create_a (already in flyway_schema_history, applied by flyway: "
+        "recorded for Django, no SQL run)... OK"
+    ) in result.stdout
+    assert "Applying dbops.V1__create_a" not in result.stdout
+    assert "  Applying dbops.V3__create_c... OK" in result.stdout
     rows = sqlproject.history()
     assert [(r[1], r[6]) for r in rows] == [
         ("1", "flyway"),

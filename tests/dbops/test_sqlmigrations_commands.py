@@ -274,6 +274,10 @@ def test_baseline_then_migrate_records_versions_up_to_it_without_running_them(
 
     result = sqlproject.manage("migrate", "--no-input")
     assert result.returncode == 0, result.stderr
+    assert (
+        "  Adopting dbops.V2__create_b (below the baseline: recorded for Django, no SQL run)"
+    ) in result.stdout
+    assert "  Applying dbops.V3__create_c... OK" in result.stdout
     tables = {r[0] for r in sqlproject.query("SELECT tablename FROM pg_tables")}
     assert "c" in tables and "b" not in tables  # V2 was recorded, not run
     assert [r[1] for r in sqlproject.history()] == ["2", "3"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from importlib import import_module
 from typing import Any
 
@@ -15,7 +16,7 @@ from django.utils.module_loading import module_has_submodule
 from dbops import engine
 from dbops.connections import connect_or_explain, use_migration_role, without_pool
 from dbops.django_executor import SQLMigrationExecutor, post_migrate_apps
-from dbops.operations import LazyApps, RunSQLFile, defer_rendering
+from dbops.operations import LazyApps, RunSQLFile, defer_rendering, recorded_only
 from dbops.sqlmigrations.exceptions import SqlMigrationError
 from dbops.sqlmigrations.executor import MigrationFailed, locate
 
@@ -152,6 +153,24 @@ class Command(DjangoMigrate):
             plan=plan,
         )
         return True
+
+    def migration_progress_callback(
+        self, action: str, migration: Any = None, fake: bool = False
+    ) -> None:
+        """Say "Adopting" for a wrapper whose file the history already holds: only Django's
+        row is written for it, no SQL runs."""
+        run = engine.active_run()
+        if action == "apply_start" and not fake and self.verbosity >= 1 and run is not None:
+            reason = recorded_only(migration, run)
+            if reason:
+                self.start = time.monotonic()
+                self.stdout.write(
+                    f"  Adopting {migration} ({reason}: recorded for Django, no SQL run)...",
+                    ending="",
+                )
+                self.stdout.flush()
+                return
+        super().migration_progress_callback(action, migration, fake)
 
     def _waiting(self) -> None:
         self.stdout.write("Another migration run holds the lock; waiting for it to finish...")
