@@ -17,7 +17,13 @@ from dbops.sqlmigrations.files import MigrationFile, discover
 from dbops.sqlmigrations.history import HistoryRow, SchemaHistory
 from dbops.sqlmigrations.lock import advisory_lock, lock_key
 from dbops.sqlmigrations.placeholders import builtin_placeholders
-from dbops.sqlmigrations.validation import Problem, applied_versions, validate
+from dbops.sqlmigrations.preflight import MissingRole, missing_roles
+from dbops.sqlmigrations.validation import (
+    Problem,
+    applied_repeatables,
+    applied_versions,
+    validate,
+)
 from dbops.sqlmigrations.versions import Version
 
 DEFAULTS: dict[str, Any] = {
@@ -171,24 +177,67 @@ def _atomic(connection: BaseDatabaseWrapper) -> Iterator[None]:
         yield
 
 
+def pending_repeatables(
+    rows: list[HistoryRow], values: dict[str, str | None]
+) -> list[tuple[MigrationFile, int]]:
+    """Return each R file that is new or changed since it last ran, with its checksum."""
+    latest = applied_repeatables(rows)
+    pending = []
+    for mf in load_files():
+        if mf.kind != "R":
+            continue
+        checksum = mf.effective_checksum(values)
+        row = latest.get(mf.name.description)
+        if row is None or row.checksum != checksum:
+            pending.append((mf, checksum))
+    return pending
+
+
 def apply_repeatables(connection: BaseDatabaseWrapper) -> list[str]:
     """Apply each R file that is new or changed since it last ran, one transaction each."""
     from dbops.sqlmigrations.executor import apply_repeatable
-    from dbops.sqlmigrations.validation import applied_repeatables
 
     applied: list[str] = []
     with connection.cursor() as cursor:
         history = history_for(cursor)
-        latest = applied_repeatables(history.rows())
         values = placeholders_for(cursor)
-        for mf in load_files():
-            if mf.kind != "R":
-                continue
-            checksum = mf.effective_checksum(values)
-            row = latest.get(mf.name.description)
-            if row is not None and row.checksum == checksum:
-                continue
+        for mf, checksum in pending_repeatables(history.rows(), values):
             with _atomic(connection):
                 apply_repeatable(cursor, history, mf, mf.render(values), checksum)
             applied.append(mf.script)
     return applied
+
+
+def require_roles(connection: BaseDatabaseWrapper, run: Run, files: list[MigrationFile]) -> None:
+    """Refuse, before anything runs, when the files about to run name a missing role."""
+    with connection.cursor() as cursor:
+        missing = missing_roles(cursor, [(mf, run.render(mf)) for mf in files], run.placeholders)
+    if not missing:
+        return
+    app_user = settings.DATABASES.get("default", {}).get("USER")
+    lines = []
+    for ref in missing:
+        through = (
+            f" through the placeholder {ref.placeholder} (SQL_MIGRATIONS['PLACEHOLDERS'])"
+            if ref.placeholder
+            else ""
+        )
+        lines.append(f'{ref.script}, line {ref.line}: role "{ref.role}"{through}')
+    fix = (
+        "create the roles first: `manage.py dbroles provision` creates the application role "
+        "(DATABASE_URL's user) and its privileges, as the owner or with `--url` of an admin"
+    )
+    if any(ref.role != app_user for ref in missing):
+        fix += (
+            "; a role that is not the application role needs `CREATE ROLE` by an admin, or "
+            "a placeholder value that names an existing role"
+        )
+    one = len(missing) == 1
+    raise MissingRole(
+        f"{len(missing)} role{'' if one else 's'} named by pending migrations "
+        f"{'does' if one else 'do'} not exist in this cluster, so nothing was applied:\n"
+        + "\n".join(f"  - {line}" for line in lines)
+        + f"\n{fix}.",
+        path=missing[0].script,
+        line=missing[0].line,
+    )

@@ -31,6 +31,7 @@ from dbops.sqlmigrations.exceptions import SqlMigrationError, line_at
 from dbops.sqlmigrations.files import MigrationFile
 from dbops.sqlmigrations.history import TYPE_SQL, HistoryRow
 from dbops.sqlmigrations.squawk import run_squawk
+from dbops.sqlmigrations.statements import first_token
 from dbops.sqlmigrations.validation import applied_versions
 
 _DEPRECATED = re.compile(r"\s*DEPRECATED\b", re.IGNORECASE)
@@ -119,26 +120,10 @@ def lint(
 def _parse(text: str) -> list[tuple[int, Any]] | Finding:
     """Return (offset, statement node) pairs, or a finding for what PostgreSQL cannot parse."""
     try:
-        return [(_first_token(text, rs.stmt_location or 0), rs.stmt) for rs in parse_sql(text)]
+        return [(first_token(text, rs.stmt_location or 0), rs.stmt) for rs in parse_sql(text)]
     except ParseError as err:
         where = err.location if isinstance(err.location, int) else 0
         return Finding("", line_at(text, where), _SYNTAX_RULE, str(err.args[0]))
-
-
-def _first_token(text: str, offset: int) -> int:
-    """Skip the whitespace and comments libpg_query may count into a statement."""
-    while offset < len(text):
-        if text[offset].isspace():
-            offset += 1
-        elif text.startswith("--", offset):
-            end = text.find("\n", offset)
-            offset = len(text) if end < 0 else end + 1
-        elif text.startswith("/*", offset):
-            end = text.find("*/", offset)
-            offset = len(text) if end < 0 else end + 2
-        else:
-            break
-    return offset
 
 
 def _deprecations(

@@ -351,6 +351,33 @@ def test_failed_non_transactional_file_records_a_failed_row(sqlproject: SqlProje
     assert "failed" in err and "V2__index_a.sql" in err
 
 
+def test_a_missing_role_is_found_before_anything_runs(sqlproject: SqlProject) -> None:
+    # V3 grants to the role a placeholder names; the cluster has no such role. Without the
+    # check V1 and V2 committed and V3 stopped the run halfway.
+    sqlproject.placeholders = {"app_role": "nobody_here"}
+    sqlproject.write("V1__create_a.sql", "CREATE TABLE a (id int);\n")
+    sqlproject.write("V2__create_b.sql", "CREATE TABLE b (id int);\n")
+    sqlproject.write(
+        "V3__grant_reads.sql",
+        "-- V3: reads for the app.\nGRANT SELECT ON a TO PUBLIC;\n"
+        "GRANT SELECT ON a, b TO ${app_role};\n",
+    )
+
+    err = failed(migrate(sqlproject))
+
+    assert (
+        "V3__grant_reads.sql:3: 1 role named by pending migrations does not exist in this "
+        "cluster, so nothing was applied:"
+    ) in err
+    assert (
+        '  - V3__grant_reads.sql, line 3: role "nobody_here" through the placeholder '
+        "${app_role} (SQL_MIGRATIONS['PLACEHOLDERS'])"
+    ) in err
+    assert "`manage.py dbroles provision` creates the application role" in err
+    assert not {"a", "b"} & tables(sqlproject)
+    assert sqlproject.history() == []
+
+
 def test_placeholders_are_replaced(sqlproject: SqlProject) -> None:
     sqlproject.placeholders = {"owner_note": "kept by ops"}
     sqlproject.write(

@@ -16,7 +16,13 @@ from django.utils.module_loading import module_has_submodule
 from dbops import engine
 from dbops.connections import connect_or_explain, use_migration_role, without_pool
 from dbops.django_executor import SQLMigrationExecutor, post_migrate_apps
-from dbops.operations import LazyApps, RunSQLFile, defer_rendering, recorded_only
+from dbops.operations import (
+    LazyApps,
+    RunSQLFile,
+    SQLFileMigration,
+    defer_rendering,
+    recorded_only,
+)
 from dbops.sqlmigrations.exceptions import SqlMigrationError
 from dbops.sqlmigrations.executor import MigrationFailed, locate
 
@@ -119,6 +125,7 @@ class Command(DjangoMigrate):
         )
         if pending_file and not plan:
             return False  # a file without a wrapper: Django's migrate and the check say so
+        engine.require_roles(connection, run, self._files_to_run(plan, run))
         verbosity, interactive, alias = self.verbosity, self.interactive, connection.alias
         if verbosity >= 1:
             labels = ", ".join(sorted({app_label for app_label, _ in targets})) or "(none)"
@@ -171,6 +178,17 @@ class Command(DjangoMigrate):
                 self.stdout.flush()
                 return
         super().migration_progress_callback(action, migration, fake)
+
+    @staticmethod
+    def _files_to_run(plan: list[tuple[Any, bool]], run: engine.Run) -> list[Any]:
+        """Return the SQL files this forward plan runs, then the repeatables that run after."""
+        files = [
+            engine.find_file(script)
+            for migration, _ in plan
+            if isinstance(migration, SQLFileMigration) and recorded_only(migration, run) is None
+            for script in migration.sql_scripts
+        ]
+        return files + [mf for mf, _ in engine.pending_repeatables(run.rows, run.placeholders)]
 
     def _waiting(self) -> None:
         self.stdout.write("Another migration run holds the lock; waiting for it to finish...")
