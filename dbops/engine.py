@@ -22,12 +22,14 @@ from dbops.sqlmigrations.validation import (
     Problem,
     applied_repeatables,
     applied_versions,
+    misplaced_files,
     validate,
 )
 from dbops.sqlmigrations.versions import Version
 
 DEFAULTS: dict[str, Any] = {
     "LOCATION": None,
+    "UNDO_LOCATION": None,  # None: U files beside the V files (Flyway Teams' default)
     "SCHEMA": "public",
     "TABLE": "flyway_schema_history",
     "PLACEHOLDERS": {},
@@ -45,6 +47,8 @@ def option(name: str) -> Any:
     value = getattr(settings, "SQL_MIGRATIONS", {}).get(name, DEFAULTS[name])
     if name == "LOCATION" and value is None:
         return Path(settings.BASE_DIR) / "migrations_sql"
+    if name == "UNDO_LOCATION" and value is not None:
+        return Path(value)
     return value
 
 
@@ -55,16 +59,18 @@ _by_script: dict[str, dict[str, MigrationFile]] = {}
 def load_files(*, refresh: bool = False) -> list[MigrationFile]:
     """Return the migration files on disk, discovered once per run (or when refreshed)."""
     location = str(option("LOCATION"))
-    if refresh or location not in _files_cache:
-        _files_cache[location] = discover(Path(location))
-        _by_script[location] = {mf.script: mf for mf in _files_cache[location]}
-    return _files_cache[location]
+    undo = option("UNDO_LOCATION")
+    key = f"{location}\0{undo or ''}"
+    if refresh or key not in _files_cache:
+        _files_cache[key] = discover(Path(location), undo_directory=undo)
+        _by_script[key] = {mf.script: mf for mf in _files_cache[key]}
+    return _files_cache[key]
 
 
 def find_file(script: str) -> MigrationFile:
     # Every wrapper looks its file up when Django loads it: a dict keeps that linear.
     load_files()
-    mf = _by_script[str(option("LOCATION"))].get(script)
+    mf = _by_script[f"{option('LOCATION')}\0{option('UNDO_LOCATION') or ''}"].get(script)
     if mf is not None:
         return mf
     raise MissingMigrationFile(
@@ -140,12 +146,18 @@ def current_run(connection: BaseDatabaseWrapper) -> Run:
 
 
 def validate_database(connection: BaseDatabaseWrapper, rows: list[HistoryRow]) -> list[Problem]:
-    return validate(
-        load_files(),
+    files = load_files()
+    return layout_problems(files) + validate(
+        files,
         rows,
         check_convention=option("CHECK_CONVENTION"),
         out_of_order=option("OUT_OF_ORDER"),
     )
+
+
+def layout_problems(files: list[MigrationFile]) -> list[Problem]:
+    """Report files in the wrong one of the two locations (see misplaced_files)."""
+    return misplaced_files(files, option("LOCATION"), option("UNDO_LOCATION"))
 
 
 @contextmanager

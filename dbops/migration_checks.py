@@ -59,6 +59,39 @@ def scan_names(location: Path) -> tuple[dict[str, MigrationName], list[Error]]:
     return names, errors
 
 
+def undo_location_errors(names: dict[str, MigrationName]) -> list[Error]:
+    """With SQL_MIGRATIONS["UNDO_LOCATION"]: U files there only, and only U files there.
+
+    Flyway Community cannot parse a U file name: with validateMigrationNaming (flyway.toml)
+    one in its location fails every Flyway run, and a V file in the undo folder never runs.
+    """
+    undo = engine.option("UNDO_LOCATION")
+    if undo is None:
+        return []
+    location = Path(engine.option("LOCATION")).name
+    errors = [
+        _bad_name(
+            rel,
+            [f"an undo file in {location}/, where Flyway Community cannot parse its name"],
+            f"move it to {undo.name}/ (SQL_MIGRATIONS['UNDO_LOCATION'])",
+        )
+        for rel, name in names.items()
+        if name.kind == "U"
+    ]
+    undo_names, undo_errors = scan_names(undo)
+    errors += undo_errors
+    errors += [
+        _bad_name(
+            rel,
+            [f"not an undo file, in {undo.name}/: Flyway does not read that folder"],
+            f"move it to {location}/",
+        )
+        for rel, name in undo_names.items()
+        if name.kind != "U"
+    ]
+    return errors
+
+
 def _bad_name(rel: str, problems: list[str], fix: str) -> Error:
     message = "; ".join(p.removeprefix(f"{rel}: ") for p in problems)
     return Error(
@@ -242,6 +275,7 @@ def _versioned_name(script: str) -> MigrationName | None:
 def check_sql_migrations(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     """Check the SQL files' names and sequence and their wrappers (no database needed)."""
     names, errors = scan_names(Path(engine.option("LOCATION")))
+    errors.extend(undo_location_errors(names))
     versioned = {rel: n for rel, n in names.items() if n.kind == "V" and n.version is not None}
     # Only read the migration files: building the graph would raise on the very broken
     # dependencies these checks are there to explain.

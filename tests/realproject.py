@@ -25,6 +25,7 @@ from tests.helpers import REPO, create_database, drop_database, project_env
 PARTS = (
     "manage.py",
     "pyproject.toml",
+    "flyway.toml",
     "choregarden",
     "accounts",
     "chores",

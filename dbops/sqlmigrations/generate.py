@@ -60,6 +60,7 @@ class Generated:
             if path.exists():
                 raise GeneratorError(f"{path} already exists; nothing was written")
         self.sql_path.parent.mkdir(parents=True, exist_ok=True)
+        self.undo_path.parent.mkdir(parents=True, exist_ok=True)
         package = self.wrapper_path.parent
         if not package.exists():
             package.mkdir(parents=True)
@@ -318,6 +319,7 @@ def generate(
             undo = _header(undo_header) + "\n" + backward
     wrapper = render_wrapper(stem, app_label, script, deps, operations, date)
     location = Path(engine.option("LOCATION"))
+    undo_location = engine.option("UNDO_LOCATION") or location
     writer = MigrationWriter(migrations.Migration(stem, app_label))
     try:
         wrapper_dir = Path(writer.basedir)
@@ -328,7 +330,7 @@ def generate(
         name=name,
         app_label=app_label,
         sql_path=location / script,
-        undo_path=location / undo_script,
+        undo_path=undo_location / undo_script,
         wrapper_path=wrapper_dir / f"{stem}.py",
         sql=sql,
         undo_sql=undo,

@@ -14,6 +14,9 @@ The guide's rules (docs/migrations.md, "Lint"):
 - no-rollback-instructions: a V file has a U file or says in a comment how to roll back.
 - edited-applied-file / edited-committed-file: an applied (or already committed) V file
   must not change; callers pass the history rows and the committed checksums.
+- flyway-transactional-lock: a file run outside a transaction needs the project's Flyway
+  configuration to say `postgresql.transactional.lock=false`, or Flyway 10+ (which takes
+  its lock inside a transaction) waits on the file forever.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from pglast.parser import ParseError
 
 from dbops.sqlmigrations.exceptions import SqlMigrationError, line_at
 from dbops.sqlmigrations.files import MigrationFile
+from dbops.sqlmigrations.flywayconf import TOML, FlywayConfig
 from dbops.sqlmigrations.history import TYPE_SQL, HistoryRow
 from dbops.sqlmigrations.squawk import run_squawk
 from dbops.sqlmigrations.statements import first_token
@@ -72,6 +76,7 @@ def lint(
     targets: list[MigrationFile],
     *,
     values: Mapping[str, Any],
+    flyway: FlywayConfig | None,
     rows: list[HistoryRow] | None = None,
     committed: Mapping[str, int] | None = None,
     progress: Callable[[str], None] | None = None,
@@ -79,7 +84,8 @@ def lint(
     """Lint `targets` (a subset of `files`, which the deprecation rule looks back through).
 
     `rows`: the history, to catch edited applied files; `committed`: script -> checksum of
-    the V files at the git base ref, to catch edited committed ones.
+    the V files at the git base ref, to catch edited committed ones; `flyway`: the
+    project's Flyway configuration (None when it has none).
     """
     rendered: dict[str, str] = {}
     findings: list[Finding] = []
@@ -113,8 +119,38 @@ def lint(
             findings += _statement_rules(mf, statements, rendered[mf.script], deprecated)
         findings += _file_rules(mf, mf.name.version in undone, rendered[mf.script])
     findings += edited_files(targets, rows or [], committed or {})
+    findings += flyway_lock(targets, flyway)
     findings.sort(key=lambda f: (f.script, f.line, f.rule))
     return findings
+
+
+def flyway_lock(targets: Iterable[MigrationFile], flyway: FlywayConfig | None) -> list[Finding]:
+    """Report files run outside a transaction that Flyway 10+ would wait on forever."""
+    if flyway is not None and not flyway.transactional_lock:
+        return []
+    where = (
+        f"{flyway.path.name} leaves postgresql.transactional.lock at true"
+        if flyway is not None
+        else f"the project has no {TOML}"
+    )
+    fix = (
+        flyway.fix
+        if flyway is not None
+        else f"add {TOML} at the project root with `transactional.lock = false` under "
+        '[flyway.postgresql] (docs/migrations.md, "The Flyway CLI")'
+    )
+    return [
+        Finding(
+            mf.script,
+            1,
+            "flyway-transactional-lock",
+            f"runs outside a transaction, and {where}: Flyway 10+ then holds its lock in an "
+            "open transaction, which this file waits on forever under `flyway migrate`",
+            fix,
+        )
+        for mf in targets
+        if mf.kind in ("V", "R") and not mf.config.execute_in_transaction
+    ]
 
 
 def _parse(text: str) -> list[tuple[int, Any]] | Finding:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from dbops.sqlmigrations.files import MigrationFile
 from dbops.sqlmigrations.history import TYPE_BASELINE, TYPE_DELETE, TYPE_SQL, HistoryRow
@@ -202,3 +203,38 @@ def applied_repeatables(rows: Iterable[HistoryRow]) -> dict[str, HistoryRow]:
         elif row.type == TYPE_SQL:
             result[row.description] = row
     return result
+
+
+def misplaced_files(
+    files: Iterable[MigrationFile], location: Path, undo_location: Path | None
+) -> list[Problem]:
+    """With undo files kept apart: a U file in the Flyway location, or a V or R file in the
+    undo folder, where Flyway never looks."""
+    if undo_location is None:
+        return []
+    undo_root = Path(undo_location).resolve()
+    problems = []
+    for f in files:
+        in_undo = f.path.resolve().is_relative_to(undo_root)
+        if f.kind == "U" and not in_undo:
+            problems.append(
+                Problem(
+                    "misplaced",
+                    f.script,
+                    f"an undo file in {Path(location).name}/, which Flyway reads: Flyway "
+                    "Community cannot parse a U file name and, with validateMigrationNaming "
+                    f"(flyway.toml), refuses the whole folder; move it to {undo_root.name}/ "
+                    "(SQL_MIGRATIONS['UNDO_LOCATION'])",
+                )
+            )
+        elif f.kind != "U" and in_undo:
+            problems.append(
+                Problem(
+                    "misplaced",
+                    f.script,
+                    f"a {'repeatable' if f.kind == 'R' else 'versioned'} migration in "
+                    f"{undo_root.name}/, which holds undo files only and which Flyway does "
+                    f"not read; move it to {Path(location).name}/",
+                )
+            )
+    return problems

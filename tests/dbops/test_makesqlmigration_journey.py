@@ -92,3 +92,19 @@ def test_each_app_in_turn_migrates_with_one_leaf_per_app(real_project: RealProje
     assert versions[-5:] == ["12", "13", "14", "15", "16"]
     rollback = (p.sql_dir / "V15__add_second_fault.sql").read_text()
     assert "`manage.py migrate chores V12__add_fault_table` runs it" in rollback
+
+    # The undo files go to migrations_undo/, out of the folder Flyway reads, and migrating
+    # back runs them from there.
+    assert not list(p.sql_dir.glob("U*"))
+    undo = p.root / "migrations_undo" / "U16__add_nickname_to_households.sql"
+    assert 'DROP COLUMN "nickname"' in undo.read_text()
+    back = p.manage("migrate", "chores", "V15__add_second_fault", "--no-input")
+    assert back.returncode == 0, back.stderr
+    assert (
+        p.query(
+            "SELECT 1 FROM information_schema.columns "
+            "WHERE table_name = 'households' AND column_name = 'nickname'"
+        )
+        == []
+    )
+    assert [r[0] for r in p.query("SELECT version FROM flyway_schema_history")][-1] == "15"
