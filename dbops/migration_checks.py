@@ -19,7 +19,13 @@ from dbops import engine
 from dbops.sqlmigrations.committed import is_committed
 from dbops.sqlmigrations.exceptions import InvalidMigrationName
 from dbops.sqlmigrations.files import _walk
-from dbops.sqlmigrations.names import MigrationName, convention_problems, is_candidate, parse_name
+from dbops.sqlmigrations.names import (
+    MigrationName,
+    convention_problems,
+    is_candidate,
+    parse_name,
+    versioned_name,
+)
 from dbops.sqlmigrations.versions import Version
 from dbops.wrapper_graph import graph_errors
 from dbops.wrappers import Wrapper, find_wrappers, sql_apps
@@ -218,7 +224,7 @@ def wrapper_errors(
     # restore the file): the next wrapper depending on it is right.
     chain = dict(versioned)
     for script in wrapped:
-        name = _versioned_name(script)
+        name = versioned_name(script)
         if script not in chain and name is not None:
             chain[script] = name
     order = sorted(chain.items(), key=lambda item: (item[1].version, item[0]))
@@ -263,14 +269,6 @@ def wrapper_errors(
     return errors
 
 
-def _versioned_name(script: str) -> MigrationName | None:
-    try:
-        name = parse_name(script.rsplit("/", 1)[-1])
-    except InvalidMigrationName:
-        return None
-    return name if name.kind == "V" and name.version is not None else None
-
-
 @register("sqlmigrations")
 def check_sql_migrations(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     """Check the SQL files' names and sequence and their wrappers (no database needed)."""
@@ -286,7 +284,7 @@ def check_sql_migrations(app_configs: Any = None, **kwargs: Any) -> list[Error]:
         name.version
         for w in wrappers
         for script in w.scripts
-        if script not in versioned and (name := _versioned_name(script)) is not None
+        if script not in versioned and (name := versioned_name(script)) is not None
     }
     errors.extend(sequence_errors(versioned, frozenset(orphans)))
     badly_named = {str(e.obj) for e in errors if e.id == "dbops.E007"}

@@ -8,31 +8,21 @@ so a graph too broken to build is still explained.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
-from django.conf import settings
 from django.core.checks import Error
 
-from dbops.sqlmigrations.exceptions import InvalidMigrationName
-from dbops.sqlmigrations.names import parse_name
+from dbops.sqlmigrations.names import versioned_name
 from dbops.sqlmigrations.versions import Version
-from dbops.wrappers import Wrapper
+from dbops.wrappers import Wrapper, migration_file
 
 Key = tuple[str, str]
 
 
 def migration_path(key: Key, migration: Any) -> str:
     """Return a migration's .py file, relative to BASE_DIR where possible."""
-    filename = getattr(sys.modules.get(type(migration).__module__), "__file__", None)
-    if not filename:
-        return f"{key[0]}/migrations/{key[1]}.py"
-    try:
-        return Path(filename).relative_to(Path(settings.BASE_DIR)).as_posix()
-    except ValueError:
-        return filename
+    return migration_file(type(migration).__module__, key)
 
 
 def app_leaves(migrations: Mapping[Key, Any], app: str) -> list[Key] | None:
@@ -68,9 +58,9 @@ def graph_errors(
     versions: dict[Key, Version] = {}
     for wrapper in wrappers:
         for script in wrapper.scripts:
-            version = _version(script)
-            if version is not None:
-                versions.setdefault(wrapper.key, version)
+            name = versioned_name(script)
+            if name is not None and name.version is not None:
+                versions.setdefault(wrapper.key, name.version)
     errors: list[Error] = []
     for app in sorted(set(apps)):
         leaves = app_leaves(migrations, app)
@@ -78,14 +68,6 @@ def graph_errors(
             errors.append(_two_leaves(app, leaves, migrations, versions))
         errors += _late_initials(app, migrations, versions)
     return errors
-
-
-def _version(script: str) -> Version | None:
-    try:
-        name = parse_name(script.rsplit("/", 1)[-1])
-    except InvalidMigrationName:
-        return None
-    return name.version if name.kind == "V" else None
 
 
 def _two_leaves(
