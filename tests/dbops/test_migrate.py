@@ -275,6 +275,18 @@ def test_adopts_a_flyway_written_history_without_running_sql_again(
     assert {r[0] for r in applied} == {"V1__create_a", "V2__create_b", "V3__create_c"}
 
 
+def test_django_rows_out_of_order_are_an_error_not_a_traceback(sqlproject: SqlProject) -> None:
+    sqlproject.write("V1__create_a.sql", "CREATE TABLE a (id int);\n")
+    sqlproject.write("V2__create_b.sql", "CREATE TABLE b (id int);\n")
+    ok(migrate(sqlproject))
+    sqlproject.query("DELETE FROM django_migrations WHERE name = 'V1__create_a'")
+
+    err = failed(migrate(sqlproject))
+
+    assert "Migration dbops.V2__create_b is applied before its dependency dbops.V1__create_a" in err
+    assert "compare `manage.py showmigrations` with `manage.py sqlmigrations info`" in err
+
+
 def test_refuses_to_adopt_a_history_whose_checksum_differs(sqlproject: SqlProject) -> None:
     sqlproject.write("V1__create_a.sql", "CREATE TABLE a (id int);\n")
     flyway_ran(sqlproject, "V1__create_a.sql", checksum_offset=1)

@@ -11,6 +11,7 @@ from django.core.management.base import CommandError, no_translations
 from django.core.management.commands.migrate import Command as DjangoMigrate
 from django.core.management.sql import emit_post_migrate_signal, emit_pre_migrate_signal
 from django.db import connections, migrations
+from django.db.migrations.exceptions import InconsistentMigrationHistory
 from django.utils.module_loading import module_has_submodule
 
 from dbops import engine
@@ -59,6 +60,13 @@ class Command(DjangoMigrate):
                     for script in applied:
                         if options["verbosity"] >= 1:
                             self.stdout.write(f"  Applying repeatable {script}... OK")
+        except InconsistentMigrationHistory as err:
+            raise CommandError(
+                f"{err} django_migrations disagrees with the migration files: compare "
+                "`manage.py showmigrations` with `manage.py sqlmigrations info`, and record "
+                "a missing wrapper with `manage.py migrate <app> <name> --fake` only if "
+                "`sqlmigrations info` shows its file as applied; nothing was applied."
+            ) from err
         except MigrationFailed as err:
             # The file's transaction is rolled back by now: find the failing statement's line.
             connection.ensure_connection()
