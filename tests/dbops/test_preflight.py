@@ -10,7 +10,7 @@ from django.db import connection
 from dbops.sqlmigrations.files import discover
 from dbops.sqlmigrations.preflight import missing_roles
 
-SQL = """-- V1: roles and grants.
+SQL = """-- V1: rôles et privilèges, ñ → ü (the parser counts bytes).
 CREATE TABLE t (id int);
 GRANT SELECT ON t TO PUBLIC, CURRENT_USER, ${app_role};
 CREATE ROLE made_here;
