@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pytest
 from django.db import connection
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dbops.sqlmigrations.files import discover
-from dbops.sqlmigrations.preflight import missing_roles
+from dbops.sqlmigrations.preflight import missing_roles, role_references
 
 SQL = """-- V1: rôles et privilèges, ñ → ü (the parser counts bytes).
 CREATE TABLE t (id int);
@@ -51,3 +53,33 @@ def test_existing_roles_and_files_without_grants_pass(tmp_path: Path) -> None:
         (user,) = cursor.fetchone()
         values = {"app_role": user}
         assert missing_roles(cursor, [(mf, mf.render(values)) for mf in files], values) == []
+
+
+@settings(max_examples=60, deadline=None, derandomize=False, print_blob=True)
+@given(
+    comments=st.lists(
+        st.text(st.characters(exclude_categories=("Cs", "Cc")), max_size=12), max_size=4
+    ),
+    role=st.text(
+        st.characters(exclude_categories=("Cs", "Cc"), exclude_characters='"'),
+        min_size=1,
+        max_size=20,
+    ).filter(lambda r: len(r.encode()) < 64),
+)
+def test_each_role_is_found_on_its_line_whatever_comes_before(
+    tmp_path_factory: pytest.TempPathFactory, comments: list[str], role: str
+) -> None:
+    folder = tmp_path_factory.mktemp("roles")
+    head = "".join(f"-- {c}\n" for c in comments)
+    sql = f'{head}GRANT SELECT ON t TO "{role}", "{role}x";\nCREATE ROLE "{role}y";\n'
+    (folder / "V1__grant.sql").write_text(sql, encoding="utf-8")
+    (mf,) = discover(folder)
+
+    found = role_references(mf, mf.render({}), {})
+
+    line = len(comments) + 1
+    assert [(r.role, r.line) for r in found if not isinstance(r, str)] == [
+        (role, line),
+        (role + "x", line),
+    ]
+    assert [r for r in found if isinstance(r, str)] == [role + "y"]
