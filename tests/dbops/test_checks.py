@@ -89,7 +89,7 @@ def test_it_reports_a_broken_dependency_chain(app_project: AppProject) -> None: 
         "(dbops.E004) migration shop.V2__create_items runs V2__create_items.sql but does not "
         "depend on base.V1__create_probe_table"
     ) in result.stderr
-    assert "Add ('base', 'V1__create_probe_table') to the dependencies of" in (result.stderr)
+    assert "Add ('base', 'V1__create_probe_table') to the dependencies of" in result.stderr
 
 
 def test_it_reports_duplicate_versions(app_project: AppProject) -> None:  # noqa: F811
@@ -123,9 +123,11 @@ def test_it_reports_a_gap_in_the_versions(app_project: AppProject) -> None:  # n
     )
 
 
-def git(project: AppProject, *args: str) -> None:
-    command = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args]
-    subprocess.run(command, cwd=project.root, check=True, capture_output=True)
+def commit_all(project: AppProject, message: str) -> None:
+    """Make the project a git checkout whose HEAD holds every file it has now."""
+    for args in (["init", "-q"], ["add", "."], ["commit", "-q", "-m", message]):
+        command = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args]
+        subprocess.run(command, cwd=project.root, check=True, capture_output=True)
 
 
 def test_a_gap_after_a_committed_file_never_asks_to_rename_it(app_project: AppProject) -> None:  # noqa: F811
@@ -133,9 +135,7 @@ def test_a_gap_after_a_committed_file_never_asks_to_rename_it(app_project: AppPr
     wrapper(app_project, "V2__create_items", "V2__create_items.sql", [V1])
     sql(app_project, "V3__add_sku.sql")
     wrapper(app_project, "V3__add_sku", "V3__add_sku.sql", [("shop", "V2__create_items")])
-    git(app_project, "init", "-q")
-    git(app_project, "add", ".")
-    git(app_project, "commit", "-q", "-m", "V2 and V3")
+    commit_all(app_project, "V2 and V3")
     (app_project.sql_dir / "V2__create_items.sql").unlink()
     (app_project.migrations_dir / "V2__create_items.py").unlink()
 
@@ -143,16 +143,14 @@ def test_a_gap_after_a_committed_file_never_asks_to_rename_it(app_project: AppPr
 
     assert result.returncode == 1
     assert "V3__add_sku.sql: (dbops.E006) version 3 follows version 1 but V2 is" in result.stderr
-    assert "V3__add_sku.sql is committed, so it may already be applied somewhere" in (result.stderr)
+    assert "V3__add_sku.sql is committed, so it may already be applied somewhere" in result.stderr
     assert "restore the deleted V2 file and its wrapper from version control" in result.stderr
     assert "Rename" not in result.stderr
     assert "(dbops.E004)" not in result.stderr  # no dependency to add across a deleted file
 
 
 def test_a_gap_after_an_uncommitted_file_asks_to_rename_it(app_project: AppProject) -> None:  # noqa: F811
-    git(app_project, "init", "-q")
-    git(app_project, "add", ".")
-    git(app_project, "commit", "-q", "-m", "V1")
+    commit_all(app_project, "V1")
     sql(app_project, "V3__create_items.sql")
     wrapper(app_project, "V3__create_items", "V3__create_items.sql", [V1])
 
