@@ -8,10 +8,12 @@ PORT ?= 8000
 
 .PHONY: run test venv dev-venv db-start db-stop superuser lint format check bench clean
 
-$(VENV)/.runtime: requirements.txt
+# The runtime requirements, plus the tools README commands run (squawk for
+# `manage.py sqlmigrations lint`); deploys install requirements.txt alone.
+$(VENV)/.runtime: requirements.txt requirements-tools.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet --disable-pip-version-check -r requirements.txt
+	$(PIP) install --quiet --disable-pip-version-check -r requirements.txt -r requirements-tools.txt
 	@touch $@
 
 $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt

@@ -119,7 +119,7 @@ INSTALLED_APPS = {apps!r}
 ROOT_URLCONF = "bench_urls"
 MIDDLEWARE = [m for m in MIDDLEWARE if m.startswith("django.")]  # noqa: F405
 AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
-SQL_MIGRATIONS = {{**SQL_MIGRATIONS, "LOCATION": {location!r}}}
+SQL_MIGRATIONS = {{**SQL_MIGRATIONS, "LOCATION": {location!r}, "UNDO_LOCATION": None}}
 # The project's own wrappers name files that are not in this folder.
 MIGRATION_MODULES = {{"dbops": None, "accounts": None, "chores": None}}
 """

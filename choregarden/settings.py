@@ -343,6 +343,8 @@ DATABASE_ROUTERS = ["dbops.routers.ReplicaRouter"]
 
 SQL_MIGRATIONS = {
     "LOCATION": BASE_DIR / "migrations_sql",
+    # Undo files live apart: Flyway Community (flyway.toml) cannot parse a U file name.
+    "UNDO_LOCATION": BASE_DIR / "migrations_undo",
     "SCHEMA": "public",
     "TABLE": "flyway_schema_history",
     "PLACEHOLDERS": {"app_role": "choregarden"},

@@ -17,11 +17,19 @@ from dbops.sqlmigrations.files import MigrationFile, discover
 from dbops.sqlmigrations.history import HistoryRow, SchemaHistory
 from dbops.sqlmigrations.lock import advisory_lock, lock_key
 from dbops.sqlmigrations.placeholders import builtin_placeholders
-from dbops.sqlmigrations.validation import Problem, applied_versions, validate
+from dbops.sqlmigrations.preflight import MissingRole, missing_roles
+from dbops.sqlmigrations.validation import (
+    Problem,
+    applied_repeatables,
+    applied_versions,
+    misplaced_files,
+    validate,
+)
 from dbops.sqlmigrations.versions import Version
 
 DEFAULTS: dict[str, Any] = {
     "LOCATION": None,
+    "UNDO_LOCATION": None,  # None: U files beside the V files (Flyway Teams' default)
     "SCHEMA": "public",
     "TABLE": "flyway_schema_history",
     "PLACEHOLDERS": {},
@@ -39,6 +47,8 @@ def option(name: str) -> Any:
     value = getattr(settings, "SQL_MIGRATIONS", {}).get(name, DEFAULTS[name])
     if name == "LOCATION" and value is None:
         return Path(settings.BASE_DIR) / "migrations_sql"
+    if name == "UNDO_LOCATION" and value is not None:
+        return Path(value)
     return value
 
 
@@ -49,16 +59,18 @@ _by_script: dict[str, dict[str, MigrationFile]] = {}
 def load_files(*, refresh: bool = False) -> list[MigrationFile]:
     """Return the migration files on disk, discovered once per run (or when refreshed)."""
     location = str(option("LOCATION"))
-    if refresh or location not in _files_cache:
-        _files_cache[location] = discover(Path(location))
-        _by_script[location] = {mf.script: mf for mf in _files_cache[location]}
-    return _files_cache[location]
+    undo = option("UNDO_LOCATION")
+    key = f"{location}\0{undo or ''}"
+    if refresh or key not in _files_cache:
+        _files_cache[key] = discover(Path(location), undo_directory=undo)
+        _by_script[key] = {mf.script: mf for mf in _files_cache[key]}
+    return _files_cache[key]
 
 
 def find_file(script: str) -> MigrationFile:
     # Every wrapper looks its file up when Django loads it: a dict keeps that linear.
     load_files()
-    mf = _by_script[str(option("LOCATION"))].get(script)
+    mf = _by_script[f"{option('LOCATION')}\0{option('UNDO_LOCATION') or ''}"].get(script)
     if mf is not None:
         return mf
     raise MissingMigrationFile(
@@ -118,6 +130,11 @@ def snapshot(cursor: Any) -> Run:
     return Run(applied=applied_versions(rows), placeholders=placeholders_for(cursor), rows=rows)
 
 
+def active_run() -> Run | None:
+    """Return the snapshot of the `migrate` run in progress, if any."""
+    return _current_run.get()
+
+
 def current_run(connection: BaseDatabaseWrapper) -> Run:
     """Return the locked run's snapshot, or a fresh one outside `migrate` (e.g. tests)."""
     run = _current_run.get()
@@ -129,12 +146,18 @@ def current_run(connection: BaseDatabaseWrapper) -> Run:
 
 
 def validate_database(connection: BaseDatabaseWrapper, rows: list[HistoryRow]) -> list[Problem]:
-    return validate(
-        load_files(),
+    files = load_files()
+    return layout_problems(files) + validate(
+        files,
         rows,
         check_convention=option("CHECK_CONVENTION"),
         out_of_order=option("OUT_OF_ORDER"),
     )
+
+
+def layout_problems(files: list[MigrationFile]) -> list[Problem]:
+    """Report files in the wrong one of the two locations (see misplaced_files)."""
+    return misplaced_files(files, option("LOCATION"), option("UNDO_LOCATION"))
 
 
 @contextmanager
@@ -166,24 +189,67 @@ def _atomic(connection: BaseDatabaseWrapper) -> Iterator[None]:
         yield
 
 
+def pending_repeatables(
+    rows: list[HistoryRow], values: dict[str, str | None]
+) -> list[tuple[MigrationFile, int]]:
+    """Return each R file that is new or changed since it last ran, with its checksum."""
+    latest = applied_repeatables(rows)
+    pending = []
+    for mf in load_files():
+        if mf.kind != "R":
+            continue
+        checksum = mf.effective_checksum(values)
+        row = latest.get(mf.name.description)
+        if row is None or row.checksum != checksum:
+            pending.append((mf, checksum))
+    return pending
+
+
 def apply_repeatables(connection: BaseDatabaseWrapper) -> list[str]:
     """Apply each R file that is new or changed since it last ran, one transaction each."""
     from dbops.sqlmigrations.executor import apply_repeatable
-    from dbops.sqlmigrations.validation import applied_repeatables
 
     applied: list[str] = []
     with connection.cursor() as cursor:
         history = history_for(cursor)
-        latest = applied_repeatables(history.rows())
         values = placeholders_for(cursor)
-        for mf in load_files():
-            if mf.kind != "R":
-                continue
-            checksum = mf.effective_checksum(values)
-            row = latest.get(mf.name.description)
-            if row is not None and row.checksum == checksum:
-                continue
+        for mf, checksum in pending_repeatables(history.rows(), values):
             with _atomic(connection):
                 apply_repeatable(cursor, history, mf, mf.render(values), checksum)
             applied.append(mf.script)
     return applied
+
+
+def require_roles(connection: BaseDatabaseWrapper, run: Run, files: list[MigrationFile]) -> None:
+    """Refuse, before anything runs, when the files about to run name a missing role."""
+    with connection.cursor() as cursor:
+        missing = missing_roles(cursor, [(mf, run.render(mf)) for mf in files], run.placeholders)
+    if not missing:
+        return
+    app_user = settings.DATABASES.get("default", {}).get("USER")
+    lines = []
+    for ref in missing:
+        through = (
+            f" through the placeholder {ref.placeholder} (SQL_MIGRATIONS['PLACEHOLDERS'])"
+            if ref.placeholder
+            else ""
+        )
+        lines.append(f'{ref.script}, line {ref.line}: role "{ref.role}"{through}')
+    fix = (
+        "create the roles first: `manage.py dbroles provision` creates the application role "
+        "(DATABASE_URL's user) and its privileges, as the owner or with `--url` of an admin"
+    )
+    if any(ref.role != app_user for ref in missing):
+        fix += (
+            "; a role that is not the application role needs `CREATE ROLE` by an admin, or "
+            "a placeholder value that names an existing role"
+        )
+    one = len(missing) == 1
+    raise MissingRole(
+        f"{len(missing)} role{'' if one else 's'} named by pending migrations "
+        f"{'does' if one else 'do'} not exist in this cluster, so nothing was applied:\n"
+        + "\n".join(f"  - {line}" for line in lines)
+        + f"\n{fix}.",
+        path=missing[0].script,
+        line=missing[0].line,
+    )

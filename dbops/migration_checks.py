@@ -1,4 +1,4 @@
-"""System checks of the SQL files and their Django wrappers (dbops.E002-E008).
+"""System checks of the SQL files and their Django wrappers (dbops.E002-E008, E010, E011).
 
 They read file names and migration modules only, never the database or the files' contents,
 so `manage.py check` stays fast with a thousand files.
@@ -13,13 +13,22 @@ from pathlib import Path
 from typing import Any
 
 from django.core.checks import Error, register
+from django.db.migrations.loader import MigrationLoader
 
 from dbops import engine
+from dbops.sqlmigrations.committed import is_committed
 from dbops.sqlmigrations.exceptions import InvalidMigrationName
 from dbops.sqlmigrations.files import _walk
-from dbops.sqlmigrations.names import MigrationName, convention_problems, is_candidate, parse_name
+from dbops.sqlmigrations.names import (
+    MigrationName,
+    convention_problems,
+    is_candidate,
+    parse_name,
+    versioned_name,
+)
 from dbops.sqlmigrations.versions import Version
-from dbops.wrappers import Wrapper, find_wrappers
+from dbops.wrapper_graph import graph_errors
+from dbops.wrappers import Wrapper, find_wrappers, sql_apps
 
 WRAPPER_HINT = (
     "Create {app}/migrations/{stem}.py in the app that owns its tables: "
@@ -56,6 +65,39 @@ def scan_names(location: Path) -> tuple[dict[str, MigrationName], list[Error]]:
     return names, errors
 
 
+def undo_location_errors(names: dict[str, MigrationName]) -> list[Error]:
+    """With SQL_MIGRATIONS["UNDO_LOCATION"]: U files there only, and only U files there.
+
+    Flyway Community cannot parse a U file name: with validateMigrationNaming (flyway.toml)
+    one in its location fails every Flyway run, and a V file in the undo folder never runs.
+    """
+    undo = engine.option("UNDO_LOCATION")
+    if undo is None:
+        return []
+    location = Path(engine.option("LOCATION")).name
+    errors = [
+        _bad_name(
+            rel,
+            [f"an undo file in {location}/, where Flyway Community cannot parse its name"],
+            f"move it to {undo.name}/ (SQL_MIGRATIONS['UNDO_LOCATION'])",
+        )
+        for rel, name in names.items()
+        if name.kind == "U"
+    ]
+    undo_names, undo_errors = scan_names(undo)
+    errors += undo_errors
+    errors += [
+        _bad_name(
+            rel,
+            [f"not an undo file, in {undo.name}/: Flyway does not read that folder"],
+            f"move it to {location}/",
+        )
+        for rel, name in undo_names.items()
+        if name.kind != "U"
+    ]
+    return errors
+
+
 def _bad_name(rel: str, problems: list[str], fix: str) -> Error:
     message = "; ".join(p.removeprefix(f"{rel}: ") for p in problems)
     return Error(
@@ -66,8 +108,13 @@ def _bad_name(rel: str, problems: list[str], fix: str) -> Error:
     )
 
 
-def sequence_errors(versioned: dict[str, MigrationName]) -> list[Error]:
-    """Report duplicate versions and, under the team's convention, gaps."""
+def sequence_errors(
+    versioned: dict[str, MigrationName], still_wrapped: frozenset[Version] = frozenset()
+) -> list[Error]:
+    """Report duplicate versions and, under the team's convention, gaps.
+
+    `still_wrapped`: versions whose file is gone but whose wrapper is left (E003).
+    """
     errors: list[Error] = []
     by_version: dict[Version, list[str]] = defaultdict(list)
     for rel, name in versioned.items():
@@ -95,13 +142,15 @@ def sequence_errors(versioned: dict[str, MigrationName]) -> list[Error]:
             and after.parts[0] > before.parts[0] + 1
         ):
             script = sorted(by_version[after])[0]
-            missing = ", ".join(f"V{n}" for n in range(before.parts[0] + 1, after.parts[0])[:5])
+            gap = range(before.parts[0] + 1, after.parts[0])
+            if all(Version(str(n)) in still_wrapped for n in gap):
+                continue  # the files were deleted, their wrappers are left: E003 says restore
+            missing = ", ".join(f"V{n}" for n in gap[:5])
             errors.append(
                 Error(
                     f"version {after} follows version {before} but {missing} is missing: "
                     "versions are sequential integers with no gaps.",
-                    hint=f"Rename it to V{before.parts[0] + 1}__"
-                    f"{versioned[script].raw_description}.sql (and its wrapper).",
+                    hint=gap_hint(script, versioned[script], before.parts[0] + 1, missing),
                     obj=script,
                     id="dbops.E006",
                 )
@@ -109,11 +158,40 @@ def sequence_errors(versioned: dict[str, MigrationName]) -> list[Error]:
     return errors
 
 
+def gap_hint(script: str, name: MigrationName, free: int, missing: str) -> str:
+    """Say how to close a gap without ever renaming a file that may have been applied."""
+    location = Path(engine.option("LOCATION"))
+    rename = f"V{free}__{name.raw_description}.sql"
+    restore = (
+        f"restore the deleted {missing} file and its wrapper from version control "
+        f"(`git log --diff-filter=D --name-only -- {location.name}` names the commit)"
+    )
+    committed = is_committed(location / script)
+    if committed:
+        return (
+            f"{script} is committed, so it may already be applied somewhere and must keep "
+            f"its version: {restore}."
+        )
+    if committed is None:
+        return (
+            f"If {missing} was deleted, {restore}. Rename this file to {rename} (and its "
+            "wrapper) only if it has never been applied to any database."
+        )
+    return f"Rename it to {rename} (and its wrapper): it is not committed yet."
+
+
 def wrapper_errors(
-    versioned: dict[str, MigrationName], wrappers: list[Wrapper], badly_named: set[str]
+    versioned: dict[str, MigrationName],
+    wrappers: list[Wrapper],
+    badly_named: set[str],
+    after_gap: set[str] | None = None,
 ) -> list[Error]:
-    """Report files without a wrapper, wrappers without a file, and a broken chain."""
+    """Report files without a wrapper, wrappers without a file, and a broken chain.
+
+    `after_gap`: files E006 reports; what they should depend on is decided with the gap.
+    """
     errors: list[Error] = []
+    after_gap = after_gap or set()
     location = engine.option("LOCATION")
     wrapped: dict[str, list[Wrapper]] = defaultdict(list)
     for wrapper in wrappers:
@@ -142,7 +220,14 @@ def wrapper_errors(
                     id="dbops.E008",
                 )
             )
-    order = sorted(versioned.items(), key=lambda item: (item[1].version, item[0]))
+    # A wrapper whose file was deleted still holds its place in the chain (E003 asks to
+    # restore the file): the next wrapper depending on it is right.
+    chain = dict(versioned)
+    for script in wrapped:
+        name = versioned_name(script)
+        if script not in chain and name is not None:
+            chain[script] = name
+    order = sorted(chain.items(), key=lambda item: (item[1].version, item[0]))
     previous: tuple[str, Wrapper | None] | None = None  # (script, its wrapper)
     for script, _name in order:
         holder = wrapped[script][0] if wrapped.get(script) else None
@@ -166,7 +251,7 @@ def wrapper_errors(
                     id="dbops.E002",
                 )
             )
-        elif previous is not None and previous[1] is not None:
+        elif previous is not None and previous[1] is not None and script not in after_gap:
             before = previous[1]
             if before.key != holder.key and before.key not in holder.dependencies:
                 errors.append(
@@ -188,8 +273,22 @@ def wrapper_errors(
 def check_sql_migrations(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     """Check the SQL files' names and sequence and their wrappers (no database needed)."""
     names, errors = scan_names(Path(engine.option("LOCATION")))
+    errors.extend(undo_location_errors(names))
     versioned = {rel: n for rel, n in names.items() if n.kind == "V" and n.version is not None}
-    errors.extend(sequence_errors(versioned))
+    # Only read the migration files: building the graph would raise on the very broken
+    # dependencies these checks are there to explain.
+    loader = MigrationLoader(None, ignore_no_migrations=True, load=False)
+    loader.load_disk()
+    wrappers = find_wrappers(loader)
+    orphans: set[Version] = {
+        name.version
+        for w in wrappers
+        for script in w.scripts
+        if script not in versioned and (name := versioned_name(script)) is not None
+    }
+    errors.extend(sequence_errors(versioned, frozenset(orphans)))
     badly_named = {str(e.obj) for e in errors if e.id == "dbops.E007"}
-    errors.extend(wrapper_errors(versioned, find_wrappers(), badly_named))
+    after_gap = {str(e.obj) for e in errors if e.id == "dbops.E006"}
+    errors.extend(wrapper_errors(versioned, wrappers, badly_named, after_gap))
+    errors.extend(graph_errors(loader.disk_migrations, sql_apps(wrappers), wrappers))
     return errors

@@ -93,6 +93,31 @@ class RunSQLFile(Operation):
             undo_versioned(cursor, engine.history_for(cursor), mf, undo, sql)
 
 
+def recorded_only(migration: Any, run: engine.Run) -> str | None:
+    """Say why `migrate` only records this wrapper for Django, or None when it runs SQL.
+
+    The history already holds its file (the Flyway CLI, or a run whose Django rows were
+    lost, applied it), or a baseline stands in for it.
+    """
+    scripts = getattr(migration, "sql_scripts", None)
+    if not scripts:
+        return None
+    reasons = set()
+    for script in scripts:
+        try:
+            mf = engine.find_file(script)
+        except SqlMigrationError:
+            return None
+        row = run.applied.get(mf.name.version)  # type: ignore[arg-type]
+        if row is not None and row.type != TYPE_BASELINE:
+            reasons.add(f"already in {engine.option('TABLE')}, applied by {row.installed_by}")
+        elif _below_baseline(mf, run):
+            reasons.add("below the baseline")
+        else:
+            return None
+    return "; ".join(sorted(reasons))
+
+
 def _below_baseline(mf: MigrationFile, run: engine.Run) -> bool:
     """Tell whether a baseline row at or above this file's version stands in for it."""
     version = mf.name.version

@@ -30,17 +30,22 @@ class Wrapper:
     @property
     def path(self) -> str:
         """Return the migration's .py file, relative to BASE_DIR where possible."""
-        filename = getattr(sys.modules.get(self.module), "__file__", None)
-        if not filename:
-            return f"{self.app_label}/migrations/{self.name}.py"
-        path = Path(filename)
-        try:
-            return path.relative_to(Path(settings.BASE_DIR)).as_posix()
-        except ValueError:
-            return str(path)
+        return migration_file(self.module, self.key)
 
     def __str__(self) -> str:
         return f"{self.app_label}.{self.name} ({self.path})"
+
+
+def migration_file(module: str, key: tuple[str, str]) -> str:
+    """Return the .py file of a loaded migration module, relative to BASE_DIR if inside."""
+    filename = getattr(sys.modules.get(module), "__file__", None)
+    if not filename:
+        return f"{key[0]}/migrations/{key[1]}.py"
+    path = Path(filename)
+    try:
+        return path.relative_to(Path(settings.BASE_DIR)).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def scripts_of(migration: migrations.Migration) -> list[str]:

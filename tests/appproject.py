@@ -33,7 +33,7 @@ INSTALLED_APPS = ["dbops", "base", {app!r}]
 MIGRATION_MODULES = {{"dbops": None}}
 ROOT_URLCONF = {urls!r}
 DATABASE_ROUTERS: list[str] = []
-SQL_MIGRATIONS = {{**SQL_MIGRATIONS, "LOCATION": {location!r}}}
+SQL_MIGRATIONS = {{**SQL_MIGRATIONS, "LOCATION": {location!r}, "UNDO_LOCATION": None}}
 """
 
 BASE_MODELS = """from django.db import models

@@ -38,6 +38,7 @@ SETTINGS = """from choregarden.settings import *  # noqa: F403
 SQL_MIGRATIONS = {{
     **SQL_MIGRATIONS,
     "LOCATION": {location!r},
+    "UNDO_LOCATION": None,
     "PLACEHOLDERS": {placeholders!r},
     "CHECK_CONVENTION": {convention!r},
 }}

@@ -62,6 +62,17 @@ def committed_checksums(
     return commit, result
 
 
+def is_committed(path: Path) -> bool | None:
+    """Tell whether a file is in the HEAD commit (None: no git, or not a checkout)."""
+    git = shutil.which("git")
+    directory = path.parent
+    if git is None or not directory.is_dir():
+        return None
+    if _git(git, directory, "rev-parse", "--git-dir") is None:
+        return None
+    return _git(git, directory, "cat-file", "-e", f"HEAD:./{path.name}") is not None
+
+
 def _git(git: str, directory: Path, *args: str) -> str | None:
     done = processes.run([git, *args], cwd=directory, capture_output=True, text=True, check=False)
     return done.stdout.strip() if done.returncode == 0 else None

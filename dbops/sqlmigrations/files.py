@@ -73,8 +73,27 @@ class MigrationFile:
         return self.config.encoding or "utf-8"
 
 
-def discover(directory: Path, *, strict: bool = True) -> list[MigrationFile]:
-    """Return the migrations under `directory`: versions and undos in order, then repeatables."""
+def discover(
+    directory: Path, *, strict: bool = True, undo_directory: Path | None = None
+) -> list[MigrationFile]:
+    """Return the migrations under `directory`: versions and undos in order, then repeatables.
+
+    `undo_directory` is a second location for the U files (Flyway Teams reads undo files
+    from any of its locations): kept apart, they stay out of the location Flyway Community
+    scans, which cannot parse a U name. A missing undo folder holds no files.
+    """
+    found = _scan(Path(directory), strict=strict)
+    if undo_directory is not None and Path(undo_directory).is_dir():
+        found += _scan(Path(undo_directory), strict=strict)
+    # Stable sort: files equal in Flyway's order stay in path order for the error message.
+    found.sort(key=lambda f: f.script)
+    found.sort(key=_order)
+    _check_duplicates(found)
+    return found
+
+
+def _scan(directory: Path, *, strict: bool) -> list[MigrationFile]:
+    """Return the migration files under one location, in no particular order."""
     root = Path(directory).resolve()
     if not root.is_dir():
         # Flyway only logs "Skipping filesystem location" unless failOnMissingLocations=true;
@@ -105,10 +124,6 @@ def discover(directory: Path, *, strict: bool = True) -> list[MigrationFile]:
                 data = handle.read()
             checksum = flyway_checksum(data, path=rel, encoding=config.encoding or "utf-8")
             found.append(MigrationFile(Path(full), rel, name, checksum, config))
-    # Stable sort: files equal in Flyway's order stay in path order for the error message.
-    found.sort(key=lambda f: f.script)
-    found.sort(key=_order)
-    _check_duplicates(found)
     return found
 
 

@@ -60,6 +60,7 @@ class Generated:
             if path.exists():
                 raise GeneratorError(f"{path} already exists; nothing was written")
         self.sql_path.parent.mkdir(parents=True, exist_ok=True)
+        self.undo_path.parent.mkdir(parents=True, exist_ok=True)
         package = self.wrapper_path.parent
         if not package.exists():
             package.mkdir(parents=True)
@@ -132,7 +133,12 @@ def detect_changes(
 def wrapper_dependencies(
     loader: MigrationLoader, app_label: str, outside: list[tuple[str, str]]
 ) -> tuple[list[tuple[str, str]], str]:
-    """Return the new wrapper's dependencies and the app migration to go back to ("zero")."""
+    """Return the new wrapper's dependencies and the app migration to go back to ("zero").
+
+    D1: the wrapper of V{n} depends on the wrapper of V{n-1}, in whatever app that is, and
+    on the app's own latest migration, even when that is already an ancestor: Django
+    counts an app's leaves within the app, so without it the app would have two.
+    """
     wrappers = find_wrappers(loader)
     by_version = {}
     for w in wrappers:
@@ -153,8 +159,7 @@ def wrapper_dependencies(
     previous_app = "zero"
     for leaf in loader.graph.leaf_nodes(app_label):
         previous_app = leaf[1]
-        ancestors = set(loader.graph.forwards_plan(deps[0])) if deps else set()
-        if leaf not in ancestors and leaf not in deps:
+        if leaf not in deps:
             deps.append(leaf)
     for dep in outside:
         if dep not in deps:
@@ -314,6 +319,7 @@ def generate(
             undo = _header(undo_header) + "\n" + backward
     wrapper = render_wrapper(stem, app_label, script, deps, operations, date)
     location = Path(engine.option("LOCATION"))
+    undo_location = engine.option("UNDO_LOCATION") or location
     writer = MigrationWriter(migrations.Migration(stem, app_label))
     try:
         wrapper_dir = Path(writer.basedir)
@@ -324,7 +330,7 @@ def generate(
         name=name,
         app_label=app_label,
         sql_path=location / script,
-        undo_path=location / undo_script,
+        undo_path=undo_location / undo_script,
         wrapper_path=wrapper_dir / f"{stem}.py",
         sql=sql,
         undo_sql=undo,
@@ -347,6 +353,8 @@ def render_wrapper(
 
     migration = migrations.Migration(stem, app_label)
     migration.dependencies = dependencies
+    # Only an app's first migration is initial: `migrate --fake-initial` fakes an initial
+    # migration whose tables exist, which for a later one would skip real changes.
     migration.initial = not any(dep[0] == app_label for dep in dependencies)
     migration.operations = [
         migrations.SeparateDatabaseAndState(

@@ -14,6 +14,9 @@ The guide's rules (docs/migrations.md, "Lint"):
 - no-rollback-instructions: a V file has a U file or says in a comment how to roll back.
 - edited-applied-file / edited-committed-file: an applied (or already committed) V file
   must not change; callers pass the history rows and the committed checksums.
+- flyway-transactional-lock: a file run outside a transaction needs the project's Flyway
+  configuration to say `postgresql.transactional.lock=false`, or Flyway 10+ (which takes
+  its lock inside a transaction) waits on the file forever.
 """
 
 from __future__ import annotations
@@ -29,8 +32,10 @@ from pglast.parser import ParseError
 
 from dbops.sqlmigrations.exceptions import SqlMigrationError, line_at
 from dbops.sqlmigrations.files import MigrationFile
+from dbops.sqlmigrations.flywayconf import TOML, FlywayConfig
 from dbops.sqlmigrations.history import TYPE_SQL, HistoryRow
 from dbops.sqlmigrations.squawk import run_squawk
+from dbops.sqlmigrations.statements import first_token
 from dbops.sqlmigrations.validation import applied_versions
 
 _DEPRECATED = re.compile(r"\s*DEPRECATED\b", re.IGNORECASE)
@@ -71,6 +76,7 @@ def lint(
     targets: list[MigrationFile],
     *,
     values: Mapping[str, Any],
+    flyway: FlywayConfig | None,
     rows: list[HistoryRow] | None = None,
     committed: Mapping[str, int] | None = None,
     progress: Callable[[str], None] | None = None,
@@ -78,7 +84,8 @@ def lint(
     """Lint `targets` (a subset of `files`, which the deprecation rule looks back through).
 
     `rows`: the history, to catch edited applied files; `committed`: script -> checksum of
-    the V files at the git base ref, to catch edited committed ones.
+    the V files at the git base ref, to catch edited committed ones; `flyway`: the
+    project's Flyway configuration (None when it has none).
     """
     rendered: dict[str, str] = {}
     findings: list[Finding] = []
@@ -112,33 +119,47 @@ def lint(
             findings += _statement_rules(mf, statements, rendered[mf.script], deprecated)
         findings += _file_rules(mf, mf.name.version in undone, rendered[mf.script])
     findings += edited_files(targets, rows or [], committed or {})
+    findings += flyway_lock(targets, flyway)
     findings.sort(key=lambda f: (f.script, f.line, f.rule))
     return findings
+
+
+def flyway_lock(targets: Iterable[MigrationFile], flyway: FlywayConfig | None) -> list[Finding]:
+    """Report files run outside a transaction that Flyway 10+ would wait on forever."""
+    if flyway is not None and not flyway.transactional_lock:
+        return []
+    where = (
+        f"{flyway.path.name} leaves postgresql.transactional.lock at true"
+        if flyway is not None
+        else f"the project has no {TOML}"
+    )
+    fix = (
+        flyway.fix
+        if flyway is not None
+        else f"add {TOML} at the project root with `transactional.lock = false` under "
+        '[flyway.postgresql] (docs/migrations.md, "The Flyway CLI")'
+    )
+    return [
+        Finding(
+            mf.script,
+            1,
+            "flyway-transactional-lock",
+            f"runs outside a transaction, and {where}: Flyway 10+ then holds its lock in an "
+            "open transaction, which this file waits on forever under `flyway migrate`",
+            fix,
+        )
+        for mf in targets
+        if mf.kind in ("V", "R") and not mf.config.execute_in_transaction
+    ]
 
 
 def _parse(text: str) -> list[tuple[int, Any]] | Finding:
     """Return (offset, statement node) pairs, or a finding for what PostgreSQL cannot parse."""
     try:
-        return [(_first_token(text, rs.stmt_location or 0), rs.stmt) for rs in parse_sql(text)]
+        return [(first_token(text, rs.stmt_location or 0), rs.stmt) for rs in parse_sql(text)]
     except ParseError as err:
         where = err.location if isinstance(err.location, int) else 0
         return Finding("", line_at(text, where), _SYNTAX_RULE, str(err.args[0]))
-
-
-def _first_token(text: str, offset: int) -> int:
-    """Skip the whitespace and comments libpg_query may count into a statement."""
-    while offset < len(text):
-        if text[offset].isspace():
-            offset += 1
-        elif text.startswith("--", offset):
-            end = text.find("\n", offset)
-            offset = len(text) if end < 0 else end + 1
-        elif text.startswith("/*", offset):
-            end = text.find("*/", offset)
-            offset = len(text) if end < 0 else end + 2
-        else:
-            break
-    return offset
 
 
 def _deprecations(

@@ -97,6 +97,15 @@ def parse_name(filename: str, *, path: str | None = None) -> MigrationName:
     return MigrationName(kind, version, raw_description.replace("_", " "), filename)
 
 
+def versioned_name(script: str) -> MigrationName | None:
+    """Parse the name of a V file (a path with "/" or a bare name); None for anything else."""
+    try:
+        name = parse_name(script.rsplit("/", 1)[-1])
+    except InvalidMigrationName:
+        return None
+    return name if name.kind == "V" and name.version is not None else None
+
+
 def convention_problems(name: MigrationName | str, *, path: str | None = None) -> list[str]:
     """List how a file breaks this project's stricter naming rules, each with its fix."""
     if isinstance(name, str):

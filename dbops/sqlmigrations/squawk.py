@@ -8,11 +8,11 @@ rule choices below.
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
 from dbops import processes
@@ -20,6 +20,8 @@ from dbops.sqlmigrations.exceptions import SqlMigrationError
 from dbops.sqlmigrations.files import MigrationFile
 
 PG_VERSION = "15"
+SQUAWK_DISTRIBUTION = "squawk-cli"
+SQUAWK_VERSION = "2.70.0"  # requirements-tools.txt pins the same
 # Squawk rules this project turns off, and why (docs/migrations.md repeats this):
 SQUAWK_EXCLUDED = {
     # Replaced by the guide's rule: dropping IS allowed after a deprecation step.
@@ -63,15 +65,34 @@ class Report:
 
 
 def squawk_binary() -> str:
-    """Find squawk next to this Python (the venv) or on PATH."""
-    beside = Path(sys.executable).parent / "squawk"
-    if beside.exists():
-        return str(beside)
-    found = shutil.which("squawk")
-    if found:
-        return found
+    """Return the squawk program of the squawk-cli wheel installed with this Python.
+
+    Only that one, at the pinned version: the rule choices above are written for it, and a
+    `squawk` found elsewhere on PATH may be any version (or another program).
+    """
+    install = (
+        f"run `make venv` (it installs requirements-tools.txt) or `{sys.executable} -m pip "
+        f"install -r requirements-tools.txt` (squawk-cli=={SQUAWK_VERSION})"
+    )
+    try:
+        dist = metadata.distribution(SQUAWK_DISTRIBUTION)
+    except metadata.PackageNotFoundError:
+        raise SquawkError(
+            f"squawk is not installed in this Python environment: {install}", path="squawk"
+        ) from None
+    if dist.version != SQUAWK_VERSION:
+        raise SquawkError(
+            f"squawk-cli {dist.version} is installed, but this project pins {SQUAWK_VERSION} "
+            f"(its rule choices are written for it): {install}",
+            path="squawk",
+        )
+    for entry in dist.files or ():
+        if entry.name in ("squawk", "squawk.exe"):
+            program = Path(str(dist.locate_file(entry))).resolve()
+            if program.is_file():
+                return str(program)
     raise SquawkError(
-        "squawk is not installed: run `pip install -r requirements-dev.txt` (squawk-cli)",
+        f"squawk-cli {dist.version} is installed without its squawk program: {install}",
         path="squawk",
     )
 

@@ -77,6 +77,25 @@ def split_statements(sql: str) -> list[tuple[int, str]]:
     return statements
 
 
+def first_token(text: str, offset: int) -> int:
+    """Return the offset of the first token at or after `offset`, past whitespace and comments.
+
+    libpg_query counts the whitespace and comments before a statement into it.
+    """
+    while offset < len(text):
+        if text[offset].isspace():
+            offset += 1
+        elif text.startswith("--", offset):
+            end = text.find("\n", offset)
+            offset = len(text) if end < 0 else end + 1
+        elif text.startswith("/*", offset):
+            end = text.find("*/", offset)
+            offset = len(text) if end < 0 else end + 2
+        else:
+            break
+    return offset
+
+
 def _is_word_char(sql: str, index: int) -> bool:
     return index >= 0 and (sql[index].isalnum() or sql[index] in "_$")
 

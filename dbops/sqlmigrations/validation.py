@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from dbops.sqlmigrations.files import MigrationFile
 from dbops.sqlmigrations.history import TYPE_BASELINE, TYPE_DELETE, TYPE_SQL, HistoryRow
@@ -42,14 +43,19 @@ def baseline_version(rows: Iterable[HistoryRow]) -> Version | None:
     return max((v for v in versions if v is not None), default=None)
 
 
-def convention(files: Iterable[MigrationFile], deleted: Iterable[int] = ()) -> list[Problem]:
+def convention(
+    files: Iterable[MigrationFile], deleted: Iterable[int] = (), applied: Iterable[Version] = ()
+) -> list[Problem]:
     """Check the team's convention: integer versions, no gaps, snake_case descriptions.
 
     `deleted` are versions the history marks deleted (`repair` of a file removed on
-    purpose): the gap they leave is not a problem.
+    purpose): the gap they leave is not a problem. `applied` are the versions the history
+    holds: an applied file keeps its version, so a gap before it is never closed by
+    renaming it, and a gap of applied files is reported as missing files instead.
     """
     problems: list[Problem] = []
     removed = set(deleted)
+    ran = set(applied)
     versioned = [f for f in files if f.kind == "V" and f.name.version is not None]
     for f in versioned:
         for message in convention_problems(f.name, path=f.script):
@@ -63,15 +69,30 @@ def convention(files: Iterable[MigrationFile], deleted: Iterable[int] = ()) -> l
             gap = [n for n in range(before[0] + 1, parts[0]) if n not in removed]
             if len(before) == 1 and parts[0] > before[0] and gap:
                 missing = ", ".join(f"V{n}" for n in gap[:5])
-                problems.append(
-                    Problem(
-                        "gap",
-                        f.script,
-                        f"version {parts[0]} follows {previous.script} but {missing} "
-                        "is missing: versions are sequential integers; rename this file to "
-                        f"V{before[0] + 1}__{f.name.raw_description}.sql",
+                if all(Version(str(n)) in ran for n in gap):
+                    pass  # applied, then deleted: reported as "missing" with the fix
+                elif f.name.version in ran:
+                    problems.append(
+                        Problem(
+                            "gap",
+                            f.script,
+                            f"version {parts[0]} follows {previous.script} but {missing} "
+                            f"is missing; {f.script} is already applied, so it keeps its "
+                            f"version: restore the deleted {missing} file and its wrapper "
+                            "from version control",
+                        )
                     )
-                )
+                else:
+                    problems.append(
+                        Problem(
+                            "gap",
+                            f.script,
+                            f"version {parts[0]} follows {previous.script} but {missing} "
+                            "is missing: versions are sequential integers; rename this file "
+                            f"to V{before[0] + 1}__{f.name.raw_description}.sql (and its "
+                            "wrapper), or restore the missing file if it was deleted",
+                        )
+                    )
         previous = f
     return problems
 
@@ -89,9 +110,9 @@ def validate(
         for r in rows
         if r.type == TYPE_DELETE and r.parsed_version is not None
     ]
-    problems = convention(files, deleted) if check_convention else []
-    by_version = {f.name.version: f for f in files if f.kind == "V"}
     applied = applied_versions(rows)
+    problems = convention(files, deleted, applied) if check_convention else []
+    by_version = {f.name.version: f for f in files if f.kind == "V"}
     baseline = baseline_version(rows)
     for row in rows:
         if not row.success and row.type != TYPE_DELETE:
@@ -117,8 +138,9 @@ def validate(
                     "missing",
                     row.script,
                     f"version {row.version} was applied but {row.script} is not on disk; "
-                    "restore the file, or run `manage.py sqlmigrations repair` to mark it "
-                    "deleted if it was removed on purpose",
+                    "restore the file from version control (`git log --diff-filter=D "
+                    "--name-only` names the commit that deleted it), or run `manage.py "
+                    "sqlmigrations repair` to mark it deleted if it was removed on purpose",
                 )
             )
             continue
@@ -181,3 +203,38 @@ def applied_repeatables(rows: Iterable[HistoryRow]) -> dict[str, HistoryRow]:
         elif row.type == TYPE_SQL:
             result[row.description] = row
     return result
+
+
+def misplaced_files(
+    files: Iterable[MigrationFile], location: Path, undo_location: Path | None
+) -> list[Problem]:
+    """With undo files kept apart: a U file in the Flyway location, or a V or R file in the
+    undo folder, where Flyway never looks."""
+    if undo_location is None:
+        return []
+    undo_root = Path(undo_location).resolve()
+    problems = []
+    for f in files:
+        in_undo = f.path.resolve().is_relative_to(undo_root)
+        if f.kind == "U" and not in_undo:
+            problems.append(
+                Problem(
+                    "misplaced",
+                    f.script,
+                    f"an undo file in {Path(location).name}/, which Flyway reads: Flyway "
+                    "Community cannot parse a U file name and, with validateMigrationNaming "
+                    f"(flyway.toml), refuses the whole folder; move it to {undo_root.name}/ "
+                    "(SQL_MIGRATIONS['UNDO_LOCATION'])",
+                )
+            )
+        elif f.kind != "U" and in_undo:
+            problems.append(
+                Problem(
+                    "misplaced",
+                    f.script,
+                    f"a {'repeatable' if f.kind == 'R' else 'versioned'} migration in "
+                    f"{undo_root.name}/, which holds undo files only and which Flyway does "
+                    f"not read; move it to {Path(location).name}/",
+                )
+            )
+    return problems

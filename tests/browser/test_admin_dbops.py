@@ -93,6 +93,6 @@ def test_edited_missing_and_pending_files(
 
     page.locator("#dbops-validate").click()
     result = page.locator("#validation-result")
-    expect(result).to_contain_text("3 problems")
+    expect(result).to_contain_text("2 problems")
     expect(result).to_contain_text("edited since it was applied")
     screenshot(page, "migration-validate-problems")

@@ -190,3 +190,27 @@ def test_it_discovers_1000_files_across_folders_in_version_order(tmp_path: Path)
     found = discover(tmp_path)
     assert len(found) == 1000
     assert [f.name.version.raw for f in found] == [str(n) for n in range(1, 1001)]  # type: ignore[union-attr]
+
+
+def test_it_reads_undo_files_from_their_own_folder(tmp_path: Path) -> None:
+    location, undo = tmp_path / "migrations_sql", tmp_path / "migrations_undo"
+    location.mkdir()
+    undo.mkdir()
+    (location / "V1__a.sql").write_text("CREATE TABLE a (id int);\n")
+    (location / "V2__b.sql").write_text("CREATE INDEX CONCURRENTLY b ON a (id);\n")
+    (location / "V2__b.sql.conf").write_text("executeInTransaction=false\n")
+    (undo / "U2__b.sql").write_text("DROP INDEX CONCURRENTLY b;\n")
+    (undo / "U2__b.sql.conf").write_text("executeInTransaction=false\n")
+    (undo / "U1__a.sql").write_text("DROP TABLE a;\n")
+
+    files = discover(location, undo_directory=undo)
+
+    assert [(f.script, f.path.parent.name) for f in files] == [
+        ("V1__a.sql", "migrations_sql"),
+        ("U1__a.sql", "migrations_undo"),
+        ("V2__b.sql", "migrations_sql"),
+        ("U2__b.sql", "migrations_undo"),
+    ]
+    assert files[3].config.execute_in_transaction is False
+    # A project that has no undo folder yet has no undo files.
+    assert len(discover(location, undo_directory=tmp_path / "nowhere")) == 2

@@ -256,8 +256,15 @@ def test_adopts_a_flyway_written_history_without_running_sql_again(
     flyway_ran(sqlproject, "V1__create_a.sql", "V2__create_b.sql")
     sqlproject.write("V3__create_c.sql", "CREATE TABLE c (id int);\n")
 
-    ok(migrate(sqlproject))
+    result = ok(migrate(sqlproject))
     assert sqlproject.query("SELECT count(*) FROM a") == [(1,)]  # V1 did not run twice
+    # It says what it did: only Django's row for V1 and V2, the SQL of V3.
+    assert (
+        "  Adopting dbops.V1__create_a (already in flyway_schema_history, applied by flyway: "
+        "recorded for Django, no SQL run)... OK"
+    ) in result.stdout
+    assert "Applying dbops.V1__create_a" not in result.stdout
+    assert "  Applying dbops.V3__create_c... OK" in result.stdout
     rows = sqlproject.history()
     assert [(r[1], r[6]) for r in rows] == [
         ("1", "flyway"),
@@ -266,6 +273,18 @@ def test_adopts_a_flyway_written_history_without_running_sql_again(
     ]
     applied = sqlproject.query("SELECT name FROM django_migrations WHERE app = 'dbops'")
     assert {r[0] for r in applied} == {"V1__create_a", "V2__create_b", "V3__create_c"}
+
+
+def test_django_rows_out_of_order_are_an_error_not_a_traceback(sqlproject: SqlProject) -> None:
+    sqlproject.write("V1__create_a.sql", "CREATE TABLE a (id int);\n")
+    sqlproject.write("V2__create_b.sql", "CREATE TABLE b (id int);\n")
+    ok(migrate(sqlproject))
+    sqlproject.query("DELETE FROM django_migrations WHERE name = 'V1__create_a'")
+
+    err = failed(migrate(sqlproject))
+
+    assert "Migration dbops.V2__create_b is applied before its dependency dbops.V1__create_a" in err
+    assert "compare `manage.py showmigrations` with `manage.py sqlmigrations info`" in err
 
 
 def test_refuses_to_adopt_a_history_whose_checksum_differs(sqlproject: SqlProject) -> None:
@@ -342,6 +361,33 @@ def test_failed_non_transactional_file_records_a_failed_row(sqlproject: SqlProje
     # Flyway's rule: a failed row blocks the next run until it is repaired.
     err = failed(migrate(sqlproject))
     assert "failed" in err and "V2__index_a.sql" in err
+
+
+def test_a_missing_role_is_found_before_anything_runs(sqlproject: SqlProject) -> None:
+    # V3 grants to the role a placeholder names; the cluster has no such role. Without the
+    # check V1 and V2 committed and V3 stopped the run halfway.
+    sqlproject.placeholders = {"app_role": "nobody_here"}
+    sqlproject.write("V1__create_a.sql", "CREATE TABLE a (id int);\n")
+    sqlproject.write("V2__create_b.sql", "CREATE TABLE b (id int);\n")
+    sqlproject.write(
+        "V3__grant_reads.sql",
+        "-- V3: reads for the app.\nGRANT SELECT ON a TO PUBLIC;\n"
+        "GRANT SELECT ON a, b TO ${app_role};\n",
+    )
+
+    err = failed(migrate(sqlproject))
+
+    assert (
+        "V3__grant_reads.sql:3: 1 role named by pending migrations does not exist in this "
+        "cluster, so nothing was applied:"
+    ) in err
+    assert (
+        '  - V3__grant_reads.sql, line 3: role "nobody_here" through the placeholder '
+        "${app_role} (SQL_MIGRATIONS['PLACEHOLDERS'])"
+    ) in err
+    assert "`manage.py dbroles provision` creates the application role" in err
+    assert not {"a", "b"} & tables(sqlproject)
+    assert sqlproject.history() == []
 
 
 def test_placeholders_are_replaced(sqlproject: SqlProject) -> None:

@@ -183,7 +183,26 @@ def test_validate_passes_a_clean_project(sqlproject: SqlProject) -> None:
     assert sqlproject.manage("migrate", "--no-input").returncode == 0
     result = sqlproject.manage("sqlmigrations", "validate")
     assert result.returncode == 0, result.stderr
-    assert "Successfully validated 1 migrations" in result.stdout
+    assert "Successfully validated 1 migrations (as `info` lists them)" in result.stdout
+
+
+def test_validate_counts_what_info_lists(sqlproject: SqlProject) -> None:
+    sqlproject.write("V1__create_a.sql", A)
+    sqlproject.write("U1__create_a.sql", "DROP TABLE a;\n")
+    sqlproject.write("V2__create_b.sql", B)
+    sqlproject.write("U2__create_b.sql", "DROP TABLE b;\n")
+    sqlproject.write("R__refresh_view.sql", "SELECT 1;\n")
+    assert sqlproject.manage("migrate", "--no-input").returncode == 0
+    sqlproject.write("V3__create_c.sql", C)  # pending
+
+    validated = sqlproject.manage("sqlmigrations", "validate")
+    info = sqlproject.manage("sqlmigrations", "info")
+    _, as_json = run_json(sqlproject, "validate")
+
+    assert validated.returncode == 0, validated.stderr
+    assert "Successfully validated 4 migrations" in validated.stdout
+    assert info.stdout.splitlines()[-1] == "4 migrations, 1 pending."
+    assert as_json["migrations"] == 4
 
 
 # -- repair ------------------------------------------------------------------------------
@@ -255,6 +274,10 @@ def test_baseline_then_migrate_records_versions_up_to_it_without_running_them(
 
     result = sqlproject.manage("migrate", "--no-input")
     assert result.returncode == 0, result.stderr
+    assert (
+        "  Adopting dbops.V2__create_b (below the baseline: recorded for Django, no SQL run)"
+    ) in result.stdout
+    assert "  Applying dbops.V3__create_c... OK" in result.stdout
     tables = {r[0] for r in sqlproject.query("SELECT tablename FROM pg_tables")}
     assert "c" in tables and "b" not in tables  # V2 was recorded, not run
     assert [r[1] for r in sqlproject.history()] == ["2", "3"]

@@ -44,6 +44,42 @@ def test_a_gap_is_a_problem_unless_the_history_marks_the_version_deleted(tmp_pat
     assert validate(files, repaired) == []
 
 
+def test_a_deleted_applied_file_is_asked_back_and_the_next_one_keeps_its_name(
+    tmp_path: Path,
+) -> None:
+    for n, name in ((4, "create_d"), (6, "create_f")):
+        (tmp_path / f"V{n}__{name}.sql").write_text(f"CREATE TABLE t{n} (id int);\n")
+    files = discover(tmp_path)
+    v4, v6 = files
+    history = [
+        row(4, "4", v4.script, v4.checksum),
+        row(5, "5", "V5__create_e.sql", 55),  # applied, then its file was deleted
+        row(6, "6", v6.script, v6.checksum),
+    ]
+
+    problems = validate(files, history)
+
+    assert [(p.code, p.script) for p in problems] == [("missing", "V5__create_e.sql")]
+    assert "restore the file from version control" in problems[0].message
+    assert "rename" not in str(problems).lower()
+
+
+def test_a_gap_before_an_applied_file_never_asks_to_rename_it(tmp_path: Path) -> None:
+    for n, name in ((4, "create_d"), (6, "create_f")):
+        (tmp_path / f"V{n}__{name}.sql").write_text(f"CREATE TABLE t{n} (id int);\n")
+    files = discover(tmp_path)
+    v4, v6 = files
+    # V5 ran elsewhere, or its row was removed by hand: no history of it here.
+    history = [row(4, "4", v4.script, v4.checksum), row(6, "6", v6.script, v6.checksum)]
+
+    problems = validate(files, history)
+
+    assert [(p.code, p.script) for p in problems] == [("gap", "V6__create_f.sql")]
+    assert "V6__create_f.sql is already applied, so it keeps its version" in problems[0].message
+    assert "restore the deleted V5 file" in problems[0].message
+    assert "rename" not in problems[0].message
+
+
 def test_convention_messages_name_the_file_once(tmp_path: Path) -> None:
     (tmp_path / "V1__Create_A.sql").write_text("CREATE TABLE a (id int);\n")
     problems = validate(discover(tmp_path), [])

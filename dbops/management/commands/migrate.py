@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from importlib import import_module
 from typing import Any
 
@@ -10,12 +11,19 @@ from django.core.management.base import CommandError, no_translations
 from django.core.management.commands.migrate import Command as DjangoMigrate
 from django.core.management.sql import emit_post_migrate_signal, emit_pre_migrate_signal
 from django.db import connections, migrations
+from django.db.migrations.exceptions import InconsistentMigrationHistory
 from django.utils.module_loading import module_has_submodule
 
 from dbops import engine
 from dbops.connections import connect_or_explain, use_migration_role, without_pool
 from dbops.django_executor import SQLMigrationExecutor, post_migrate_apps
-from dbops.operations import LazyApps, RunSQLFile, defer_rendering
+from dbops.operations import (
+    LazyApps,
+    RunSQLFile,
+    SQLFileMigration,
+    defer_rendering,
+    recorded_only,
+)
 from dbops.sqlmigrations.exceptions import SqlMigrationError
 from dbops.sqlmigrations.executor import MigrationFailed, locate
 
@@ -52,6 +60,13 @@ class Command(DjangoMigrate):
                     for script in applied:
                         if options["verbosity"] >= 1:
                             self.stdout.write(f"  Applying repeatable {script}... OK")
+        except InconsistentMigrationHistory as err:
+            raise CommandError(
+                f"{err} django_migrations disagrees with the migration files: compare "
+                "`manage.py showmigrations` with `manage.py sqlmigrations info`, and record "
+                "a missing wrapper with `manage.py migrate <app> <name> --fake` only if "
+                "`sqlmigrations info` shows its file as applied; nothing was applied."
+            ) from err
         except MigrationFailed as err:
             # The file's transaction is rolled back by now: find the failing statement's line.
             connection.ensure_connection()
@@ -118,6 +133,7 @@ class Command(DjangoMigrate):
         )
         if pending_file and not plan:
             return False  # a file without a wrapper: Django's migrate and the check say so
+        engine.require_roles(connection, run, self._files_to_run(plan, run))
         verbosity, interactive, alias = self.verbosity, self.interactive, connection.alias
         if verbosity >= 1:
             labels = ", ".join(sorted({app_label for app_label, _ in targets})) or "(none)"
@@ -152,6 +168,35 @@ class Command(DjangoMigrate):
             plan=plan,
         )
         return True
+
+    def migration_progress_callback(
+        self, action: str, migration: Any = None, fake: bool = False
+    ) -> None:
+        """Say "Adopting" for a wrapper whose file the history already holds: only Django's
+        row is written for it, no SQL runs."""
+        run = engine.active_run()
+        if action == "apply_start" and not fake and self.verbosity >= 1 and run is not None:
+            reason = recorded_only(migration, run)
+            if reason:
+                self.start = time.monotonic()
+                self.stdout.write(
+                    f"  Adopting {migration} ({reason}: recorded for Django, no SQL run)...",
+                    ending="",
+                )
+                self.stdout.flush()
+                return
+        super().migration_progress_callback(action, migration, fake)
+
+    @staticmethod
+    def _files_to_run(plan: list[tuple[Any, bool]], run: engine.Run) -> list[Any]:
+        """Return the SQL files this forward plan runs, then the repeatables that run after."""
+        files = [
+            engine.find_file(script)
+            for migration, _ in plan
+            if isinstance(migration, SQLFileMigration) and recorded_only(migration, run) is None
+            for script in migration.sql_scripts
+        ]
+        return files + [mf for mf, _ in engine.pending_repeatables(run.rows, run.placeholders)]
 
     def _waiting(self) -> None:
         self.stdout.write("Another migration run holds the lock; waiting for it to finish...")

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -19,6 +20,7 @@ from dbops.sqlmigrations.baseline import baseline
 from dbops.sqlmigrations.committed import committed_checksums
 from dbops.sqlmigrations.exceptions import InvalidMigrationName, SqlMigrationError
 from dbops.sqlmigrations.files import MigrationFile, discover
+from dbops.sqlmigrations.flywayconf import load_flyway_config
 from dbops.sqlmigrations.history import BASELINE_DESCRIPTION, HistoryRow
 from dbops.sqlmigrations.lock import advisory_lock, lock_key
 from dbops.sqlmigrations.names import is_candidate, parse_name
@@ -130,15 +132,22 @@ class Command(BaseCommand):
 
     def _validate(self, connection: BaseDatabaseWrapper, options: dict[str, Any]) -> None:
         files, problems = self._files_for_validation()
-        rows, _ = self._read(connection)
+        rows, values = self._read(connection)
+        count = 0
         if files is not None:
+            problems += engine.layout_problems(files)
             problems += validate(
                 files,
                 rows,
                 check_convention=engine.option("CHECK_CONVENTION"),
                 out_of_order=engine.option("OUT_OF_ORDER"),
             )
-        count = len(files) if files is not None else 0
+            # Flyway's DbValidate counts what `info` lists (MigrationInfoService.all()):
+            # applied and pending migrations, not the undo files beside them.
+            out_of_order = engine.option("OUT_OF_ORDER")
+            count = len(
+                infos.migration_infos(files, rows, values=values, out_of_order=out_of_order)
+            )
         if options["json"]:
             self._json(
                 {
@@ -156,7 +165,9 @@ class Command(BaseCommand):
                 + ("" if options["json"] else ":\n" + "\n".join(f"  - {p}" for p in problems))
             )
         if not options["json"]:
-            self.stdout.write(f"Successfully validated {count} migrations: no problems.")
+            self.stdout.write(
+                f"Successfully validated {count} migrations (as `info` lists them): no problems."
+            )
 
     def _files_for_validation(self) -> tuple[list[MigrationFile] | None, list[Problem]]:
         """Load the files; on bad names, report each of them and validate the rest."""
@@ -168,15 +179,19 @@ class Command(BaseCommand):
             return None, [Problem("files", err.path, err.detail)]
         location = Path(engine.option("LOCATION"))
         problems = []
-        for path in sorted(location.rglob("*")):
-            if path.is_file() and is_candidate(path.name):
-                rel = path.relative_to(location).as_posix()
-                try:
-                    parse_name(path.name, path=rel)
-                except InvalidMigrationName as err:
-                    problems.append(Problem("name", rel, err.detail))
+        for folder in (location, engine.option("UNDO_LOCATION")):
+            if folder is None or not Path(folder).is_dir():
+                continue
+            for path in sorted(Path(folder).rglob("*")):
+                if path.is_file() and is_candidate(path.name):
+                    rel = path.relative_to(folder).as_posix()
+                    try:
+                        parse_name(path.name, path=rel)
+                    except InvalidMigrationName as err:
+                        problems.append(Problem("name", rel, err.detail))
         try:
-            return discover(location, strict=False), problems
+            undo = engine.option("UNDO_LOCATION")
+            return discover(location, strict=False, undo_directory=undo), problems
         except SqlMigrationError as err:
             return None, [*problems, Problem("files", err.path, err.detail)]
 
@@ -264,7 +279,13 @@ class Command(BaseCommand):
         if not options["no_git"]:
             _, committed = committed_checksums(location, targets, options["base"])
         findings = linting.lint(
-            files, targets, values=values, rows=rows, committed=committed, progress=progress
+            files,
+            targets,
+            values=values,
+            rows=rows,
+            committed=committed,
+            progress=progress,
+            flyway=load_flyway_config(Path(settings.BASE_DIR)),
         )
         if options["json"]:
             self._json({"files": len(targets), "findings": [f.as_json() for f in findings]})
