@@ -6,6 +6,8 @@ from typing import Any
 
 from django.contrib.postgres.functions import RandomUUID
 from django.contrib.postgres.indexes import GinIndex, OpClass
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Cast, Lower, Now, Upper
@@ -13,6 +15,7 @@ from django.utils import timezone
 
 from accounts.validators import (
     default_preferences,
+    validate_email_shape,
     validate_locale,
     validate_preferences,
     validate_timezone,
@@ -184,6 +187,17 @@ class UserProfile(models.Model):
         super().clean()
         self.email = self.email.strip()
         self.cognito_sub = self.cognito_sub.strip()
+        # Not a field validator (that would change the migration state): the field's own
+        # EmailValidator reports an address it refuses; this refuses what it lets through
+        # and the users_email_shape CHECK would not.
+        try:
+            validate_email(self.email)
+        except ValidationError:
+            return
+        try:
+            validate_email_shape(self.email)
+        except ValidationError as err:
+            raise ValidationError({"email": err.messages}) from None
 
     def soft_delete(self, when: Any = None) -> None:
         """Mark the profile deleted and inactive; the row stays for history."""

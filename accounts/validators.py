@@ -13,8 +13,11 @@ from django.core.exceptions import ValidationError
 NOTIFICATION_CHANNELS = ("email", "push", "sms", "in_app")
 WEEK_STARTS = ("monday", "sunday", "saturday")
 PREFERENCE_KEYS = ("notification_channels", "quiet_hours", "week_start")
-LOCALE_RE = re.compile(r"^[a-z]{2,3}(-[A-Z][a-z]{3})?(-([A-Z]{2}|[0-9]{3}))?$")
-CLOCK_RE = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+# \Z, not $: Python's $ also matches before a final newline, PostgreSQL's does not.
+LOCALE_RE = re.compile(r"^[a-z]{2,3}(-[A-Z][a-z]{3})?(-([A-Z]{2}|[0-9]{3}))?\Z")
+CLOCK_RE = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]\Z")
+# users_email_shape; Python's \s covers every Unicode space, more than PostgreSQL's [:space:].
+EMAIL_SHAPE_RE = re.compile(r"[^@\s]+@[^@\s]+")
 
 
 def default_preferences() -> dict[str, Any]:
@@ -41,6 +44,17 @@ def validate_timezone(value: str) -> None:
         )
 
 
+def validate_email_shape(value: str) -> None:
+    """Refuse what users_email_shape refuses: Django's EmailValidator takes "a@b"@example.com."""
+    if not EMAIL_SHAPE_RE.fullmatch(value):
+        raise ValidationError(
+            "%(value)s: an email address here has exactly one @ and no spaces, "
+            "e.g. ada@example.com.",
+            code="invalid_email_shape",
+            params={"value": value},
+        )
+
+
 def validate_locale(value: str) -> None:
     if not LOCALE_RE.match(value) or value.split("-")[0] not in _languages():
         raise ValidationError(
@@ -60,7 +74,9 @@ def preference_errors(prefs: Any) -> list[str]:
         allowed = ", ".join(PREFERENCE_KEYS)
         errors.append(f"Unknown preference keys: {', '.join(unknown)} (allowed: {allowed}).")
     channels = prefs.get("notification_channels", [])
-    if not isinstance(channels, list) or not set(channels) <= set(NOTIFICATION_CHANNELS):
+    if not isinstance(channels, list) or not all(
+        isinstance(c, str) and c in NOTIFICATION_CHANNELS for c in channels
+    ):
         errors.append(
             "notification_channels must be a list drawn from: " + ", ".join(NOTIFICATION_CHANNELS)
         )

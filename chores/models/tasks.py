@@ -13,7 +13,7 @@ from django.db.models.functions import Lower, Now
 from django.utils import timezone
 
 from chores.models.households import Household, HouseholdMember
-from chores.validators import validate_not_blank, validate_rrule
+from chores.validators import validate_not_blank, validate_recurrence_start, validate_rrule
 
 EFFORT_VALIDATORS = [MinValueValidator(1), MaxValueValidator(100)]
 
@@ -196,11 +196,19 @@ class Task(RecurrenceMixin, models.Model):
 
     def clean(self) -> None:
         super().clean()
+        errors: dict[str, list[str]] = {}
         template = self.template if self.template_id else None
         if template is not None and template.household_id not in (None, self.household_id):
-            raise ValidationError(
-                {"template": "Use a global template or one of this household's own."}
-            )
+            errors["template"] = ["Use a global template or one of this household's own."]
+        if self.recurrence and self.starts_on and self.household_id:
+            try:
+                validate_recurrence_start(
+                    self.recurrence, self.starts_on, self.due_time, self.household.timezone
+                )
+            except ValidationError as err:
+                errors["recurrence"] = err.messages
+        if errors:
+            raise ValidationError(errors)
 
 
 class Assignment(models.Model):
