@@ -422,13 +422,13 @@ def _(client: Any, world: World) -> None:
         client,
         add("chores_tasktemplate"),
         {"title": "Mop", "recurrence": "WEEKLY"},
-        "is not an RRULE",
+        "is not NAME=value",
     )
     refused(
         client,
         change("chores_task", world.dishes.pk),
         {"recurrence": "FREQ=WEEKLY;BYDAY"},
-        "is not an RRULE",
+        "is not NAME=value",
     )
 
 
