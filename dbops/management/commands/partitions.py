@@ -187,7 +187,8 @@ class Command(BaseCommand):
         made = [s for s in steps if s.action == "create"]
         verb = "would create" if options["dry_run"] else "created"
         lines = [f"{s.partition}: {verb}" for s in made]
-        lines.append(f"{len(made)} partitions {verb}, {len(steps) - len(made)} already there")
+        done = "to create" if options["dry_run"] else "created"
+        lines.append(f"{len(made)} partition(s) {done}, {len(steps) - len(made)} already there")
         self._emit(options, {"steps": [as_dict(s) for s in steps]}, lines)
 
     def _archive(self, parts: Partitions, options: dict[str, Any]) -> None:
