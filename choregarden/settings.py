@@ -439,7 +439,12 @@ if BACKUP_BUCKET:
 else:
     _backup_storage = {
         "BACKEND": "django.core.files.storage.FileSystemStorage",
-        "OPTIONS": {"location": str(BACKUP_DIR), "directory_permissions_mode": 0o700},
+        # Dumps and archives hold every user's data: only the owner may read them.
+        "OPTIONS": {
+            "location": str(BACKUP_DIR),
+            "directory_permissions_mode": 0o700,
+            "file_permissions_mode": 0o600,
+        },
     }
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},

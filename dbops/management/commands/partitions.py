@@ -1,9 +1,12 @@
-"""`manage.py partitions`: monthly partitions of the history tables, created ahead, archived."""
+"""`manage.py partitions`: monthly partitions of the history tables: ahead, archived, restored."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
+from collections.abc import Callable
+from contextlib import nullcontext
 from datetime import date
 from typing import Any
 
@@ -11,32 +14,67 @@ import psycopg
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from dbops.backups import BackupError
-from dbops.partitions import (
+from dbops.partitions import PartitionError, archive, restore
+from dbops.partitions.store import IDENTIFIER, archive_storage
+from dbops.partitions.tables import (
     PARTITIONED_TABLES,
-    PartitionError,
     Partitions,
+    Step,
     as_dict,
     month_add,
     open_partitions,
+    parse_month,
     retention_months,
     this_month,
 )
 from dbops.redact import redact
 
+MAX_MONTHS_AHEAD = 60
+MAX_KEEP_MONTHS = 1200
+
 
 def _month(text: str) -> date:
     try:
-        year, month = text.split("-")
-        return date(int(year), int(month), 1)
+        return parse_month(text)
     except ValueError as err:
-        raise CommandError(f"{text!r} is not a month: use YYYY-MM, e.g. 2026-01") from err
+        raise argparse.ArgumentTypeError(str(err)) from err
+
+
+def _past_month(text: str) -> date:
+    month = _month(text)
+    if month >= this_month():
+        raise argparse.ArgumentTypeError(
+            f"{text} is not over yet: only a past month has an archive (UTC)"
+        )
+    return month
+
+
+def _whole(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from {low} to {high}")
+        return value
+
+    return parse
+
+
+def _table_name(text: str) -> str:
+    if not IDENTIFIER.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a plain table name (lower-case letters, digits and _, at most 63)"
+        )
+    return text
 
 
 class Command(BaseCommand):
     help = (
-        "Monthly partitions of the large history tables: `status`, `create` ahead, and "
-        "`archive` (detach, export to storage, verify, drop) those past retention. "
-        "Destructive steps are a dry run unless --execute is given."
+        "Monthly partitions of the large history tables: `status`, `create` ahead, "
+        "`archive` those past retention (detach, export to storage, verify, drop; a dry run "
+        "unless --execute) and `restore` an archived month."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -45,18 +83,31 @@ class Command(BaseCommand):
         sub = parser.add_subparsers(dest="action", required=True)
         sub.add_parser("status", help="List partitions with sizes; warn about the default one.")
         create = sub.add_parser("create", help="Create missing monthly partitions ahead.")
-        create.add_argument("--months-ahead", type=int, default=6)
+        create.add_argument("--months-ahead", type=_whole(0, MAX_MONTHS_AHEAD), default=6)
         create.add_argument("--from", dest="first", type=_month, help="First month (YYYY-MM).")
         create.add_argument("--dry-run", action="store_true")
-        archive = sub.add_parser("archive", help="Archive partitions older than the retention.")
-        archive.add_argument(
+        arch = sub.add_parser("archive", help="Archive partitions older than the retention.")
+        arch.add_argument(
+            "--month", type=_past_month, help="Archive this month only (YYYY-MM, past retention)."
+        )
+        arch.add_argument(
             "--keep-months",
-            type=int,
+            type=_whole(1, MAX_KEEP_MONTHS),
             default=None,
             help="Months to keep (default PARTITION_RETENTION_MONTHS, 24).",
         )
-        archive.add_argument(
+        arch.add_argument(
             "--execute", action="store_true", help="Really detach, export, verify and drop."
+        )
+        back = sub.add_parser("restore", help="Load an archived month back, checked.")
+        back.add_argument("month", type=_past_month, help="The month (YYYY-MM).")
+        back.add_argument(
+            "--into",
+            type=_table_name,
+            help="A table of its own (created when absent) instead of the month's partition.",
+        )
+        back.add_argument(
+            "--dry-run", action="store_true", help="Check the archive and the target only."
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -69,13 +120,21 @@ class Command(BaseCommand):
                 redact(
                     f"cannot connect as the owner role to manage partitions: {err}; check "
                     "MIGRATION_DATABASE_URL (or DATABASE_URL) and the SSL settings"
-                )
+                ).replace("\n", " ")
             ) from err
+        changes = (options["action"] == "archive" and options["execute"]) or (
+            options["action"] == "restore" and not options["dry_run"]
+        )
         with parts.conn:
             try:
-                getattr(self, f"_{options['action']}")(parts, options)
+                with parts.exclusive() if changes else nullcontext():
+                    getattr(self, f"_{options['action']}")(parts, options)
             except PartitionError as err:
                 raise CommandError(str(err)) from err
+            except psycopg.Error as err:
+                raise CommandError(
+                    redact(f"the database refused: {err}; nothing more was done").replace("\n", " ")
+                ) from err
 
     def _emit(self, options: dict[str, Any], data: Any, lines: list[str]) -> None:
         if options["json"]:
@@ -99,6 +158,11 @@ class Command(BaseCommand):
         lines.append(f"months ahead covered: {len(ahead)}")
         if not all(p.rows_exact for p in items):
             lines.append("~N: estimated from the table statistics (large partitions)")
+        if any(not p.attached for p in items):
+            lines.append(
+                "attached NO: left by an interrupted archive, rows intact; "
+                "`partitions archive --execute` finishes it"
+            )
         if default_rows:
             lines.append(
                 f"WARNING: the DEFAULT partition holds {default_rows} rows: create the "
@@ -123,37 +187,97 @@ class Command(BaseCommand):
         made = [s for s in steps if s.action == "create"]
         verb = "would create" if options["dry_run"] else "created"
         lines = [f"{s.partition}: {verb}" for s in made]
-        lines.append(f"{len(made)} partitions {verb}, {len(steps) - len(made)} already there")
+        done = "to create" if options["dry_run"] else "created"
+        lines.append(f"{len(made)} partition(s) {done}, {len(steps) - len(made)} already there")
         self._emit(options, {"steps": [as_dict(s) for s in steps]}, lines)
 
     def _archive(self, parts: Partitions, options: dict[str, Any]) -> None:
-        keep = options["keep_months"] if options["keep_months"] is not None else retention_months()
-        if keep < 1:
-            raise CommandError("--keep-months must be at least 1 (the current month stays)")
+        keep = options["keep_months"] or retention_months()
+        cutoff = month_add(this_month(), -keep)
+        month = options["month"]
+        if month is None:
+            due = parts.due(keep)
+        elif month >= cutoff:
+            raise CommandError(
+                f"{month:%Y-%m} is within the {keep}-month retention (months before "
+                f"{cutoff:%Y-%m} are archived): pass a smaller --keep-months to archive it"
+            )
+        else:
+            found = parts.find(month)
+            if found is None:
+                raise CommandError(
+                    f"there is no partition of {month:%Y-%m} to archive; its archive, if any: "
+                    f"`partitions restore {month:%Y-%m} --dry-run`"
+                )
+            due = [found]
         execute = options["execute"]
+        storage = archive_storage()
+        plans = archive.plan(parts, storage, due)  # the pre-check: refuses before any change
         show = not options["json"] and options["verbosity"] >= 1
-        due = parts.due(keep)
-        steps = []
-        for partition in due:
-            steps += parts.archive(
-                partition,
-                execute=execute,
+        steps: list[Step] = []
+        for plan in plans:
+            if not execute:
+                steps += plan.steps
+                continue
+            steps += archive.run_month(
+                parts,
+                storage,
+                plan,
                 progress=(lambda msg: sys.stderr.write(msg + "\n")) if show else None,
             )
         lines = [
             f"{s.partition}: {s.action} — {s.detail}{'' if s.done else ' (dry run)'}" for s in steps
         ]
-        if not due:
+        rows = sum(p.rows for p in plans)
+        if not plans:
             lines.append(f"nothing to archive: no partition is older than {keep} months")
         elif not execute:
             lines.append(
-                f"DRY RUN: {len(due)} partitions are past the {keep}-month retention; "
-                "run again with --execute to archive them"
+                f"DRY RUN: {len(plans)} partition(s) ({rows} rows) are past the {keep}-month "
+                "retention; run again with --execute to archive them"
             )
         else:
-            lines.append(f"archived {len(due)} partitions")
+            where = plans[0].archive.location
+            lines.append(f"Done! Archived {len(plans)} partition(s) ({rows} rows) to {where}.")
         self._emit(
             options,
             {"execute": execute, "keep_months": keep, "steps": [as_dict(s) for s in steps]},
+            lines,
+        )
+
+    def _restore(self, parts: Partitions, options: dict[str, Any]) -> None:
+        storage = archive_storage()
+        dry = options["dry_run"]
+        month = options["month"]
+        plan = restore.plan(parts, storage, month, options["into"], read_back=dry)
+        steps = plan.steps if dry else restore.run(parts, storage, plan)
+        lines = [
+            f"{s.partition}: {s.action} — {s.detail}{' (dry run)' if dry else ''}" for s in steps
+        ]
+        if plan.archive.unlisted:
+            lines.append(
+                f"left alone: {len(plan.archive.unlisted)} object(s) of interrupted runs that "
+                f"no manifest lists ({', '.join(plan.archive.unlisted)})"
+            )
+        count = f"{plan.rows} rows of {month:%Y-%m} from {len(plan.parts)} part(s)"
+        if dry:
+            lines.append(
+                f"DRY RUN: would restore {count} into {plan.target} ({plan.mode}); every part "
+                "matches the manifest"
+            )
+        else:
+            lines.append(f"Done! Restored {count} into {plan.target}, as the manifest says.")
+        self._emit(
+            options,
+            {
+                "dry_run": dry,
+                "month": f"{month:%Y-%m}",
+                "target": plan.target,
+                "mode": plan.mode,
+                "rows": plan.rows,
+                "parts": [p.to_json() for p in plan.parts],
+                "unlisted": plan.archive.unlisted,
+                "steps": [as_dict(s) for s in steps],
+            },
             lines,
         )
