@@ -197,6 +197,8 @@ MIGRATION_DATABASE_URL = env_str("MIGRATION_DATABASE_URL")
 DB_SECRET_ID = os.environ.get("DB_SECRET_ID", "")
 MIGRATION_DB_SECRET_ID = os.environ.get("MIGRATION_DB_SECRET_ID", "")
 AWS_REGION = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION", "")
+# cognitosync refuses to deactivate more than this share of the active profiles in one run.
+COGNITO_DEACTIVATION_LIMIT_PERCENT = env_int("COGNITO_DEACTIVATION_LIMIT_PERCENT", 10)
 REPLICA_DATABASE_URL = env_str("REPLICA_DATABASE_URL")
 # With no DATABASE_URL outside production, the project runs its own cluster (D6).
 LOCAL_DATABASE = not (DATABASE_URL or DB_SECRET_ID or MIGRATION_DB_SECRET_ID or PRODUCTION)
