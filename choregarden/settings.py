@@ -423,6 +423,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- Storage and backups (docs/backups.md) ---------------------------------------------
 # Backups go to S3 when BACKUP_BUCKET is set, else to a folder (var/backups by default).
 BACKUP_RETENTION_DAYS = env_int("BACKUP_RETENTION_DAYS", 7, minimum=1)
+# `backup prune` keeps this many newest good backups, however old.
+BACKUP_KEEP_MIN = env_int("BACKUP_KEEP_MIN", 2, minimum=1)
 BACKUP_ENV = os.environ.get("BACKUP_ENV", DJANGO_ENV)
 BACKUP_BUCKET = os.environ.get("BACKUP_BUCKET", "")
 BACKUP_DIR = Path(os.environ.get("BACKUP_DIR", BASE_DIR / "var" / "backups"))
