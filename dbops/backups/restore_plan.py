@@ -56,11 +56,11 @@ class RestorePlan:
     steps: list[str]
     leftovers: list[str] = field(default_factory=list)
 
-    def describe(
-        self, scratch: str = "<db>_restore_<hex>", aside: str = "<db>_old_<time>"
-    ) -> list[str]:
+    def describe(self, scratch: str = "", aside: str = "") -> list[str]:
         """One line per step, as a person reads it."""
         name, backup = self.database, self.backup.name
+        scratch = scratch or db.scratch_name(name, "<hex>")
+        aside = aside or db.aside_name(name, "<UTC time>")
         tables = len(self.backup.manifest.get("tables", {}))
         into = name if self.action == "fill" else scratch
         text = {
