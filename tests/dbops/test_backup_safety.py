@@ -504,3 +504,38 @@ def test_a_restore_killed_at_each_step_keeps_a_whole_database_under_the_name(
     else:
         assert "_restore_" in left[0]
     drop_all(project_db, left)
+
+
+# --- Exit codes: each failure is status 1 and one line -----------------------------------
+
+
+def test_each_failure_of_prune_and_restore_exits_1_with_one_line(
+    project_db: Any, manage_env: dict[str, str], tmp_path: Path
+) -> None:
+    root = tmp_path / "b"
+    damaged = fake_backup(root, 1)
+    (root / f"{damaged}.json").write_text('{"name": 1}')
+    corrupt = [fake_backup(root, age) for age in (30, 20)]
+    for name in corrupt:
+        (root / name).write_bytes(b"PGDMP fake dumq")
+    env = dict(manage_env, BACKUP_DIR=str(root), BACKUP_ENV=ENV)
+    failures = {
+        "Refusing to prune: only 0 good": ["prune"],
+        "--keep-min 0 must be at least 1": ["prune", "--keep-min", "0"],
+        f"Backup {damaged} is not restored: {damaged}.json does not describe": [
+            "restore", damaged, "--database", "copy"
+        ],
+        f"The newest backup {damaged} is damaged": ["restore", "latest", "--database", "copy"],
+        "'x;drop' is not a database name": ["restore", "latest", "--database", "x;drop"],
+        "not a readable pg_dump archive": ["restore", corrupt[1], "--database", "e12_not_made"],
+        f"Database '{project_db.dbname}' is not empty": [
+            "restore", corrupt[1], "--database", project_db.dbname
+        ],
+    }  # fmt: skip
+    for message, argv in failures.items():
+        done = run_manage("backup", *argv, env=env)
+        assert done.returncode == 1, (argv, done.stdout, done.stderr)
+        last = done.stderr.strip().splitlines()[-1]
+        assert last.startswith("CommandError: ") and message in last, (argv, done.stderr)
+    assert run_manage("backup", "prune", "--keep-min", "two", env=env).returncode == 2
+    assert databases(project_db, "e12_not_made%") == []

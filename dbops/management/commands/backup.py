@@ -42,6 +42,11 @@ def parse_rate(text: str) -> int:
     return int(match[1]) * 1024 ** " KMG".index(match[2].upper() or " ")
 
 
+def one_line(message: str) -> CommandError:
+    """A CommandError on one line: pg_restore's and PostgreSQL's DETAIL lines joined."""
+    return CommandError(" ".join(line.strip() for line in message.splitlines() if line.strip()))
+
+
 def age(created: datetime, now: datetime) -> str:
     seconds = int((now - created).total_seconds())
     if seconds < 3600:
@@ -128,17 +133,17 @@ class Command(BaseCommand):
             action = options["action"]
             getattr(self, f"do_{action}")(backup_storage(), env, options)
         except (BackupError, ImproperlyConfigured, ValueError) as err:
-            raise CommandError(redact(str(err))) from err
+            raise one_line(redact(str(err))) from err
         except (BotoCoreError, ClientError) as err:
-            raise CommandError(
+            raise one_line(
                 f"The backup storage refused: {redact(str(err))}. Check BACKUP_BUCKET, "
                 "BACKUP_REGION, the AWS credentials and the role's s3:PutObject/GetObject/"
                 "DeleteObject/ListBucket permissions on the prefix."
             ) from err
         except psycopg.Error as err:
-            raise CommandError(f"Database error: {redact(str(err).strip())}") from err
+            raise one_line(f"Database error: {redact(str(err).strip())}") from err
         except OSError as err:
-            raise CommandError(
+            raise one_line(
                 f"{err.strerror or err}: {err.filename or ''} - check BACKUP_DIR and its "
                 "permissions (docs/backups.md)."
             ) from err
