@@ -23,6 +23,7 @@ from accounts.models import EMAIL_SHAPE, UserProfile
 from accounts.syncplan import Create, Plan, Profile, Update, check_deactivations, plan_sync
 
 BATCH_SIZE = 500
+DEFAULT_LIMIT_PERCENT = 10  # COGNITO_DEACTIVATION_LIMIT_PERCENT
 INSERT = f"""
 INSERT INTO {UserProfile._meta.db_table}
     (cognito_sub, email, email_verified, display_name, is_active)
@@ -182,7 +183,7 @@ def sync(
     dry_run: bool = False,
     page_size: int = 60,
     batch_size: int = BATCH_SIZE,
-    deactivation_limit_percent: int = 10,
+    deactivation_limit_percent: int = DEFAULT_LIMIT_PERCENT,
     allow_mass_deactivation: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> SyncSummary:

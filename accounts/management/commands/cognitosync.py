@@ -11,7 +11,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts.cognito import CognitoSyncError, cognito_client
-from accounts.sync import BATCH_SIZE, SyncSummary, sync
+from accounts.sync import BATCH_SIZE, DEFAULT_LIMIT_PERCENT, SyncSummary, sync
 from dbops.connections import connect_or_explain
 
 
@@ -81,7 +81,9 @@ class Command(BaseCommand):
                 dry_run=options["dry_run"],
                 page_size=options["page_size"],
                 batch_size=batch_size,
-                deactivation_limit_percent=settings.COGNITO_DEACTIVATION_LIMIT_PERCENT,
+                deactivation_limit_percent=getattr(
+                    settings, "COGNITO_DEACTIVATION_LIMIT_PERCENT", DEFAULT_LIMIT_PERCENT
+                ),
                 allow_mass_deactivation=options["allow_mass_deactivation"],
                 progress=progress,
             )

@@ -219,7 +219,7 @@ class Command(BaseCommand):
             keep_days = settings.BACKUP_RETENTION_DAYS
         keep_min = options["keep_min"]
         if keep_min is None:
-            keep_min = settings.BACKUP_KEEP_MIN
+            keep_min = getattr(settings, "BACKUP_KEEP_MIN", 2)
         if keep_days < 1:
             raise CommandError(f"--keep-days {keep_days} must be at least 1.")
         if keep_min < 1:
