@@ -1,70 +1,101 @@
-"""Sync user profiles from the Cognito user pool (issue 7.4).
+"""Read the Cognito user pool: every user, checked, a page at a time (issue 7.4).
 
-The pool is read page by page with boto3's `list_users` paginator. Each page is applied in
-one transaction, creating or updating profiles by `sub`, so an interrupted run leaves every
-finished page applied and nothing half-written; running it again continues the job.
-Profiles are deactivated only after the whole pool was read: a run that stops midway has
-not seen every user, so it cannot tell who is gone, and it deactivates nobody.
+A user whose attributes cannot be taken as they are (no `sub`, a `sub` longer than the
+column, an `email_verified` that is neither true nor false, no `Enabled` flag) comes back
+as a `BadUser` with the reason, never with a value made up for what is missing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
-from django.db import IntegrityError, transaction
 
-from accounts.models import UserProfile
+SUB_MAX = 64  # users.cognito_sub
+EMAIL_MAX = 254  # users.email
+NAME_MAX = 100  # users.display_name: longer names are cut, as the admin form does
 
 
 class CognitoSyncError(RuntimeError):
-    """The pool could not be read: says which pool and what to check."""
+    """The pool could not be read, or the sync refused: says which pool and what to check."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class CognitoUser:
     sub: str
-    email: str
+    username: str
+    email: str  # "" when the user has none
     email_verified: bool
     name: str
     enabled: bool
-    status: str
+    created: datetime | None = None
 
-    @classmethod
-    def from_api(cls, user: dict[str, Any]) -> CognitoUser:
-        attrs = {a["Name"]: a.get("Value", "") for a in user.get("Attributes", [])}
-        name = (
-            attrs.get("name")
-            or attrs.get("preferred_username")
-            or " ".join(p for p in (attrs.get("given_name"), attrs.get("family_name")) if p)
+    @property
+    def label(self) -> str:
+        return f"{self.sub} ({self.email})" if self.email else self.sub
+
+
+@dataclass(frozen=True)
+class BadUser:
+    """A pool entry whose attributes are missing or malformed: reported, never synced."""
+
+    username: str
+    sub: str  # "" when the sub itself is missing
+    reason: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.sub} (user name {self.username})" if self.sub else self.username
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def parse_user(user: dict[str, Any]) -> CognitoUser | BadUser:
+    """Check one `list_users` entry; return the user, or what is wrong with it."""
+    username = _text(user.get("Username")) or "?"
+    attrs: dict[str, str] = {}
+    for attr in user.get("Attributes") or []:
+        name, value = attr.get("Name"), attr.get("Value", "")
+        if not isinstance(name, str) or not isinstance(value, str):
+            return BadUser(username, "", f"attribute {attr!r} is not a name and a text value")
+        attrs[name] = value
+    sub = attrs.get("sub", "").strip()
+    if not sub:
+        return BadUser(username, "", "the sub attribute is missing")
+    if len(sub) > SUB_MAX:
+        return BadUser(username, sub[:SUB_MAX], f"the sub is longer than {SUB_MAX} characters")
+    email = attrs.get("email", "").strip()
+    if len(email) > EMAIL_MAX:
+        return BadUser(username, sub, f"the email is longer than {EMAIL_MAX} characters")
+    verified = attrs.get("email_verified", "false").strip().lower()
+    if verified not in ("true", "false"):
+        return BadUser(
+            username, sub, f"email_verified is {attrs['email_verified']!r}, not true or false"
         )
-        return cls(
-            sub=attrs.get("sub") or user["Username"],
-            email=(attrs.get("email") or "").strip(),
-            email_verified=attrs.get("email_verified", "false").lower() == "true",
-            name=name[:100],
-            enabled=bool(user.get("Enabled", True)),
-            status=user.get("UserStatus", ""),
-        )
-
-
-@dataclass
-class SyncSummary:
-    seen: int = 0
-    created: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    deactivated: int = 0
-    skipped_deleted: int = 0
-    skipped_no_email: int = 0
-    conflicts: list[str] = field(default_factory=list)
-    complete: bool = False
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    enabled = user.get("Enabled")
+    if not isinstance(enabled, bool):
+        return BadUser(username, sub, "the Enabled flag is missing")
+    name = (
+        attrs.get("name")
+        or attrs.get("preferred_username")
+        or " ".join(p for p in (attrs.get("given_name"), attrs.get("family_name")) if p)
+    )
+    created = user.get("UserCreateDate")
+    return CognitoUser(
+        sub=sub,
+        username=username,
+        email=email,
+        email_verified=verified == "true",
+        name=name.strip()[:NAME_MAX],
+        enabled=enabled,
+        created=created if isinstance(created, datetime) else None,
+    )
 
 
 def cognito_client(region: str | None = None) -> Any:
@@ -76,14 +107,14 @@ def cognito_client(region: str | None = None) -> Any:
         ) from err
 
 
-def pages(client: Any, pool_id: str, page_size: int = 60) -> Iterator[list[CognitoUser]]:
+def pages(client: Any, pool_id: str, page_size: int = 60) -> Iterator[list[CognitoUser | BadUser]]:
     """Yield the pool's users a page at a time (list_users allows at most 60 per call)."""
     paginator = client.get_paginator("list_users")
     try:
         for page in paginator.paginate(
             UserPoolId=pool_id, PaginationConfig={"PageSize": page_size}
         ):
-            yield [CognitoUser.from_api(u) for u in page.get("Users", [])]
+            yield [parse_user(u) for u in page.get("Users", [])]
     except ClientError as err:
         code = err.response.get("Error", {}).get("Code", "")
         message = err.response.get("Error", {}).get("Message", "")
@@ -98,75 +129,3 @@ def pages(client: Any, pool_id: str, page_size: int = 60) -> Iterator[list[Cogni
         raise CognitoSyncError(
             f"could not reach Cognito for pool {pool_id}: {err}; check AWS_REGION and network"
         ) from err
-
-
-def _apply(user: CognitoUser, summary: SyncSummary, dry_run: bool) -> None:
-    profile = UserProfile.all_objects.filter(cognito_sub=user.sub).first()
-    if profile is not None and profile.deleted_at is not None:
-        summary.skipped_deleted += 1  # deleted here on purpose: a sync does not resurrect
-        return
-    wanted = {"email": user.email, "email_verified": user.email_verified, "display_name": user.name}
-    if not user.enabled:
-        wanted["is_active"] = False
-    if profile is None:
-        if not user.email:
-            summary.skipped_no_email += 1
-            return
-        summary.created += 1
-        if not dry_run:
-            UserProfile.all_objects.create(cognito_sub=user.sub, is_active=user.enabled, **wanted)
-        return
-    changed = [name for name, value in wanted.items() if getattr(profile, name) != value]
-    if not user.email and "email" in changed:
-        changed.remove("email")  # never blank a stored address because Cognito lacks one
-    if not changed:
-        summary.unchanged += 1
-        return
-    if "is_active" in changed:
-        summary.deactivated += 1  # disabled in Cognito
-    if set(changed) - {"is_active"}:
-        summary.updated += 1
-    if not dry_run:
-        for name in changed:
-            setattr(profile, name, wanted[name])
-        profile.save(update_fields=changed)
-
-
-def sync(
-    client: Any,
-    pool_id: str,
-    *,
-    dry_run: bool = False,
-    page_size: int = 60,
-    progress: Callable[[int, int], None] | None = None,
-) -> SyncSummary:
-    """Create/update profiles from the pool; then deactivate those whose user is gone."""
-    summary = SyncSummary()
-    seen: set[str] = set()
-    for number, users in enumerate(pages(client, pool_id, page_size), start=1):
-        with transaction.atomic():
-            for user in users:
-                seen.add(user.sub)
-                summary.seen += 1
-                try:
-                    with transaction.atomic():
-                        _apply(user, summary, dry_run)
-                except IntegrityError as err:
-                    summary.conflicts.append(
-                        f"Cognito user {user.sub} ({user.email}): {str(err).splitlines()[0]}"
-                    )
-            if dry_run:
-                transaction.set_rollback(True)
-        if progress is not None:
-            progress(number, summary.seen)
-    # Compared in Python, in batches: an IN list of every sub in a large pool is no query.
-    live = UserProfile.all_objects.filter(is_active=True, deleted_at__isnull=True)
-    gone = [pk for pk, sub in live.values_list("pk", "cognito_sub").iterator() if sub not in seen]
-    summary.deactivated += len(gone)
-    if not dry_run:
-        for start in range(0, len(gone), 1000):
-            UserProfile.all_objects.filter(pk__in=gone[start : start + 1000]).update(
-                is_active=False
-            )
-    summary.complete = True
-    return summary

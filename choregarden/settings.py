@@ -197,6 +197,8 @@ MIGRATION_DATABASE_URL = env_str("MIGRATION_DATABASE_URL")
 DB_SECRET_ID = os.environ.get("DB_SECRET_ID", "")
 MIGRATION_DB_SECRET_ID = os.environ.get("MIGRATION_DB_SECRET_ID", "")
 AWS_REGION = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION", "")
+# cognitosync refuses to deactivate more than this share of the active profiles in one run.
+COGNITO_DEACTIVATION_LIMIT_PERCENT = env_int("COGNITO_DEACTIVATION_LIMIT_PERCENT", 10)
 REPLICA_DATABASE_URL = env_str("REPLICA_DATABASE_URL")
 # With no DATABASE_URL outside production, the project runs its own cluster (D6).
 LOCAL_DATABASE = not (DATABASE_URL or DB_SECRET_ID or MIGRATION_DB_SECRET_ID or PRODUCTION)
@@ -421,6 +423,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- Storage and backups (docs/backups.md) ---------------------------------------------
 # Backups go to S3 when BACKUP_BUCKET is set, else to a folder (var/backups by default).
 BACKUP_RETENTION_DAYS = env_int("BACKUP_RETENTION_DAYS", 7, minimum=1)
+# `backup prune` keeps this many newest good backups, however old.
+BACKUP_KEEP_MIN = env_int("BACKUP_KEEP_MIN", 2, minimum=1)
 BACKUP_ENV = os.environ.get("BACKUP_ENV", DJANGO_ENV)
 BACKUP_BUCKET = os.environ.get("BACKUP_BUCKET", "")
 BACKUP_DIR = Path(os.environ.get("BACKUP_DIR", BASE_DIR / "var" / "backups"))

@@ -2,8 +2,10 @@
 
 Modules: names (the file names this project owns), pgclient (pg_dump/pg_restore and
 how they connect), store (objects in the STORAGES["backups"] storage, partials and their
-writers), progress, dump (create), restore, toc (the archive's table of contents),
-fingerprint (row counts and content hashes), verify.
+writers), manifest (read strictly), progress, dump (create), prune (its plan), restore
+(pg_restore into one database), targets (databases: names, inspection, create, swap,
+drop), restore_plan (restore's pre-checks, plan and run), toc (the archive's table of
+contents), fingerprint (row counts and content hashes), verify.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""`backup restore`: pg_restore a stored backup into a named database, refusing to overwrite."""
+"""pg_restore of a stored backup into one database: streamed, checked, extensions left out."""
 
 from __future__ import annotations
 
@@ -6,12 +6,10 @@ import contextlib
 import hashlib
 import re
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
 from django.core.files.storage import Storage
-from psycopg import sql
 
 from dbops import processes
 from dbops.backups import BackupError
@@ -19,84 +17,14 @@ from dbops.backups.pgclient import DbTarget, find_tool, server_major
 from dbops.backups.progress import Progress
 from dbops.backups.store import Backup, open_read
 from dbops.backups.toc import ArchiveFormatError, TocEntry, read_entries
-from dbops.databases import drop_database as drop_forcing
 from dbops.redact import redact
 
-MAINTENANCE_DB = "postgres"
 # Entries that only decorate an object: its privileges, comment or security label.
 DECORATIONS = {"ACL", "COMMENT", "SECURITY LABEL"}
 # Schemas every database has before a restore: their objects are never an extension's.
 TEMPLATE_SCHEMAS = {"", "pg_catalog", "information_schema"}
 # The `pg_restore --list` line of an extension: `2; 3079 16389 EXTENSION - pg_stat_statements`
 _TOC_EXTENSION = re.compile(r"^\d+; \d+ \d+ EXTENSION - (?P<name>\S+)")
-USER_RELATIONS = """
-SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
-  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-  AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'
-"""
-
-
-@dataclass
-class RestoreResult:
-    backup: Backup
-    database: str
-    created: bool
-    replaced: bool
-    skipped_extensions: set[str]
-    left_out: list[str] = field(default_factory=list)
-
-
-def _admin(admin: DbTarget, target: str) -> DbTarget:
-    # CREATE/DROP DATABASE cannot run inside the database they act on.
-    return admin.on(MAINTENANCE_DB) if admin.dbname == target else admin
-
-
-def database_exists(admin: DbTarget, name: str) -> bool:
-    with psycopg.connect(**admin.conninfo()) as conn:
-        row = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
-    return row is not None
-
-
-def relation_count(target: DbTarget) -> int:
-    with psycopg.connect(**target.conninfo()) as conn:
-        row = conn.execute(USER_RELATIONS).fetchone()
-    return int(row[0]) if row else 0
-
-
-def create_database(admin: DbTarget, name: str) -> None:
-    with psycopg.connect(**_admin(admin, name).conninfo(), autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-
-
-def drop_database(admin: DbTarget, name: str) -> None:
-    with psycopg.connect(**_admin(admin, name).conninfo(), autocommit=True) as conn:
-        drop_forcing(conn, name)
-
-
-def prepare_target(admin: DbTarget, name: str, *, force: bool) -> tuple[bool, bool]:
-    """Make `name` an empty database; return (created, replaced)."""
-    try:
-        if not database_exists(_admin(admin, name), name):
-            create_database(admin, name)
-            return True, False
-        relations = relation_count(admin.on(name))
-        if relations == 0:
-            return False, False
-        if not force:
-            raise BackupError(
-                f"Database {name!r} is not empty ({relations} tables, views or sequences): "
-                "restore into a new database name, or add --force to drop and recreate it "
-                "(everything in it is lost)."
-            )
-        drop_database(admin, name)
-        create_database(admin, name)
-        return True, True
-    except psycopg.Error as err:
-        raise BackupError(
-            f"Cannot prepare database {name!r}: {redact(str(err).strip())}. The role "
-            f"{admin.user!r} needs CREATEDB (and to own {name!r} for --force)."
-        ) from err
 
 
 def read_toc(storage: Storage, backup: Backup, pg_restore: Path, target: DbTarget) -> list[str]:
@@ -270,34 +198,3 @@ def _stream_into(
             f"{backup.name} does not match its manifest (size {size} vs {backup.size}, "
             "sha256 differs): the stored object is damaged; restore an older backup."
         )
-
-
-def restore_backup(
-    storage: Storage,
-    backup: Backup,
-    admin: DbTarget,
-    database: str,
-    *,
-    force: bool = False,
-    progress: Progress | None = None,
-    privileges: bool = True,
-) -> RestoreResult:
-    """Restore `backup` into `database` (created when absent) on admin's server."""
-    created, replaced = prepare_target(admin, database, force=force)
-    try:
-        skipped, left_out = run_pg_restore(
-            storage, backup, admin.on(database), progress=progress, privileges=privileges
-        )
-    except BaseException:
-        if created:
-            with contextlib.suppress(psycopg.Error):
-                drop_database(admin, database)
-        raise
-    return RestoreResult(
-        backup=backup,
-        database=database,
-        created=created,
-        replaced=replaced,
-        skipped_extensions=skipped,
-        left_out=left_out,
-    )

@@ -1,33 +1,37 @@
 """Backup objects in the STORAGES["backups"] storage (a folder, or S3 through django-storages).
 
-A backup is complete only when its manifest exists: data is streamed to a partial object
-(NAME.<host>-<pid>.partial), renamed to NAME after pg_dump exited 0, and NAME.json (size,
-sha256) is written last. A killed run therefore leaves at most a partial object or a dump
-without manifest, which listing, restore and verify never take for a backup. In a
-folder, the writer holds a lock on its partial file for as long as it (or its pg_dump)
-lives, so `prune` removes a partial whose writer is gone at once.
+A backup is complete only when its manifest exists and describes it (manifest.py): data
+is streamed to a partial object (NAME.<host>-<pid>.partial), renamed to NAME after
+pg_dump exited 0, and NAME.json (size, sha256) is written last. A killed run therefore
+leaves at most a partial object or a dump without manifest, which listing, restore and
+verify never take for a backup. In a folder, the writer holds a lock on its partial file
+for as long as it (or its pg_dump) lives, so `prune` removes a partial whose writer is
+gone at once.
 """
 
 from __future__ import annotations
 
 import errno
 import fcntl
+import hashlib
 import json
 import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import suppress
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
 from django.core.files.storage import FileSystemStorage, Storage, storages
 
 from dbops.backups import BackupError
+from dbops.backups.manifest import ManifestError, check_manifest
 from dbops.backups.names import (
+    DUMP_SUFFIX,
     MANIFEST_SUFFIX,
-    PARTIAL_SUFFIX,
+    PROJECT,
     BackupName,
     parse,
     partial_name,
@@ -220,15 +224,14 @@ def write_manifest(storage: Storage, dump: str, manifest: dict[str, Any]) -> Non
         out.write(data)
 
 
-def read_manifest(storage: Storage, dump: str) -> dict[str, Any] | None:
+def read_manifest(storage: Storage, dump: BackupName) -> dict[str, Any]:
+    """The checked manifest of `dump`; ManifestError (naming it) when missing or bad."""
+    name = dump.dump + MANIFEST_SUFFIX
     try:
-        data = b"".join(open_read(storage, dump + MANIFEST_SUFFIX))
-        manifest = json.loads(data)
-    except (OSError, ValueError):
-        return None
-    except Exception:  # noqa: BLE001 - S3 ClientError (NoSuchKey) and the like
-        return None
-    return manifest if isinstance(manifest, dict) else None
+        data = b"".join(open_read(storage, name))
+    except FileNotFoundError as err:
+        raise ManifestError(f"{name} is missing") from err
+    return check_manifest(data, dump)
 
 
 def project_objects(storage: Storage, env: str) -> list[BackupName]:
@@ -241,78 +244,107 @@ def project_objects(storage: Storage, env: str) -> list[BackupName]:
     return [name for name in found if name is not None]
 
 
-def complete_backups(storage: Storage, env: str) -> list[Backup]:
-    """This environment's complete backups, newest first."""
+@dataclass
+class Listing:
+    """What the storage holds for one environment."""
+
+    complete: list[Backup]  # newest first
+    damaged: dict[str, str]  # dump name: why its manifest does not make it a backup
+    objects: list[BackupName]
+
+
+def scan(storage: Storage, env: str) -> Listing:
+    """Sort this environment's objects into complete backups, damaged ones and the rest.
+
+    A dump without a manifest is an interrupted backup, not a damaged one; a manifest
+    that is bad, whose size differs from its dump's, or whose dump is gone, is damaged.
+    """
     objects = project_objects(storage, env)
     dumps = {o.name: o for o in objects if o.is_dump}
-    manifests = {o.dump for o in objects if o.is_manifest}
-    backups = []
-    for name, parsed in dumps.items():
-        if name not in manifests:
+    complete, damaged = [], {}
+    for manifest in (o for o in objects if o.is_manifest):
+        dump = dumps.get(manifest.dump)
+        if dump is None:
+            damaged[manifest.dump] = f"{manifest.name} has no dump {manifest.dump} beside it"
             continue
-        manifest = read_manifest(storage, name)
-        if not manifest or manifest.get("name") != name:
+        try:
+            data = read_manifest(storage, dump)
+        except ManifestError as err:
+            damaged[dump.name] = str(err)
             continue
-        with suppress(OSError):
-            size = storage.size(name)
-            if size == manifest.get("size"):
-                backups.append(
-                    Backup(name, parsed.created, size, str(manifest.get("sha256")), manifest)
-                )
-    return sorted(backups, key=lambda b: b.name, reverse=True)
+        size = storage.size(dump.name)
+        if size != data["size"]:
+            damaged[dump.name] = (
+                f"{dump.name} is {size} bytes, its manifest {manifest.name} says {data['size']}"
+            )
+            continue
+        complete.append(Backup(dump.name, dump.created, size, data["sha256"], data))
+    complete.sort(key=lambda b: b.name, reverse=True)
+    return Listing(complete, damaged, objects)
+
+
+def complete_backups(storage: Storage, env: str) -> list[Backup]:
+    """This environment's complete backups, newest first."""
+    return scan(storage, env).complete
+
+
+def check_backup_name(name: str, env: str) -> None:
+    """Refuse anything but `latest` or a backup name of this environment (CLI input)."""
+    if name == "latest":
+        return
+    parsed = parse(name)
+    if parsed is None or "/" in name:
+        raise BackupError(
+            f"{name!r} is not a backup name: use `latest` or a name from `backup list`, "
+            f"e.g. {PROJECT}-{env}-20261126T030000Z{DUMP_SUFFIX}."
+        )
+    if parsed.env != env:
+        raise BackupError(
+            f"{name} is a backup of environment {parsed.env!r}, and this is {env!r} "
+            "(BACKUP_ENV): set BACKUP_ENV to restore another environment's backup."
+        )
+    if parsed.is_partial:
+        raise BackupError(
+            f"No complete backup named {name!r} (a .partial name is a running or "
+            "interrupted backup): see `python manage.py backup list`."
+        )
+    if not parsed.is_dump:
+        raise BackupError(f"{name} is a manifest: name its dump, {parsed.dump}.")
 
 
 def find_backup(storage: Storage, env: str, name: str) -> Backup:
-    """Return the backup called `name`, or the newest one for `latest`."""
-    backups = complete_backups(storage, env)
+    """Return the backup called `name`, or the newest one for `latest`; refuse a damaged one."""
+    check_backup_name(name, env)
+    listing = scan(storage, env)
     if name == "latest":
-        if not backups:
+        if not listing.complete:
             raise BackupError(
                 f"There are no complete {env} backups in {describe(storage)}: run "
                 "`python manage.py backup create` first."
             )
-        return backups[0]
-    for backup in backups:
+        newest = listing.complete[0]
+        newer_damaged = sorted((n for n in listing.damaged if n > newest.name), reverse=True)
+        if newer_damaged:
+            raise ManifestError(
+                f"The newest backup {newer_damaged[0]} is damaged "
+                f"({listing.damaged[newer_damaged[0]]}): `latest` would restore the older "
+                f"{newest.name}; name the backup to restore (`backup list`)."
+            )
+        return newest
+    if name in listing.damaged:
+        raise ManifestError(f"Backup {name} is not restored: {listing.damaged[name]}.")
+    for backup in listing.complete:
         if backup.name == name:
             return backup
-    hint = (
-        "a .partial name is a running or interrupted backup"
-        if name.endswith(PARTIAL_SUFFIX)
-        else ""
-    )
     raise BackupError(
-        f"No complete backup named {name!r} in {describe(storage)}"
-        + (f" ({hint})" if hint else "")
-        + ": see `python manage.py backup list`."
+        f"No complete backup named {name!r} in {describe(storage)}: see "
+        "`python manage.py backup list`."
     )
 
 
-def delete_backup_objects(storage: Storage, objects: list[BackupName]) -> None:
-    # Manifests first: an interrupted prune leaves a dump nobody takes for a backup.
-    for obj in sorted(objects, key=lambda o: not o.is_manifest):
-        storage.delete(obj.name)
-
-
-def prune_plan(
-    storage: Storage, env: str, keep_days: int, now: datetime
-) -> tuple[list[BackupName], list[Backup]]:
-    """Objects to delete, and the complete backups that stay.
-
-    Deleted: this environment's objects older than keep_days, and partials whose writer
-    is gone (at any age: a killed backup leaves a dump-sized object behind). Never: a
-    partial whose writer still runs, another environment's or project's objects, and the
-    newest complete backup, even when it is older than the retention.
-    """
-    cutoff = now - timedelta(days=keep_days)
-    complete = complete_backups(storage, env)
-    newest = complete[0].name if complete else None
-    doomed = []
-    for obj in project_objects(storage, env):
-        if obj.dump == newest:
-            continue
-        alive = writer_alive(storage, obj) if obj.is_partial else None
-        if alive is False or (alive is None and obj.created < cutoff):
-            doomed.append(obj)
-    doomed_dumps = {obj.dump for obj in doomed if not obj.is_partial}
-    kept = [b for b in complete if b.name not in doomed_dumps]
-    return doomed, kept
+def stored_sha256(storage: Storage, name: str) -> str:
+    """The sha256 of the stored object, read through once."""
+    digest = hashlib.sha256()
+    for chunk in open_read(storage, name):
+        digest.update(chunk)
+    return digest.hexdigest()

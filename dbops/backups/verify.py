@@ -12,8 +12,9 @@ from django.core.files.storage import Storage
 from dbops.backups.fingerprint import Comparison, compare, fingerprint, from_json
 from dbops.backups.pgclient import DbTarget
 from dbops.backups.progress import Progress
-from dbops.backups.restore import drop_database, restore_backup
+from dbops.backups.restore_plan import restore_into_new
 from dbops.backups.store import Backup, find_backup
+from dbops.backups.targets import drop_database
 
 
 @dataclass
@@ -50,7 +51,7 @@ def verify_backup(
     snapshot = "tables" in backup.manifest and not live
     scratch = scratch_name(source)
     try:
-        restore_backup(storage, backup, source, scratch, progress=progress)
+        restore_into_new(storage, backup, source, scratch, progress=progress)
         restored = fingerprint(source.on(scratch))
         original = from_json(backup.manifest["tables"]) if snapshot else fingerprint(source)
     finally:

@@ -6,13 +6,11 @@ import contextlib
 import json
 import os
 import re
-import secrets
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -23,7 +21,6 @@ from django.core.files.storage import FileSystemStorage
 from django.core.management import CommandError, call_command
 from django.test import override_settings
 from moto import mock_aws
-from psycopg import sql
 from storages.backends.s3 import S3Storage
 
 from dbops.backups import BackupError
@@ -31,63 +28,12 @@ from dbops.backups.dump import create_backup
 from dbops.backups.fingerprint import fingerprint
 from dbops.backups.names import dump_name, parse, partial_name, this_host
 from dbops.backups.pgclient import DbTarget, find_tool, server_major
-from dbops.backups.restore import drop_database, restore_backup
-from dbops.backups.store import complete_backups, find_backup, open_read, prune_plan
+from dbops.backups.prune import plan_prune
+from dbops.backups.restore_plan import restore_backup
+from dbops.backups.store import complete_backups, find_backup, open_read
 from dbops.backups.toc import ArchiveFormatError, read_entries
+from tests.dbops.backupkit import ENV, run, storages_with
 from tests.helpers import REPO, create_pg_stat_statements
-
-ENV = "test"
-SEED = """
-CREATE TABLE chore (id bigint PRIMARY KEY, title text NOT NULL, due timestamptz,
-                    points numeric(6, 2), tags text[], payload jsonb);
-INSERT INTO chore
-SELECT i, 'chore ' || i, timestamptz '2026-01-01' + i * interval '1 hour', i / 7.0,
-       ARRAY['a', 'b' || i], jsonb_build_object('n', i, 'odd', i % 2 = 1)
-FROM generate_series(1, 2000) AS i;
-CREATE TABLE empty_table (id int);
-CREATE SCHEMA audit;
-CREATE TABLE audit.event (id bigserial PRIMARY KEY, what text);
-INSERT INTO audit.event (what) SELECT md5(i::text) FROM generate_series(1, 300) AS i;
-"""
-
-
-def target_for(pg_server, dbname: str) -> DbTarget:
-    return DbTarget(
-        host=pg_server.host,
-        port=pg_server.port,
-        user=pg_server.user,
-        password=pg_server.password,
-        dbname=dbname,
-        sslmode=pg_server.options.get("sslmode", "prefer"),
-        sslrootcert=pg_server.options.get("sslrootcert", ""),
-    )
-
-
-@pytest.fixture
-def source(pg_server) -> Iterator[DbTarget]:
-    """A fresh database with a few tables and rows, dropped afterwards."""
-    admin = target_for(pg_server, pg_server.dbname)
-    name = f"bk_src_{secrets.token_hex(4)}"
-    with psycopg.connect(**admin.conninfo(), autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    target = admin.on(name)
-    with psycopg.connect(**target.conninfo(), autocommit=True) as conn:
-        conn.execute(SEED)
-    yield target
-    drop_database(admin, name)
-
-
-@pytest.fixture
-def scratch(pg_server) -> Iterator[str]:
-    """A database name for restores; dropped afterwards if it was made."""
-    name = f"bk_dst_{secrets.token_hex(4)}"
-    yield name
-    drop_database(target_for(pg_server, pg_server.dbname), name)
-
-
-@pytest.fixture
-def folder(tmp_path: Path) -> FileSystemStorage:
-    return FileSystemStorage(location=tmp_path / "backups")
 
 
 def test_names_belong_to_the_project_and_environment():
@@ -116,7 +62,7 @@ def test_it_backs_up_to_a_folder_and_a_restore_loses_nothing(source, folder, scr
 
     result = restore_backup(folder, backup, source, scratch)
 
-    assert result.created
+    assert result.how == "created"
     restored, original = fingerprint(source.on(scratch)), fingerprint(source)
     assert restored == original
     assert original["public.chore"].rows == 2000 and original["audit.event"].rows == 300
@@ -182,7 +128,8 @@ def test_list_and_prune_on_s3_touch_only_this_projects_objects(source, monkeypat
 
         listed = json.loads(run("list", "--json"))
         assert [b["name"] for b in listed] == [new.name, old.name]
-        assert json.loads(run("prune", "--json"))["deleted"] == [old.name, old.name + ".json"]
+        pruned = json.loads(run("prune", "--keep-min", "1", "--json"))
+        assert pruned["deleted"] == [old.name + ".json", old.name]  # the manifest first
 
         keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="cg-backups")["Contents"])
     assert keys == sorted([*foreign, f"prod/{new.name}", f"prod/{new.name}.json"])
@@ -207,10 +154,10 @@ def test_prune_on_s3_removes_partials_whose_writer_on_this_host_is_gone(monkeypa
         for name in names.values():
             s3.put_object(Bucket="cg-backups", Key=f"b/{name}", Body=b"PGDMP partial")
 
-        doomed, _kept = prune_plan(storage, ENV, 7, datetime.now(UTC))
+        doomed = plan_prune(storage, ENV, 7, 1, datetime.now(UTC)).delete
         assert [o.name for o in doomed] == [names["dead here"]]
 
-        doomed, _kept = prune_plan(storage, ENV, 7, datetime.now(UTC) + timedelta(days=8))
+        doomed = plan_prune(storage, ENV, 7, 1, datetime.now(UTC) + timedelta(days=8)).delete
         assert sorted(o.name for o in doomed) == sorted(
             [names["dead here"], names["elsewhere"], names["old style"]]
         )  # past the retention; the live writer's partial stays even then
@@ -232,17 +179,17 @@ def test_prune_deletes_only_this_projects_old_backups(source, folder):
         (root / name).write_text("not ours")
     (root / "choregarden-test-20200101T000000Z.dump.partial").write_bytes(b"PGDMP half")
 
-    doomed, kept = prune_plan(folder, ENV, 7, now)
-    assert [b.name for b in kept] == [new.name]
-    assert {o.name for o in doomed} == {
+    plan = plan_prune(folder, ENV, 7, 1, now)
+    assert [b.name for b in plan.kept] == [new.name]
+    assert {o.name for o in plan.delete} == {
         old.name, old.name + ".json", older.name, older.name + ".json",
         "choregarden-test-20200101T000000Z.dump.partial",
     }  # fmt: skip
 
-    out = call_prune(folder, "--keep-days", "7", "--dry-run")
+    out = call_prune(folder, "--keep-days", "7", "--keep-min", "1", "--dry-run")
     assert "Would delete" in out and (root / old.name).exists()
 
-    call_prune(folder, "--keep-days", "7")
+    call_prune(folder, "--keep-days", "7", "--keep-min", "1")
 
     assert sorted(os.listdir(root)) == sorted([*foreign, new.name, new.name + ".json"])
 
@@ -252,7 +199,7 @@ def test_prune_keeps_the_newest_backup_even_when_it_is_old(source, folder):
     create_backup(source, folder, ENV, now=now - timedelta(days=20))
     last = create_backup(source, folder, ENV, now=now - timedelta(days=10))
 
-    call_prune(folder)  # BACKUP_RETENTION_DAYS = 7
+    call_prune(folder, "--keep-min", "1")  # BACKUP_RETENTION_DAYS = 7
 
     assert [b.name for b in complete_backups(folder, ENV)] == [last.name]
 
@@ -266,18 +213,6 @@ def call_prune(storage: FileSystemStorage, *args: str) -> str:
     ):
         call_command("backup", "prune", *args, stdout=out)
     return out.getvalue()
-
-
-def storages_with(storage: FileSystemStorage) -> dict:
-    from django.conf import settings
-
-    return {
-        **settings.STORAGES,
-        "backups": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": str(storage.location)},
-        },
-    }
 
 
 def test_a_damaged_backup_is_refused(source, folder, scratch):
@@ -298,37 +233,6 @@ def test_a_damaged_backup_is_refused(source, folder, scratch):
 # --- The command, on the project's (test) database ---------------------------------------
 
 
-@pytest.fixture
-def project_db(pg_server, db) -> Iterator[DbTarget]:
-    """The migrated test database, with a table of ours in it (committed, then dropped)."""
-    from django.conf import settings
-
-    target = target_for(pg_server, settings.DATABASES["default"]["NAME"])
-    assert target.dbname.startswith("test_")
-    with psycopg.connect(**target.conninfo(), autocommit=True) as conn:
-        conn.execute(
-            "CREATE TABLE backup_probe (id int PRIMARY KEY, note text);"
-            "INSERT INTO backup_probe SELECT i, md5(i::text) FROM generate_series(1, 500) i"
-        )
-    yield target
-    with psycopg.connect(**target.conninfo(), autocommit=True) as conn:
-        conn.execute("DROP TABLE IF EXISTS backup_probe, backup_filler")
-
-
-@pytest.fixture
-def settings_folder(folder):
-    with override_settings(STORAGES=storages_with(folder), BACKUP_ENV=ENV):
-        yield folder
-
-
-def run(*args: str) -> str:
-    from io import StringIO
-
-    out = StringIO()
-    call_command("backup", *args, stdout=out)
-    return out.getvalue()
-
-
 def test_command_creates_lists_restores_and_refuses_a_non_empty_target(
     project_db, settings_folder, scratch
 ):
@@ -342,8 +246,11 @@ def test_command_creates_lists_restores_and_refuses_a_non_empty_target(
 
     with pytest.raises(CommandError, match=rf"Database '{scratch}' is not empty.*--force"):
         run("restore", "latest", "--database", scratch)
-    with pytest.raises(CommandError, match=r"No complete backup named 'nope.dump'"):
+    with pytest.raises(CommandError, match=r"'nope.dump' is not a backup name"):
         run("restore", "nope.dump", "--database", scratch)
+    absent = "choregarden-test-20200101T000000Z.dump"
+    with pytest.raises(CommandError, match=rf"No complete backup named '{absent}'"):
+        run("restore", absent, "--database", scratch)
 
     assert "replaced" in run("restore", manifest["name"], "--database", scratch, "--force")
     assert fingerprint(project_db.on(scratch)) == fingerprint(project_db)

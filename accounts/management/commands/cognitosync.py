@@ -10,15 +10,23 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from accounts.cognito import CognitoSyncError, cognito_client, sync
+from accounts.cognito import CognitoSyncError, cognito_client
+from accounts.sync import BATCH_SIZE, DEFAULT_LIMIT_PERCENT, SyncSummary, sync
 from dbops.connections import connect_or_explain
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise CommandError(f"--batch-size {text!r} is not a whole number of at least 1")
+    return int(text)
 
 
 class Command(BaseCommand):
     help = (
         "Sync user profiles from the Cognito user pool: create or update them by sub "
         "(email, verified flag, name) and deactivate those whose Cognito user is gone or "
-        "disabled. Safe to interrupt and run again."
+        "disabled. Refuses to deactivate more than COGNITO_DEACTIVATION_LIMIT_PERCENT of "
+        "the active profiles. Safe to interrupt and run again."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -30,9 +38,21 @@ class Command(BaseCommand):
         )
         parser.add_argument("--region", default=None, help="AWS region (default: AWS_REGION).")
         parser.add_argument(
-            "--dry-run", action="store_true", help="Report what would change; change nothing."
+            "--dry-run",
+            action="store_true",
+            help="Report what the run would do, refusals included; change nothing.",
         )
         parser.add_argument("--page-size", type=int, default=60, help="Users per request (1-60).")
+        parser.add_argument(
+            "--batch-size",
+            default=str(BATCH_SIZE),
+            help=f"Profiles written per transaction (default {BATCH_SIZE}).",
+        )
+        parser.add_argument(
+            "--allow-mass-deactivation",
+            action="store_true",
+            help="Deactivate however many profiles are gone from the pool (see the limit).",
+        )
         parser.add_argument("--json", action="store_true", help="Print the summary as JSON.")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -44,6 +64,7 @@ class Command(BaseCommand):
             )
         if not 1 <= options["page_size"] <= 60:
             raise CommandError("--page-size must be between 1 and 60 (Cognito's maximum)")
+        batch_size = _positive(options["batch_size"])
         region = options["region"] or getattr(settings, "AWS_REGION", "") or None
         show_progress = options["verbosity"] >= 1 and not options["json"]
 
@@ -59,27 +80,41 @@ class Command(BaseCommand):
                 pool_id,
                 dry_run=options["dry_run"],
                 page_size=options["page_size"],
+                batch_size=batch_size,
+                deactivation_limit_percent=getattr(
+                    settings, "COGNITO_DEACTIVATION_LIMIT_PERCENT", DEFAULT_LIMIT_PERCENT
+                ),
+                allow_mass_deactivation=options["allow_mass_deactivation"],
                 progress=progress,
             )
         except CognitoSyncError as err:
+            if show_progress:
+                sys.stderr.write("\n")
             raise CommandError(str(err)) from err
         if show_progress and summary.seen:
             sys.stderr.write("\n")
+        self.report(summary, options)
+        if summary.failed:
+            raise CommandError(
+                f"{summary.failed} Cognito users could not be synced (listed above); "
+                "fix them in Cognito or the admin and run again"
+            )
+
+    def report(self, summary: SyncSummary, options: dict[str, Any]) -> None:
         if options["json"]:
             self.stdout.write(json.dumps({**summary.as_dict(), "dry_run": options["dry_run"]}))
-        else:
-            prefix = "DRY RUN, nothing changed. Would have: " if options["dry_run"] else ""
-            self.stdout.write(
-                f"{prefix}Read {summary.seen} Cognito users: {summary.created} created, "
-                f"{summary.updated} updated, {summary.unchanged} unchanged, "
-                f"{summary.deactivated} deactivated, {summary.skipped_deleted} skipped "
-                f"(deleted here), {summary.skipped_no_email} skipped (no email), "
-                f"{len(summary.conflicts)} conflicts."
-            )
-            for conflict in summary.conflicts:
-                self.stderr.write(f"  conflict: {conflict}")
-        if summary.conflicts:
-            raise CommandError(
-                f"{len(summary.conflicts)} Cognito users could not be synced (listed above); "
-                "resolve the duplicates in Cognito or the admin and run again"
-            )
+            return
+        prefix = "DRY RUN, nothing changed. Would have: " if options["dry_run"] else ""
+        self.stdout.write(
+            f"{prefix}Read {summary.seen} Cognito users: {summary.created} created, "
+            f"{summary.updated} updated, {summary.unchanged} unchanged, "
+            f"{summary.deactivated} deactivated, {summary.skipped_deleted} skipped "
+            f"(deleted here), {summary.skipped_no_email} skipped (no email), "
+            f"{len(summary.conflicts)} conflicts, {len(summary.invalid)} invalid."
+        )
+        if summary.no_deactivation_reason:
+            self.stderr.write(f"  deactivated nobody: {summary.no_deactivation_reason}")
+        for conflict in summary.conflicts:
+            self.stderr.write(f"  conflict: {conflict}")
+        for invalid in summary.invalid:
+            self.stderr.write(f"  invalid: {invalid}")

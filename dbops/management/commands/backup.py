@@ -19,17 +19,16 @@ from dbops.backups.dump import create_backup
 from dbops.backups.names import check_env
 from dbops.backups.pgclient import source_from_settings
 from dbops.backups.progress import Progress, human_size
-from dbops.backups.restore import restore_backup
-from dbops.backups.store import (
-    backup_storage,
-    complete_backups,
-    delete_backup_objects,
-    describe,
-    find_backup,
-    project_objects,
-    prune_plan,
-    writer_alive,
+from dbops.backups.prune import execute_prune, plan_prune
+from dbops.backups.restore_plan import (
+    HOW,
+    check_stored_bytes,
+    execute_restore,
+    plan_restore,
+    result_json,
 )
+from dbops.backups.store import backup_storage, describe, find_backup, scan, writer_alive
+from dbops.backups.targets import check_database_name
 from dbops.backups.verify import verify_backup
 from dbops.redact import redact
 
@@ -41,6 +40,11 @@ def parse_rate(text: str) -> int:
     if not match or int(match[1]) == 0:
         raise CommandError(f"--max-rate {text!r} is not a rate: use bytes per second, e.g. 20M.")
     return int(match[1]) * 1024 ** " KMG".index(match[2].upper() or " ")
+
+
+def one_line(message: str) -> CommandError:
+    """A CommandError on one line: pg_restore's and PostgreSQL's DETAIL lines joined."""
+    return CommandError(" ".join(line.strip() for line in message.splitlines() if line.strip()))
 
 
 def age(created: datetime, now: datetime) -> str:
@@ -75,12 +79,32 @@ class Command(BaseCommand):
             type=int,
             help="Keep backups this many days (default: BACKUP_RETENTION_DAYS).",
         )
-        prune.add_argument("--dry-run", action="store_true", help="Only say what would go.")
+        prune.add_argument(
+            "--keep-min",
+            type=int,
+            help="Always keep this many newest good backups, however old "
+            "(default: BACKUP_KEEP_MIN).",
+        )
+        prune.add_argument(
+            "--dry-run", action="store_true", help="List exactly what prune would delete."
+        )
         restore = sub.add_parser("restore", help="Restore a backup into a named database.")
         restore.add_argument("name", help="A backup name from `backup list`, or `latest`.")
         restore.add_argument("--database", required=True, help="Target database (created).")
         restore.add_argument(
-            "--force", action="store_true", help="Drop and recreate a non-empty target."
+            "--force",
+            action="store_true",
+            help="Replace a non-empty target (swapped out once the restore is verified).",
+        )
+        restore.add_argument(
+            "--replace-live",
+            action="store_true",
+            help="With --force: allow the target to be the project's own database.",
+        )
+        restore.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="Run the pre-checks, read the backup through, say what would be done.",
         )
         restore.add_argument(
             "--no-privileges",
@@ -109,17 +133,17 @@ class Command(BaseCommand):
             action = options["action"]
             getattr(self, f"do_{action}")(backup_storage(), env, options)
         except (BackupError, ImproperlyConfigured, ValueError) as err:
-            raise CommandError(redact(str(err))) from err
+            raise one_line(redact(str(err))) from err
         except (BotoCoreError, ClientError) as err:
-            raise CommandError(
+            raise one_line(
                 f"The backup storage refused: {redact(str(err))}. Check BACKUP_BUCKET, "
                 "BACKUP_REGION, the AWS credentials and the role's s3:PutObject/GetObject/"
                 "DeleteObject/ListBucket permissions on the prefix."
             ) from err
         except psycopg.Error as err:
-            raise CommandError(f"Database error: {redact(str(err).strip())}") from err
+            raise one_line(f"Database error: {redact(str(err).strip())}") from err
         except OSError as err:
-            raise CommandError(
+            raise one_line(
                 f"{err.strerror or err}: {err.filename or ''} - check BACKUP_DIR and its "
                 "permissions (docs/backups.md)."
             ) from err
@@ -155,9 +179,10 @@ class Command(BaseCommand):
 
     def do_list(self, storage: Any, env: str, options: dict[str, Any]) -> None:
         now = datetime.now(UTC)
-        backups = complete_backups(storage, env)
-        complete = {b.name for b in backups}
-        incomplete = [o for o in project_objects(storage, env) if o.dump not in complete]
+        listing = scan(storage, env)
+        backups = listing.complete
+        complete = {b.name for b in backups} | set(listing.damaged)
+        incomplete = [o for o in listing.objects if o.dump not in complete]
         if options["json"]:
             rows = [
                 {"name": b.name, "created": b.created.isoformat(), "size": b.size,
@@ -182,45 +207,74 @@ class Command(BaseCommand):
                 f" {left} object(s) of interrupted backups ignored (`backup prune` removes "
                 "them: a partial whose writer is gone at once, the rest after the retention)."
             )
+        if listing.damaged:
+            summary += f" {len(listing.damaged)} damaged backup(s) ignored (below)."
         self.stdout.write(summary)
+        for reason in sorted(listing.damaged.values()):
+            self.stderr.write(f"  damaged: {reason}")
 
     def do_prune(self, storage: Any, env: str, options: dict[str, Any]) -> None:
         keep_days = options["keep_days"]
         if keep_days is None:
             keep_days = settings.BACKUP_RETENTION_DAYS
+        keep_min = options["keep_min"]
+        if keep_min is None:
+            keep_min = getattr(settings, "BACKUP_KEEP_MIN", 2)
         if keep_days < 1:
             raise CommandError(f"--keep-days {keep_days} must be at least 1.")
-        doomed, kept = prune_plan(storage, env, keep_days, datetime.now(UTC))
-        if not options["dry_run"]:
-            delete_backup_objects(storage, doomed)
+        if keep_min < 1:
+            raise CommandError(f"--keep-min {keep_min} must be at least 1.")
+        plan = plan_prune(storage, env, keep_days, keep_min, datetime.now(UTC))
+        if options["dry_run"]:
+            if plan.refusal:
+                raise CommandError(plan.refusal)
+            doomed = [o.name for o in plan.delete]
+        else:
+            doomed = execute_prune(storage, plan)
+        partial = {o.name for o in plan.delete if o.is_partial}
         verb = "Would delete" if options["dry_run"] else "Deleted"
-        data = {"dry_run": options["dry_run"], "keep_days": keep_days,
-                "deleted": [o.name for o in doomed], "kept": [b.name for b in kept]}  # fmt: skip
+        data = {"dry_run": options["dry_run"], "keep_days": keep_days, "keep_min": keep_min,
+                "deleted": doomed, "kept": [b.name for b in plan.kept], "good": plan.good,
+                "bad": plan.bad}  # fmt: skip
         lines = [
-            f"{verb} {o.name}" + (" (an interrupted backup)" if o.is_partial else "")
-            for o in doomed
+            f"{verb} {name}" + (" (an interrupted backup)" if name in partial else "")
+            for name in doomed
         ]
+        lines += [f"Not good: {name}: {why}" for name, why in sorted(plan.bad.items())]
         lines.append(
             f"Done! {verb} {len(doomed)} object(s) older than {keep_days} days or abandoned; "
-            f"{len(kept)} complete backup(s) kept."
+            f"{len(plan.kept)} complete backup(s) kept, the newest {len(plan.good)} of them "
+            f"good (kept whatever their age)."
         )
         self.emit(options, data, "\n".join(lines))
 
     def do_restore(self, storage: Any, env: str, options: dict[str, Any]) -> None:
+        database = check_database_name(options["database"])
+        if options["replace_live"] and not options["force"]:
+            raise CommandError("--replace-live goes with --force: it only allows the target.")
         backup = find_backup(storage, env, options["name"])
-        result = restore_backup(
-            storage,
+        admin = source_from_settings()
+        live = {admin.dbname, str(settings.DATABASES["default"].get("NAME") or "")}
+        plan = plan_restore(
             backup,
-            source_from_settings(),
-            options["database"],
+            admin,
+            database,
             force=options["force"],
+            replace_live=options["replace_live"],
+            live=live,
+        )
+        if options["dry_run"]:
+            check_stored_bytes(storage, backup)
+            self.dry_run_restore(plan, options)
+            return
+        result = execute_restore(
+            storage,
+            plan,
+            admin,
             progress=self.progress("pg_restore", options, total=backup.size),
             privileges=not options["no_privileges"],
         )
-        how = "replaced" if result.replaced else "created" if result.created else "empty"
         skipped = sorted(result.skipped_extensions)
-        data = {"backup": backup.name, "database": result.database, "target": how,
-                "skipped_extensions": skipped, "left_out": result.left_out}  # fmt: skip
         if skipped:
             extension_entries = {f"EXTENSION {n}" for n in skipped}
             extension_entries |= {f"COMMENT {e}" for e in extension_entries}
@@ -236,11 +290,46 @@ class Command(BaseCommand):
                 + ". If the database needs them, run CREATE EXTENSION as a superuser (on "
                 "RDS, the master user)."
             )
+        if result.kept_aside:
+            self.stderr.write(
+                f"The replaced database was kept as {result.kept_aside}: drop it when you "
+                "no longer need it."
+            )
+        self.note_leftovers(plan.leftovers)
         self.emit(
             options,
-            data,
-            f"Done! Restored {backup.name} into database {result.database!r} ({how}).",
+            result_json(result),
+            f"Done! Restored {backup.name} into database {result.database!r} ({result.how}).",
         )
+
+    def dry_run_restore(self, plan: Any, options: dict[str, Any]) -> None:
+        steps = plan.describe()
+        data = {
+            "dry_run": True,
+            "backup": plan.backup.name,
+            "database": plan.database,
+            "target": HOW[plan.action],
+            "steps": plan.steps,
+            "leftovers": plan.leftovers,
+        }
+        text = [
+            f"DRY RUN, nothing changed. Pre-checks passed; a restore of {plan.backup.name} "
+            f"into {plan.database!r} would:"
+        ]
+        text += [f"  {n}. {step}" for n, step in enumerate(steps, start=1)]
+        self.note_leftovers(plan.leftovers)
+        self.emit(options, data, "\n".join(text))
+
+    def note_leftovers(self, leftovers: list[str]) -> None:
+        for name in leftovers:
+            self.stderr.write(
+                f"Left by an interrupted restore: database {name} "
+                + (
+                    "(the database a restore replaced; drop it when you no longer need it)."
+                    if "_old_" in name
+                    else "(an unfinished restore; drop it)."
+                )
+            )
 
     def do_verify(self, storage: Any, env: str, options: dict[str, Any]) -> None:
         source = source_from_settings()
