@@ -242,17 +242,33 @@ def _row(mf: MigrationFile, checksum: int) -> dict[str, Any]:
 
 
 def undo_versioned(
-    cursor: Any, history: SchemaHistory, v_file: MigrationFile, u_file: MigrationFile, sql: str
+    cursor: Any,
+    history: SchemaHistory,
+    v_file: MigrationFile,
+    u_file: MigrationFile,
+    sql: str,
+    also: str = "",
 ) -> None:
-    """Run the U file of an applied V file and remove the V file's history row."""
+    """Run the U file of an applied V file and remove the V file's history row.
+
+    `also` is SQL to run with the removal (Django's record of the wrapper). For a
+    transactional U file the file, the removal and `also` are one query string, which the
+    server runs as one transaction outside an explicit one; otherwise the file goes
+    statement by statement and the two removals together after it. Either way a kill
+    leaves both histories saying the same thing.
+    """
     row = find_applied(history, v_file)
-    transactional = u_file.config.execute_in_transaction
-    statements = [(0, sql)] if transactional else split_statements(sql)
-    for offset, statement in statements:
+    forget = ";\n".join(q for q in (history.delete_sql(row) if row else "", also) if q)
+    if u_file.config.execute_in_transaction:
+        try:
+            cursor.execute(f"{sql}\n;\n{forget}" if forget else sql)
+        except Exception as error:
+            raise failure(u_file, sql, error, transactional=True) from error
+        return
+    for offset, statement in split_statements(sql):
         try:
             cursor.execute(statement)
         except Exception as error:
-            line = None if transactional else line_at(sql, offset)
-            raise failure(u_file, sql, error, transactional, line=line) from error
-    if row is not None:
-        history.delete(row.installed_rank)
+            raise failure(u_file, sql, error, False, line=line_at(sql, offset)) from error
+    if forget:
+        cursor.execute(forget)

@@ -11,10 +11,10 @@ from django.core.management.base import CommandError, no_translations
 from django.core.management.commands.migrate import Command as DjangoMigrate
 from django.core.management.sql import emit_post_migrate_signal, emit_pre_migrate_signal
 from django.db import connections, migrations
-from django.db.migrations.exceptions import InconsistentMigrationHistory
+from django.db.migrations.exceptions import InconsistentMigrationHistory, IrreversibleError
 from django.utils.module_loading import module_has_submodule
 
-from dbops import engine
+from dbops import backwards, engine
 from dbops.connections import connect_or_explain, use_migration_role, without_pool
 from dbops.django_executor import SQLMigrationExecutor, post_migrate_apps
 from dbops.operations import (
@@ -44,6 +44,13 @@ class Command(DjangoMigrate):
         try:
             if options["plan"]:
                 super().handle(*args, **options)
+                refused = self._undo_refusal(connection, options)
+                if refused:
+                    self.stdout.write(
+                        self.style.WARNING(
+                            f"migrate would refuse this plan, nothing would be undone: {refused}"
+                        )
+                    )
                 return
             with engine.locked_run(connection, on_wait=self._waiting) as run:
                 problems = engine.validate_database(connection, run.rows)
@@ -53,6 +60,9 @@ class Command(DjangoMigrate):
                         f"{'s' if len(problems) != 1 else ''}):\n"
                         + "\n".join(f"  - {p}" for p in problems)
                     )
+                refused = self._undo_refusal(connection, options)
+                if refused:
+                    raise CommandError(f"backward migration refused, nothing was undone: {refused}")
                 if not self._migrate_plain(connection, run, options):
                     super().handle(*args, **options)
                 if not options["app_label"]:
@@ -73,6 +83,21 @@ class Command(DjangoMigrate):
             raise CommandError(str(locate(connection.connection, err))) from err
         except SqlMigrationError as err:
             raise CommandError(str(err)) from err
+        except IrreversibleError as err:
+            raise CommandError(str(err)) from err
+
+    @staticmethod
+    def _undo_refusal(connection: Any, options: dict[str, Any]) -> str | None:
+        """Say why the backward steps of this run cannot all be undone, or None."""
+        if options["fake"] or not options["app_label"]:
+            return None  # --fake undoes nothing; without an app, migrate only goes forwards
+        plan = backwards.requested_plan(connection, options["app_label"], options["migration_name"])
+        if not plan:
+            return None
+        with connection.cursor() as cursor:
+            values = engine.placeholders_for(cursor)
+        found = backwards.blockers(plan, values)
+        return backwards.refusal(plan, found) if found else None
 
     @staticmethod
     def describe_operation(operation: Any, backwards: bool) -> tuple[str, bool]:
@@ -85,12 +110,9 @@ class Command(DjangoMigrate):
                     if not backwards:
                         parts.append(f"Run {op.script}")
                         continue
-                    try:
-                        undo = engine.undo_file_for(engine.find_file(op.script))
-                    except SqlMigrationError:
-                        undo = None
+                    undo, reason = engine.undo_file(op.script)
                     if undo is None:
-                        parts.append(f"IRREVERSIBLE: {op.script} has no undo file")
+                        parts.append(f"IRREVERSIBLE: {op.script} {reason}")
                         is_error = True
                     else:
                         parts.append(f"Run {undo.script} (undo of {op.script})")
