@@ -245,9 +245,16 @@ class Command(BaseCommand):
 
     def _baseline(self, connection: BaseDatabaseWrapper, options: dict[str, Any]) -> None:
         version = Version(options["version"])
+        files = engine.load_files(refresh=True)
         cursor, history, lock = self._locked(connection, options)
         with cursor, lock, transaction.atomic(using=options["database"]):
-            created = baseline(history, version, options["description"])
+            values = engine.placeholders_for(cursor)
+            rendered = [
+                (mf, mf.render(values))
+                for mf in files
+                if mf.kind == "V" and mf.name.version is not None and mf.name.version <= version
+            ]
+            created = baseline(history, version, options["description"], rendered)
         if options["json"]:
             self._json({"baselineVersion": str(version), "created": created})
             return
