@@ -16,6 +16,7 @@ from dbops.sqlmigrations.exceptions import SqlMigrationError
 from dbops.sqlmigrations.executor import apply_versioned, undo_versioned
 from dbops.sqlmigrations.files import MigrationFile
 from dbops.sqlmigrations.history import TYPE_BASELINE
+from dbops.sqlmigrations.invalid_indexes import require_no_invalid_index
 from dbops.sqlmigrations.validation import baseline_version
 
 
@@ -66,11 +67,16 @@ class RunSQLFile(Operation):
                 if also:
                     cursor.execute(also)
                 return
+            sql = run.render(mf)
+            if not mf.config.execute_in_transaction:
+                # Only a build outside a transaction (CONCURRENTLY) can leave an invalid
+                # index behind; a transactional file's failure rolls its index back.
+                require_no_invalid_index(cursor, mf, sql)
             apply_versioned(
                 cursor,
                 engine.history_for(cursor),
                 mf,
-                run.render(mf),
+                sql,
                 transactional=mf.config.execute_in_transaction,
                 existing=run.applied.get(mf.name.version),  # type: ignore[arg-type]
                 also=also,

@@ -14,13 +14,20 @@ from typing import Any
 
 from psycopg import sql
 
-from dbops.sqlmigrations.files import MigrationFile
+from dbops.sqlmigrations.exceptions import SqlMigrationError
+from dbops.sqlmigrations.files import MigrationFile, rendered
 from dbops.sqlmigrations.history import TYPE_DELETE, HistoryRow, SchemaHistory
 from dbops.sqlmigrations.info import SYNTHETIC_TYPES, State, migration_infos
+from dbops.sqlmigrations.invalid_indexes import creators, invalid_indexes
+from dbops.sqlmigrations.names import versioned_name
 
 REMOVE_FAILED = "remove-failed"
 MARK_DELETED = "mark-deleted"
 REALIGN = "realign"
+
+
+class RepairRefused(SqlMigrationError):
+    """A repair would leave the database worse off; nothing was changed."""
 
 
 @dataclass(frozen=True)
@@ -99,6 +106,49 @@ def plan_repair(
         if needed:
             actions.append(RepairAction(REALIGN, row, mf.checksum, mf.name.description, "SQL"))
     return actions
+
+
+def check_repair(
+    cursor: Any,
+    files: list[MigrationFile],
+    actions: list[RepairAction],
+    values: Mapping[str, Any],
+) -> None:
+    """Refuse, before the first change, a repair that would do the wrong thing.
+
+    Removing the failed row of a file that left an invalid index behind lets `migrate`
+    run the file again, and `CREATE INDEX CONCURRENTLY IF NOT EXISTS` then reports
+    success while keeping the invalid index.
+    """
+    failed = [a for a in actions if a.action == REMOVE_FAILED and a.row.version]
+    if not failed:
+        return
+    versions = {a.row.parsed_version for a in failed}
+    sources = [mf for mf in files if mf.kind == "V" and mf.name.version in versions]
+    made = creators(rendered(sources, values), invalid_indexes(cursor))
+    reasons = []
+    for action in failed:
+        left = [index for index, script in made.items() if _same_version(script, action.row)]
+        if left:
+            reasons.append(
+                f"{action.row.script} (version {action.row.version}, installed_rank "
+                f"{action.row.installed_rank}): its failed run left the invalid index "
+                + ", ".join(str(i) for i in left)
+                + "; with the row removed, `migrate` runs the file again and IF NOT EXISTS "
+                "keeps the invalid index: drop it first: " + " ".join(i.drop for i in left)
+            )
+    if reasons:
+        raise RepairRefused(
+            "repair refused, nothing was repaired: "
+            + "; ".join(reasons)
+            + "; then run repair again",
+            path=failed[0].row.script,
+        )
+
+
+def _same_version(script: str, row: HistoryRow) -> bool:
+    name = versioned_name(script)
+    return name is not None and name.version == row.parsed_version
 
 
 def apply_repair(history: SchemaHistory, actions: list[RepairAction]) -> None:

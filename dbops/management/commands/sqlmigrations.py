@@ -19,9 +19,10 @@ from dbops.sqlmigrations import lint as linting
 from dbops.sqlmigrations.baseline import baseline
 from dbops.sqlmigrations.committed import committed_checksums
 from dbops.sqlmigrations.exceptions import InvalidMigrationName, SqlMigrationError
-from dbops.sqlmigrations.files import MigrationFile, discover
+from dbops.sqlmigrations.files import MigrationFile, discover, rendered
 from dbops.sqlmigrations.flywayconf import load_flyway_config
 from dbops.sqlmigrations.history import BASELINE_DESCRIPTION, HistoryRow
+from dbops.sqlmigrations.invalid_indexes import InvalidIndex, creators, invalid_indexes
 from dbops.sqlmigrations.lock import advisory_lock, lock_key
 from dbops.sqlmigrations.names import is_candidate, parse_name
 from dbops.sqlmigrations.placeholders import builtin_placeholders
@@ -30,6 +31,7 @@ from dbops.sqlmigrations.repair import (
     REALIGN,
     REMOVE_FAILED,
     apply_repair,
+    check_repair,
     plan_repair,
 )
 from dbops.sqlmigrations.validation import Problem, validate
@@ -103,6 +105,7 @@ class Command(BaseCommand):
             files, rows, values=values, out_of_order=engine.option("OUT_OF_ORDER"), target=target
         )
         version = infos.current_version(found)
+        invalid = self._invalid_indexes(connection, files, values)
         if options["json"]:
             self._json(
                 {
@@ -110,6 +113,9 @@ class Command(BaseCommand):
                     "schemaName": engine.option("SCHEMA"),
                     "database": connection.settings_dict["NAME"],
                     "migrations": [i.as_json() for i in found],
+                    "invalidIndexes": [
+                        {**index.as_json(), "script": script} for index, script in invalid
+                    ],
                 }
             )
             return
@@ -127,8 +133,27 @@ class Command(BaseCommand):
                         "run `manage.py sqlmigrations validate`"
                     )
                 )
+        for index, script in invalid:
+            made = f", created by {script}" if script else ""
+            self.stdout.write(
+                self.style.ERROR(
+                    f"Invalid index {index}{made}: queries cannot use it and "
+                    "CREATE INDEX ... IF NOT EXISTS skips it; drop it with "
+                    f"{index.drop} then build it again"
+                    + (" (`manage.py sqlmigrations repair` removes a failed row)" if made else "")
+                )
+            )
         pending = sum(i.state is infos.State.PENDING for i in found)
         self.stdout.write(f"{len(found)} migrations, {pending} pending.")
+
+    def _invalid_indexes(
+        self, connection: BaseDatabaseWrapper, files: list[MigrationFile], values: dict[str, Any]
+    ) -> list[tuple[InvalidIndex, str | None]]:
+        """Return the database's invalid indexes, each with the V file that creates it."""
+        with connection.cursor() as cursor:
+            invalid = invalid_indexes(cursor)
+        made = creators(rendered(files, values), invalid) if invalid else {}
+        return [(index, made.get(index)) for index in invalid]
 
     def _validate(self, connection: BaseDatabaseWrapper, options: dict[str, Any]) -> None:
         files, problems = self._files_for_validation()
@@ -214,12 +239,11 @@ class Command(BaseCommand):
         cursor, history, lock = self._locked(connection, options)
         with cursor, lock, transaction.atomic(using=options["database"]):
             rows = history.rows()
+            values = engine.placeholders_for(cursor)
             actions = plan_repair(
-                files,
-                rows,
-                values=engine.placeholders_for(cursor),
-                out_of_order=engine.option("OUT_OF_ORDER"),
+                files, rows, values=values, out_of_order=engine.option("OUT_OF_ORDER")
             )
+            check_repair(cursor, files, actions, values)
             if not options["dry_run"]:
                 apply_repair(history, actions)
         if options["json"]:
