@@ -12,6 +12,7 @@ from typing import Any
 from django.conf import settings
 from django.db.backends.base.base import BaseDatabaseWrapper
 
+from dbops.sqlmigrations.committed import is_committed
 from dbops.sqlmigrations.exceptions import SqlMigrationError
 from dbops.sqlmigrations.files import MigrationFile, discover
 from dbops.sqlmigrations.history import HistoryRow, SchemaHistory
@@ -170,12 +171,19 @@ def current_run(connection: BaseDatabaseWrapper) -> Run:
 
 
 def validate_database(connection: BaseDatabaseWrapper, rows: list[HistoryRow]) -> list[Problem]:
-    files = load_files()
+    return file_problems(load_files(), rows)
+
+
+def file_problems(files: list[MigrationFile], rows: list[HistoryRow]) -> list[Problem]:
+    """Return every problem of the files against the history: what `validate`, `migrate`
+    and the admin report (the system check shares the names and gaps part)."""
+    location = Path(option("LOCATION"))
     return layout_problems(files) + validate(
         files,
         rows,
         check_convention=option("CHECK_CONVENTION"),
         out_of_order=option("OUT_OF_ORDER"),
+        committed=lambda script: is_committed(location / script),
     )
 
 

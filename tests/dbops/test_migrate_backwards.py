@@ -1,21 +1,15 @@
 """`manage.py migrate <app> <earlier>`: the backward plan is checked before the first undo.
 
 Each test builds a throwaway project (tests/sqlproject.py) and runs the real `manage.py`
-in a subprocess; the kill tests kill it with SIGKILL while an undo file waits on a lock.
+in a subprocess; the kill tests kill it with SIGKILL while an undo file waits on a lock
+(tests/blocking.py).
 """
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
-import sys
-import time
-from typing import Any
 
-import psycopg
-
-from tests.helpers import REPO
+from tests.blocking import kill_while_blocked
 from tests.sqlproject import SqlProject
 
 
@@ -141,55 +135,6 @@ def test_an_undo_file_outside_a_transaction_for_a_transactional_file_is_refused(
 # --- killed midway ------------------------------------------------------------------------
 
 
-def start_migrate(project: SqlProject, *args: str) -> subprocess.Popen[str]:
-    project.sync_wrappers()
-    return subprocess.Popen(
-        [sys.executable, str(REPO / "manage.py"), "migrate", "--no-input", *args],
-        cwd=project.root,
-        env=project.env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def wait_until_blocked(project: SqlProject, me: int, timeout: float = 60) -> int:
-    """Return the pid of the backend of this database that waits on a lock."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        rows = project.query(
-            "SELECT a.pid FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid "
-            "WHERE a.datname = current_database() AND NOT l.granted AND a.pid <> %s",
-            [me],
-        )
-        if rows:
-            return int(rows[0][0])
-        time.sleep(0.05)
-    raise AssertionError("nothing waited on the lock")
-
-
-def wait_until_gone(project: SqlProject, pid: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while project.query("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [pid]):
-        assert time.monotonic() < deadline, f"backend {pid} is still there"
-        time.sleep(0.05)
-
-
-def kill_while_blocked(project: SqlProject, blocker: psycopg.Connection[Any], *args: str) -> None:
-    """Start migrate, SIGKILL it once its undo waits on `blocker`'s lock, then release it."""
-    proc = start_migrate(project, *args)
-    try:
-        backend = wait_until_blocked(project, blocker.info.backend_pid)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == -signal.SIGKILL
-    blocker.rollback()  # the orphaned backend goes on, then finds its client gone
-    wait_until_gone(project, backend)
-
-
 def test_killed_during_an_undo_file_keeps_history_and_schema_together_then_rerun_goes_on(
     sqlproject: SqlProject,
 ) -> None:
@@ -198,7 +143,7 @@ def test_killed_during_an_undo_file_keeps_history_and_schema_together_then_rerun
     with sqlproject.connect() as blocker:
         blocker.autocommit = False
         blocker.execute("LOCK TABLE b IN ACCESS SHARE MODE")  # U2's DROP TABLE b waits
-        kill_while_blocked(sqlproject, blocker, "dbops", "V1__create_a")
+        kill_while_blocked(sqlproject, blocker, "migrate", "--no-input", "dbops", "V1__create_a")
 
     # U4 and U3 finished before the kill; U2 never committed.
     assert flyway_versions(sqlproject) == ["1", "2"]
@@ -224,7 +169,7 @@ def test_killed_during_the_undo_of_a_non_transactional_file_loses_no_record(
     with sqlproject.connect() as blocker:
         blocker.autocommit = False
         blocker.execute("SELECT 1 FROM flyway_schema_history WHERE version = '2' FOR UPDATE")
-        kill_while_blocked(sqlproject, blocker, "dbops", "V1__create_a")
+        kill_while_blocked(sqlproject, blocker, "migrate", "--no-input", "dbops", "V1__create_a")
 
     indexes = {r[0] for r in sqlproject.query("SELECT indexname FROM pg_indexes")}
     undone = "a_id" not in indexes

@@ -34,13 +34,18 @@ class Command(DjangoMigrate):
         "migrations, validated first, under Flyway's advisory lock."
     )
 
-    @no_translations
-    def handle(self, *args: Any, **options: Any) -> None:
+    def execute(self, *args: Any, **options: Any) -> Any:
+        # Before the system checks: they read the history through this connection, as the
+        # role that migrates, so a file `repair` marked deleted is judged as validate does.
         alias = options["database"]
         owner = use_migration_role(alias)
         without_pool(alias)
         connect_or_explain(alias, setting="MIGRATION_DATABASE_URL" if owner else "DATABASE_URL")
-        connection = connections[alias]
+        return super().execute(*args, **options)
+
+    @no_translations
+    def handle(self, *args: Any, **options: Any) -> None:
+        connection = connections[options["database"]]
         try:
             if options["plan"]:
                 super().handle(*args, **options)

@@ -30,11 +30,12 @@ from dbops.sqlmigrations.repair import (
     MARK_DELETED,
     REALIGN,
     REMOVE_FAILED,
+    UNMARK_DELETED,
     apply_repair,
     check_repair,
     plan_repair,
 )
-from dbops.sqlmigrations.validation import Problem, validate
+from dbops.sqlmigrations.validation import Problem
 from dbops.sqlmigrations.versions import Version
 
 PROGRESS_FROM = 200  # files: lint reports progress on stderr from this many on
@@ -160,13 +161,7 @@ class Command(BaseCommand):
         rows, values = self._read(connection)
         count = 0
         if files is not None:
-            problems += engine.layout_problems(files)
-            problems += validate(
-                files,
-                rows,
-                check_convention=engine.option("CHECK_CONVENTION"),
-                out_of_order=engine.option("OUT_OF_ORDER"),
-            )
+            problems += engine.file_problems(files, rows)
             # Flyway's DbValidate counts what `info` lists (MigrationInfoService.all()):
             # applied and pending migrations, not the undo files beside them.
             out_of_order = engine.option("OUT_OF_ORDER")
@@ -255,12 +250,12 @@ class Command(BaseCommand):
         if not actions:
             self.stdout.write(f"Nothing to repair in {history.quoted_name}.")
             return
-        count = {
-            k: sum(a.action == k for a in actions) for k in (REMOVE_FAILED, MARK_DELETED, REALIGN)
-        }
+        kinds = (REMOVE_FAILED, MARK_DELETED, REALIGN, UNMARK_DELETED)
+        count = {k: sum(a.action == k for a in actions) for k in kinds}
         summary = (
             f"{count[REMOVE_FAILED]} failed rows removed, {count[MARK_DELETED]} missing "
-            f"migrations marked deleted, {count[REALIGN]} rows realigned"
+            f"migrations marked deleted, {count[REALIGN]} rows realigned, "
+            f"{count[UNMARK_DELETED]} restored files un-marked"
         )
         if options["dry_run"]:
             self.stdout.write(f"Dry run: {summary} if run without --dry-run; nothing changed.")
