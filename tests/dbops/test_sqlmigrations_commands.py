@@ -358,6 +358,25 @@ def test_baseline_expects_what_the_files_leave_not_what_a_later_file_drops(
     assert [r[3] for r in sqlproject.history()] == ["BASELINE"]
 
 
+def test_migrate_failing_on_the_first_file_above_a_baseline_says_the_baseline_may_be_wrong(
+    sqlproject: SqlProject,
+) -> None:
+    sqlproject.write("V1__create_a.sql", A)
+    sqlproject.write(
+        "V2__add_note.sql", "-- Rollback: drop it.\nALTER TABLE a ADD COLUMN note text;\n"
+    )
+    sqlproject.write("V3__fill_note.sql", "-- Rollback: none.\nUPDATE a SET note = 'x';\n")
+    sqlproject.query("CREATE TABLE a (id bigint PRIMARY KEY)")  # at version 1, not 2
+    assert sqlproject.manage("sqlmigrations", "baseline", "--version", "2").returncode == 0
+
+    result = sqlproject.manage("migrate", "--no-input")
+
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert 'column "note" of relation "a" does not exist' in result.stderr
+    assert "This database was baselined at version 2" in result.stderr
+    assert "V3__fill_note.sql is the first file above it" in result.stderr
+
+
 # -- lint --------------------------------------------------------------------------------
 
 

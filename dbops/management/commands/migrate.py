@@ -26,6 +26,8 @@ from dbops.operations import (
 )
 from dbops.sqlmigrations.exceptions import SqlMigrationError
 from dbops.sqlmigrations.executor import MigrationFailed, locate
+from dbops.sqlmigrations.history import TYPE_SQL
+from dbops.sqlmigrations.validation import baseline_version
 
 
 class Command(DjangoMigrate):
@@ -85,11 +87,33 @@ class Command(DjangoMigrate):
         except MigrationFailed as err:
             # The file's transaction is rolled back by now: find the failing statement's line.
             connection.ensure_connection()
-            raise CommandError(str(locate(connection.connection, err))) from err
+            located = str(locate(connection.connection, err))
+            raise CommandError(located + self._after_baseline(connection, err)) from err
         except SqlMigrationError as err:
             raise CommandError(str(err)) from err
         except IrreversibleError as err:
             raise CommandError(str(err)) from err
+
+    @staticmethod
+    def _after_baseline(connection: Any, err: MigrationFailed) -> str:
+        """Say so when the failing file is the first above a baseline: the baseline, not
+        the file, may be wrong (baseline checks objects, not columns or data)."""
+        with connection.cursor() as cursor:
+            rows = engine.history_for(cursor).rows()
+        floor = baseline_version(rows)
+        version = err.mf.name.version
+        if floor is None or version is None or version <= floor:
+            return ""
+        if any(
+            r.type == TYPE_SQL and r.success and (r.parsed_version or floor) > floor for r in rows
+        ):
+            return ""
+        return (
+            f"\nThis database was baselined at version {floor} (`sqlmigrations baseline`), "
+            f"and {err.mf.script} is the first file above it: if the error names something an "
+            f"earlier file makes, the schema was not at version {floor}; compare it with "
+            "`manage.py schemadrift` before you change the file."
+        )
 
     @staticmethod
     def _undo_refusal(connection: Any, options: dict[str, Any]) -> str | None:
