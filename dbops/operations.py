@@ -67,16 +67,16 @@ class RunSQLFile(Operation):
                 if also:
                     cursor.execute(also)
                 return
-            sql = run.render(mf)
+            text = run.render(mf)
             if not mf.config.execute_in_transaction:
                 # Only a build outside a transaction (CONCURRENTLY) can leave an invalid
                 # index behind; a transactional file's failure rolls its index back.
-                require_no_invalid_index(cursor, mf, sql)
+                require_no_invalid_index(cursor, mf, text)
             apply_versioned(
                 cursor,
                 engine.history_for(cursor),
                 mf,
-                sql,
+                text,
                 transactional=mf.config.execute_in_transaction,
                 existing=run.applied.get(mf.name.version),  # type: ignore[arg-type]
                 also=also,
@@ -87,8 +87,8 @@ class RunSQLFile(Operation):
     ) -> None:
         if schema_editor.collect_sql:
             undo = self._undo()
-            sql = engine.current_run(schema_editor.connection).render(undo)
-            schema_editor.collected_sql.append(sql)
+            text = engine.current_run(schema_editor.connection).render(undo)
+            schema_editor.collected_sql.append(text)
             return
         self.undo_file(schema_editor.connection)
 
@@ -96,10 +96,10 @@ class RunSQLFile(Operation):
         """Run the file's undo file and remove its history row, then run `also` (Django's
         record of the wrapper), all committed together (see undo_versioned)."""
         undo = self._undo()
-        sql = engine.current_run(connection).render(undo)
+        text = engine.current_run(connection).render(undo)
         with connection.cursor() as cursor:
             undo_versioned(
-                cursor, engine.history_for(cursor), engine.find_file(self.script), undo, sql, also
+                cursor, engine.history_for(cursor), engine.find_file(self.script), undo, text, also
             )
 
     def _undo(self) -> MigrationFile:

@@ -23,6 +23,7 @@ class MigrationFailed(SqlMigrationError):
     error: BaseException
     transactional: bool
     elapsed: float = 0.0
+    undo: bool = False
 
 
 class ChecksumMismatch(SqlMigrationError):
@@ -56,6 +57,7 @@ def failure(
     *,
     line: int | None = None,
     elapsed: float = 0.0,
+    undo: bool = False,
 ) -> MigrationFailed:
     """Describe a failed file: where, PostgreSQL's message, and what state it left."""
     diag = _diag(error)
@@ -71,7 +73,16 @@ def failure(
         )
         if value
     )
-    if transactional:
+    if undo:
+        outcome = (
+            "The undo file was rolled back entirely; its migration stays applied in both "
+            "histories: fix the undo file and run migrate again."
+            if transactional
+            else "The undo file ran outside a transaction (executeInTransaction=false), so "
+            "statements before the failure stay applied while its migration stays recorded "
+            "as applied: finish or revert what ran, then run migrate again."
+        )
+    elif transactional:
         outcome = (
             "The file was rolled back entirely and nothing was recorded for it; fix it "
             "and run migrate again."
@@ -89,7 +100,7 @@ def failure(
         line=line,
     )
     failed.mf, failed.sql, failed.error = mf, sql, error
-    failed.transactional, failed.elapsed = transactional, elapsed
+    failed.transactional, failed.elapsed, failed.undo = transactional, elapsed, undo
     return failed
 
 
@@ -135,6 +146,7 @@ def locate(connection: Any, failed: MigrationFailed) -> MigrationFailed:
         failed.transactional,
         line=line,
         elapsed=failed.elapsed,
+        undo=failed.undo,
     )
 
 
@@ -263,12 +275,13 @@ def undo_versioned(
         try:
             cursor.execute(f"{sql}\n;\n{forget}" if forget else sql)
         except Exception as error:
-            raise failure(u_file, sql, error, transactional=True) from error
+            raise failure(u_file, sql, error, transactional=True, undo=True) from error
         return
     for offset, statement in split_statements(sql):
         try:
             cursor.execute(statement)
         except Exception as error:
-            raise failure(u_file, sql, error, False, line=line_at(sql, offset)) from error
+            line = line_at(sql, offset)
+            raise failure(u_file, sql, error, False, line=line, undo=True) from error
     if forget:
         cursor.execute(forget)

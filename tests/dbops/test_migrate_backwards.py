@@ -132,6 +132,22 @@ def test_an_undo_file_outside_a_transaction_for_a_transactional_file_is_refused(
     assert "c" in tables(sqlproject)
 
 
+def test_a_failing_undo_file_says_its_migration_stays_applied(sqlproject: SqlProject) -> None:
+    four_files(sqlproject, undo=(2, 3, 4))
+    sqlproject.write("U3__create_c.sql", "DROP TABLE c;\nDROP TABLE no_such_table;\n")
+    ok(migrate(sqlproject))
+
+    result = migrate(sqlproject, "dbops", "V1__create_a")
+
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "U3__create_c.sql:2: migration failed, line 2" in result.stderr
+    assert "its migration stays applied in both histories" in result.stderr
+    assert "failed row" not in result.stderr and "nothing was recorded" not in result.stderr
+    assert flyway_versions(sqlproject) == ["1", "2", "3"]  # U4 ran; U3 rolled back
+    assert django_rows(sqlproject) == ["V1__create_a", "V2__create_b", "V3__create_c"]
+    assert "c" in tables(sqlproject)
+
+
 # --- killed midway ------------------------------------------------------------------------
 
 
