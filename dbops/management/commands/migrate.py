@@ -14,7 +14,8 @@ from django.db import connections, migrations
 from django.db.migrations.exceptions import InconsistentMigrationHistory, IrreversibleError
 from django.utils.module_loading import module_has_submodule
 
-from dbops import backwards, engine
+from dbops import engine
+from dbops.backwards import blockers, refusal, requested_plan
 from dbops.connections import connect_or_explain, use_migration_role, without_pool
 from dbops.django_executor import SQLMigrationExecutor, post_migrate_apps
 from dbops.operations import (
@@ -122,13 +123,13 @@ class Command(DjangoMigrate):
         """Say why the backward steps of this run cannot all be undone, or None."""
         if options["fake"] or not options["app_label"]:
             return None  # --fake undoes nothing; without an app, migrate only goes forwards
-        plan = backwards.requested_plan(connection, options["app_label"], options["migration_name"])
+        plan = requested_plan(connection, options["app_label"], options["migration_name"])
         if not plan:
             return None
         with connection.cursor() as cursor:
             values = engine.placeholders_for(cursor)
-        found = backwards.blockers(plan, values)
-        return backwards.refusal(plan, found) if found else None
+        found = blockers(plan, values)
+        return refusal(plan, found) if found else None
 
     @staticmethod
     def describe_operation(operation: Any, backwards: bool) -> tuple[str, bool]:
