@@ -12,6 +12,7 @@ from typing import Any
 from django.conf import settings
 from django.db.backends.base.base import BaseDatabaseWrapper
 
+from dbops.sqlmigrations.committed import is_committed
 from dbops.sqlmigrations.exceptions import SqlMigrationError
 from dbops.sqlmigrations.files import MigrationFile, discover
 from dbops.sqlmigrations.history import HistoryRow, SchemaHistory
@@ -88,6 +89,30 @@ def undo_file_for(mf: MigrationFile) -> MigrationFile | None:
     return None
 
 
+def undo_file(script: str) -> tuple[MigrationFile | None, str | None]:
+    """Return the undo file of a V file, or None and why it cannot be undone."""
+    try:
+        mf = find_file(script)
+    except SqlMigrationError:
+        where = Path(option("LOCATION")).name
+        return None, f"is not in {where}/ (restore it from version control)"
+    undo = undo_file_for(mf)
+    if undo is None:
+        folder = Path(option("UNDO_LOCATION") or option("LOCATION")).name
+        name = f"U{mf.name.version}__{mf.name.raw_description}.sql"
+        return None, f"has no undo file (write {folder}/{name} with the reverse SQL)"
+    if mf.config.execute_in_transaction and not undo.config.execute_in_transaction:
+        # Django opens the transaction of the V file's mode around the undo, where
+        # DROP INDEX CONCURRENTLY and the like fail after the newer undos have committed.
+        return None, (
+            f"its undo file {undo.script} runs outside a transaction "
+            "(executeInTransaction=false) while the V file runs in one, and the undo runs "
+            "the way its V file does: make the undo transactional (e.g. DROP INDEX "
+            "without CONCURRENTLY)"
+        )
+    return undo, None
+
+
 def history_for(cursor: Any) -> SchemaHistory:
     return SchemaHistory(cursor, option("SCHEMA"), option("TABLE"))
 
@@ -146,12 +171,19 @@ def current_run(connection: BaseDatabaseWrapper) -> Run:
 
 
 def validate_database(connection: BaseDatabaseWrapper, rows: list[HistoryRow]) -> list[Problem]:
-    files = load_files()
+    return file_problems(load_files(), rows)
+
+
+def file_problems(files: list[MigrationFile], rows: list[HistoryRow]) -> list[Problem]:
+    """Return every problem of the files against the history: what `validate`, `migrate`
+    and the admin report (the system check shares the names and gaps part)."""
+    location = Path(option("LOCATION"))
     return layout_problems(files) + validate(
         files,
         rows,
         check_convention=option("CHECK_CONVENTION"),
         out_of_order=option("OUT_OF_ORDER"),
+        committed=lambda script: is_committed(location / script),
     )
 
 

@@ -6,26 +6,21 @@ so `manage.py check` stays fast with a thousand files.
 
 from __future__ import annotations
 
-import itertools
 import os
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 from django.core.checks import Error, register
+from django.db import DatabaseError, connections
 from django.db.migrations.loader import MigrationLoader
 
 from dbops import engine
 from dbops.sqlmigrations.committed import is_committed
 from dbops.sqlmigrations.exceptions import InvalidMigrationName
 from dbops.sqlmigrations.files import _walk
-from dbops.sqlmigrations.names import (
-    MigrationName,
-    convention_problems,
-    is_candidate,
-    parse_name,
-    versioned_name,
-)
+from dbops.sqlmigrations.names import MigrationName, is_candidate, parse_name, versioned_name
+from dbops.sqlmigrations.sequence import Recorded, sequence_problems
 from dbops.sqlmigrations.versions import Version
 from dbops.wrapper_graph import graph_errors
 from dbops.wrappers import Wrapper, find_wrappers, sql_apps
@@ -39,14 +34,13 @@ WRAPPER_HINT = (
 
 
 def scan_names(location: Path) -> tuple[dict[str, MigrationName], list[Error]]:
-    """Parse the name of every migration file under `location`; bad names become errors."""
+    """Parse the name of every migration file under `location`; unparsable ones are errors."""
     names: dict[str, MigrationName] = {}
     errors: list[Error] = []
     if not location.is_dir():
         return names, errors
     root = location.resolve()
     prefix = str(root) + os.sep
-    convention = engine.option("CHECK_CONVENTION")
     for folder, filenames in _walk(root):
         for filename in sorted(filenames):
             if not is_candidate(filename):
@@ -59,9 +53,6 @@ def scan_names(location: Path) -> tuple[dict[str, MigrationName], list[Error]]:
                 errors.append(_bad_name(rel, [str(err)], "Rename the file as the message says."))
                 continue
             names[rel] = name
-            problems = convention_problems(name, path=rel) if convention else []
-            if problems:
-                errors.append(_bad_name(rel, problems[:-1], problems[-1].split(": ", 1)[1]))
     return names, errors
 
 
@@ -109,11 +100,14 @@ def _bad_name(rel: str, problems: list[str], fix: str) -> Error:
 
 
 def sequence_errors(
-    versioned: dict[str, MigrationName], still_wrapped: frozenset[Version] = frozenset()
+    versioned: dict[str, MigrationName],
+    still_wrapped: dict[str, MigrationName] | None = None,
+    recorded: Recorded | None = None,
 ) -> list[Error]:
-    """Report duplicate versions and, under the team's convention, gaps.
+    """Report duplicate versions and, under the team's convention, bad names and gaps.
 
-    `still_wrapped`: versions whose file is gone but whose wrapper is left (E003).
+    `still_wrapped`: files that are gone but whose wrapper is left (E003).
+    `recorded`: the history, when a database was given (None: judge by names and git).
     """
     errors: list[Error] = []
     by_version: dict[Version, list[str]] = defaultdict(list)
@@ -134,50 +128,34 @@ def sequence_errors(
             )
     if not engine.option("CHECK_CONVENTION"):
         return errors
-    ordered = sorted(by_version)
-    for before, after in itertools.pairwise(ordered):
-        if (
-            len(before.parts) == 1
-            and len(after.parts) == 1
-            and after.parts[0] > before.parts[0] + 1
-        ):
-            script = sorted(by_version[after])[0]
-            gap = range(before.parts[0] + 1, after.parts[0])
-            if all(Version(str(n)) in still_wrapped for n in gap):
-                continue  # the files were deleted, their wrappers are left: E003 says restore
-            missing = ", ".join(f"V{n}" for n in gap[:5])
+    # A deleted file whose wrapper is left holds its place: E003 asks to restore it.
+    held = still_wrapped or {}
+    location = Path(engine.option("LOCATION"))
+    problems = sequence_problems(
+        [*versioned.items(), *held.items()],
+        recorded,
+        committed=lambda script: is_committed(location / script),
+    )
+    convention: dict[str, list[str]] = defaultdict(list)
+    for problem in problems:
+        if problem.script in held:
+            continue
+        if problem.code == "convention":
+            convention[problem.script].append(problem.message)
+        elif problem.code == "gap":
+            what = problem.message.removesuffix(f"; {problem.fix}")
+            fix = problem.fix
             errors.append(
                 Error(
-                    f"version {after} follows version {before} but {missing} is missing: "
-                    "versions are sequential integers with no gaps.",
-                    hint=gap_hint(script, versioned[script], before.parts[0] + 1, missing),
-                    obj=script,
+                    f"{what}.",
+                    hint=fix[:1].upper() + fix[1:] + ".",
+                    obj=problem.script,
                     id="dbops.E006",
                 )
             )
+    for rel, messages in convention.items():
+        errors.append(_bad_name(rel, messages[:-1], messages[-1]))
     return errors
-
-
-def gap_hint(script: str, name: MigrationName, free: int, missing: str) -> str:
-    """Say how to close a gap without ever renaming a file that may have been applied."""
-    location = Path(engine.option("LOCATION"))
-    rename = f"V{free}__{name.raw_description}.sql"
-    restore = (
-        f"restore the deleted {missing} file and its wrapper from version control "
-        f"(`git log --diff-filter=D --name-only -- {location.name}` names the commit)"
-    )
-    committed = is_committed(location / script)
-    if committed:
-        return (
-            f"{script} is committed, so it may already be applied somewhere and must keep "
-            f"its version: {restore}."
-        )
-    if committed is None:
-        return (
-            f"If {missing} was deleted, {restore}. Rename this file to {rename} (and its "
-            "wrapper) only if it has never been applied to any database."
-        )
-    return f"Rename it to {rename} (and its wrapper): it is not committed yet."
 
 
 def wrapper_errors(
@@ -269,10 +247,26 @@ def wrapper_errors(
     return errors
 
 
+def read_history(databases: list[str] | None) -> Recorded | None:
+    """Read the history of the first database given; None without one, or if unreadable.
+
+    `migrate` gives the checks its database, so a version that `repair` marked deleted is
+    judged as `validate` judges it; plain `check` gives none and reads nothing.
+    """
+    if not databases:
+        return None
+    try:
+        with connections[databases[0]].cursor() as cursor:
+            return Recorded.of(engine.history_for(cursor).rows())
+    except DatabaseError:
+        return None
+
+
 @register("sqlmigrations")
 def check_sql_migrations(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     """Check the SQL files' names and sequence and their wrappers (no database needed)."""
     names, errors = scan_names(Path(engine.option("LOCATION")))
+    recorded = read_history(kwargs.get("databases"))
     errors.extend(undo_location_errors(names))
     versioned = {rel: n for rel, n in names.items() if n.kind == "V" and n.version is not None}
     # Only read the migration files: building the graph would raise on the very broken
@@ -280,13 +274,13 @@ def check_sql_migrations(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     loader = MigrationLoader(None, ignore_no_migrations=True, load=False)
     loader.load_disk()
     wrappers = find_wrappers(loader)
-    orphans: set[Version] = {
-        name.version
+    orphans = {
+        script: name
         for w in wrappers
         for script in w.scripts
         if script not in versioned and (name := versioned_name(script)) is not None
     }
-    errors.extend(sequence_errors(versioned, frozenset(orphans)))
+    errors.extend(sequence_errors(versioned, orphans, recorded))
     badly_named = {str(e.obj) for e in errors if e.id == "dbops.E007"}
     after_gap = {str(e.obj) for e in errors if e.id == "dbops.E006"}
     errors.extend(wrapper_errors(versioned, wrappers, badly_named, after_gap))

@@ -8,12 +8,15 @@ from typing import Any
 
 from django.db import migrations
 from django.db.migrations.operations.base import Operation
+from django.db.migrations.recorder import MigrationRecorder
+from psycopg import sql
 
 from dbops import engine
 from dbops.sqlmigrations.exceptions import SqlMigrationError
 from dbops.sqlmigrations.executor import apply_versioned, undo_versioned
 from dbops.sqlmigrations.files import MigrationFile
 from dbops.sqlmigrations.history import TYPE_BASELINE
+from dbops.sqlmigrations.invalid_indexes import require_no_invalid_index
 from dbops.sqlmigrations.validation import baseline_version
 
 
@@ -64,11 +67,16 @@ class RunSQLFile(Operation):
                 if also:
                     cursor.execute(also)
                 return
+            text = run.render(mf)
+            if not mf.config.execute_in_transaction:
+                # Only a build outside a transaction (CONCURRENTLY) can leave an invalid
+                # index behind; a transactional file's failure rolls its index back.
+                require_no_invalid_index(cursor, mf, text)
             apply_versioned(
                 cursor,
                 engine.history_for(cursor),
                 mf,
-                run.render(mf),
+                text,
                 transactional=mf.config.execute_in_transaction,
                 existing=run.applied.get(mf.name.version),  # type: ignore[arg-type]
                 also=also,
@@ -77,20 +85,28 @@ class RunSQLFile(Operation):
     def database_backwards(
         self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any
     ) -> None:
-        mf = engine.find_file(self.script)
-        undo = engine.undo_file_for(mf)
-        if undo is None:
-            raise IrreversibleSQLMigration(
-                f"{self.script} has no undo file: write U{mf.name.version}__"
-                f"{mf.name.raw_description}.sql with the reverse SQL to migrate it backwards"
-            )
-        connection = schema_editor.connection
-        sql = engine.current_run(connection).render(undo)
         if schema_editor.collect_sql:
-            schema_editor.collected_sql.append(sql)
+            undo = self._undo()
+            text = engine.current_run(schema_editor.connection).render(undo)
+            schema_editor.collected_sql.append(text)
             return
+        self.undo_file(schema_editor.connection)
+
+    def undo_file(self, connection: Any, also: str = "") -> None:
+        """Run the file's undo file and remove its history row, then run `also` (Django's
+        record of the wrapper), all committed together (see undo_versioned)."""
+        undo = self._undo()
+        text = engine.current_run(connection).render(undo)
         with connection.cursor() as cursor:
-            undo_versioned(cursor, engine.history_for(cursor), mf, undo, sql)
+            undo_versioned(
+                cursor, engine.history_for(cursor), engine.find_file(self.script), undo, text, also
+            )
+
+    def _undo(self) -> MigrationFile:
+        undo, reason = engine.undo_file(self.script)
+        if undo is None:
+            raise IrreversibleSQLMigration(f"{self.script} {reason}")
+        return undo
 
 
 def recorded_only(migration: Any, run: engine.Run) -> str | None:
@@ -167,6 +183,19 @@ class SQLFileMigration(migrations.Migration):
             op.database_forwards(self.app_label, schema_editor, project_state, project_state)
         return project_state
 
+    def unapply(self, project_state: Any, schema_editor: Any, collect_sql: bool = False) -> Any:
+        # Django records a migration as unapplied after the transaction of its undo has
+        # committed: a kill between the two leaves Django's history and the schema apart.
+        # Here the undo file, its flyway_schema_history row and Django's row go together.
+        ops = _sql_operations(self)
+        if ops is None or collect_sql or self.replaces:
+            return super().unapply(project_state, schema_editor, collect_sql)
+        connection = schema_editor.connection
+        forget = unapplied_sql(connection, self.app_label, self.name)
+        for n, op in enumerate(reversed(ops), start=1):
+            op.undo_file(connection, also=forget if n == len(ops) else "")
+        return project_state
+
     def applies_in_one_trip(self, connection: Any) -> bool:
         """Tell whether apply_in_one_trip can run this wrapper on this connection.
 
@@ -195,6 +224,17 @@ class SQLFileMigration(migrations.Migration):
         _state_forwards(self, project_state)
         op.run_file(connection, also=record)
         return project_state
+
+
+def unapplied_sql(connection: Any, app_label: str, name: str) -> str:
+    """Return the DELETE that MigrationRecorder.record_unapplied would run."""
+    table = MigrationRecorder(connection).Migration._meta.db_table
+    connection.ensure_connection()
+    return (
+        sql.SQL("DELETE FROM {} WHERE app = {} AND name = {}")
+        .format(sql.Identifier(table), sql.Literal(app_label), sql.Literal(name))
+        .as_string(connection.connection)
+    )
 
 
 def _state_forwards(migration: SQLFileMigration, state: Any) -> None:

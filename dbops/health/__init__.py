@@ -33,6 +33,7 @@ from dbops.health.base import (
 )
 from dbops.health.indexes import (
     check_duplicate_indexes,
+    check_invalid_indexes,
     check_missing_indexes,
     check_unused_indexes,
 )
@@ -72,6 +73,7 @@ CHECKS: dict[str, Callable[[Any], CheckResult]] = {
     "cache_hit_ratio": check_cache_hit_ratio,
     "table_sizes": check_table_sizes,
     "index_sizes": check_index_sizes,
+    "invalid_indexes": check_invalid_indexes,
     "unused_indexes": check_unused_indexes,
     "duplicate_indexes": check_duplicate_indexes,
     "missing_indexes": check_missing_indexes,

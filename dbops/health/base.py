@@ -25,6 +25,7 @@ DEFAULT_THRESHOLDS: dict[str, dict[str, float]] = {
     "cache_hit_ratio": {"warning": 99, "critical": 95, "min_blocks": 10000},
     "table_sizes": {"top": 10},
     "index_sizes": {"top": 10},
+    "invalid_indexes": {"critical": 1},
     "unused_indexes": {"warning": 1, "min_size_bytes": 1024 * 1024},
     "duplicate_indexes": {"warning": 1},
     "missing_indexes": {"warning": 1, "min_rows": 10000, "index_usage_percent": 95},

@@ -1,4 +1,4 @@
-"""Indexes: unused, duplicate and missing ones."""
+"""Indexes: invalid, unused, duplicate and missing ones."""
 
 from __future__ import annotations
 
@@ -14,6 +14,31 @@ from dbops.health.base import (
     third_party_tables,
     thresholds,
 )
+from dbops.sqlmigrations.invalid_indexes import invalid_indexes
+
+
+def check_invalid_indexes(cursor: Any) -> CheckResult:
+    limits = thresholds("invalid_indexes")
+    found = invalid_indexes(cursor)
+    rows = [
+        [f"{i.schema}.{i.table}", i.name, i.valid, i.ready, i.definition, i.drop] for i in found
+    ]
+    return CheckResult(
+        name="invalid_indexes",
+        title="Invalid indexes",
+        status=status_above(len(rows), limits),
+        summary=f"{len(rows)} index{'' if len(rows) == 1 else 'es'} that queries cannot use "
+        "(indisvalid or indisready false), left by a failed CREATE INDEX CONCURRENTLY or "
+        "REINDEX CONCURRENTLY; builds in progress are left out.",
+        values={"count": len(rows)},
+        thresholds=dict(limits),
+        columns=["table", "index", "valid", "ready", "definition", "fix"],
+        rows=rows,
+        hint="An invalid index is never read but every write still updates it, and "
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS skips it. Drop it (the fix column), then "
+        "build it again: if a migration built it, `manage.py sqlmigrations repair` removes "
+        "the failed row, and `migrate` runs the file again.",
+    )
 
 
 def check_unused_indexes(cursor: Any) -> CheckResult:

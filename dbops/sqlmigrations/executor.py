@@ -23,6 +23,7 @@ class MigrationFailed(SqlMigrationError):
     error: BaseException
     transactional: bool
     elapsed: float = 0.0
+    undo: bool = False
 
 
 class ChecksumMismatch(SqlMigrationError):
@@ -56,6 +57,7 @@ def failure(
     *,
     line: int | None = None,
     elapsed: float = 0.0,
+    undo: bool = False,
 ) -> MigrationFailed:
     """Describe a failed file: where, PostgreSQL's message, and what state it left."""
     diag = _diag(error)
@@ -71,7 +73,16 @@ def failure(
         )
         if value
     )
-    if transactional:
+    if undo:
+        outcome = (
+            "The undo file was rolled back entirely; its migration stays applied in both "
+            "histories: fix the undo file and run migrate again."
+            if transactional
+            else "The undo file ran outside a transaction (executeInTransaction=false), so "
+            "statements before the failure stay applied while its migration stays recorded "
+            "as applied: finish or revert what ran, then run migrate again."
+        )
+    elif transactional:
         outcome = (
             "The file was rolled back entirely and nothing was recorded for it; fix it "
             "and run migrate again."
@@ -89,7 +100,7 @@ def failure(
         line=line,
     )
     failed.mf, failed.sql, failed.error = mf, sql, error
-    failed.transactional, failed.elapsed = transactional, elapsed
+    failed.transactional, failed.elapsed, failed.undo = transactional, elapsed, undo
     return failed
 
 
@@ -135,6 +146,7 @@ def locate(connection: Any, failed: MigrationFailed) -> MigrationFailed:
         failed.transactional,
         line=line,
         elapsed=failed.elapsed,
+        undo=failed.undo,
     )
 
 
@@ -242,17 +254,34 @@ def _row(mf: MigrationFile, checksum: int) -> dict[str, Any]:
 
 
 def undo_versioned(
-    cursor: Any, history: SchemaHistory, v_file: MigrationFile, u_file: MigrationFile, sql: str
+    cursor: Any,
+    history: SchemaHistory,
+    v_file: MigrationFile,
+    u_file: MigrationFile,
+    sql: str,
+    also: str = "",
 ) -> None:
-    """Run the U file of an applied V file and remove the V file's history row."""
+    """Run the U file of an applied V file and remove the V file's history row.
+
+    `also` is SQL to run with the removal (Django's record of the wrapper). For a
+    transactional U file the file, the removal and `also` are one query string, which the
+    server runs as one transaction outside an explicit one; otherwise the file goes
+    statement by statement and the two removals together after it. Either way a kill
+    leaves both histories saying the same thing.
+    """
     row = find_applied(history, v_file)
-    transactional = u_file.config.execute_in_transaction
-    statements = [(0, sql)] if transactional else split_statements(sql)
-    for offset, statement in statements:
+    forget = ";\n".join(q for q in (history.delete_sql(row) if row else "", also) if q)
+    if u_file.config.execute_in_transaction:
+        try:
+            cursor.execute(f"{sql}\n;\n{forget}" if forget else sql)
+        except Exception as error:
+            raise failure(u_file, sql, error, transactional=True, undo=True) from error
+        return
+    for offset, statement in split_statements(sql):
         try:
             cursor.execute(statement)
         except Exception as error:
-            line = None if transactional else line_at(sql, offset)
-            raise failure(u_file, sql, error, transactional, line=line) from error
-    if row is not None:
-        history.delete(row.installed_rank)
+            line = line_at(sql, offset)
+            raise failure(u_file, sql, error, False, line=line, undo=True) from error
+    if forget:
+        cursor.execute(forget)

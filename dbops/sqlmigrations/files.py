@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,6 +71,20 @@ class MigrationFile:
     def _encoding(self) -> str:
         """Return the encoding to read this file with."""
         return self.config.encoding or "utf-8"
+
+
+def rendered(
+    files: Iterable[MigrationFile], values: Mapping[str, str | None]
+) -> Iterator[tuple[MigrationFile, str]]:
+    """Yield each V file with its rendered SQL, leaving out those that cannot be rendered
+    (validate and migrate report them)."""
+    for mf in files:
+        if mf.kind != "V":
+            continue
+        try:
+            yield mf, mf.render(values)
+        except SqlMigrationError:
+            continue
 
 
 def discover(

@@ -177,6 +177,15 @@ class SchemaHistory:
             .as_string(raw.connection)
         )
 
+    def delete_sql(self, row: HistoryRow) -> str:
+        """Return a DELETE of one row, to send in the same query string as other SQL."""
+        raw = getattr(self.cursor, "cursor", self.cursor)
+        return (
+            sql.SQL("DELETE FROM {} WHERE installed_rank = {}")
+            .format(self.ident, sql.Literal(row.installed_rank))
+            .as_string(raw.connection)
+        )
+
     def delete(self, installed_rank: int) -> None:
         self._execute(
             sql.SQL("DELETE FROM {} WHERE installed_rank = %s").format(self.ident),

@@ -7,6 +7,7 @@ these files) and `R` (repeatable), separator `__`, suffix `.sql`.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Literal
 
@@ -106,8 +107,14 @@ def versioned_name(script: str) -> MigrationName | None:
     return name if name.kind == "V" and name.version is not None else None
 
 
-def convention_problems(name: MigrationName | str, *, path: str | None = None) -> list[str]:
-    """List how a file breaks this project's stricter naming rules, each with its fix."""
+def convention_problems(
+    name: MigrationName | str, *, path: str | None = None, taken: Collection[Version] = ()
+) -> list[str]:
+    """List how a file breaks this project's stricter naming rules, each with its fix.
+
+    `taken` are the versions of the other files and of the history: a suggested version
+    is never one of them.
+    """
     if isinstance(name, str):
         name = parse_name(name, path=path)
     shown = path or name.script
@@ -119,7 +126,7 @@ def convention_problems(name: MigrationName | str, *, path: str | None = None) -
     if name.version is not None:
         fixed_version = name.version.raw
         if not _PLAIN_INT.fullmatch(name.version.raw):
-            fixed_version = _plain_int(name.version.raw)
+            fixed_version = next_free(name.version.raw, taken)
             problems.append(
                 f"{shown}: version {name.version.raw!r} must be a plain positive integer"
                 " (no dots, underscores, signs or leading zeros); use the next free"
@@ -151,6 +158,15 @@ def _kind_word(kind: Kind) -> str:
 def _snake(text: str) -> str:
     """Suggest a snake_case spelling of a description."""
     return "_".join(re.findall(r"[a-z0-9]+", text.lower()))
+
+
+def next_free(raw: str, taken: Collection[Version]) -> str:
+    """Suggest a plain integer for a version that no version in `taken` equals: its first
+    part, or else the integer above every version taken."""
+    candidate = _plain_int(raw)
+    if Version(candidate) not in taken:
+        return candidate
+    return str(max(v.parts[0] for v in taken) + 1)
 
 
 def _plain_int(raw: str) -> str:

@@ -14,24 +14,35 @@ from typing import Any
 
 from psycopg import sql
 
-from dbops.sqlmigrations.files import MigrationFile
+from dbops.sqlmigrations.exceptions import SqlMigrationError
+from dbops.sqlmigrations.files import MigrationFile, rendered
 from dbops.sqlmigrations.history import TYPE_DELETE, HistoryRow, SchemaHistory
 from dbops.sqlmigrations.info import SYNTHETIC_TYPES, State, migration_infos
+from dbops.sqlmigrations.invalid_indexes import creators, invalid_indexes
+from dbops.sqlmigrations.names import versioned_name
+from dbops.sqlmigrations.objects import absent_objects, created_objects
+from dbops.sqlmigrations.sequence import Recorded
 
 REMOVE_FAILED = "remove-failed"
 MARK_DELETED = "mark-deleted"
 REALIGN = "realign"
+UNMARK_DELETED = "unmark-deleted"
+
+
+class RepairRefused(SqlMigrationError):
+    """A repair would leave the database worse off; nothing was changed."""
 
 
 @dataclass(frozen=True)
 class RepairAction:
     """One change repair makes to the history, with what it says about it."""
 
-    action: str  # remove-failed, mark-deleted, realign
+    action: str  # remove-failed, mark-deleted, realign, unmark-deleted
     row: HistoryRow
     checksum: int | None = None  # realign: the file's values
     description: str | None = None
     type: str | None = None
+    file: MigrationFile | None = None  # unmark-deleted: the file that is back
 
     def __str__(self) -> str:
         what = f"version {self.row.version}" if self.row.version else "repeatable"
@@ -42,6 +53,11 @@ class RepairAction:
             return (
                 f"{where}: file is missing; marked as deleted (a DELETE row); remove what it "
                 "created from the database or move it into another migration"
+            )
+        if self.action == UNMARK_DELETED:
+            return (
+                f"{where}: the file is back as it was applied; un-marked as deleted (removed "
+                "the DELETE row): applied again, its SQL not run"
             )
         changes = []
         if self.checksum != self.row.checksum:
@@ -98,7 +114,77 @@ def plan_repair(
             needed = bool(info.checksum_matches) and row.checksum != mf.checksum
         if needed:
             actions.append(RepairAction(REALIGN, row, mf.checksum, mf.name.description, "SQL"))
+    # Beyond Flyway: a file marked deleted that is back unchanged is applied again, rather
+    # than run again under a new version (Flyway would call it Ignored, or run it again).
+    deleted = Recorded.of(remaining).deleted
+    for mf in files:
+        marker = deleted.get(mf.name.version) if mf.kind == "V" else None  # type: ignore[arg-type]
+        if marker is not None and marker.checksum == mf.checksum:
+            actions.append(RepairAction(UNMARK_DELETED, marker, file=mf))
     return actions
+
+
+def check_repair(
+    cursor: Any,
+    files: list[MigrationFile],
+    actions: list[RepairAction],
+    values: Mapping[str, Any],
+) -> None:
+    """Refuse, before the first change, a repair that would do the wrong thing.
+
+    Removing the failed row of a file that left an invalid index behind lets `migrate`
+    run the file again, and `CREATE INDEX CONCURRENTLY IF NOT EXISTS` then reports
+    success while keeping the invalid index. Un-marking a restored file whose objects
+    are gone would record as applied what the database does not have.
+    """
+    reasons = _unmark_problems(cursor, actions, values)
+    failed = [a for a in actions if a.action == REMOVE_FAILED and a.row.version]
+    versions = {a.row.parsed_version for a in failed}
+    sources = [mf for mf in files if mf.kind == "V" and mf.name.version in versions]
+    made = creators(rendered(sources, values), invalid_indexes(cursor)) if failed else {}
+    for action in failed:
+        left = [index for index, script in made.items() if _same_version(script, action.row)]
+        if left:
+            reasons.append(
+                f"{action.row.script} (version {action.row.version}, installed_rank "
+                f"{action.row.installed_rank}): its failed run left the invalid index "
+                + ", ".join(str(i) for i in left)
+                + "; with the row removed, `migrate` runs the file again and IF NOT EXISTS "
+                "keeps the invalid index: drop it first ("
+                + " ".join(i.drop for i in left)
+                + "), then run repair again"
+            )
+    if reasons:
+        raise RepairRefused(
+            "repair refused, nothing was repaired: " + "; ".join(reasons),
+            path=reasons[0].split(" ", 1)[0],
+        )
+
+
+def _unmark_problems(
+    cursor: Any, actions: list[RepairAction], values: Mapping[str, Any]
+) -> list[str]:
+    """Say which restored files cannot be un-marked: what they create is gone."""
+    reasons = []
+    for action in actions:
+        if action.action != UNMARK_DELETED or action.file is None:
+            continue
+        mf = action.file
+        absent = absent_objects(cursor, created_objects(mf, mf.render(values)))
+        if absent:
+            reasons.append(
+                f"{mf.script} (version {mf.name.version}, marked deleted at installed_rank "
+                f"{action.row.installed_rank}) is back, but what it creates is not in the "
+                f"database: {', '.join(str(o) for o in absent)}; un-marking it would record "
+                "it as applied without them: delete the file again and put what is still "
+                "needed in a new migration"
+            )
+    return reasons
+
+
+def _same_version(script: str, row: HistoryRow) -> bool:
+    name = versioned_name(script)
+    return name is not None and name.version == row.parsed_version
 
 
 def apply_repair(history: SchemaHistory, actions: list[RepairAction]) -> None:
@@ -119,6 +205,8 @@ def apply_repair(history: SchemaHistory, actions: list[RepairAction]) -> None:
                 execution_time=0,
                 success=row.success,
             )
+        elif action.action == UNMARK_DELETED:
+            history.delete(row.installed_rank)
         else:
             _realign(history, action)
 

@@ -3,98 +3,30 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 from dbops.sqlmigrations.files import MigrationFile
 from dbops.sqlmigrations.history import TYPE_BASELINE, TYPE_DELETE, TYPE_SQL, HistoryRow
-from dbops.sqlmigrations.names import convention_problems
+from dbops.sqlmigrations.sequence import (
+    Committed,
+    Problem,
+    Recorded,
+    above_all,
+    sequence_problems,
+)
 from dbops.sqlmigrations.versions import Version
 
-
-@dataclass(frozen=True)
-class Problem:
-    """One validation failure, naming the file (or history row) and the fix."""
-
-    code: str  # edited, missing, failed, ignored, convention, gap, description, type
-    script: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.script}: {self.message}"
+__all__ = ["Problem", "applied_versions", "baseline_version", "misplaced_files", "validate"]
 
 
 def applied_versions(rows: Iterable[HistoryRow]) -> dict[Version, HistoryRow]:
     """Return the latest successful row per version, leaving out versions marked deleted."""
-    result: dict[Version, HistoryRow] = {}
-    for row in rows:
-        version = row.parsed_version
-        if version is None:
-            continue
-        if row.type == TYPE_DELETE and row.success:
-            result.pop(version, None)
-        elif row.success:
-            result[version] = row
-    return result
+    return Recorded.of(rows).applied
 
 
 def baseline_version(rows: Iterable[HistoryRow]) -> Version | None:
     versions = [r.parsed_version for r in rows if r.type == TYPE_BASELINE and r.version]
     return max((v for v in versions if v is not None), default=None)
-
-
-def convention(
-    files: Iterable[MigrationFile], deleted: Iterable[int] = (), applied: Iterable[Version] = ()
-) -> list[Problem]:
-    """Check the team's convention: integer versions, no gaps, snake_case descriptions.
-
-    `deleted` are versions the history marks deleted (`repair` of a file removed on
-    purpose): the gap they leave is not a problem. `applied` are the versions the history
-    holds: an applied file keeps its version, so a gap before it is never closed by
-    renaming it, and a gap of applied files is reported as missing files instead.
-    """
-    problems: list[Problem] = []
-    removed = set(deleted)
-    ran = set(applied)
-    versioned = [f for f in files if f.kind == "V" and f.name.version is not None]
-    for f in versioned:
-        for message in convention_problems(f.name, path=f.script):
-            problems.append(Problem("convention", f.script, message.removeprefix(f"{f.script}: ")))
-    previous: MigrationFile | None = None
-    for f in versioned:
-        assert f.name.version is not None
-        parts = f.name.version.parts
-        if previous is not None and previous.name.version is not None and len(parts) == 1:
-            before = previous.name.version.parts
-            gap = [n for n in range(before[0] + 1, parts[0]) if n not in removed]
-            if len(before) == 1 and parts[0] > before[0] and gap:
-                missing = ", ".join(f"V{n}" for n in gap[:5])
-                if all(Version(str(n)) in ran for n in gap):
-                    pass  # applied, then deleted: reported as "missing" with the fix
-                elif f.name.version in ran:
-                    problems.append(
-                        Problem(
-                            "gap",
-                            f.script,
-                            f"version {parts[0]} follows {previous.script} but {missing} "
-                            f"is missing; {f.script} is already applied, so it keeps its "
-                            f"version: restore the deleted {missing} file and its wrapper "
-                            "from version control",
-                        )
-                    )
-                else:
-                    problems.append(
-                        Problem(
-                            "gap",
-                            f.script,
-                            f"version {parts[0]} follows {previous.script} but {missing} "
-                            "is missing: versions are sequential integers; rename this file "
-                            f"to V{before[0] + 1}__{f.name.raw_description}.sql (and its "
-                            "wrapper), or restore the missing file if it was deleted",
-                        )
-                    )
-        previous = f
-    return problems
 
 
 def validate(
@@ -103,15 +35,13 @@ def validate(
     *,
     check_convention: bool = True,
     out_of_order: bool = False,
+    committed: Committed | None = None,
 ) -> list[Problem]:
-    """Return every problem at once: edited, missing, failed, ignored, bad names."""
-    deleted = [
-        r.parsed_version.parts[0]
-        for r in rows
-        if r.type == TYPE_DELETE and r.parsed_version is not None
-    ]
+    """Return every problem at once: edited, missing, failed, ignored, bad names, gaps."""
+    recorded = Recorded.of(rows)
     applied = applied_versions(rows)
-    problems = convention(files, deleted, applied) if check_convention else []
+    names = [(f.script, f.name) for f in files]
+    problems = sequence_problems(names, recorded, committed=committed) if check_convention else []
     by_version = {f.name.version: f for f in files if f.kind == "V"}
     baseline = baseline_version(rows)
     for row in rows:
@@ -167,15 +97,22 @@ def validate(
             )
     latest_applied = max(applied, default=None)
     for version, f in by_version.items():
-        if version in applied or (baseline is not None and version <= baseline):
+        if version in applied:
+            continue
+        marker = recorded.deleted.get(version)  # type: ignore[arg-type]
+        if marker is not None:
+            problems.append(_restored(f, marker))
+            continue
+        if baseline is not None and version <= baseline:
             continue
         if latest_applied is not None and version < latest_applied and not out_of_order:
+            rename = f"V{above_all(recorded.known | set(by_version))}__{f.name.raw_description}.sql"
             problems.append(
                 Problem(
                     "ignored",
                     f.script,
                     f"not applied, but version {latest_applied} already is: it would never "
-                    f"run; give it a version above {latest_applied}",
+                    f"run; rename it to {rename} (and its wrapper), above every version",
                 )
             )
     on_disk = {f.name.description for f in files if f.kind == "R"}
@@ -190,6 +127,29 @@ def validate(
                 )
             )
     return problems
+
+
+def _restored(f: MigrationFile, marker: HistoryRow) -> Problem:
+    """Advise on a file that `repair` marked deleted and that is back on disk."""
+    marked = (
+        f"the history marks version {marker.version} deleted (installed_rank "
+        f"{marker.installed_rank}, by `repair` when the file was missing), but the file is "
+        "back; its SQL already ran, and a new version would run it again"
+    )
+    if marker.checksum == f.checksum:
+        return Problem(
+            "deleted",
+            f.script,
+            f"{marked}: run `manage.py sqlmigrations repair` to un-mark it (repair checks "
+            "that what it creates is in the database)",
+        )
+    return Problem(
+        "deleted",
+        f.script,
+        f"{marked}, with other content (checksum {f.checksum} on disk, {marker.checksum} "
+        "applied): restore the text that was applied, then run `manage.py sqlmigrations "
+        "repair` to un-mark it; put a change in a new migration",
+    )
 
 
 def applied_repeatables(rows: Iterable[HistoryRow]) -> dict[str, HistoryRow]:

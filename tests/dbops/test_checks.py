@@ -113,12 +113,13 @@ def test_it_reports_a_gap_in_the_versions(app_project: AppProject) -> None:  # n
     result = check(app_project)
 
     assert result.returncode == 1
-    assert "V3__create_items.sql: (dbops.E006) version 3 follows version 1 but V2 is" in (
-        result.stderr
+    assert (
+        "V3__create_items.sql: (dbops.E006) version 3 follows V1__create_probe_table.sql but V2 is"
+        in (result.stderr)
     )
     # Outside version control nobody can tell whether V3 ran somewhere: both ways out.
     assert "If V2 was deleted, restore the deleted V2 file and its wrapper" in result.stderr
-    assert "Rename this file to V2__create_items.sql (and its wrapper) only if it has never" in (
+    assert "rename this file to V2__create_items.sql (and its wrapper) only if it has never" in (
         result.stderr
     )
 
@@ -142,7 +143,10 @@ def test_a_gap_after_a_committed_file_never_asks_to_rename_it(app_project: AppPr
     result = check(app_project)
 
     assert result.returncode == 1
-    assert "V3__add_sku.sql: (dbops.E006) version 3 follows version 1 but V2 is" in result.stderr
+    assert (
+        "V3__add_sku.sql: (dbops.E006) version 3 follows V1__create_probe_table.sql but V2 is"
+        in (result.stderr)
+    )
     assert "V3__add_sku.sql is committed, so it may already be applied somewhere" in result.stderr
     assert "restore the deleted V2 file and its wrapper from version control" in result.stderr
     assert "Rename" not in result.stderr
@@ -190,6 +194,21 @@ def test_it_reports_bad_file_names(app_project: AppProject) -> None:  # noqa: F8
     assert "V2__Create-Items.sql: (dbops.E007) bad migration file name" in result.stderr
     assert "Rename it to V2__create_items.sql" in result.stderr
     assert "Rename the file as the message says.\n" in result.stderr
+
+
+def test_a_dotted_version_is_never_asked_to_take_a_version_another_file_has(
+    app_project: AppProject,  # noqa: F811
+) -> None:
+    for n, name in ((2, "create_items"), (3, "add_sku"), (4, "add_price")):
+        sql(app_project, f"V{n}__{name}.sql")
+    sql(app_project, "V4_1__late_fix.sql")
+
+    result = check(app_project)
+
+    assert "V4_1__late_fix.sql: (dbops.E007) bad migration file name" in result.stderr
+    assert "use the next free integer, e.g. 5" in result.stderr
+    assert "Rename it to V5__late_fix.sql." in result.stderr
+    assert "V4__late_fix.sql" not in result.stderr
 
 
 def test_a_badly_named_file_is_only_asked_to_be_renamed(app_project: AppProject) -> None:  # noqa: F811

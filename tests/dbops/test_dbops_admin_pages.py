@@ -115,6 +115,7 @@ def test_health_page_shows_every_check_with_its_status(admin_client: Any) -> Non
         "long_running_queries",
         "blocked_queries",
         "cache_hit_ratio",
+        "invalid_indexes",
         "unused_indexes",
         "duplicate_indexes",
         "missing_indexes",

@@ -253,6 +253,24 @@ def test_duplicate_index_names_the_index_that_covers_it(probe: Any, settings: An
     assert "public.auth_group_permissions" in first_column(run("duplicate_indexes"))
 
 
+def test_an_index_left_invalid_by_a_failed_concurrent_build_is_critical(probe: Any) -> None:
+    probe.execute(f"CREATE TABLE {SCHEMA}.member (nickname text)")
+    probe.execute(f"INSERT INTO {SCHEMA}.member VALUES ('ann'), ('ann')")
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        probe.execute(f"CREATE UNIQUE INDEX CONCURRENTLY member_nick ON {SCHEMA}.member (nickname)")
+    probe.execute(f"CREATE INDEX member_ok ON {SCHEMA}.member (nickname)")
+
+    result = run("invalid_indexes")
+
+    assert result.status == "critical"
+    mine = [row for row in result.rows if row[0] == f"{SCHEMA}.member"]
+    # The duplicate stops the build before the index is even ready for writes.
+    assert [(row[1], row[2], row[3]) for row in mine] == [("member_nick", False, False)]
+    assert mine[0][5] == f"DROP INDEX CONCURRENTLY IF EXISTS {SCHEMA}.member_nick;"
+    probe.execute(mine[0][5])
+    assert run("invalid_indexes").status == "ok"
+
+
 def test_large_table_read_by_sequential_scans_needs_an_index(probe: Any, settings: Any) -> None:
     probe.execute(
         f"CREATE TABLE {SCHEMA}.completion AS SELECT g AS id, g % 7 AS household"

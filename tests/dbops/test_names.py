@@ -5,6 +5,8 @@ from __future__ import annotations
 import pickle
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dbops.sqlmigrations.exceptions import InvalidMigrationName, InvalidVersion
 from dbops.sqlmigrations.names import (
@@ -150,3 +152,41 @@ def test_it_reports_a_missing_description_and_an_uppercase_suffix() -> None:
 
 def test_it_reports_double_underscores_inside_a_description() -> None:
     assert convention_problems("V2__a__b.sql")[-1] == "V2__a__b.sql: rename it to V2__a_b.sql"
+
+
+def test_a_suggested_version_is_never_one_another_file_or_row_has() -> None:
+    problems = convention_problems(
+        "V4_1__late_fix.sql", taken={Version(str(n)) for n in range(1, 12)}
+    )
+    assert problems[-1] == "V4_1__late_fix.sql: rename it to V12__late_fix.sql"
+    # Its own version is not a collision: V05 is version 5, so V5 is the same migration.
+    assert convention_problems("V05__x.sql", taken={Version("4")})[-1].endswith("to V5__x.sql")
+
+
+VERSIONS = st.lists(st.integers(min_value=0, max_value=30), min_size=1, max_size=3).map(
+    lambda parts: "_".join(str(p) for p in parts)
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    own=VERSIONS,
+    others=st.sets(VERSIONS.map(Version), max_size=12),
+    leading_zero=st.booleans(),
+)
+def test_rename_advice_is_a_good_name_no_other_version_has(
+    own: str, others: set[Version], leading_zero: bool
+) -> None:
+    raw = ("0" if leading_zero else "") + own
+    try:
+        version = Version(raw)
+    except InvalidVersion:
+        return
+    taken = others - {version}
+    problems = convention_problems(f"V{raw}__late_fix.sql", taken=taken)
+    if not problems:
+        return  # already a plain integer
+    suggested = parse_name(problems[-1].rsplit(" ", 1)[-1])
+    assert suggested.version is not None
+    assert suggested.version not in taken
+    assert convention_problems(suggested) == []

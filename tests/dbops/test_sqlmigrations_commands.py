@@ -253,7 +253,9 @@ def test_repair_realigns_removes_failed_rows_and_marks_missing_files_deleted(
 def test_baseline_then_migrate_records_versions_up_to_it_without_running_them(
     sqlproject: SqlProject,
 ) -> None:
-    sqlproject.query("CREATE TABLE a (id bigint PRIMARY KEY)")  # made before migrations
+    # Made before migrations: the schema is at version 2.
+    sqlproject.query("CREATE TABLE a (id bigint PRIMARY KEY)")
+    sqlproject.query("CREATE TABLE b (id bigint PRIMARY KEY); INSERT INTO b VALUES (7)")
     sqlproject.write("V1__create_a.sql", A)
     sqlproject.write("V2__create_b.sql", B)
     sqlproject.write("V3__create_c.sql", C)
@@ -279,7 +281,8 @@ def test_baseline_then_migrate_records_versions_up_to_it_without_running_them(
     ) in result.stdout
     assert "  Applying dbops.V3__create_c... OK" in result.stdout
     tables = {r[0] for r in sqlproject.query("SELECT tablename FROM pg_tables")}
-    assert "c" in tables and "b" not in tables  # V2 was recorded, not run
+    assert "c" in tables
+    assert sqlproject.query("SELECT id FROM b") == [(7,)]  # V2 was recorded, not run
     assert [r[1] for r in sqlproject.history()] == ["2", "3"]
     recorded = sqlproject.query(
         "SELECT name FROM django_migrations WHERE app = 'dbops' ORDER BY id"
@@ -300,6 +303,78 @@ def test_baseline_is_refused_on_a_history_with_rows(sqlproject: SqlProject) -> N
     assert "the history already holds 1 row (latest: V1__create_a.sql" in result.stderr
     assert "run `manage.py migrate` instead" in result.stderr
     assert sqlproject.history() == before
+
+
+def test_baseline_of_an_empty_database_is_refused_naming_what_is_absent(
+    sqlproject: SqlProject,
+) -> None:
+    sqlproject.write("V1__create_a.sql", A)
+    sqlproject.write("V2__create_b.sql", B)
+    sqlproject.write("V3__create_c.sql", C)
+
+    result = sqlproject.manage("sqlmigrations", "baseline", "--version", "2")
+
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    message = result.stderr.strip()
+    assert len(message.splitlines()) == 1, message
+    assert "version 2 is not this database's schema" in message
+    assert "table a (V1__create_a.sql:2)" in message and "table b (V2__create_b.sql:2)" in message
+    assert "table c" not in message  # above the baseline: migrate creates it
+    assert "run `manage.py migrate` to create the schema" in message
+    assert sqlproject.query("SELECT to_regclass('flyway_schema_history')") == [(None,)]
+    assert sqlproject.manage("migrate", "--no-input").returncode == 0  # as the refusal says
+
+
+def test_baseline_above_the_schema_is_refused_naming_the_objects_it_lacks(
+    sqlproject: SqlProject,
+) -> None:
+    sqlproject.write("V1__create_a.sql", A)
+    sqlproject.write("V2__create_b.sql", B)
+    sqlproject.write("V3__create_c.sql", C)
+    sqlproject.query("CREATE TABLE a (id bigint PRIMARY KEY)")
+
+    result = sqlproject.manage("sqlmigrations", "baseline", "--version", "2")
+
+    assert result.returncode == 1
+    assert "1 of the 2 objects that the files up to version 2 create is absent" in result.stderr
+    assert "table b (V2__create_b.sql:2)" in result.stderr and "table a " not in result.stderr
+    assert "baseline at the version this schema is really at" in result.stderr
+    assert sqlproject.manage("sqlmigrations", "baseline", "--version", "1").returncode == 0
+
+
+def test_baseline_expects_what_the_files_leave_not_what_a_later_file_drops(
+    sqlproject: SqlProject,
+) -> None:
+    sqlproject.write("V1__create_a.sql", A + "CREATE INDEX a_id ON a (id);\n")
+    sqlproject.write("V2__create_b.sql", B)
+    sqlproject.write(
+        "V3__drop_b.sql", "-- Rollback: V2.\nDROP TABLE b;\nALTER TABLE a RENAME TO aa;\n"
+    )
+    sqlproject.query("CREATE TABLE aa (id bigint PRIMARY KEY); CREATE INDEX a_id ON aa (id)")
+
+    result = sqlproject.manage("sqlmigrations", "baseline", "--version", "3")
+
+    assert result.returncode == 0, result.stderr
+    assert [r[3] for r in sqlproject.history()] == ["BASELINE"]
+
+
+def test_migrate_failing_on_the_first_file_above_a_baseline_says_the_baseline_may_be_wrong(
+    sqlproject: SqlProject,
+) -> None:
+    sqlproject.write("V1__create_a.sql", A)
+    sqlproject.write(
+        "V2__add_note.sql", "-- Rollback: drop it.\nALTER TABLE a ADD COLUMN note text;\n"
+    )
+    sqlproject.write("V3__fill_note.sql", "-- Rollback: none.\nUPDATE a SET note = 'x';\n")
+    sqlproject.query("CREATE TABLE a (id bigint PRIMARY KEY)")  # at version 1, not 2
+    assert sqlproject.manage("sqlmigrations", "baseline", "--version", "2").returncode == 0
+
+    result = sqlproject.manage("migrate", "--no-input")
+
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert 'column "note" of relation "a" does not exist' in result.stderr
+    assert "This database was baselined at version 2" in result.stderr
+    assert "V3__fill_note.sql is the first file above it" in result.stderr
 
 
 # -- lint --------------------------------------------------------------------------------

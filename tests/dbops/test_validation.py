@@ -87,3 +87,31 @@ def test_convention_messages_name_the_file_once(tmp_path: Path) -> None:
     for problem in problems:
         assert str(problem).count("V1__Create_A.sql") == 1 or "rename it to" in str(problem)
         assert not str(problem).startswith("V1__Create_A.sql: V1__Create_A.sql")
+
+
+def test_rename_advice_skips_versions_the_history_holds(tmp_path: Path) -> None:
+    (tmp_path / "V1__create_a.sql").write_text("CREATE TABLE a (id int);\n")
+    (tmp_path / "V2_1__late_fix.sql").write_text("SELECT 1;\n")
+    files = discover(tmp_path)
+    history = [
+        row(1, "1", files[0].script, files[0].checksum),
+        row(2, "2", "V2__create_b.sql", 7),  # applied, then removed on purpose
+        row(3, "2", "V2__create_b.sql", 7, kind=TYPE_DELETE),
+    ]
+
+    problems = validate(files, history)
+
+    messages = [str(p) for p in problems if p.script == "V2_1__late_fix.sql"]
+    assert "V2_1__late_fix.sql: rename it to V3__late_fix.sql" in messages
+    assert not any("V2__late_fix" in m for m in messages)
+
+
+def test_an_applied_file_is_never_asked_to_be_renamed(tmp_path: Path) -> None:
+    (tmp_path / "V1__create_a.sql").write_text("CREATE TABLE a (id int);\n")
+    (tmp_path / "V1_5__Late_Fix.sql").write_text("SELECT 1;\n")
+    files = discover(tmp_path)
+    history = [row(1, "1", f.script, f.checksum) for f in files[:1]]
+    history.append(row(2, "1.5", files[1].script, files[1].checksum))
+
+    assert validate(files, history) == []  # applied under that name: it keeps it
+    assert [p.code for p in validate(files, history[:1])] == ["convention"] * 3

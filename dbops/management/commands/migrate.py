@@ -11,10 +11,11 @@ from django.core.management.base import CommandError, no_translations
 from django.core.management.commands.migrate import Command as DjangoMigrate
 from django.core.management.sql import emit_post_migrate_signal, emit_pre_migrate_signal
 from django.db import connections, migrations
-from django.db.migrations.exceptions import InconsistentMigrationHistory
+from django.db.migrations.exceptions import InconsistentMigrationHistory, IrreversibleError
 from django.utils.module_loading import module_has_submodule
 
 from dbops import engine
+from dbops.backwards import blockers, refusal, requested_plan
 from dbops.connections import connect_or_explain, use_migration_role, without_pool
 from dbops.django_executor import SQLMigrationExecutor, post_migrate_apps
 from dbops.operations import (
@@ -26,6 +27,8 @@ from dbops.operations import (
 )
 from dbops.sqlmigrations.exceptions import SqlMigrationError
 from dbops.sqlmigrations.executor import MigrationFailed, locate
+from dbops.sqlmigrations.history import TYPE_SQL
+from dbops.sqlmigrations.validation import baseline_version
 
 
 class Command(DjangoMigrate):
@@ -34,16 +37,28 @@ class Command(DjangoMigrate):
         "migrations, validated first, under Flyway's advisory lock."
     )
 
-    @no_translations
-    def handle(self, *args: Any, **options: Any) -> None:
+    def execute(self, *args: Any, **options: Any) -> Any:
+        # Before the system checks: they read the history through this connection, as the
+        # role that migrates, so a file `repair` marked deleted is judged as validate does.
         alias = options["database"]
         owner = use_migration_role(alias)
         without_pool(alias)
         connect_or_explain(alias, setting="MIGRATION_DATABASE_URL" if owner else "DATABASE_URL")
-        connection = connections[alias]
+        return super().execute(*args, **options)
+
+    @no_translations
+    def handle(self, *args: Any, **options: Any) -> None:
+        connection = connections[options["database"]]
         try:
             if options["plan"]:
                 super().handle(*args, **options)
+                refused = self._undo_refusal(connection, options)
+                if refused:
+                    self.stdout.write(
+                        self.style.WARNING(
+                            f"migrate would refuse this plan, nothing would be undone: {refused}"
+                        )
+                    )
                 return
             with engine.locked_run(connection, on_wait=self._waiting) as run:
                 problems = engine.validate_database(connection, run.rows)
@@ -53,6 +68,9 @@ class Command(DjangoMigrate):
                         f"{'s' if len(problems) != 1 else ''}):\n"
                         + "\n".join(f"  - {p}" for p in problems)
                     )
+                refused = self._undo_refusal(connection, options)
+                if refused:
+                    raise CommandError(f"backward migration refused, nothing was undone: {refused}")
                 if not self._migrate_plain(connection, run, options):
                     super().handle(*args, **options)
                 if not options["app_label"]:
@@ -70,9 +88,48 @@ class Command(DjangoMigrate):
         except MigrationFailed as err:
             # The file's transaction is rolled back by now: find the failing statement's line.
             connection.ensure_connection()
-            raise CommandError(str(locate(connection.connection, err))) from err
+            located = str(locate(connection.connection, err))
+            raise CommandError(located + self._after_baseline(connection, err)) from err
         except SqlMigrationError as err:
             raise CommandError(str(err)) from err
+        except IrreversibleError as err:
+            raise CommandError(str(err)) from err
+
+    @staticmethod
+    def _after_baseline(connection: Any, err: MigrationFailed) -> str:
+        """Say so when the failing file is the first above a baseline: the baseline, not
+        the file, may be wrong (baseline checks objects, not columns or data)."""
+        if err.undo:
+            return ""
+        with connection.cursor() as cursor:
+            rows = engine.history_for(cursor).rows()
+        floor = baseline_version(rows)
+        version = err.mf.name.version
+        if floor is None or version is None or version <= floor:
+            return ""
+        if any(
+            r.type == TYPE_SQL and r.success and (r.parsed_version or floor) > floor for r in rows
+        ):
+            return ""
+        return (
+            f"\nThis database was baselined at version {floor} (`sqlmigrations baseline`), "
+            f"and {err.mf.script} is the first file above it: if the error names something an "
+            f"earlier file makes, the schema was not at version {floor}; compare it with "
+            "`manage.py schemadrift` before you change the file."
+        )
+
+    @staticmethod
+    def _undo_refusal(connection: Any, options: dict[str, Any]) -> str | None:
+        """Say why the backward steps of this run cannot all be undone, or None."""
+        if options["fake"] or not options["app_label"]:
+            return None  # --fake undoes nothing; without an app, migrate only goes forwards
+        plan = requested_plan(connection, options["app_label"], options["migration_name"])
+        if not plan:
+            return None
+        with connection.cursor() as cursor:
+            values = engine.placeholders_for(cursor)
+        found = blockers(plan, values)
+        return refusal(plan, found) if found else None
 
     @staticmethod
     def describe_operation(operation: Any, backwards: bool) -> tuple[str, bool]:
@@ -85,12 +142,9 @@ class Command(DjangoMigrate):
                     if not backwards:
                         parts.append(f"Run {op.script}")
                         continue
-                    try:
-                        undo = engine.undo_file_for(engine.find_file(op.script))
-                    except SqlMigrationError:
-                        undo = None
+                    undo, reason = engine.undo_file(op.script)
                     if undo is None:
-                        parts.append(f"IRREVERSIBLE: {op.script} has no undo file")
+                        parts.append(f"IRREVERSIBLE: {op.script} {reason}")
                         is_error = True
                     else:
                         parts.append(f"Run {undo.script} (undo of {op.script})")

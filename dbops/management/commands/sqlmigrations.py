@@ -19,9 +19,10 @@ from dbops.sqlmigrations import lint as linting
 from dbops.sqlmigrations.baseline import baseline
 from dbops.sqlmigrations.committed import committed_checksums
 from dbops.sqlmigrations.exceptions import InvalidMigrationName, SqlMigrationError
-from dbops.sqlmigrations.files import MigrationFile, discover
+from dbops.sqlmigrations.files import MigrationFile, discover, rendered
 from dbops.sqlmigrations.flywayconf import load_flyway_config
 from dbops.sqlmigrations.history import BASELINE_DESCRIPTION, HistoryRow
+from dbops.sqlmigrations.invalid_indexes import InvalidIndex, creators, invalid_indexes
 from dbops.sqlmigrations.lock import advisory_lock, lock_key
 from dbops.sqlmigrations.names import is_candidate, parse_name
 from dbops.sqlmigrations.placeholders import builtin_placeholders
@@ -29,10 +30,12 @@ from dbops.sqlmigrations.repair import (
     MARK_DELETED,
     REALIGN,
     REMOVE_FAILED,
+    UNMARK_DELETED,
     apply_repair,
+    check_repair,
     plan_repair,
 )
-from dbops.sqlmigrations.validation import Problem, validate
+from dbops.sqlmigrations.validation import Problem
 from dbops.sqlmigrations.versions import Version
 
 PROGRESS_FROM = 200  # files: lint reports progress on stderr from this many on
@@ -103,6 +106,7 @@ class Command(BaseCommand):
             files, rows, values=values, out_of_order=engine.option("OUT_OF_ORDER"), target=target
         )
         version = infos.current_version(found)
+        invalid = self._invalid_indexes(connection, files, values)
         if options["json"]:
             self._json(
                 {
@@ -110,6 +114,9 @@ class Command(BaseCommand):
                     "schemaName": engine.option("SCHEMA"),
                     "database": connection.settings_dict["NAME"],
                     "migrations": [i.as_json() for i in found],
+                    "invalidIndexes": [
+                        {**index.as_json(), "script": script} for index, script in invalid
+                    ],
                 }
             )
             return
@@ -127,21 +134,34 @@ class Command(BaseCommand):
                         "run `manage.py sqlmigrations validate`"
                     )
                 )
+        for index, script in invalid:
+            made = f", created by {script}" if script else ""
+            self.stdout.write(
+                self.style.ERROR(
+                    f"Invalid index {index}{made}: queries cannot use it and "
+                    "CREATE INDEX ... IF NOT EXISTS skips it; drop it with "
+                    f"{index.drop} then build it again"
+                    + (" (`manage.py sqlmigrations repair` removes a failed row)" if made else "")
+                )
+            )
         pending = sum(i.state is infos.State.PENDING for i in found)
         self.stdout.write(f"{len(found)} migrations, {pending} pending.")
+
+    def _invalid_indexes(
+        self, connection: BaseDatabaseWrapper, files: list[MigrationFile], values: dict[str, Any]
+    ) -> list[tuple[InvalidIndex, str | None]]:
+        """Return the database's invalid indexes, each with the V file that creates it."""
+        with connection.cursor() as cursor:
+            invalid = invalid_indexes(cursor)
+        made = creators(rendered(files, values), invalid) if invalid else {}
+        return [(index, made.get(index)) for index in invalid]
 
     def _validate(self, connection: BaseDatabaseWrapper, options: dict[str, Any]) -> None:
         files, problems = self._files_for_validation()
         rows, values = self._read(connection)
         count = 0
         if files is not None:
-            problems += engine.layout_problems(files)
-            problems += validate(
-                files,
-                rows,
-                check_convention=engine.option("CHECK_CONVENTION"),
-                out_of_order=engine.option("OUT_OF_ORDER"),
-            )
+            problems += engine.file_problems(files, rows)
             # Flyway's DbValidate counts what `info` lists (MigrationInfoService.all()):
             # applied and pending migrations, not the undo files beside them.
             out_of_order = engine.option("OUT_OF_ORDER")
@@ -214,12 +234,11 @@ class Command(BaseCommand):
         cursor, history, lock = self._locked(connection, options)
         with cursor, lock, transaction.atomic(using=options["database"]):
             rows = history.rows()
+            values = engine.placeholders_for(cursor)
             actions = plan_repair(
-                files,
-                rows,
-                values=engine.placeholders_for(cursor),
-                out_of_order=engine.option("OUT_OF_ORDER"),
+                files, rows, values=values, out_of_order=engine.option("OUT_OF_ORDER")
             )
+            check_repair(cursor, files, actions, values)
             if not options["dry_run"]:
                 apply_repair(history, actions)
         if options["json"]:
@@ -231,12 +250,12 @@ class Command(BaseCommand):
         if not actions:
             self.stdout.write(f"Nothing to repair in {history.quoted_name}.")
             return
-        count = {
-            k: sum(a.action == k for a in actions) for k in (REMOVE_FAILED, MARK_DELETED, REALIGN)
-        }
+        kinds = (REMOVE_FAILED, MARK_DELETED, REALIGN, UNMARK_DELETED)
+        count = {k: sum(a.action == k for a in actions) for k in kinds}
         summary = (
             f"{count[REMOVE_FAILED]} failed rows removed, {count[MARK_DELETED]} missing "
-            f"migrations marked deleted, {count[REALIGN]} rows realigned"
+            f"migrations marked deleted, {count[REALIGN]} rows realigned, "
+            f"{count[UNMARK_DELETED]} restored files un-marked"
         )
         if options["dry_run"]:
             self.stdout.write(f"Dry run: {summary} if run without --dry-run; nothing changed.")
@@ -245,9 +264,16 @@ class Command(BaseCommand):
 
     def _baseline(self, connection: BaseDatabaseWrapper, options: dict[str, Any]) -> None:
         version = Version(options["version"])
+        files = engine.load_files(refresh=True)
         cursor, history, lock = self._locked(connection, options)
         with cursor, lock, transaction.atomic(using=options["database"]):
-            created = baseline(history, version, options["description"])
+            values = engine.placeholders_for(cursor)
+            rendered = [
+                (mf, mf.render(values))
+                for mf in files
+                if mf.kind == "V" and mf.name.version is not None and mf.name.version <= version
+            ]
+            created = baseline(history, version, options["description"], rendered)
         if options["json"]:
             self._json({"baselineVersion": str(version), "created": created})
             return
