@@ -267,6 +267,10 @@ def database_config(
         )
     # Django's backend, plus credentials from Secrets Manager when a secret id is set.
     config["ENGINE"] = "dbops.db.backends.postgresql"
+    # Connection errors name the variables to fix (dbops.connections).
+    config["SETTING"] = " and ".join(
+        name for name, value in ((variable, url), (secret_variable, secret_id)) if value
+    )
     if secret_id:
         config["SECRET"] = {"ID": secret_id, "REGION": AWS_REGION, "SETTING": secret_variable}
     options = config.setdefault("OPTIONS", {})
@@ -314,7 +318,8 @@ elif MIGRATION_DB_SECRET_ID:
         )
     }
 else:
-    # Nothing configured and no local cluster yet: system check dbops.E001 says what to do.
+    # Nothing configured and no local cluster yet: system check dbops.E001 says what to do,
+    # and the backend refuses to connect (libpq's defaults would find some other server).
     DATABASES = {"default": {"ENGINE": "dbops.db.backends.postgresql", "NAME": ""}}
 # Migrations run as the owner role when its URL is set (D4); see dbops.connections.
 MIGRATION_DATABASE = (

@@ -37,9 +37,9 @@ class Command(DjangoMigrate):
     @no_translations
     def handle(self, *args: Any, **options: Any) -> None:
         alias = options["database"]
-        owner = use_migration_role(alias)
+        use_migration_role(alias)
         without_pool(alias)
-        connect_or_explain(alias, setting="MIGRATION_DATABASE_URL" if owner else "DATABASE_URL")
+        connect_or_explain(alias)
         connection = connections[alias]
         try:
             if options["plan"]:

@@ -8,9 +8,11 @@ from datetime import date
 from typing import Any
 
 import psycopg
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from dbops.backups import BackupError
+from dbops.connections import unavailable
 from dbops.partitions import (
     PARTITIONED_TABLES,
     PartitionError,
@@ -21,7 +23,6 @@ from dbops.partitions import (
     retention_months,
     this_month,
 )
-from dbops.redact import redact
 
 
 def _month(text: str) -> date:
@@ -65,12 +66,9 @@ class Command(BaseCommand):
         except (PartitionError, BackupError) as err:
             raise CommandError(str(err)) from err
         except psycopg.OperationalError as err:
-            raise CommandError(
-                redact(
-                    f"cannot connect as the owner role to manage partitions: {err}; check "
-                    "MIGRATION_DATABASE_URL (or DATABASE_URL) and the SSL settings"
-                )
-            ) from err
+            # The owner role's connection (source_from_settings), told as every command does.
+            owner = getattr(settings, "MIGRATION_DATABASE", None) or settings.DATABASES["default"]
+            raise unavailable("partitions", owner, err) from err
         with parts.conn:
             try:
                 getattr(self, f"_{options['action']}")(parts, options)
