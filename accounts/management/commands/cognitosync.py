@@ -12,6 +12,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts.cognito import CognitoSyncError, cognito_client, sync
 from dbops.connections import connect_or_explain
+from dbops.management.arguments import whole_number
 
 
 class Command(BaseCommand):
@@ -32,7 +33,9 @@ class Command(BaseCommand):
         parser.add_argument(
             "--dry-run", action="store_true", help="Report what would change; change nothing."
         )
-        parser.add_argument("--page-size", type=int, default=60, help="Users per request (1-60).")
+        parser.add_argument(
+            "--page-size", type=whole_number(1, 60), default=60, help="Users per request (1-60)."
+        )
         parser.add_argument("--json", action="store_true", help="Print the summary as JSON.")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -42,8 +45,6 @@ class Command(BaseCommand):
                 "no user pool: pass --user-pool-id or set COGNITO_USER_POOL_ID "
                 "(e.g. eu-west-1_AbCdEf123)"
             )
-        if not 1 <= options["page_size"] <= 60:
-            raise CommandError("--page-size must be between 1 and 60 (Cognito's maximum)")
         region = options["region"] or getattr(settings, "AWS_REGION", "") or None
         show_progress = options["verbosity"] >= 1 and not options["json"]
 

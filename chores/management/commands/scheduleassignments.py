@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import BaseCommand, CommandParser
 
 from chores.schedule import materialise
 from dbops.connections import connect_or_explain
+from dbops.management.arguments import whole_number
 
 
 class Command(BaseCommand):
@@ -18,14 +19,14 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--days", type=int, default=14, help="Days ahead (default 14).")
+        parser.add_argument(
+            "--days", type=whole_number(1, 366), default=14, help="Days ahead (default 14)."
+        )
         parser.add_argument("--household", type=int, help="Only this household id.")
         parser.add_argument("--dry-run", action="store_true", help="Count, create nothing.")
         parser.add_argument("--json", action="store_true", help="Print the summary as JSON.")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        if not 1 <= options["days"] <= 366:
-            raise CommandError("--days must be between 1 and 366")
         connect_or_explain()
         summary = materialise(
             options["days"], household_id=options["household"], dry_run=options["dry_run"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -31,16 +30,8 @@ from dbops.backups.store import (
     writer_alive,
 )
 from dbops.backups.verify import verify_backup
+from dbops.management.arguments import rate, whole_number
 from dbops.redact import redact
-
-_RATE = re.compile(r"^(\d+)([KMG]?)$", re.I)
-
-
-def parse_rate(text: str) -> int:
-    match = _RATE.match(text.strip())
-    if not match or int(match[1]) == 0:
-        raise CommandError(f"--max-rate {text!r} is not a rate: use bytes per second, e.g. 20M.")
-    return int(match[1]) * 1024 ** " KMG".index(match[2].upper() or " ")
 
 
 def age(created: datetime, now: datetime) -> str:
@@ -61,7 +52,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
         create = sub.add_parser("create", help="Dump the database to the backup storage.")
-        create.add_argument("--max-rate", help="Limit the dump to this many bytes/s (e.g. 20M).")
+        create.add_argument(
+            "--max-rate", type=rate, help="Limit the dump to this many bytes/s (e.g. 20M)."
+        )
         create.add_argument(
             "--fingerprint",
             action="store_true",
@@ -72,7 +65,7 @@ class Command(BaseCommand):
         prune = sub.add_parser("prune", help="Delete this environment's backups past retention.")
         prune.add_argument(
             "--keep-days",
-            type=int,
+            type=whole_number(1),
             help="Keep backups this many days (default: BACKUP_RETENTION_DAYS).",
         )
         prune.add_argument("--dry-run", action="store_true", help="Only say what would go.")
@@ -135,13 +128,12 @@ class Command(BaseCommand):
 
     def do_create(self, storage: Any, env: str, options: dict[str, Any]) -> None:
         started = datetime.now(UTC)
-        rate = parse_rate(options["max_rate"]) if options.get("max_rate") else None
         backup = create_backup(
             source_from_settings(),
             storage,
             env,
             progress=self.progress("pg_dump", options),
-            max_rate=rate,
+            max_rate=options["max_rate"],
             now=started,
             with_fingerprint=options["fingerprint"],
         )
@@ -188,8 +180,6 @@ class Command(BaseCommand):
         keep_days = options["keep_days"]
         if keep_days is None:
             keep_days = settings.BACKUP_RETENTION_DAYS
-        if keep_days < 1:
-            raise CommandError(f"--keep-days {keep_days} must be at least 1.")
         doomed, kept = prune_plan(storage, env, keep_days, datetime.now(UTC))
         if not options["dry_run"]:
             delete_backup_objects(storage, doomed)

@@ -40,6 +40,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--database",
             default="default",
+            choices=list(settings.DATABASES),
             help="connection alias to check (e.g. the reporting replica)",
         )
         parser.add_argument(
@@ -55,10 +56,6 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         alias = options["database"]
-        if alias not in settings.DATABASES:
-            raise CommandError(
-                f"--database {alias!r} is not in DATABASES: use {', '.join(settings.DATABASES)}."
-            )
         database = str(connections[alias].settings_dict.get("NAME") or alias)
         try:
             results = health.run_checks(using=alias, names=options["check"])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import date
 from typing import Any
 
 import psycopg
@@ -13,6 +12,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from dbops.backups import BackupError
 from dbops.connections import unavailable
+from dbops.management.arguments import month, whole_number
 from dbops.partitions import (
     PARTITIONED_TABLES,
     PartitionError,
@@ -23,14 +23,6 @@ from dbops.partitions import (
     retention_months,
     this_month,
 )
-
-
-def _month(text: str) -> date:
-    try:
-        year, month = text.split("-")
-        return date(int(year), int(month), 1)
-    except ValueError as err:
-        raise CommandError(f"{text!r} is not a month: use YYYY-MM, e.g. 2026-01") from err
 
 
 class Command(BaseCommand):
@@ -46,13 +38,13 @@ class Command(BaseCommand):
         sub = parser.add_subparsers(dest="action", required=True)
         sub.add_parser("status", help="List partitions with sizes; warn about the default one.")
         create = sub.add_parser("create", help="Create missing monthly partitions ahead.")
-        create.add_argument("--months-ahead", type=int, default=6)
-        create.add_argument("--from", dest="first", type=_month, help="First month (YYYY-MM).")
+        create.add_argument("--months-ahead", type=whole_number(0), default=6)
+        create.add_argument("--from", dest="first", type=month, help="First month (YYYY-MM).")
         create.add_argument("--dry-run", action="store_true")
         archive = sub.add_parser("archive", help="Archive partitions older than the retention.")
         archive.add_argument(
             "--keep-months",
-            type=int,
+            type=whole_number(1),
             default=None,
             help="Months to keep (default PARTITION_RETENTION_MONTHS, 24).",
         )
