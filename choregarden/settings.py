@@ -198,6 +198,12 @@ DB_SECRET_ID = os.environ.get("DB_SECRET_ID", "")
 MIGRATION_DB_SECRET_ID = os.environ.get("MIGRATION_DB_SECRET_ID", "")
 AWS_REGION = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION", "")
 REPLICA_DATABASE_URL = env_str("REPLICA_DATABASE_URL")
+# The address parts a secret may lack (RDS-managed master secrets have no host or port).
+DB_PORT = os.environ.get("DB_PORT", "").strip()
+if DB_PORT and not (DB_PORT.isdigit() and 1 <= int(DB_PORT) <= 65535):
+    raise ImproperlyConfigured(
+        f"DB_PORT={DB_PORT!r} is not a port: use a whole number from 1 to 65535, e.g. 5432."
+    )
 # With no DATABASE_URL outside production, the project runs its own cluster (D6).
 LOCAL_DATABASE = not (DATABASE_URL or DB_SECRET_ID or MIGRATION_DB_SECRET_ID or PRODUCTION)
 # The address and CA of this checkout's cluster, once made: a URL at that address (one
@@ -256,7 +262,7 @@ def database_config(
             "ENGINE": "django.db.backends.postgresql",
             "NAME": os.environ.get("DB_NAME", ""),
             "HOST": os.environ.get("DB_HOST", ""),
-            "PORT": os.environ.get("DB_PORT", ""),
+            "PORT": DB_PORT,
             "USER": "",
             "PASSWORD": "",
         }
