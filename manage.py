@@ -43,7 +43,8 @@ def main() -> None:
     # either way. Django has closed its database connections by then (run_from_argv).
     atexit.register(gc.freeze)
     load_settings(sys.argv)
-    from django.core.management import execute_from_command_line
+    # Django's runner, with a database that cannot be reached told in one line.
+    from dbops.management.utility import execute_from_command_line
 
     execute_from_command_line(sys.argv)
 

@@ -200,6 +200,12 @@ AWS_REGION = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"
 # cognitosync refuses to deactivate more than this share of the active profiles in one run.
 COGNITO_DEACTIVATION_LIMIT_PERCENT = env_int("COGNITO_DEACTIVATION_LIMIT_PERCENT", 10)
 REPLICA_DATABASE_URL = env_str("REPLICA_DATABASE_URL")
+# The address parts a secret may lack (RDS-managed master secrets have no host or port).
+DB_PORT = os.environ.get("DB_PORT", "").strip()
+if DB_PORT and not (DB_PORT.isdigit() and 1 <= int(DB_PORT) <= 65535):
+    raise ImproperlyConfigured(
+        f"DB_PORT={DB_PORT!r} is not a port: use a whole number from 1 to 65535, e.g. 5432."
+    )
 # With no DATABASE_URL outside production, the project runs its own cluster (D6).
 LOCAL_DATABASE = not (DATABASE_URL or DB_SECRET_ID or MIGRATION_DB_SECRET_ID or PRODUCTION)
 # The address and CA of this checkout's cluster, once made: a URL at that address (one
@@ -258,7 +264,7 @@ def database_config(
             "ENGINE": "django.db.backends.postgresql",
             "NAME": os.environ.get("DB_NAME", ""),
             "HOST": os.environ.get("DB_HOST", ""),
-            "PORT": os.environ.get("DB_PORT", ""),
+            "PORT": DB_PORT,
             "USER": "",
             "PASSWORD": "",
         }
@@ -269,6 +275,10 @@ def database_config(
         )
     # Django's backend, plus credentials from Secrets Manager when a secret id is set.
     config["ENGINE"] = "dbops.db.backends.postgresql"
+    # Connection errors name the variables to fix (dbops.connections).
+    config["SETTING"] = " and ".join(
+        name for name, value in ((variable, url), (secret_variable, secret_id)) if value
+    )
     if secret_id:
         config["SECRET"] = {"ID": secret_id, "REGION": AWS_REGION, "SETTING": secret_variable}
     options = config.setdefault("OPTIONS", {})
@@ -316,7 +326,8 @@ elif MIGRATION_DB_SECRET_ID:
         )
     }
 else:
-    # Nothing configured and no local cluster yet: system check dbops.E001 says what to do.
+    # Nothing configured and no local cluster yet: system check dbops.E001 says what to do,
+    # and the backend refuses to connect (libpq's defaults would find some other server).
     DATABASES = {"default": {"ENGINE": "dbops.db.backends.postgresql", "NAME": ""}}
 # Migrations run as the owner role when its URL is set (D4); see dbops.connections.
 MIGRATION_DATABASE = (

@@ -1,9 +1,11 @@
 """Deploy-time migrations: the AWS Lambda entry point `dbops.lambda_handler.handler`.
 
-It logs in as the owner role with the secret named by MIGRATION_DB_SECRET_ID, validates
-the files against the history, then runs `migrate` in process (Flyway's advisory lock
-makes concurrent invocations wait, then find nothing to do). It returns a JSON summary and
-never raises: errors are in the summary, redacted, and logged. See docs/deploy.md.
+The event names the action (dbops.lambda_event; anything else is refused before any
+database work). It logs in as the owner role with the secret named by
+MIGRATION_DB_SECRET_ID, validates the files against the history, then, for "migrate",
+runs `migrate` in process (Flyway's advisory lock makes concurrent invocations wait, then
+find nothing to do). It returns a JSON summary and never raises: errors are in the
+summary, redacted, and logged. See docs/deploy.md.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import secrets
 import time
 from typing import Any
 
+from dbops.lambda_event import DeployRequest, EventError, parse_event
 from dbops.redact import redact
 
 logger = logging.getLogger("dbops.lambda_handler")
@@ -41,11 +44,12 @@ def _setup() -> None:
     _django_ready = True
 
 
-def handler(event: dict[str, Any] | None, context: Any) -> dict[str, Any]:
-    """Validate, then migrate; return {status, applied, django_migrations, pending, ...}."""
+def handler(event: object, context: Any) -> dict[str, Any]:
+    """Do what the event asks; return {status, action, applied, pending, errors, ...}."""
     started = time.monotonic()
     summary: dict[str, Any] = {
         "status": "error",
+        "action": None,
         "applied": [],
         "django_migrations": [],
         "pending": None,
@@ -53,12 +57,20 @@ def handler(event: dict[str, Any] | None, context: Any) -> dict[str, Any]:
         "errors": [],
     }
     try:
-        _setup()
-        summary.update(run(validate_only=bool((event or {}).get("validate_only"))))
-    except Exception as err:  # noqa: BLE001 - the handler reports errors, it does not raise
-        summary["errors"].append(redact(describe(err)))
-    finally:
-        _close_connections()
+        request = parse_event(event)
+    except EventError as err:
+        # Refused before Django, the secret or the database: nothing was done.
+        summary["errors"].append(f"event refused, nothing was done: {err}")
+        request = None
+    if request is not None:
+        summary["action"] = request.action
+        try:
+            _setup()
+            summary.update(run(request))
+        except Exception as err:  # noqa: BLE001 - the handler reports errors, it does not raise
+            summary["errors"].append(redact(describe(err)))
+        finally:
+            _close_connections()
     summary["duration_ms"] = round((time.monotonic() - started) * 1000)
     if summary["errors"]:
         logger.error("Deploy migration %s: %s", summary["status"], json.dumps(summary))
@@ -83,12 +95,15 @@ def describe(err: BaseException) -> str:
     from django.core.exceptions import ImproperlyConfigured
     from django.core.management.base import CommandError
 
-    if isinstance(err, (CommandError, ImproperlyConfigured)):
+    from dbops.connections import DatabaseUnavailable
+
+    if isinstance(err, (CommandError, ImproperlyConfigured, DatabaseUnavailable)):
         return str(err)
     return f"{type(err).__name__}: {err}"
 
 
-def run(*, validate_only: bool = False) -> dict[str, Any]:
+def run(request: DeployRequest) -> dict[str, Any]:
+    """Carry out an accepted request as the owner role."""
     from django.conf import settings
     from django.core.exceptions import ImproperlyConfigured
     from django.core.management import call_command
@@ -109,6 +124,9 @@ def run(*, validate_only: bool = False) -> dict[str, Any]:
     engine.load_files(refresh=True)
     with connection.cursor() as cursor:
         rows = engine.history_for(cursor).rows()
+    if request.action == "info":
+        # The states themselves show an edited or missing file: info works on any history.
+        return {"status": "ok", **flyway_info(connection, rows)}
     problems = engine.validate_database(connection, rows)
     if problems:
         return {
@@ -116,7 +134,7 @@ def run(*, validate_only: bool = False) -> dict[str, Any]:
             "errors": [redact(str(p)) for p in problems],
             "pending": pending_count(connection),
         }
-    if validate_only:
+    if request.action == "validate":
         return {"status": "ok", "pending": pending_count(connection)}
 
     command = recording_migrate()
@@ -134,6 +152,24 @@ def run(*, validate_only: bool = False) -> dict[str, Any]:
         "django_migrations": django_migrations,
         "pending": pending_count(connection),
         "errors": errors,
+    }
+
+
+def flyway_info(connection: Any, rows: list[Any]) -> dict[str, Any]:
+    """Return the schema version and Flyway's info for every file and history row."""
+    from dbops import engine
+    from dbops.sqlmigrations import info
+
+    with connection.cursor() as cursor:
+        values = engine.placeholders_for(cursor)
+    found = info.migration_infos(
+        engine.load_files(), rows, values=values, out_of_order=engine.option("OUT_OF_ORDER")
+    )
+    version = info.current_version(found)
+    return {
+        "schema_version": str(version) if version is not None else None,
+        "migrations": [i.as_json() for i in found],
+        "pending": pending_count(connection),
     }
 
 

@@ -13,6 +13,7 @@ from django.conf import settings
 
 from dbops import processes
 from dbops.backups import BackupError
+from dbops.connections import SETTING_KEY, unavailable
 from dbops.localdb.binaries import candidates
 from dbops.redact import register_secret
 
@@ -32,6 +33,7 @@ class DbTarget:
     dbname: str
     sslmode: str = "verify-full"
     sslrootcert: str = ""
+    setting: str = ""  # the variables that configure it, for error messages
 
     def on(self, dbname: str) -> DbTarget:
         """The same server and role, another database."""
@@ -98,6 +100,7 @@ def source_from_settings(alias: str = "default") -> DbTarget:
         dbname=str(dbname),
         sslmode=str(options.get("sslmode") or settings.DB_SSLMODE),
         sslrootcert=str(options.get("sslrootcert") or settings.DB_SSLROOTCERT or ""),
+        setting=str(config.get(SETTING_KEY) or ""),
     )
 
 
@@ -146,8 +149,4 @@ def server_major(target: DbTarget) -> int:
         with psycopg.connect(**target.conninfo()) as conn:
             return int(conn.info.server_version) // 10000
     except psycopg.Error as err:
-        raise BackupError(
-            f"Cannot connect to database {target.dbname!r} on {target.host}:{target.port} as "
-            f"{target.user!r}: {str(err).strip()}. Check DATABASE_URL/MIGRATION_DATABASE_URL, "
-            "DB_SSLMODE and DB_SSLROOTCERT (docs/backups.md)."
-        ) from err
+        raise unavailable("backup", {SETTING_KEY: target.setting}, err, target.conninfo()) from err

@@ -14,6 +14,7 @@ from typing import Any
 
 from django.db import DatabaseError, connections, transaction
 
+from dbops.connections import DatabaseUnavailable, one_line
 from dbops.health.activity import (
     check_blocked_queries,
     check_connections,
@@ -61,6 +62,7 @@ __all__ = [
     "run_checks",
     "third_party_tables",
     "thresholds",
+    "unreachable",
     "worst_status",
 ]
 
@@ -118,6 +120,21 @@ def run_checks(using: str = "default", names: list[str] | None = None) -> list[C
                     )
                 )
     return results
+
+
+def unreachable(using: str, err: DatabaseError) -> CheckResult:
+    """Return the connections check of a database the checks could not query: critical."""
+    if isinstance(err, DatabaseUnavailable):
+        summary = str(err)  # one line naming the setting (dbops.connections)
+    else:
+        summary = f"cannot query the database {using!r}: {one_line(redact(str(err)))}"
+    return CheckResult(
+        name="connections",
+        title="Connections",
+        status=CRITICAL,
+        summary=summary,
+        hint="No other check could run (docs/operations.md, 'Connection problems').",
+    )
 
 
 def worst_status(results: list[CheckResult]) -> str:

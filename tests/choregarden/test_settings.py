@@ -109,6 +109,8 @@ def test_it_accepts_a_safe_production_configuration() -> None:
         ({"DEBUG": "maybe"}, "DEBUG", "true or false"),
         ({"SECURE_SSL_REDIRECT": "sometimes"}, "SECURE_SSL_REDIRECT", "true or false"),
         ({"DB_POOL_MAX_SIZE": "abc"}, "DB_POOL_MAX_SIZE", "whole number"),
+        ({"DB_PORT": "54x2"}, "DB_PORT='54x2' is not a port", "from 1 to 65535"),
+        ({"DB_PORT": "70000"}, "DB_PORT='70000' is not a port", "e.g. 5432"),
         ({"DB_POOL_TIMEOUT": "0"}, "DB_POOL_TIMEOUT=0", "at least 1"),
         ({"SECURE_HSTS_SECONDS": "1y"}, "SECURE_HSTS_SECONDS", "whole number"),
         ({"DB_POOL_MIN_SIZE": "30"}, "DB_POOL_MIN_SIZE", "DB_POOL_MAX_SIZE"),

@@ -586,7 +586,7 @@ def test_a_backup_killed_while_pg_dump_writes_its_file_leaves_nothing_to_take(
 
 
 def test_bad_input_gets_a_clear_error(project_db, settings_folder, monkeypatch):
-    with pytest.raises(CommandError, match=r"--max-rate 'fast' is not a rate"):
+    with pytest.raises(CommandError, match=r"argument --max-rate: 'fast' is not a rate"):
         run("create", "--max-rate", "fast")
     with override_settings(BACKUP_ENV="Prod Env"), pytest.raises(CommandError, match="BACKUP_ENV"):
         run("list")

@@ -77,7 +77,7 @@ def test_fail_on_sets_the_exit_status(settings: Any) -> None:
 
 
 def test_it_refuses_an_unknown_database_alias() -> None:
-    with pytest.raises(CommandError, match="--database 'reporting' is not in DATABASES"):
+    with pytest.raises(CommandError, match="argument --database: invalid choice: 'reporting'"):
         dbhealth("--database", "reporting")
 
 
@@ -142,10 +142,43 @@ def test_the_command_line_exit_status(manage_env: dict[str, str]) -> None:
     assert "invalid choice: 'sometimes'" in bad.stderr
 
 
-def test_an_unreachable_database_is_critical(manage_env: dict[str, str]) -> None:
-    env = dict(manage_env, DB_POOL="false", DB_SSLMODE="disable")
-    env["DATABASE_URL"] = "postgres://monitor:s3cret-Passw0rd@127.0.0.1:1/nowhere"
-    proc = run_manage("dbhealth", "--fail-on", "critical", env=env)
+UNREACHABLE = "postgres://monitor:s3cret-Passw0rd@127.0.0.1:1/nowhere"
+
+
+@pytest.mark.parametrize("fail_on", [[], ["--fail-on", "warning"], ["--fail-on", "critical"]])
+def test_an_unreachable_database_is_critical_whatever_fail_on_says(
+    manage_env: dict[str, str], fail_on: list[str]
+) -> None:
+    env = dict(manage_env, DB_SSLMODE="disable", DATABASE_URL=UNREACHABLE)
+    proc = run_manage("dbhealth", *fail_on, env=env)
     assert proc.returncode == 2
-    assert "cannot reach the database 'default'" in proc.stderr
-    assert "s3cret-Passw0rd" not in proc.stderr + proc.stdout
+    assert proc.stdout == ""
+    [line] = proc.stderr.splitlines()
+    assert line.startswith(
+        "CommandError: cannot connect to the database monitor@127.0.0.1:1/nowhere (DATABASE_URL): "
+        "Connection refused."
+    )
+    assert "s3cret-Passw0rd" not in proc.stderr
+
+
+def test_json_says_what_failed_when_the_database_is_unreachable(
+    manage_env: dict[str, str],
+) -> None:
+    env = dict(manage_env, DB_SSLMODE="disable", DATABASE_URL=UNREACHABLE)
+    proc = run_manage("dbhealth", "--json", "--fail-on", "critical", env=env)
+    assert proc.returncode == 2
+    data = json.loads(proc.stdout)
+    assert data["status"] == "critical"
+    assert data["database"] == "nowhere"
+    assert data["error"].startswith("cannot connect to the database monitor@127.0.0.1:1/nowhere")
+    [check] = data["checks"]
+    assert check["name"] == "connections"
+    assert check["status"] == "critical"
+    assert check["summary"] == data["error"]
+    assert len(proc.stderr.splitlines()) == 1
+    assert "s3cret-Passw0rd" not in proc.stdout + proc.stderr
+
+
+def test_json_has_no_error_when_the_checks_ran() -> None:
+    out, _ = dbhealth("--json", "--check", "connections")
+    assert json.loads(out)["error"] is None

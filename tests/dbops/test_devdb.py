@@ -151,6 +151,12 @@ def test_the_devdb_command_stops_and_reports_not_running(cluster: LocalCluster) 
     status = run_manage("devdb", "status", env=env)
     assert status.returncode == 3
     assert "running: False" in status.stdout
+    # A command that needs it says so in one line, with the command that starts it.
+    down = run_manage("showmigrations", env=env)
+    assert down.returncode == 1
+    [line] = down.stderr.splitlines()
+    assert line.startswith("CommandError: cannot connect to the local database choregarden@")
+    assert line.endswith(": Connection refused. Start it: python manage.py devdb start")
     start = run_manage("devdb", "start", env=env)
     assert start.returncode == 0, start.stderr
     assert "started" in start.stdout

@@ -20,6 +20,19 @@ from tests.sqlproject import SqlProject
 
 REGION = "eu-west-1"
 SECRET_ID = "chore/prod/owner"
+MIGRATE = {"action": "migrate"}
+# Shapes the handler used to read as "migrate" (only validate_only was looked at).
+REFUSED: list[Any] = [
+    {},
+    None,
+    [],
+    "migrate",
+    {"action": "bogus"},
+    {"action": "migrate", "dry_run": True},
+    {"validate_only": True},
+    {"validate_only": False},
+    {"action": "validate", "validate_only": "no"},
+]
 
 
 def invoke(
@@ -62,7 +75,7 @@ def run_handlers(
     queue = ctx.Queue()
     barrier = ctx.Barrier(processes) if processes > 1 else None
     workers = [
-        ctx.Process(target=_child, args=(queue, env, secret, events or [{}], barrier))
+        ctx.Process(target=_child, args=(queue, env, secret, events or [MIGRATE], barrier))
         for _ in range(processes)
     ]
     for worker in workers:
@@ -123,12 +136,16 @@ def project(sqlproject: SqlProject) -> SqlProject:
 
 def test_first_invocation_applies_and_the_second_applies_nothing(project: SqlProject) -> None:
     [summaries] = run_handlers(
-        handler_env(project), owner_secret(project), events=[{"validate_only": True}, {}, {}]
+        handler_env(project),
+        owner_secret(project),
+        events=[{"action": "validate"}, MIGRATE, MIGRATE],
     )
     checked, first, second = summaries
     assert checked["status"] == "ok", checked
+    assert checked["action"] == "validate"
     assert checked["applied"] == []
     assert checked["pending"] > 2  # V1, V2 and Django's own; nothing applied by the check
+    assert first["action"] == "migrate"
     assert first["status"] == "ok", first
     assert first["applied"] == ["V1__create_a.sql", "V2__create_b.sql", "R__view_ab.sql"]
     assert first["pending"] == 0
@@ -225,3 +242,60 @@ def test_a_failing_file_is_reported_with_what_applied_before_it(
     output = capfd.readouterr()
     assert project.server.password not in output.out + output.err + json.dumps(summary)
     assert versions(project) == ["1", "2"]
+
+
+def test_refused_events_do_nothing_and_say_what_to_send(project: SqlProject) -> None:
+    """Each shape that used to migrate is refused, and the database is left as it was."""
+    [summaries] = run_handlers(
+        handler_env(project), owner_secret(project), events=[*REFUSED, {"action": "validate"}]
+    )
+    *refused, validated = summaries
+    for event, summary in zip(REFUSED, refused, strict=True):
+        assert summary["status"] == "error", (event, summary)
+        assert summary["action"] is None
+        assert summary["applied"] == [] and summary["django_migrations"] == []
+        [error] = summary["errors"]
+        assert error.startswith("event refused, nothing was done: "), error
+        assert '"migrate"' in error or '"validate"' in error, error  # what to send instead
+    # Nothing ran: no history table, no Django tables; a valid event still works after them.
+    assert project.query("SELECT to_regclass('flyway_schema_history')") == [(None,)]
+    assert project.query("SELECT to_regclass('django_migrations')") == [(None,)]
+    assert validated["status"] == "ok", validated
+    assert validated["pending"] > 2
+
+
+def test_a_refused_event_reads_no_secret_and_opens_no_connection(project: SqlProject) -> None:
+    """No secret exists and the URL points at a closed port: only the event is judged."""
+    env = handler_env(project, DB_HOST="127.0.0.1", DB_PORT="1")
+    [summaries] = run_handlers(env, None, events=[{"action": "validate"}, *REFUSED])
+    first, *refused = summaries
+    assert "does not exist" in first["errors"][0]  # a valid event does go for the secret
+    for summary in refused:
+        [error] = summary["errors"]
+        assert error.startswith("event refused, nothing was done: "), error
+        assert "secret" not in error and "connect" not in error
+
+
+def test_info_reports_every_file_state_without_applying(project: SqlProject) -> None:
+    [[before, applied, after]] = run_handlers(
+        handler_env(project),
+        owner_secret(project),
+        events=[{"action": "info"}, MIGRATE, {"action": "info"}],
+    )
+    assert before["status"] == "ok", before
+    assert before["schema_version"] is None
+    states = {m["script"]: m["state"] for m in before["migrations"]}
+    assert states == {
+        "V1__create_a.sql": "Pending",
+        "V2__create_b.sql": "Pending",
+        "R__view_ab.sql": "Pending",
+    }
+    assert before["applied"] == []
+    assert applied["status"] == "ok", applied
+    assert after["schema_version"] == "2"
+    assert {m["script"]: m["state"] for m in after["migrations"]} == {
+        "V1__create_a.sql": "Success",
+        "V2__create_b.sql": "Success",
+        "R__view_ab.sql": "Success",
+    }
+    assert after["pending"] == 0

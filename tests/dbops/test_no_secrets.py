@@ -42,8 +42,13 @@ REAL_RUNS = [
     ("check", "--database", "default"),
     ("dbhealth", "--json"),
     ("schemadrift", "--json"),
+    # Django's prints DATABASES, the URLs and SECRET_KEY as they are.
+    ("diffsettings",),
+    ("diffsettings", "--all", "--output", "unified"),
 ]
 MUST_SUCCEED = {
+    ("diffsettings",),
+    ("diffsettings", "--all", "--output", "unified"),
     ("devdb", "status", "--json"),
     ("devdb", "url"),
     ("migrate", "--no-input"),

@@ -16,6 +16,7 @@ from moto import mock_aws
 from psycopg import sql
 
 from dbops import secrets
+from dbops.connections import DatabaseUnavailable
 from dbops.redact import redact
 from dbops.secrets import SecretError, SecretRef
 from tests.dbops.settings_probe import PRODUCTION, load_database_settings, parsed
@@ -342,9 +343,11 @@ def test_a_secret_without_host_or_dbname_needs_them_from_settings(
         Name="chore/master",
         SecretString=json.dumps({"username": login_role, "password": OLD_PASSWORD}),
     )
-    with pytest.raises(SecretError, match=r"has no 'host'.*DB_HOST"):
+    # A connection that cannot log in is DatabaseUnavailable; the secret's error is its cause.
+    with pytest.raises(DatabaseUnavailable, match=r"has no 'host'.*DB_HOST") as info:
         whoami(make_wrapper("chore/master", pool=False, NAME=pg_server.dbname))
-    with pytest.raises(SecretError, match=r"has no 'dbname'.*DB_NAME"):
+    assert isinstance(info.value.__cause__, SecretError)
+    with pytest.raises(DatabaseUnavailable, match=r"has no 'dbname'.*DB_NAME"):
         whoami(make_wrapper("chore/master", pool=False, HOST=pg_server.host))
     wrapper = make_wrapper(
         "chore/master",

@@ -13,12 +13,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from accounts.cognito import CognitoSyncError, cognito_client
 from accounts.sync import BATCH_SIZE, DEFAULT_LIMIT_PERCENT, SyncSummary, sync
 from dbops.connections import connect_or_explain
-
-
-def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise CommandError(f"--batch-size {text!r} is not a whole number of at least 1")
-    return int(text)
+from dbops.management.arguments import whole_number
 
 
 class Command(BaseCommand):
@@ -42,10 +37,13 @@ class Command(BaseCommand):
             action="store_true",
             help="Report what the run would do, refusals included; change nothing.",
         )
-        parser.add_argument("--page-size", type=int, default=60, help="Users per request (1-60).")
+        parser.add_argument(
+            "--page-size", type=whole_number(1, 60), default=60, help="Users per request (1-60)."
+        )
         parser.add_argument(
             "--batch-size",
-            default=str(BATCH_SIZE),
+            type=whole_number(1),
+            default=BATCH_SIZE,
             help=f"Profiles written per transaction (default {BATCH_SIZE}).",
         )
         parser.add_argument(
@@ -62,9 +60,7 @@ class Command(BaseCommand):
                 "no user pool: pass --user-pool-id or set COGNITO_USER_POOL_ID "
                 "(e.g. eu-west-1_AbCdEf123)"
             )
-        if not 1 <= options["page_size"] <= 60:
-            raise CommandError("--page-size must be between 1 and 60 (Cognito's maximum)")
-        batch_size = _positive(options["batch_size"])
+        batch_size = options["batch_size"]
         region = options["region"] or getattr(settings, "AWS_REGION", "") or None
         show_progress = options["verbosity"] >= 1 and not options["json"]
 

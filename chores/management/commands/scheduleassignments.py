@@ -10,6 +10,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from chores.schedule import MAX_NEW, ScheduleSummary, materialise
 from dbops.connections import connect_or_explain
+from dbops.management.arguments import whole_number
 
 
 class Command(BaseCommand):
@@ -21,22 +22,20 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--days", type=int, default=14, help="Days ahead (default 14).")
+        parser.add_argument(
+            "--days", type=whole_number(1, 366), default=14, help="Days ahead (default 14)."
+        )
         parser.add_argument("--household", type=int, help="Only this household id.")
         parser.add_argument("--dry-run", action="store_true", help="Count, create nothing.")
         parser.add_argument("--json", action="store_true", help="Print the summary as JSON.")
         parser.add_argument(
             "--max-new",
-            type=int,
+            type=whole_number(1),
             default=MAX_NEW,
             help=f"Stop after this many new assignments; the next run goes on (default {MAX_NEW}).",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        if not 1 <= options["days"] <= 366:
-            raise CommandError("--days must be between 1 and 366")
-        if options["max_new"] < 1:
-            raise CommandError("--max-new must be 1 or more")
         connect_or_explain()
         summary = materialise(
             options["days"],

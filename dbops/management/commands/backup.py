@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -30,16 +29,8 @@ from dbops.backups.restore_plan import (
 from dbops.backups.store import backup_storage, describe, find_backup, scan, writer_alive
 from dbops.backups.targets import check_database_name
 from dbops.backups.verify import verify_backup
+from dbops.management.arguments import rate, whole_number
 from dbops.redact import redact
-
-_RATE = re.compile(r"^(\d+)([KMG]?)$", re.I)
-
-
-def parse_rate(text: str) -> int:
-    match = _RATE.match(text.strip())
-    if not match or int(match[1]) == 0:
-        raise CommandError(f"--max-rate {text!r} is not a rate: use bytes per second, e.g. 20M.")
-    return int(match[1]) * 1024 ** " KMG".index(match[2].upper() or " ")
 
 
 def one_line(message: str) -> CommandError:
@@ -65,7 +56,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
         create = sub.add_parser("create", help="Dump the database to the backup storage.")
-        create.add_argument("--max-rate", help="Limit the dump to this many bytes/s (e.g. 20M).")
+        create.add_argument(
+            "--max-rate", type=rate, help="Limit the dump to this many bytes/s (e.g. 20M)."
+        )
         create.add_argument(
             "--fingerprint",
             action="store_true",
@@ -76,12 +69,12 @@ class Command(BaseCommand):
         prune = sub.add_parser("prune", help="Delete this environment's backups past retention.")
         prune.add_argument(
             "--keep-days",
-            type=int,
+            type=whole_number(1),
             help="Keep backups this many days (default: BACKUP_RETENTION_DAYS).",
         )
         prune.add_argument(
             "--keep-min",
-            type=int,
+            type=whole_number(1),
             help="Always keep this many newest good backups, however old "
             "(default: BACKUP_KEEP_MIN).",
         )
@@ -159,13 +152,12 @@ class Command(BaseCommand):
 
     def do_create(self, storage: Any, env: str, options: dict[str, Any]) -> None:
         started = datetime.now(UTC)
-        rate = parse_rate(options["max_rate"]) if options.get("max_rate") else None
         backup = create_backup(
             source_from_settings(),
             storage,
             env,
             progress=self.progress("pg_dump", options),
-            max_rate=rate,
+            max_rate=options["max_rate"],
             now=started,
             with_fingerprint=options["fingerprint"],
         )
@@ -220,10 +212,6 @@ class Command(BaseCommand):
         keep_min = options["keep_min"]
         if keep_min is None:
             keep_min = getattr(settings, "BACKUP_KEEP_MIN", 2)
-        if keep_days < 1:
-            raise CommandError(f"--keep-days {keep_days} must be at least 1.")
-        if keep_min < 1:
-            raise CommandError(f"--keep-min {keep_min} must be at least 1.")
         plan = plan_prune(storage, env, keep_days, keep_min, datetime.now(UTC))
         if options["dry_run"]:
             if plan.refusal:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
@@ -40,6 +40,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--database",
             default="default",
+            choices=list(settings.DATABASES),
             help="connection alias to check (e.g. the reporting replica)",
         )
         parser.add_argument(
@@ -55,26 +56,14 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         alias = options["database"]
-        if alias not in settings.DATABASES:
-            raise CommandError(
-                f"--database {alias!r} is not in DATABASES: use {', '.join(settings.DATABASES)}."
-            )
+        database = str(connections[alias].settings_dict.get("NAME") or alias)
         try:
             results = health.run_checks(using=alias, names=options["check"])
         except DatabaseError as err:
-            raise CommandError(
-                f"cannot reach the database {alias!r}: {redact(str(err)).strip()}", returncode=2
-            ) from err
+            self._unreachable(health.unreachable(alias, err), database, options)
         worst = health.worst_status(results)
-        database = str(connections[alias].settings_dict.get("NAME", alias))
         if options["json"]:
-            payload = {
-                "database": database,
-                "environment": settings.DJANGO_ENV,
-                "status": worst,
-                "checks": [r.as_dict() for r in results],
-            }
-            self.stdout.write(json.dumps(payload, indent=2, default=str))
+            self._json(database, worst, results, error=None)
         else:
             self._table(results)
         if options["cloudwatch"]:
@@ -92,6 +81,32 @@ class Command(BaseCommand):
         level = options["fail_on"]
         if level and health.SEVERITY[worst] >= health.SEVERITY[level]:
             sys.exit(EXIT[worst])
+
+    def _unreachable(
+        self, result: health.CheckResult, database: str, options: dict[str, Any]
+    ) -> NoReturn:
+        """Report a database that cannot be reached or logged into: critical, exit 2."""
+        if options["json"]:
+            self._json(database, health.CRITICAL, [result], error=result.summary)
+        if options["cloudwatch"]:
+            try:
+                self._publish([result], options["namespace"], database)
+            except CommandError as err:
+                self.stderr.write(str(err))
+        # Critical whatever --fail-on says: the cron job alerts on exit 2.
+        raise CommandError(result.summary, returncode=EXIT[health.CRITICAL])
+
+    def _json(
+        self, database: str, status: str, results: list[health.CheckResult], error: str | None
+    ) -> None:
+        payload = {
+            "database": database,
+            "environment": settings.DJANGO_ENV,
+            "status": status,
+            "checks": [r.as_dict() for r in results],
+            "error": error,
+        }
+        self.stdout.write(json.dumps(payload, indent=2, default=str))
 
     def _table(self, results: list[health.CheckResult]) -> None:
         header = ("check", "status", "value", "threshold")

@@ -13,7 +13,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db import Error as DjangoDatabaseError
 
-from dbops.connections import OWNER_KEYS
+from dbops.connections import OWNER_KEYS, SETTING_KEY, DatabaseUnavailable, unavailable
 from dbops.privileges import DJANGO_HISTORY_TABLE, classify
 from dbops.redact import redact, register_secret
 from dbops.rolecheck import application_role_probes, check_application_role
@@ -32,7 +32,12 @@ def settings_connection(config: dict[str, Any]) -> Iterator[Any]:
     base = connections[DEFAULT_DB_ALIAS].settings_dict
     options = {k: v for k, v in config.get("OPTIONS", {}).items() if k != "pool"}
     # A connection alias of its own: signal receivers (django.contrib.postgres) look it up.
-    connections.settings[ALIAS] = {**base, **{k: config[k] for k in OWNER_KEYS}, "OPTIONS": options}
+    connections.settings[ALIAS] = {
+        **base,
+        **{k: config[k] for k in OWNER_KEYS},
+        SETTING_KEY: config.get(SETTING_KEY, ""),
+        "OPTIONS": options,
+    }
     wrapper = connections[ALIAS]
     try:
         wrapper.ensure_connection()
@@ -58,7 +63,11 @@ def url_connection(url: str) -> Iterator[Any]:
         params.setdefault("sslrootcert", settings.DB_SSLROOTCERT)
     params.setdefault("application_name", "choregarden-dbroles")
     params.setdefault("connect_timeout", 10)
-    with psycopg.connect(**params, autocommit=True) as conn:
+    try:
+        conn = psycopg.connect(**params, autocommit=True)
+    except psycopg.OperationalError as err:
+        raise unavailable("--url", {SETTING_KEY: "--url"}, err, params) from err
+    with conn:
         yield conn
 
 
@@ -89,6 +98,8 @@ class Command(BaseCommand):
             raise CommandError(redact(str(err))) from None
         except ProvisionError as err:
             raise CommandError(redact(str(err))) from None
+        except DatabaseUnavailable:
+            raise  # its one line names the setting
         except (psycopg.Error, DjangoDatabaseError) as err:
             raise CommandError(f"Database error: {redact(str(err)).strip()}") from None
 

@@ -41,9 +41,9 @@ class Command(DjangoMigrate):
         # Before the system checks: they read the history through this connection, as the
         # role that migrates, so a file `repair` marked deleted is judged as validate does.
         alias = options["database"]
-        owner = use_migration_role(alias)
+        use_migration_role(alias)
         without_pool(alias)
-        connect_or_explain(alias, setting="MIGRATION_DATABASE_URL" if owner else "DATABASE_URL")
+        connect_or_explain(alias)
         return super().execute(*args, **options)
 
     @no_translations

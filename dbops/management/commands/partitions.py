@@ -5,15 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
 from contextlib import nullcontext
 from datetime import date
 from typing import Any
 
 import psycopg
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from dbops.backups import BackupError
+from dbops.connections import unavailable
+from dbops.management.arguments import whole_number
 from dbops.partitions import PartitionError, archive, restore
 from dbops.partitions.store import IDENTIFIER, archive_storage
 from dbops.partitions.tables import (
@@ -41,25 +43,12 @@ def _month(text: str) -> date:
 
 
 def _past_month(text: str) -> date:
-    month = _month(text)
-    if month >= this_month():
+    first = _month(text)
+    if first >= this_month():
         raise argparse.ArgumentTypeError(
             f"{text} is not over yet: only a past month has an archive (UTC)"
         )
-    return month
-
-
-def _whole(low: int, high: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = None
-        if value is None or not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from {low} to {high}")
-        return value
-
-    return parse
+    return first
 
 
 def _table_name(text: str) -> str:
@@ -83,7 +72,7 @@ class Command(BaseCommand):
         sub = parser.add_subparsers(dest="action", required=True)
         sub.add_parser("status", help="List partitions with sizes; warn about the default one.")
         create = sub.add_parser("create", help="Create missing monthly partitions ahead.")
-        create.add_argument("--months-ahead", type=_whole(0, MAX_MONTHS_AHEAD), default=6)
+        create.add_argument("--months-ahead", type=whole_number(0, MAX_MONTHS_AHEAD), default=6)
         create.add_argument("--from", dest="first", type=_month, help="First month (YYYY-MM).")
         create.add_argument("--dry-run", action="store_true")
         arch = sub.add_parser("archive", help="Archive partitions older than the retention.")
@@ -92,7 +81,7 @@ class Command(BaseCommand):
         )
         arch.add_argument(
             "--keep-months",
-            type=_whole(1, MAX_KEEP_MONTHS),
+            type=whole_number(1, MAX_KEEP_MONTHS),
             default=None,
             help="Months to keep (default PARTITION_RETENTION_MONTHS, 24).",
         )
@@ -116,12 +105,9 @@ class Command(BaseCommand):
         except (PartitionError, BackupError) as err:
             raise CommandError(str(err)) from err
         except psycopg.OperationalError as err:
-            raise CommandError(
-                redact(
-                    f"cannot connect as the owner role to manage partitions: {err}; check "
-                    "MIGRATION_DATABASE_URL (or DATABASE_URL) and the SSL settings"
-                ).replace("\n", " ")
-            ) from err
+            # The owner role's connection (source_from_settings), told as every command does.
+            owner = getattr(settings, "MIGRATION_DATABASE", None) or settings.DATABASES["default"]
+            raise unavailable("partitions", owner, err) from err
         changes = (options["action"] == "archive" and options["execute"]) or (
             options["action"] == "restore" and not options["dry_run"]
         )

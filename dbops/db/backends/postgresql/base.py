@@ -1,7 +1,9 @@
 """Django's PostgreSQL backend, logging in with credentials from AWS Secrets Manager.
 
 ENGINE "dbops.db.backends.postgresql". Without a "SECRET" entry in the database settings it
-is Django's backend unchanged. With one ({"ID", "REGION", "SETTING"}), every new physical
+is Django's backend, except that a connection that cannot be opened (no database configured,
+unreachable, refused login, unreadable secret) raises DatabaseUnavailable with one line that
+names the setting to fix. With a "SECRET" ({"ID", "REGION", "SETTING"}), every new physical
 connection, pooled or not, logs in with the process's cached secret, and a refused password
 makes it read the secret again once (rotation). Django's pool builds its connection keywords
 once, when the pool is made, so the pool gets a connection class that puts the current
@@ -15,9 +17,11 @@ from functools import partial
 from typing import Any, ClassVar
 
 import psycopg
+from django.core.exceptions import ImproperlyConfigured
 from django.db.backends.postgresql import base as postgresql
 from django.db.backends.postgresql import client as postgresql_client
 
+from dbops.connections import configured, not_configured, unavailable
 from dbops.secrets import DatabaseCredentials, SecretError, SecretRef
 
 Overlay = Callable[[DatabaseCredentials], dict[str, Any]]
@@ -66,6 +70,10 @@ class DatabaseClient(postgresql_client.DatabaseClient):
 
     def runshell(self, parameters: list[str]) -> None:
         connection = self.connection
+        # Connect once first: a failure is then DatabaseUnavailable's one line, not psql's
+        # lines followed by Django's "returned non-zero exit status 2".
+        connection.ensure_connection()
+        connection.close()
         ref = connection.secret_ref()
         if ref is None:
             return super().runshell(parameters)
@@ -113,6 +121,14 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
         return filled
 
     def get_connection_params(self) -> dict[str, Any]:
+        if not configured(self.settings_dict):
+            raise not_configured()
+        try:
+            return self._connection_params()
+        except ImproperlyConfigured as err:  # SecretError, or Django's own (no NAME)
+            raise unavailable(self.alias, self.settings_dict, err) from err
+
+    def _connection_params(self) -> dict[str, Any]:
         ref = self.secret_ref()
         if ref is None:
             return super().get_connection_params()
@@ -142,6 +158,12 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
         return pool
 
     def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
+        try:
+            return self._new_connection(conn_params)
+        except (psycopg.Error, SecretError) as err:  # PoolTimeout is a psycopg.Error too
+            raise unavailable(self.alias, self.settings_dict, err, conn_params) from err
+
+    def _new_connection(self, conn_params: dict[str, Any]) -> Any:
         ref = self.secret_ref()
         if self.pool is not None:
             from psycopg_pool import PoolTimeout  # imported by Django with the pool
@@ -149,6 +171,13 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
             try:
                 return super().get_new_connection(conn_params)
             except PoolTimeout as err:
+                stats = self.pool.get_stats()
+                if stats.get("connections_num", 0) <= stats.get("connections_errors", 0):
+                    # Not one connection was opened: the server is down or refuses the
+                    # login, not busy. The pool only logs why; one attempt of our own
+                    # raises the reason instead of "stayed in use".
+                    pool = self.pool
+                    pool.connection_class.connect(pool.conninfo, **pool.kwargs).close()
                 raise PoolTimeout(
                     f"{err}: all {self.pool.max_size} connections of this process's pool "
                     f"(database {self.alias!r}) stayed in use for {self.pool.timeout:g} s. "
