@@ -543,7 +543,7 @@ def test_a_sync_killed_midway_loses_nothing_and_running_it_again_finishes(
     assert {s for s in before if final[s] != before[s]} == set(touched)
 
 
-# --- Exit codes: each failure is status 1 and one line ----------------------------------
+# --- Exit codes: each failure is status 1 and one line, a usage error 2 ------------
 
 
 @pytest.mark.django_db(transaction=True)
@@ -556,8 +556,6 @@ def test_each_failure_exits_1_with_one_line(served_pool: tuple[Any, str, dict[st
     failures = {
         "refusing to deactivate 12 of 12": ["cognitosync"],
         "lists no users at all": ["cognitosync", "--user-pool-id", "eu-west-1_empty"],
-        "--batch-size '0' is not a whole number": ["cognitosync", "--batch-size", "0"],
-        "--page-size must be between 1 and 60": ["cognitosync", "--page-size", "61"],
         "1 Cognito users could not be synced": ["cognitosync", "--allow-mass-deactivation"],
     }
     empty = client.create_user_pool(PoolName="empty")["UserPool"]["Id"]
@@ -567,5 +565,12 @@ def test_each_failure_exits_1_with_one_line(served_pool: tuple[Any, str, dict[st
         assert done.returncode == 1, (argv, done.stdout, done.stderr)
         last = done.stderr.strip().splitlines()[-1]
         assert last.startswith("CommandError: ") and message in last, (argv, done.stderr)
-    usage = run_manage("cognitosync", "--no-such-option", env=env)
-    assert usage.returncode == 2
+    # A bad argument is a usage error (exit 2) before anything is read.
+    usages = {
+        "--batch-size: 0 is not at least 1": ["cognitosync", "--batch-size", "0"],
+        "--page-size: 61 is not between 1 and 60": ["cognitosync", "--page-size", "61"],
+        "unrecognized arguments: --no-such-option": ["cognitosync", "--no-such-option"],
+    }
+    for message, argv in usages.items():
+        usage = run_manage(*argv, env=env)
+        assert usage.returncode == 2 and message in usage.stderr, (argv, usage.stderr)
