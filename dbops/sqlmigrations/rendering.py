@@ -9,14 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import DatabaseError, migrations, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations.exceptions import IrreversibleError
+from django.db.migrations.operations.base import Operation
 from django.db.migrations.state import ProjectState
 
-from dbops.sqlmigrations.safeguards import IndexStep
+if TYPE_CHECKING:
+    from dbops.sqlmigrations.safeguards import IndexStep
+
 
 # The schema editor's index templates, and what they become for an existing table.
 _CONCURRENT = {
@@ -123,6 +126,41 @@ def _build_concurrently(editor: Any) -> None:
                 "this generator does not know how to build it CONCURRENTLY"
             )
         setattr(editor, attr, f"{plain}CONCURRENTLY IF NOT EXISTS {template[len(plain) :]}")
+
+
+class CommentOnly(Operation):
+    """Render an AlterField that only changes db_comment as a lone COMMENT ON COLUMN.
+
+    Django renders it with a no-op `ALTER COLUMN ... TYPE` that still takes an ACCESS
+    EXCLUSIVE lock, which lint rightly refuses; the comment needs no lock on the rows.
+    """
+
+    reduces_to_sql = True
+    reversible = True
+
+    def __init__(self, alter: Any) -> None:
+        self.alter = alter
+
+    def deconstruct(self) -> tuple[str, list[Any], dict[str, Any]]:
+        return (self.__class__.__name__, [self.alter], {})
+
+    def describe(self) -> str:
+        return self.alter.describe()
+
+    def state_forwards(self, app_label: str, state: Any) -> None:
+        self.alter.state_forwards(app_label, state)
+
+    def database_forwards(
+        self, app_label: str, editor: Any, from_state: Any, to_state: Any
+    ) -> None:
+        model = to_state.apps.get_model(app_label, self.alter.model_name)
+        f = model._meta.get_field(self.alter.name)
+        editor.execute(*editor._alter_column_comment_sql(model, f, None, f.db_comment))
+
+    def database_backwards(
+        self, app_label: str, editor: Any, from_state: Any, to_state: Any
+    ) -> None:
+        self.database_forwards(app_label, editor, from_state, to_state)
 
 
 def irreversible_statement(script: str, undo_script: str) -> str:

@@ -18,8 +18,9 @@ from typing import Any
 from django.db import migrations, models
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.base.schema import BaseDatabaseSchemaEditor
-from django.db.migrations.operations.base import Operation
 from django.db.migrations.state import ProjectState
+
+from dbops.sqlmigrations.rendering import CommentOnly
 
 SURROGATE_KEY = "Surrogate key."  # the comment every V file gives an auto-created id
 _VARCHAR = re.compile(r"varchar\((\d+)\)")
@@ -73,7 +74,7 @@ class _Planner:
         self.created = {
             op.name_lower for op in operations if isinstance(op, migrations.CreateModel)
         }
-        self.removed: list[tuple[str, str, str, str]] = []  # (model label, field, type, op id)
+        self.removed: list[tuple[str, str, str, str]] = []  # (model label, field, type, column)
         self.added: list[tuple[str, str, str]] = []
         self.deleted: dict[str, tuple[str, frozenset[tuple[str, str]]]] = {}
         self.made: dict[str, tuple[str, frozenset[tuple[str, str]]]] = {}
@@ -332,41 +333,6 @@ class _Planner:
                     'release that stops using it (db_table_comment="DEPRECATED: ..."), take a '
                     "backup, then generate the drop with --allow-unsafe"
                 )
-
-
-class CommentOnly(Operation):
-    """Render an AlterField that only changes db_comment as a lone COMMENT ON COLUMN.
-
-    Django renders it with a no-op `ALTER COLUMN ... TYPE` that still takes an ACCESS
-    EXCLUSIVE lock, which lint rightly refuses; the comment needs no lock on the rows.
-    """
-
-    reduces_to_sql = True
-    reversible = True
-
-    def __init__(self, alter: Any) -> None:
-        self.alter = alter
-
-    def deconstruct(self) -> tuple[str, list[Any], dict[str, Any]]:
-        return (self.__class__.__name__, [self.alter], {})
-
-    def describe(self) -> str:
-        return self.alter.describe()
-
-    def state_forwards(self, app_label: str, state: Any) -> None:
-        self.alter.state_forwards(app_label, state)
-
-    def database_forwards(
-        self, app_label: str, editor: Any, from_state: Any, to_state: Any
-    ) -> None:
-        model = to_state.apps.get_model(app_label, self.alter.model_name)
-        f = model._meta.get_field(self.alter.name)
-        editor.execute(*editor._alter_column_comment_sql(model, f, None, f.db_comment))
-
-    def database_backwards(
-        self, app_label: str, editor: Any, from_state: Any, to_state: Any
-    ) -> None:
-        self.database_forwards(app_label, editor, from_state, to_state)
 
 
 def _only_comment_changed(old: Any, new: Any) -> bool:
