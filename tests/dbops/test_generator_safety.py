@@ -288,3 +288,22 @@ def test_a_not_null_column_without_default_is_refused_with_the_recipe(
     assert "null=True" in made.stderr
     assert "backfill" in made.stderr
     assert new_files(before, p) == []
+
+
+def test_a_write_that_fails_halfway_leaves_nothing(project: RealProject) -> None:
+    p = project
+    edit_users(p, fields=KARMA)
+    # The undo file's path leads nowhere: writing it fails after the V file was written.
+    (p.root / "migrations_undo" / f"U{NEXT}__add_karma_to_users.sql").symlink_to(
+        p.root / "no-such-folder" / "undo.sql"
+    )
+    before = tree(p)
+
+    made = p.manage("makesqlmigration", "accounts", "add_karma_to_users")
+
+    assert made.returncode == 1
+    last = made.stderr.strip().splitlines()[-1]
+    assert last.startswith("CommandError: could not write ")
+    assert last.endswith("; nothing was written")
+    assert new_files(before, p) == []
+    assert not (p.sql_dir / f"V{NEXT}__add_karma_to_users.sql").exists()

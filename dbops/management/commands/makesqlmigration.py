@@ -90,8 +90,12 @@ class Command(BaseCommand):
             return
         try:
             written = result.write()
-        except (FileExists, OSError) as err:
+        except FileExists as err:
             raise CommandError(str(err)) from err
+        except OSError as err:
+            raise CommandError(
+                f"could not write {err.filename}: {err.strerror}; nothing was written"
+            ) from err
         for path, _ in result.wrapper_files():
             format_python(path)
         for path in written:
