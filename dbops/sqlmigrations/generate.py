@@ -55,12 +55,13 @@ class UnsafeMigration(GeneratorError):
 
 def check_name(name: str, version: int) -> None:
     """Refuse a description that breaks the team's convention (snake_case) or Flyway's limits."""
+    shown = repr(name) if len(name) <= 60 else f"{name[:60]!r}... ({len(name)} characters)"
     if _SNAKE.fullmatch(name):
         if len(name) > MAX_NAME:
             raise GeneratorError(
-                f"migration name {name[:40]!r}... has {len(name)} characters: keep it to "
-                f"{MAX_NAME} (Flyway's history keeps 200 for the description, and index files "
-                "add a suffix), saying what the migration does (e.g. add_due_time_to_tasks)"
+                f"migration name {shown} is too long: keep it to {MAX_NAME} characters "
+                "(Flyway's history keeps 200 for the description, and index files add a "
+                "suffix), saying what the migration does (e.g. add_due_time_to_tasks)"
             )
         return
     script = f"V{version}__{name}.sql"
@@ -69,9 +70,10 @@ def check_name(name: str, version: int) -> None:
     except Exception:  # noqa: BLE001 - any unparsable name gets the generic advice below
         problems = []
     fix = next((p.split("rename it to ", 1)[1] for p in problems if "rename it to" in p), "")
-    suggestion = f"; e.g. {fix.removeprefix(f'V{version}__').removesuffix('.sql')}" if fix else ""
+    fix = fix.removeprefix(f"V{version}__").removesuffix(".sql")
+    suggestion = f"; e.g. {fix}" if fix and len(fix) <= MAX_NAME else ""
     raise GeneratorError(
-        f"migration name {name!r} is not snake_case: use lowercase letters, digits and single "
+        f"migration name {shown} is not snake_case: use lowercase letters, digits and single "
         f"underscores, saying what the migration does (e.g. add_due_time_to_tasks){suggestion}"
     )
 

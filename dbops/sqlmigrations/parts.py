@@ -161,31 +161,35 @@ def _fill_main(
 
 def _fill_index(part: Part, index: IndexFile, names: Names, back_to: str) -> None:
     part.operations = index.operations
-    part.sql = (
-        _header(
-            [
-                f"{part.stem}: index {index.index} on {index.table}.",
-                f"{names.generated_by},",
-                f"rendered by the Django {django.get_version()} schema editor.",
-                "Built CONCURRENTLY, as the table already holds rows (a plain CREATE INDEX",
-                "blocks writes until it is done), so this file runs outside a transaction",
-                f"({part.script}.conf) and holds this one statement. A failed build leaves an",
-                "INVALID index, which IF NOT EXISTS would keep: run the undo file, then",
-                "`manage.py sqlmigrations repair`, then migrate again.",
-                names.rollback(part, back_to),
-            ]
-        )
-        + "\n"
-        + index.sql
-    )
-    part.undo_sql = (
-        _header(
-            [
-                f"U{part.version}: undo {part.script}: drop the index without blocking writes",
-                f"(outside a transaction, see {part.undo_script}.conf).",
-                names.generated_by + ".",
-            ]
-        )
-        + "\n"
-        + index.undo_sql
-    )
+    if index.dropped:
+        what = f"drop index {index.index} on {index.table}"
+        why = [
+            "Dropped CONCURRENTLY (a plain DROP INDEX takes an ACCESS EXCLUSIVE lock that",
+            "blocks reads and writes), so this file runs outside a transaction",
+            f"({part.script}.conf) and holds this one statement.",
+        ]
+        undo = "build the index again without blocking writes"
+    else:
+        what = f"index {index.index} on {index.table}"
+        why = [
+            "Built CONCURRENTLY, as the table already holds rows (a plain CREATE INDEX",
+            "blocks writes until it is done), so this file runs outside a transaction",
+            f"({part.script}.conf) and holds this one statement. A failed build leaves an",
+            "INVALID index, which IF NOT EXISTS would keep: run the undo file, then",
+            "`manage.py sqlmigrations repair`, then migrate again.",
+        ]
+        undo = "drop the index without blocking writes"
+    lines = [
+        f"{part.stem}: {what}.",
+        f"{names.generated_by},",
+        f"rendered by the Django {django.get_version()} schema editor.",
+        *why,
+        names.rollback(part, back_to),
+    ]
+    part.sql = _header(lines) + "\n" + index.sql
+    undo_lines = [
+        f"U{part.version}: undo {part.script}: {undo}",
+        f"(outside a transaction, see {part.undo_script}.conf).",
+        names.generated_by + ".",
+    ]
+    part.undo_sql = _header(undo_lines) + "\n" + index.undo_sql

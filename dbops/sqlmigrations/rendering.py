@@ -40,6 +40,7 @@ class IndexFile:
     index: str
     sql: str
     undo_sql: str
+    dropped: bool = False  # the file drops the index; its undo builds it again
     operations: list[Any] = field(default_factory=list)
 
 
@@ -95,16 +96,18 @@ def render_indexes(
     with connection.schema_editor(collect_sql=True, atomic=False) as editor:
         _build_concurrently(editor)
         for step in steps:
-            step.state.state_forwards(app_label, state)
-            model = state.apps.get_model(app_label, step.model_name)
+            if not step.drop:
+                step.state.state_forwards(app_label, state)
+            model = state.apps.get_model(app_label, step.model_name)  # one with the index
             for statement in step.statements(model, editor):
                 name = str(statement.parts["name"])
-                undo = editor.sql_delete_index_concurrently % {"name": name}
-                files.append(
-                    IndexFile(
-                        model._meta.db_table, name.strip('"'), f"{statement};\n", f"{undo};\n"
-                    )
-                )
+                create = f"{statement};\n"
+                drop = f"{editor.sql_delete_index_concurrently % {'name': name}};\n"
+                forward, undo = (drop, create) if step.drop else (create, drop)
+                table = model._meta.db_table
+                files.append(IndexFile(table, name.strip('"'), forward, undo, step.drop))
+            if step.drop:
+                step.state.state_forwards(app_label, state)
             if files:
                 files[-1].operations.append(step.state)
             else:

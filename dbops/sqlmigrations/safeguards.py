@@ -41,11 +41,13 @@ class Step:
 
 @dataclass
 class IndexStep:
-    """An index on an existing table: built CONCURRENTLY, one statement per file."""
+    """An index on an existing table: built (or dropped) CONCURRENTLY, one per file."""
 
-    state: Any  # the operation the wrapper records once the index exists
+    state: Any  # the operation the wrapper records once the index exists (or is gone)
     model_name: str
-    statements: Callable[[Any, BaseDatabaseSchemaEditor], list[Any]]  # (model, editor)
+    # (model, editor) -> the CREATE INDEX statements; the model as it is with the index
+    statements: Callable[[Any, BaseDatabaseSchemaEditor], list[Any]]
+    drop: bool = False
 
 
 @dataclass
@@ -296,15 +298,29 @@ class _Planner:
 
     def _AddConstraint(self, op: Any, before: ProjectState, after: ProjectState) -> None:
         c = op.constraint
-        as_index = isinstance(c, models.UniqueConstraint) and (
-            c.condition or c.expressions or c.include or c.opclasses
-        )
-        if op.model_name_lower in self.created or not as_index:
+        if op.model_name_lower in self.created or not _unique_index(c):
             self.result.main.append(Step(op, op))
             return
         self.result.indexes.append(
             IndexStep(op, op.model_name, lambda model, editor: [c.create_sql(model, editor)])
         )
+
+    def _RemoveIndex(self, op: Any, before: ProjectState, after: ProjectState) -> None:
+        index = before.models[self.app_label, op.model_name_lower].get_index_by_name(op.name)
+        self._drop_index(op, lambda model, editor: [index.create_sql(model, editor)])
+
+    def _RemoveConstraint(self, op: Any, before: ProjectState, after: ProjectState) -> None:
+        c = before.models[self.app_label, op.model_name_lower].get_constraint_by_name(op.name)
+        if not _unique_index(c):
+            self.result.main.append(Step(op, op))
+            return
+        self._drop_index(op, lambda model, editor: [c.create_sql(model, editor)])
+
+    def _drop_index(self, op: Any, statements: Callable[[Any, Any], list[Any]]) -> None:
+        if op.model_name_lower in self.created:
+            self.result.main.append(Step(op, op))
+            return
+        self.result.indexes.append(IndexStep(op, op.model_name, statements, drop=True))
 
     def _probable_renames(self) -> None:
         """Refuse a dropped column or table with a new one just like it: a likely rename."""
@@ -353,6 +369,13 @@ def _with(f: Any, **changes: Any) -> Any:
 def _indexed(f: Any) -> bool:
     # Django's own test (_field_should_be_indexed): unique fields get a constraint instead.
     return bool(f.db_index and not f.unique and not f.many_to_many)
+
+
+def _unique_index(c: Any) -> bool:
+    # Django renders these as CREATE UNIQUE INDEX, the others as ALTER TABLE ADD CONSTRAINT.
+    return isinstance(c, models.UniqueConstraint) and bool(
+        c.condition or c.expressions or c.include or c.opclasses
+    )
 
 
 def _widens(old: str, new: str) -> bool:

@@ -307,3 +307,29 @@ def test_a_write_that_fails_halfway_leaves_nothing(project: RealProject) -> None
     assert last.endswith("; nothing was written")
     assert new_files(before, p) == []
     assert not (p.sql_dir / f"V{NEXT}__add_karma_to_users.sql").exists()
+
+
+def test_an_index_dropped_from_an_existing_table_goes_concurrently(project: RealProject) -> None:
+    p = project
+    models = p.root / "accounts" / "models.py"
+    index = '            models.Index(fields=["-created_at"], name="users_created_at"),\n'
+    models.write_text(models.read_text().replace(index, ""))
+
+    made = p.manage("makesqlmigration", "accounts", "drop_users_created_at")
+
+    assert made.returncode == 0, made.stderr
+    stem = f"{NEXT}__drop_users_created_at"
+    assert sql(p, f"V{stem}.sql").endswith(
+        '\nDROP INDEX CONCURRENTLY IF EXISTS "users_created_at";\n'
+    )
+    assert sql(p, f"V{stem}.sql.conf") == "executeInTransaction=false\n"
+    assert undo(p, f"U{stem}.sql").endswith(
+        '\nCREATE INDEX CONCURRENTLY IF NOT EXISTS "users_created_at" ON "users" '
+        '("created_at" DESC);\n'
+    )
+    assert p.manage("migrate", "--no-input").returncode == 0
+    assert p.query("SELECT to_regclass('users_created_at')") == [(None,)]
+    back = p.manage("migrate", "accounts", LATEST, "--no-input")
+    assert back.returncode == 0, back.stderr
+    valid = "SELECT indisvalid FROM pg_index WHERE indexrelid = 'users_created_at'::regclass"
+    assert p.query(valid) == [(True,)]
