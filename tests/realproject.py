@@ -54,12 +54,18 @@ class RealProject:
         env["PYTHONDONTWRITEBYTECODE"] = "1"
         return env
 
-    def manage(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-        """Run the copy's manage.py (its folder comes first on sys.path, not this checkout)."""
+    def manage(
+        self, *args: str, timeout: float = 180, stdin: Any = subprocess.DEVNULL
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the copy's manage.py (its folder comes first on sys.path, not this checkout).
+
+        stdin is not a terminal unless the caller passes one, so nothing can prompt.
+        """
         return subprocess.run(
             [sys.executable, str(self.root / "manage.py"), *args],
             cwd=self.root,
             env=self.env(),
+            stdin=stdin,
             capture_output=True,
             text=True,
             timeout=timeout,
