@@ -16,6 +16,7 @@ from dbops.connections import use_migration_role
 from dbops.sqlmigrations.exceptions import SqlMigrationError
 from dbops.sqlmigrations.generate import GeneratorError, UnsafeMigration, generate
 from dbops.sqlmigrations.generated import FileExists, Generated
+from dbops.sqlmigrations.rendering import RenderError
 
 
 class Command(BaseCommand):
@@ -69,7 +70,7 @@ class Command(BaseCommand):
             for problem in err.problems:
                 self.stderr.write(problem)
             raise CommandError(str(err)) from err
-        except (GeneratorError, SqlMigrationError) as err:
+        except (GeneratorError, RenderError, SqlMigrationError) as err:
             raise CommandError(str(err)) from err
         if result is None:
             self.stdout.write(f"No changes detected in app '{app_label}'; nothing written.")
