@@ -466,7 +466,7 @@ def test_a_hand_written_migration_in_each_app_applies_and_leaves_no_model_change
         out = made.ok("makesqlmigration", app, name, "--empty")
         assert f"Done! Wrote V{version}__{name}" in out
         v_file = made.root / "migrations_sql" / f"V{version}__{name}.sql"
-        u_file = made.root / "migrations_sql" / f"U{version}__{name}.sql"
+        u_file = made.root / "migrations_undo" / f"U{version}__{name}.sql"
         wrapper = made.root / app / "migrations" / f"V{version}__{name}.py"
         assert v_file.is_file() and u_file.is_file() and wrapper.is_file()
         v_file.write_text(v_file.read_text() + sql)
