@@ -54,12 +54,18 @@ class RealProject:
         env["PYTHONDONTWRITEBYTECODE"] = "1"
         return env
 
-    def manage(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-        """Run the copy's manage.py (its folder comes first on sys.path, not this checkout)."""
+    def manage(
+        self, *args: str, timeout: float = 180, stdin: Any = subprocess.DEVNULL
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the copy's manage.py (its folder comes first on sys.path, not this checkout).
+
+        stdin is not a terminal unless the caller passes one, so nothing can prompt.
+        """
         return subprocess.run(
             [sys.executable, str(self.root / "manage.py"), *args],
             cwd=self.root,
             env=self.env(),
+            stdin=stdin,
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -71,8 +77,11 @@ class RealProject:
             return cur.fetchall() if cur.description else []
 
 
-def copy_real_project(root: Path, server: Any) -> RealProject:
-    """Copy the project's code and migrations into `root` and create an empty database."""
+def copy_real_project(root: Path, server: Any, template: str | None = None) -> RealProject:
+    """Copy the project's code and migrations into `root` and create a database for it.
+
+    The database is empty, or with `template` a copy of that one (e.g. one already migrated).
+    """
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     for part in PARTS:
         source = REPO / part
@@ -81,7 +90,7 @@ def copy_real_project(root: Path, server: Any) -> RealProject:
         elif source.is_file():
             shutil.copy2(source, root / part)
     database = f"realproj_{os.getpid()}_{next(_counter)}"
-    create_database(server, database)
+    create_database(server, database, template=template)
     return RealProject(root=root, server=server, database=database)
 
 

@@ -1,25 +1,22 @@
 """Write the next V{n} SQL migration, its U file and its Django wrapper from model changes.
 
 The SQL is what Django's schema editor would run for the changes the autodetector finds
-(`makemigrations` + `sqlmigrate`), so the models and the tables agree by construction; the
-developer then reviews and edits the file like any hand-written migration.
+(`makemigrations` + `sqlmigrate`), after the safeguards (dbops.sqlmigrations.safeguards)
+made it safe while the previous release still runs, or refused it. The developer then
+reviews the files like any hand-written migration.
 """
 
 from __future__ import annotations
 
 import datetime
 import re
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import django
 from django.apps import apps
-from django.db import DatabaseError, migrations, transaction
+from django.db import migrations
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations.autodetector import MigrationAutodetector
-from django.db.migrations.exceptions import IrreversibleError
 from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.questioner import MigrationQuestioner
@@ -27,55 +24,45 @@ from django.db.migrations.state import ProjectState
 from django.db.migrations.writer import MigrationWriter
 
 from dbops import engine
+from dbops.sqlmigrations import safeguards
+from dbops.sqlmigrations.generated import Generated
 from dbops.sqlmigrations.names import convention_problems, parse_name
+from dbops.sqlmigrations.parts import Names, empty_part, render_parts
 from dbops.wrappers import find_wrappers
 
 _SNAKE = re.compile(r"[a-z0-9]+(?:_[a-z0-9]+)*")
-DATA_DROPPING = (migrations.RemoveField, migrations.DeleteModel)
+# flyway_schema_history.description holds 200 characters; index files add "_index_<k>".
+MAX_NAME = 150
+COMMAND = "manage.py makesqlmigration"
 
 
 class GeneratorError(Exception):
     """Refuse to generate a migration; the message says why and what to do."""
 
 
-@dataclass
-class Generated:
-    """The three files of one generated migration, not yet written."""
+class UnsafeMigration(GeneratorError):
+    """The model changes would break the release still running; nothing is generated."""
 
-    version: int
-    name: str
-    app_label: str
-    sql_path: Path
-    undo_path: Path
-    wrapper_path: Path
-    sql: str
-    undo_sql: str
-    wrapper: str
-    operations: list[Any] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)  # warnings for the developer
-
-    def write(self) -> list[Path]:
-        """Write the SQL file, the U file and the wrapper (its package too, if new)."""
-        for path in (self.sql_path, self.undo_path, self.wrapper_path):
-            if path.exists():
-                raise GeneratorError(f"{path} already exists; nothing was written")
-        self.sql_path.parent.mkdir(parents=True, exist_ok=True)
-        self.undo_path.parent.mkdir(parents=True, exist_ok=True)
-        package = self.wrapper_path.parent
-        if not package.exists():
-            package.mkdir(parents=True)
-        init = package / "__init__.py"
-        if not init.exists():
-            init.write_text("")
-        self.sql_path.write_text(self.sql)
-        self.undo_path.write_text(self.undo_sql)
-        self.wrapper_path.write_text(self.wrapper)
-        return [self.sql_path, self.undo_path, self.wrapper_path]
+    def __init__(self, app_label: str, problems: list[str]) -> None:
+        self.problems = problems
+        count = f"{len(problems)} problem{'s' if len(problems) > 1 else ''}"
+        super().__init__(
+            f"refused: {count} with the model changes of app {app_label!r} (listed above); "
+            "nothing was written: follow the steps given, or pass --allow-unsafe to write "
+            "it anyway"
+        )
 
 
 def check_name(name: str, version: int) -> None:
-    """Refuse a description that breaks the team's convention (snake_case)."""
+    """Refuse a description that breaks the team's convention (snake_case) or Flyway's limits."""
+    shown = repr(name) if len(name) <= 60 else f"{name[:60]!r}... ({len(name)} characters)"
     if _SNAKE.fullmatch(name):
+        if len(name) > MAX_NAME:
+            raise GeneratorError(
+                f"migration name {shown} is too long: keep it to {MAX_NAME} characters "
+                "(Flyway's history keeps 200 for the description, and index files add a "
+                "suffix), saying what the migration does (e.g. add_due_time_to_tasks)"
+            )
         return
     script = f"V{version}__{name}.sql"
     try:
@@ -83,9 +70,10 @@ def check_name(name: str, version: int) -> None:
     except Exception:  # noqa: BLE001 - any unparsable name gets the generic advice below
         problems = []
     fix = next((p.split("rename it to ", 1)[1] for p in problems if "rename it to" in p), "")
-    suggestion = f"; e.g. {fix.removeprefix(f'V{version}__').removesuffix('.sql')}" if fix else ""
+    fix = fix.removeprefix(f"V{version}__").removesuffix(".sql")
+    suggestion = f"; e.g. {fix}" if fix and len(fix) <= MAX_NAME else ""
     raise GeneratorError(
-        f"migration name {name!r} is not snake_case: use lowercase letters, digits and single "
+        f"migration name {shown} is not snake_case: use lowercase letters, digits and single "
         f"underscores, saying what the migration does (e.g. add_due_time_to_tasks){suggestion}"
     )
 
@@ -96,10 +84,14 @@ def next_version() -> int:
     return max((v.parts[0] for v in versions if v is not None), default=0) + 1
 
 
-def detect_changes(
-    app_label: str, questioner: MigrationQuestioner
-) -> tuple[list[Any], list[tuple[str, str]], MigrationLoader]:
-    """Return the operations and outside dependencies for the app's model changes."""
+def detect_changes(app_label: str) -> tuple[list[Any], list[tuple[str, str]], MigrationLoader]:
+    """Return the operations and outside dependencies for the app's model changes.
+
+    Nothing is asked: Django's base questioner answers "no" to "was this renamed?" and
+    gives no default to a new NOT NULL column; the safeguards then name the rename (a
+    dropped column with a new one of the same type) or the missing default.
+    """
+    questioner = MigrationQuestioner(specified_apps={app_label})
     loader = MigrationLoader(None, ignore_no_migrations=True)
     conflicts = loader.detect_conflicts()
     if conflicts.get(app_label):
@@ -180,65 +172,20 @@ def require_migrated(connection: BaseDatabaseWrapper) -> None:
         )
 
 
-def _collect(connection: BaseDatabaseWrapper, run: Callable[[Any], Any]) -> str:
-    """Run `run(schema_editor)` in collect_sql mode and return the SQL, as sqlmigrate does."""
-    with connection.schema_editor(collect_sql=True, atomic=False) as editor:
-        run(editor)
-    return "\n".join(editor.collected_sql).strip() + "\n"
-
-
-def render(
-    connection: BaseDatabaseWrapper, state: ProjectState, migration: migrations.Migration
-) -> tuple[str, str | None, str]:
-    """Return (forward SQL, reverse SQL or None when irreversible, note about the reverse)."""
-    forward = _collect(connection, lambda ed: migration.apply(state.clone(), ed, collect_sql=True))
-    # Rendering backwards reads constraint names from the catalog, so it needs the forward
-    # change in place: run it in a transaction that is always rolled back. This also proves
-    # the forward SQL runs on this database.
-    note = ""
-    try:
-        with transaction.atomic(using=connection.alias):
-            with connection.cursor() as cursor:
-                cursor.execute(forward)
-            backward = _collect(
-                connection, lambda ed: migration.unapply(state.clone(), ed, collect_sql=True)
-            )
-            transaction.set_rollback(True, using=connection.alias)
-        return forward, backward, note
-    except DatabaseError as err:
-        note = f"the forward SQL failed in a trial run on this database ({err}); "
-    except (IrreversibleError, ValueError) as err:
-        return forward, None, str(err)
-    try:
-        backward = _collect(
-            connection, lambda ed: migration.unapply(state.clone(), ed, collect_sql=True)
-        )
-    except (IrreversibleError, ValueError, DatabaseError) as err:
-        return forward, None, note + str(err)
-    return forward, backward, note
-
-
-def irreversible_statement(script: str, undo_script: str) -> str:
-    """Return SQL that stops a backwards migration with a message naming the files."""
-    message = f"{script} has no generated undo: edit {undo_script} (see its header)"
-    return f"DO $$ BEGIN RAISE EXCEPTION '{message}'; END $$;\n"
-
-
-def _header(lines: list[str]) -> str:
-    return "".join(f"-- {line}\n" if line else "--\n" for line in lines)
-
-
 def generate(
     app_label: str,
     name: str,
     *,
     connection: BaseDatabaseWrapper | None,
-    questioner: MigrationQuestioner,
     empty: bool = False,
-    command: str = "manage.py makesqlmigration",
+    allow_unsafe: bool = False,
+    command: str = COMMAND,
     today: datetime.date | None = None,
 ) -> Generated | None:
-    """Build the next migration for the app's model changes; None when there are none."""
+    """Build the next migration for the app's model changes; None when there are none.
+
+    Raises UnsafeMigration when the safeguards refuse a change (unless `allow_unsafe`).
+    """
     try:
         app_config = apps.get_app_config(app_label)
     except LookupError:
@@ -248,94 +195,41 @@ def generate(
         ) from None
     version = next_version()
     check_name(name, version)
-    operations, outside, loader = detect_changes(app_label, questioner)
+    operations, outside, loader = detect_changes(app_label)
     if not operations and not empty:
         return None
-    if empty:
-        operations = []
-    stem = f"V{version}__{name}"
-    script, undo_script = f"{stem}.sql", f"U{version}__{name}.sql"
     deps, back_to = wrapper_dependencies(loader, app_label, [] if empty else outside)
-    date = (today or datetime.date.today()).isoformat()
-    generated_by = f"Generated by `{command} {app_label} {name}` on {date}"
-    rollback = f"Rollback: {undo_script} (`manage.py migrate {app_label} {back_to}` runs it)."
+    names = Names(app_label, name, command, (today or datetime.date.today()).isoformat())
     notes: list[str] = []
     if empty:
-        sql = _header(
-            [f"{stem}: {name.replace('_', ' ')}.", f"{generated_by} (--empty).", rollback]
-        )
-        sql += "\n-- Write the migration's SQL below.\n"
-        undo = _header(
-            [
-                f"U{version}: undo {script}.",
-                f"{generated_by} (--empty).",
-                "Write the SQL that reverses it below.",
-            ]
-        )
+        parts = [empty_part(version, names, back_to)]
     else:
         if connection is None:
             raise GeneratorError("a database connection is needed to render the SQL")
         require_migrated(connection)
-        migration = migrations.Migration(stem, app_label)
-        migration.operations = operations
-        forward, backward, note = render(connection, loader.project_state(), migration)
-        drops = [op.describe() for op in operations if isinstance(op, DATA_DROPPING)]
-        warning = (
-            [f"Warning: drops data ({'; '.join(drops)}): deploy code that no longer uses it first."]
-            if drops
-            else []
+        state = loader.project_state()
+        planned = safeguards.plan(app_label, operations, state, connection)
+        if planned.refusals and not allow_unsafe:
+            raise UnsafeMigration(app_label, planned.refusals)
+        notes += [f"{problem} (written anyway: --allow-unsafe)" for problem in planned.refusals]
+        parts = render_parts(connection, state, planned, version, names, back_to, notes)
+    for i, part in enumerate(parts):
+        part_deps = deps if i == 0 else [(app_label, parts[i - 1].stem)]
+        part.wrapper = render_wrapper(
+            part.stem, app_label, part.script, part_deps, part.operations, names.date
         )
-        sql = _header(
-            [
-                f"{stem}: {name.replace('_', ' ')}.",
-                f"{generated_by},",
-                f"rendered by the Django {django.get_version()} schema editor from the model "
-                "changes below;",
-                "review and edit it before it is applied.",
-                *warning,
-                rollback,
-            ]
-        )
-        sql += "\n" + forward
-        undo_header = [f"U{version}: undo {script}.", generated_by + "."]
-        if backward is None:
-            notes.append(f"{undo_script} cannot be generated: {note}; write it by hand")
-            undo = _header(
-                [
-                    *undo_header,
-                    f"{script} cannot be reversed automatically: {note}.",
-                    "Write the reverse SQL here by hand and remove the RAISE below, or keep it",
-                    "to make migrating backwards stop here (restore from a backup instead).",
-                ]
-            )
-            undo += irreversible_statement(script, undo_script)
-        else:
-            if note:
-                notes.append(f"{undo_script}: {note}the reverse SQL was rendered without it")
-            if drops:
-                undo_header.append(
-                    f"Note: this restores the schema, not the data that {script} dropped."
-                )
-            undo = _header(undo_header) + "\n" + backward
-    wrapper = render_wrapper(stem, app_label, script, deps, operations, date)
     location = Path(engine.option("LOCATION"))
-    undo_location = engine.option("UNDO_LOCATION") or location
-    writer = MigrationWriter(migrations.Migration(stem, app_label))
+    writer = MigrationWriter(migrations.Migration(parts[0].stem, app_label))
     try:
         wrapper_dir = Path(writer.basedir)
     except ValueError as err:
         raise GeneratorError(f"cannot place the wrapper for {app_config.label}: {err}") from None
     return Generated(
-        version=version,
-        name=name,
         app_label=app_label,
-        sql_path=location / script,
-        undo_path=undo_location / undo_script,
-        wrapper_path=wrapper_dir / f"{stem}.py",
-        sql=sql,
-        undo_sql=undo,
-        wrapper=wrapper,
-        operations=operations,
+        parts=parts,
+        location=location,
+        undo_location=engine.option("UNDO_LOCATION") or location,
+        wrapper_dir=wrapper_dir,
         notes=notes,
     )
 

@@ -34,6 +34,7 @@ from dbops.sqlmigrations.exceptions import SqlMigrationError, line_at
 from dbops.sqlmigrations.files import MigrationFile
 from dbops.sqlmigrations.flywayconf import TOML, FlywayConfig
 from dbops.sqlmigrations.history import TYPE_SQL, HistoryRow
+from dbops.sqlmigrations.placeholders import builtin_placeholders
 from dbops.sqlmigrations.squawk import run_squawk
 from dbops.sqlmigrations.statements import first_token
 from dbops.sqlmigrations.validation import applied_versions
@@ -69,6 +70,15 @@ class Finding:
             "message": self.message,
             "help": self.help,
         }
+
+
+def offline_values(schema: str, table: str, placeholders: Mapping[str, Any]) -> dict[str, Any]:
+    """Return placeholder values for linting without a database (user and database "lint")."""
+    values: dict[str, Any] = dict(
+        builtin_placeholders(schema=schema, user="lint", database="lint", table=table, filename="")
+    )
+    values.update(placeholders)
+    return values
 
 
 def lint(

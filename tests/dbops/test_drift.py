@@ -22,17 +22,19 @@ class Household(models.Model):
 
     class Meta:
         db_table = "households"
+        db_table_comment = "People sharing chores."
 
 
 class Task(models.Model):
-    household = models.ForeignKey(Household, on_delete=models.CASCADE)
-    title = models.CharField(max_length=200)
-    points = models.PositiveSmallIntegerField(db_default=1)
-    done = models.BooleanField(default=False)
+    household = models.ForeignKey(Household, on_delete=models.CASCADE, db_comment="Owner.")
+    title = models.CharField(max_length=200, db_comment="What to do.")
+    points = models.PositiveSmallIntegerField(db_default=1, db_comment="Effort.")
+    done = models.BooleanField(default=False, db_comment="Whether it is done.")
     tags = models.ManyToManyField("Tag")
 
     class Meta:
         db_table = "tasks"
+        db_table_comment = "Chores."
         indexes = [models.Index(fields=["household", "done"], name="tasks_open_idx")]
         constraints = [
             models.UniqueConstraint(fields=["household", "title"], name="tasks_title_uniq"),
@@ -41,10 +43,11 @@ class Task(models.Model):
 
 
 class Tag(models.Model):
-    label = models.SlugField(unique=True)
+    label = models.SlugField(unique=True, db_comment="Short name.")
 
     class Meta:
         db_table = "tags"
+        db_table_comment = "Labels for tasks."
 """
 
 
@@ -97,8 +100,8 @@ def test_database_only_extras_are_not_drift(migrated: AppProject) -> None:
         CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS
             $$ BEGIN NEW.title := trim(NEW.title); RETURN NEW; END $$;
         CREATE TRIGGER tasks_touch BEFORE UPDATE ON tasks FOR EACH ROW EXECUTE FUNCTION touch();
-        COMMENT ON TABLE tasks IS 'Chores of a household.';
-        COMMENT ON COLUMN tasks.title IS 'What to do.';
+        COMMENT ON COLUMN tasks.id IS 'Row id.';
+        COMMENT ON TABLE tasks_tags IS 'Which tags a task has.';
         CREATE INDEX tasks_open_partial ON tasks (household_id) WHERE NOT done;
         ALTER TABLE tasks ADD CONSTRAINT tasks_title_not_blank CHECK (title <> '');
         ALTER TABLE tasks ALTER COLUMN done SET DEFAULT false;

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import string
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -10,6 +11,8 @@ from typing import Any
 
 import pytest
 from django.db import DatabaseError, transaction
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.appproject import (  # noqa: F401
     AppProject,
@@ -23,17 +26,19 @@ RUFF = str(Path(sys.executable).with_name("ruff"))
 
 ITEM = """
 class Item(models.Model):
-    name = models.CharField(max_length=50, unique=True)
-    price = models.DecimalField(max_digits=8, decimal_places=2, db_default=0)
+    name = models.CharField(max_length=50, unique=True, db_comment="Shown to buyers.")
+    price = models.DecimalField(
+        max_digits=8, decimal_places=2, db_default=0, db_comment="Price in euros."
+    )
 
     class Meta:
         db_table = "items"
+        db_table_comment = "Things for sale."
         indexes = [models.Index(fields=["price"], name="items_price_idx")]
 """
 
-ITEM_WITH_SKU = ITEM.replace(
-    "    price =", "    sku = models.CharField(max_length=20, null=True)\n    price ="
-)
+SKU = '    sku = models.CharField(max_length=20, null=True, db_comment="Stock code.")\n'
+ITEM_WITH_SKU = ITEM.replace("    price =", SKU + "    price =")
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +105,8 @@ def test_it_round_trips_a_model_change(migrated_project: AppProject) -> None:
     assert "-- Rollback: U2__create_items.sql" in sql
     assert 'CREATE TABLE "items"' in sql
     assert 'CREATE INDEX "items_price_idx"' in sql
+    assert "COMMENT ON TABLE \"items\" IS 'Things for sale.'" in sql
+    assert 'COMMENT ON COLUMN "items"."id" IS \'Surrogate key.\'' in sql
     assert 'DROP TABLE "items"' in (p.sql_dir / "U2__create_items.sql").read_text()
     wrapper = (p.migrations_dir / "V2__create_items.py").read_text()
     assert "class Migration(SQLFileMigration):" in wrapper
@@ -120,8 +127,10 @@ def test_it_round_trips_a_model_change(migrated_project: AppProject) -> None:
     # V3 adds a column and drops a unique constraint: its undo must re-create the
     # constraint, which Django only renders with the forward change in place.
     p.models(ITEM_WITH_SKU.replace("max_length=50, unique=True", "max_length=50"))
-    result = p.manage("makesqlmigration", "shop", "add_sku_to_items")
+    result = p.manage("makesqlmigration", "shop", "add_sku_to_items", "--allow-unsafe")
     assert result.returncode == 0, result.stderr
+    assert "V3__add_sku_to_items.sql:15: ban-drop-constraint" in result.stderr
+    assert "with 4 lint findings (--allow-unsafe)" in result.stdout
     wrapper = (p.migrations_dir / "V3__add_sku_to_items.py").read_text()
     assert '("shop", "V2__create_items")' in wrapper
     assert (
@@ -209,41 +218,66 @@ def test_it_refuses_an_unknown_app(app_project: AppProject) -> None:  # noqa: F8
     assert "no installed app with label 'nosuchapp'" in result.stderr
 
 
-def test_dropping_a_column_warns_and_the_undo_restores_it(migrated_project: AppProject) -> None:
+def test_dropping_a_column_needs_a_deprecation_step_first(migrated_project: AppProject) -> None:
     p = migrated_project
     p.models(ITEM_WITH_SKU)
     assert p.manage("makesqlmigration", "shop", "create_items").returncode == 0
     assert p.manage("migrate", "--no-input").returncode == 0
     p.models(ITEM)
 
+    refused = p.manage("makesqlmigration", "shop", "remove_sku_from_items")
+
+    assert refused.returncode == 1
+    assert "V3__remove_sku_from_items.sql:" in refused.stderr
+    assert "drop-column-without-deprecation: drops column items.sku" in refused.stderr
+    assert not list(p.sql_dir.glob("*3__*"))
+    assert not (p.migrations_dir / "V3__remove_sku_from_items.py").exists()
+
+    # The release that stops using the column marks it deprecated; a later one drops it.
+    p.models(ITEM_WITH_SKU.replace('"Stock code."', '"DEPRECATED: the name is unique."'))
+    deprecated = p.manage("makesqlmigration", "shop", "deprecate_items_sku")
+    assert deprecated.returncode == 0, deprecated.stderr
+    assert (
+        'COMMENT ON COLUMN "items"."sku" IS \'DEPRECATED: the name is unique.\''
+        in (p.sql_dir / "V3__deprecate_items_sku.sql").read_text()
+    )
+    assert p.manage("migrate", "--no-input").returncode == 0
+    p.models(ITEM)
+
     result = p.manage("makesqlmigration", "shop", "remove_sku_from_items")
 
     assert result.returncode == 0, result.stderr
-    sql = (p.sql_dir / "V3__remove_sku_from_items.sql").read_text()
+    sql = (p.sql_dir / "V4__remove_sku_from_items.sql").read_text()
     assert "-- Warning: drops data (Remove field sku from item)" in sql
     assert 'DROP COLUMN "sku"' in sql
-    undo = (p.sql_dir / "U3__remove_sku_from_items.sql").read_text()
+    undo = (p.sql_dir / "U4__remove_sku_from_items.sql").read_text()
     assert "restores the schema, not the data" in undo
     assert 'ADD COLUMN "sku" varchar(20) NULL' in undo
     assert p.manage("migrate", "--no-input").returncode == 0
     assert columns(p, "items") == ["id", "name", "price"]
-    back = p.manage("migrate", "shop", "V2__create_items", "--no-input")
+    back = p.manage("migrate", "shop", "V3__deprecate_items_sku", "--no-input")
     assert back.returncode == 0, back.stderr
     assert columns(p, "items") == ["id", "name", "price", "sku"]
 
 
-def test_a_question_without_a_terminal_stops_it(migrated_project: AppProject) -> None:
+def test_a_not_null_column_without_default_is_refused_not_asked(
+    migrated_project: AppProject,
+) -> None:
     p = migrated_project
     p.models(ITEM)
     assert p.manage("makesqlmigration", "shop", "create_items").returncode == 0
     assert p.manage("migrate", "--no-input").returncode == 0
-    p.models(ITEM.replace("    price =", "    code = models.CharField(max_length=5)\n    price ="))
+    code = '    code = models.CharField(max_length=5, db_comment="Short code.")\n'
+    p.models(ITEM.replace("    price =", code + "    price ="))
 
     result = p.manage("makesqlmigration", "shop", "add_code")
 
-    assert result.returncode == 3
-    assert "Field 'code' on model 'item' not migrated: it is impossible to add a non-nullable" in (
-        result.stderr
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[0] == (
+        "shop.Item.code: NOT NULL without a default on an existing table: the release still "
+        "running inserts rows without it, which would fail; give it a default (default=... or "
+        "db_default=...), or expand/contract: add it with null=True, backfill it, then make it "
+        "NOT NULL in a later release"
     )
     assert not list(p.sql_dir.glob("V3*"))
 
@@ -252,7 +286,7 @@ def test_an_irreversible_change_gets_an_undo_that_stops(db: None) -> None:
     from django.db import connection, migrations
     from django.db.migrations.state import ProjectState
 
-    from dbops.sqlmigrations.generate import irreversible_statement, render
+    from dbops.sqlmigrations.rendering import irreversible_statement, render
 
     migration = migrations.Migration("V9__data", "dbops")
     migration.operations = [migrations.RunSQL("SELECT 1")]  # no reverse_sql
@@ -297,3 +331,68 @@ def test_it_refuses_when_the_latest_file_has_no_wrapper(migrated_project: AppPro
     assert unchecked.returncode == 1
     assert "V2__by_hand.sql has no wrapper migration" in unchecked.stderr
     assert not list(p.sql_dir.glob("V3*"))
+
+
+def test_changes_that_break_the_running_release_are_refused(migrated_project: AppProject) -> None:
+    p = migrated_project
+    p.models(ITEM_WITH_SKU)
+    assert p.manage("makesqlmigration", "shop", "create_items").returncode == 0
+    assert p.manage("migrate", "--no-input").returncode == 0
+    changes = {
+        "changes type numeric(8, 2) to numeric(10, 2), which rewrites the table": (
+            "max_digits=8",
+            "max_digits=10",
+        ),
+        "renames column name to title, which breaks the release still running": (
+            "unique=True,",
+            'unique=True, db_column="title",',
+        ),
+        "shop.Item.sku: NULL to NOT NULL": ("null=True", "null=False, default=''"),
+        "shop.Item: deleting the model drops its table and rows": (ITEM_WITH_SKU, ""),
+    }
+    before = sorted(p.root.rglob("*.py")) + sorted(p.sql_dir.iterdir())
+
+    for message, (old, new) in changes.items():
+        p.models(ITEM_WITH_SKU.replace(old, new))
+        result = p.manage("makesqlmigration", "shop", "change_items")
+
+        assert result.returncode == 1, (message, result.stdout)
+        assert message in result.stderr
+        assert "nothing was written" in result.stderr.splitlines()[-1]
+        assert sorted(p.root.rglob("*.py")) + sorted(p.sql_dir.iterdir()) == before
+
+
+def test_dry_run_lints_too(migrated_project: AppProject) -> None:
+    p = migrated_project
+    p.models(ITEM.replace("max_digits=8, decimal_places=2,", "").replace("Decimal", "Integer"))
+
+    result = p.manage("makesqlmigration", "shop", "create_items", "--dry-run")
+
+    assert result.returncode == 1
+    assert "V2__create_items.sql:" in result.stderr
+    assert "prefer-bigint-over-int" in result.stderr
+    assert "Would write" not in result.stdout
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=string.ascii_letters + string.digits + "_-. $/\\é\n", max_size=400))
+def test_a_name_it_accepts_makes_a_good_flyway_file(name: str) -> None:
+    from dbops.sqlmigrations.generate import MAX_NAME, GeneratorError, check_name
+    from dbops.sqlmigrations.names import convention_problems, parse_name
+
+    try:
+        check_name(name, 12)
+    except GeneratorError as err:
+        message = str(err)
+        assert message.startswith("migration name ")
+        assert "is not snake_case" in message or f"keep it to {MAX_NAME}" in message
+        assert "\n" not in message
+        assert len(message) < 500  # one readable line, however long the name
+        return
+    for suffix in ("", "_index", "_index_12"):
+        parsed = parse_name(f"V12__{name}{suffix}.sql")
+        assert convention_problems(parsed) == []
+        assert parsed.description == f"{name}{suffix}".replace("_", " ")
+        assert len(parsed.description) <= 200
+        assert f"V12__{name}{suffix}".isidentifier()  # the wrapper's module name
+    assert len(name) <= MAX_NAME

@@ -10,21 +10,20 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS, connections
-from django.db.migrations.questioner import (
-    InteractiveMigrationQuestioner,
-    NonInteractiveMigrationQuestioner,
-)
 
 from dbops import processes
 from dbops.connections import use_migration_role
 from dbops.sqlmigrations.exceptions import SqlMigrationError
-from dbops.sqlmigrations.generate import GeneratorError, generate
+from dbops.sqlmigrations.generate import GeneratorError, UnsafeMigration, generate
+from dbops.sqlmigrations.generated import FileExists, Generated
+from dbops.sqlmigrations.rendering import RenderError
 
 
 class Command(BaseCommand):
     help = (
         "Write migrations_sql/V{n}__<name>.sql (the SQL Django's schema editor would run for "
-        "the app's model changes), U{n}__<name>.sql (its reverse) and the Django wrapper."
+        "the app's model changes, made safe while the previous release runs), its undo file "
+        "and the Django wrapper; refuse, writing nothing, what cannot be made safe."
     )
 
     def add_arguments(self, parser: Any) -> None:
@@ -37,27 +36,23 @@ class Command(BaseCommand):
             "--dry-run", action="store_true", help="Show what would be written; write nothing."
         )
         parser.add_argument(
+            "--allow-unsafe",
+            action="store_true",
+            help="Write changes the safeguards or lint refuse (renames, drops, type changes), "
+            "with a warning in the SQL file's header; the undo file is still written.",
+        )
+        parser.add_argument(
             "--noinput",
             "--no-input",
             action="store_false",
             dest="interactive",
-            help="Never prompt (a question the autodetector must ask then fails).",
+            help="Accepted for scripts; the command never prompts.",
         )
         parser.add_argument("--database", default=DEFAULT_DB_ALIAS, choices=tuple(connections))
 
     def handle(self, *args: Any, **options: Any) -> None:
         app_label, name = options["app_label"], options["name"]
-        if options["interactive"] and sys.stdin.isatty():
-            questioner: Any = InteractiveMigrationQuestioner(
-                specified_apps={app_label}, dry_run=options["dry_run"], prompt_output=self.stderr
-            )
-        else:
-            questioner = NonInteractiveMigrationQuestioner(
-                specified_apps={app_label},
-                dry_run=options["dry_run"],
-                verbosity=options["verbosity"],
-                log=self.stderr.write,
-            )
+        allow_unsafe = options["allow_unsafe"]
         connection = None
         if not options["empty"]:
             use_migration_role(options["database"])
@@ -67,35 +62,55 @@ class Command(BaseCommand):
                 app_label,
                 name,
                 connection=connection,
-                questioner=questioner,
                 empty=options["empty"],
+                allow_unsafe=allow_unsafe,
             )
-        except (GeneratorError, SqlMigrationError) as err:
+            findings = [] if result is None else result.lint()
+        except UnsafeMigration as err:
+            for problem in err.problems:
+                self.stderr.write(problem)
+            raise CommandError(str(err)) from err
+        except (GeneratorError, RenderError, SqlMigrationError) as err:
             raise CommandError(str(err)) from err
         if result is None:
             self.stdout.write(f"No changes detected in app '{app_label}'; nothing written.")
             return
         for note in result.notes:
             self.stderr.write(self.style.WARNING(f"Warning: {note}"))
-        paths = [result.sql_path, result.undo_path, result.wrapper_path]
+        for finding in findings:
+            self.stderr.write(self.style.WARNING(str(finding)) if allow_unsafe else str(finding))
+        if findings and not allow_unsafe:
+            count = f"{len(findings)} problem{'s' if len(findings) > 1 else ''}"
+            raise CommandError(
+                f"lint found {count} in the generated files (listed above); nothing was "
+                "written: do what each finding says, or pass --allow-unsafe to write the "
+                "files anyway"
+            )
         if options["dry_run"]:
-            for path, text in zip(
-                paths, (result.sql, result.undo_sql, result.wrapper), strict=True
-            ):
-                self.stdout.write(self.style.MIGRATE_HEADING(f"Would write {_shown(path)}:"))
-                self.stdout.write(text)
+            self._show(result)
             return
         try:
             written = result.write()
-        except GeneratorError as err:
+        except FileExists as err:
             raise CommandError(str(err)) from err
-        format_python(result.wrapper_path)
+        except OSError as err:
+            raise CommandError(
+                f"could not write {err.filename}: {err.strerror}; nothing was written"
+            ) from err
+        for path, _ in result.wrapper_files():
+            format_python(path)
         for path in written:
             self.stdout.write(f"  {_shown(path)}")
+        stems = ", ".join(part.stem for part in result.parts)
+        kept = f" with {len(findings)} lint findings (--allow-unsafe)" if findings else ""
         self.stdout.write(
-            f"Done! Wrote V{result.version}__{result.name}: review the SQL, then run "
-            "`manage.py migrate`."
+            f"Done! Wrote {stems}{kept}: review the SQL, then run `manage.py migrate`."
         )
+
+    def _show(self, result: Generated) -> None:
+        for path, text in result.files() + result.wrapper_files():
+            self.stdout.write(self.style.MIGRATE_HEADING(f"Would write {_shown(path)}:"))
+            self.stdout.write(text)
 
 
 def format_python(path: Path) -> None:

@@ -25,7 +25,6 @@ from dbops.sqlmigrations.history import BASELINE_DESCRIPTION, HistoryRow
 from dbops.sqlmigrations.invalid_indexes import InvalidIndex, creators, invalid_indexes
 from dbops.sqlmigrations.lock import advisory_lock, lock_key
 from dbops.sqlmigrations.names import is_candidate, parse_name
-from dbops.sqlmigrations.placeholders import builtin_placeholders
 from dbops.sqlmigrations.repair import (
     MARK_DELETED,
     REALIGN,
@@ -338,17 +337,9 @@ class Command(BaseCommand):
         return targets
 
     def _offline_values(self) -> dict[str, Any]:
-        values: dict[str, Any] = dict(
-            builtin_placeholders(
-                schema=engine.option("SCHEMA"),
-                user="lint",
-                database="lint",
-                table=engine.option("TABLE"),
-                filename="",
-            )
+        return linting.offline_values(
+            engine.option("SCHEMA"), engine.option("TABLE"), engine.option("PLACEHOLDERS")
         )
-        values.update(engine.option("PLACEHOLDERS"))
-        return values
 
     def _json(self, data: Any) -> None:
         self.stdout.write(json.dumps(data, indent=2, default=str))
