@@ -750,7 +750,8 @@ def test_an_unreachable_database_is_one_line_without_the_password(
         f":{pg_server.port}/", ":1/"
     )}  # fmt: skip
     line = refused(down, "status")
-    assert "cannot connect as the owner role" in line and pg_server.password not in line
+    assert "cannot connect to the database" in line and "(MIGRATION_DATABASE_URL)" in line
+    assert pg_server.password not in line
 
 
 # --- S3, and archives of an earlier release -------------------------------------------
