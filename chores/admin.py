@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import ValidationError
@@ -22,6 +23,7 @@ from django.utils import timezone
 from django.utils.formats import date_format
 
 from accounts.models import UserProfile
+from accounts.validators import NOTIFICATION_CHANNELS
 from chores.models import (
     Assignment,
     AuditLog,
@@ -33,7 +35,12 @@ from chores.models import (
     TaskTemplate,
 )
 from dbops.adminkit import LargeTableAdmin
-from dbops.adminrules import DatabaseRulesAdmin, DatabaseRulesInline, explain_refusal
+from dbops.adminrules import (
+    DatabaseRulesAdmin,
+    DatabaseRulesForm,
+    DatabaseRulesInline,
+    explain_refusal,
+)
 
 OWNER_STAYS = (
     "The owner cannot be removed: make another member the owner first (select that member "
@@ -288,8 +295,21 @@ class CompletionAdmin(EmailSearchMixin, DatabaseRulesAdmin, LargeTableAdmin):
         return str(obj.member.user) if obj.member else "—"
 
 
+class NotificationForm(DatabaseRulesForm):
+    # Ticked boxes, not the ArrayField's comma-separated text: its error for an unknown
+    # channel interpolates the typed value twice (Django's prefix_validation_error), so a
+    # "%" in it was a server error, and the boxes offer only what the CHECK accepts.
+    delivered_channels = forms.MultipleChoiceField(
+        choices=[(c, c) for c in NOTIFICATION_CHANNELS],
+        widget=forms.CheckboxSelectMultiple,
+        required=False,
+        help_text=Notification._meta.get_field("delivered_channels").help_text,
+    )
+
+
 @admin.register(Notification)
 class NotificationAdmin(EmailSearchMixin, DatabaseRulesAdmin, LargeTableAdmin):
+    form = NotificationForm
     email_search_path = "recipient"
     list_display = ("recipient", "kind", "created_at", "read_at", "delivered_channels")
     list_select_related = ("recipient",)

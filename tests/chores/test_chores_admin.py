@@ -201,3 +201,30 @@ def test_an_assignments_form_shows_and_reads_the_households_zone(
     assert response.status_code == 302, response.content.decode()[:2000]
     assignment.refresh_from_db()
     assert assignment.due_at == datetime(2026, 12, 4, 2, 30, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("typed", ["%1", "% x", "email,%i"])
+def test_delivered_channels_are_boxes_and_a_typed_percent_is_no_server_error(
+    admin_client: Any, home: Household, typed: str
+) -> None:
+    # Found by tests/test_admin_properties.py (hypothesis): the ArrayField's text input
+    # put "%1" through Django's error interpolation twice and answered 500.
+    notification = Notification.objects.filter(household=home).first()
+    assert notification is not None
+    url = reverse("admin:chores_notification_change", args=[notification.pk])
+    page = admin_client.get(url).content.decode()
+    assert 'type="checkbox" name="delivered_channels" value="sms"' in page
+    data = {
+        "recipient": notification.recipient_id,
+        "household": home.pk,
+        "kind": notification.kind,
+        "payload": "{}",
+        "delivered_channels": [typed],
+    }
+    refused = admin_client.post(url, data)
+    assert refused.status_code == 200
+    assert "is not one of the available choices" in refused.content.decode()
+    data["delivered_channels"] = ["email", "sms"]
+    assert admin_client.post(url, data).status_code == 302
+    notification.refresh_from_db()
+    assert notification.delivered_channels == ["email", "sms"]
