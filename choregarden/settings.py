@@ -153,11 +153,16 @@ SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 8 * 3600, minimum=60)
 SESSION_EXPIRE_AT_BROWSER_CLOSE = env_bool("SESSION_EXPIRE_AT_BROWSER_CLOSE", default=True)
 X_FRAME_OPTIONS = "DENY"
 
-# Admin sign-in throttling (django-axes): after AXES_FAILURE_LIMIT failed attempts from
-# one address, or for one username, sign-in is refused for AXES_COOLOFF_MINUTES.
+# Admin sign-in throttling (django-axes, dbops.throttling): after AXES_FAILURE_LIMIT
+# failed attempts for one username from one address, that pair is refused for
+# AXES_COOLOFF_MINUTES; after SIGNIN_ADDRESS_FAILURE_LIMIT failures from one address,
+# whatever the names, the address is. A name alone is never locked: whoever knows an
+# admin's name cannot lock the admin out from elsewhere.
 AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5, minimum=1)
+SIGNIN_ADDRESS_FAILURE_LIMIT = env_int("SIGNIN_ADDRESS_FAILURE_LIMIT", 20, minimum=1)
 AXES_COOLOFF_TIME = timedelta(minutes=env_int("AXES_COOLOFF_MINUTES", 15, minimum=1))
-AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_HANDLER = "dbops.throttling.PairAndAddressHandler"
 AXES_RESET_ON_SUCCESS = True
 AXES_VERBOSE = False  # no banner on every command; lockouts are still logged as warnings
 AXES_COOLOFF_MESSAGE = (
@@ -165,9 +170,12 @@ AXES_COOLOFF_MESSAGE = (
     f"{int(AXES_COOLOFF_TIME.total_seconds() // 60)} minutes. Try again later, or ask an "
     "administrator to unlock it (Access attempts in the admin)."
 )
-if BEHIND_TLS_PROXY:
-    AXES_IPWARE_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 1, minimum=1)
-    AXES_IPWARE_META_PRECEDENCE_ORDER = ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"]
+# The client's address: REMOTE_ADDR, or behind TRUSTED_PROXY_COUNT proxies that each
+# append to X-Forwarded-For, the entry the farthest of them wrote (dbops.throttling).
+TRUSTED_PROXY_COUNT = env_int(
+    "TRUSTED_PROXY_COUNT", 1 if BEHIND_TLS_PROXY else 0, minimum=1 if BEHIND_TLS_PROXY else 0
+)
+AXES_CLIENT_IP_CALLABLE = "dbops.throttling.client_address"
 
 # --- Database ----------------------------------------------------------------------------
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
