@@ -176,6 +176,12 @@ TRUSTED_PROXY_COUNT = env_int(
     "TRUSTED_PROXY_COUNT", 1 if BEHIND_TLS_PROXY else 0, minimum=1 if BEHIND_TLS_PROXY else 0
 )
 AXES_CLIENT_IP_CALLABLE = "dbops.throttling.client_address"
+# Staff sign in to the admin with a password and a TOTP token (`manage.py addtotp USER`
+# enrolls a device); a stolen or guessed password alone is not enough.
+ADMIN_REQUIRE_2FA = env_bool("ADMIN_REQUIRE_2FA", default=PRODUCTION)
+OTP_TOTP_ISSUER = "Chore Garden admin"
+# The device admin never shows a device's key or QR code once made (addtotp prints it once).
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True
 
 # --- Database ----------------------------------------------------------------------------
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
@@ -383,6 +389,9 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "axes",
+    # A second factor for staff in the admin (dbops.twofactor, ADMIN_REQUIRE_2FA).
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     # OpClass in index expressions (the users trigram indexes) renders right only with it.
     "django.contrib.postgres",
 ]
@@ -393,6 +402,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",  # request.user.is_verified(), after auth
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, as django-axes requires: it turns a locked-out sign-in into the lockout page.
