@@ -7,6 +7,7 @@ password can leak through one.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import warnings
 from datetime import timedelta
@@ -182,6 +183,17 @@ ADMIN_REQUIRE_2FA = env_bool("ADMIN_REQUIRE_2FA", default=PRODUCTION)
 OTP_TOTP_ISSUER = "Chore Garden admin"
 # The device admin never shows a device's key or QR code once made (addtotp prints it once).
 OTP_ADMIN_HIDE_SENSITIVE_DATA = True
+
+# The admin's address: moving it off the well-known admin/ keeps scanners that try
+# passwords there from finding the sign-in page at all (the throttle still applies).
+ADMIN_URL_SEGMENTS = re.compile(r"(?:[A-Za-z0-9._~-]*[A-Za-z0-9][A-Za-z0-9._~-]*/)+")
+ADMIN_URL = env_str("ADMIN_URL", "admin/")
+if not ADMIN_URL_SEGMENTS.fullmatch(ADMIN_URL):
+    # Segments of URL-safe characters only: the value is a route, used unescaped.
+    raise ImproperlyConfigured(
+        f"ADMIN_URL={ADMIN_URL!r} is not a path: use one or more segments of letters, digits "
+        "and . _ ~ -, each ending with /, without a leading / (e.g. staff-7f3c/)."
+    )
 
 # --- Database ----------------------------------------------------------------------------
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")

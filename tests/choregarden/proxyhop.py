@@ -40,6 +40,7 @@ def main() -> None:
             content_type="application/x-www-form-urlencoded",
             headers=step.get("headers", {}),
             REMOTE_ADDR=step["peer"],
+            HTTP_HOST=step.get("host", "localhost"),
         )
         answers.append(
             {
