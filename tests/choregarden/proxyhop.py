@@ -47,7 +47,8 @@ def main() -> None:
                 "status": response.status_code,
                 "location": response.get("Location", ""),
                 "cookies": cookie_flags(response),
-                "csp": response.get("Content-Security-Policy", ""),
+                "headers": dict(response.headers),
+                "content": response.content.decode(errors="replace"),
             }
         )
     print(json.dumps(answers))
