@@ -189,9 +189,13 @@ AXES_COOLOFF_MESSAGE = (
 )
 # The client's address: REMOTE_ADDR, or behind TRUSTED_PROXY_COUNT proxies that each
 # append to X-Forwarded-For, the entry the farthest of them wrote (dbops.throttling).
-TRUSTED_PROXY_COUNT = env_int(
-    "TRUSTED_PROXY_COUNT", 1 if BEHIND_TLS_PROXY else 0, minimum=1 if BEHIND_TLS_PROXY else 0
-)
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 1 if BEHIND_TLS_PROXY else 0)
+if BEHIND_TLS_PROXY and TRUSTED_PROXY_COUNT == 0:
+    raise ImproperlyConfigured(
+        "TRUSTED_PROXY_COUNT=0 with BEHIND_TLS_PROXY=true: every client would seem to come "
+        "from the proxy's address; set TRUSTED_PROXY_COUNT to the number of proxies in front "
+        "of the site (1 for a load balancer alone)."
+    )
 AXES_CLIENT_IP_CALLABLE = "dbops.throttling.client_address"
 # Staff sign in to the admin with a password and a TOTP token (`manage.py addtotp USER`
 # enrolls a device); a stolen or guessed password alone is not enough.

@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dbops.throttling import client_address
+from tests.choregarden.test_hardening import production, production_settings
 
 BALANCER = "10.0.0.2"  # REMOTE_ADDR of every request that came through the balancer
 EDGE = "10.0.5.9"  # a second trusted proxy in front of the balancer (a CDN, say)
@@ -120,3 +121,25 @@ def test_one_address_is_locked_after_its_own_limit_whatever_the_names(
     # Even bob's right password: the address is locked, not the pair.
     assert sign_in(client, "bob", PASSWORD, "203.0.113.66") == 429
     assert sign_in(client, "bob", PASSWORD, "203.0.113.77") == 302
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"TRUSTED_PROXY_COUNT": "0"}, "TRUSTED_PROXY_COUNT=0 with BEHIND_TLS_PROXY=true"),
+        ({"TRUSTED_PROXY_COUNT": "one"}, "TRUSTED_PROXY_COUNT='one' is not a whole number"),
+        ({"SIGNIN_ADDRESS_FAILURE_LIMIT": "0"}, "SIGNIN_ADDRESS_FAILURE_LIMIT=0 must be at least"),
+        ({"ADMIN_REQUIRE_2FA": "maybe"}, "ADMIN_REQUIRE_2FA='maybe' is not a boolean"),
+    ],
+)
+def test_bad_throttling_settings_are_refused_in_one_line(
+    overrides: dict[str, str], message: str
+) -> None:
+    proc = production("check", **overrides)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(f"error: {message}"), proc.stderr
+    assert len(proc.stderr.splitlines()) == 1
+
+
+def test_behind_a_proxy_the_number_of_hops_can_be_raised() -> None:
+    assert production_settings(TRUSTED_PROXY_COUNT="2")["TRUSTED_PROXY_COUNT"] == 2
