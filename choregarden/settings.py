@@ -7,6 +7,7 @@ password can leak through one.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import warnings
 from datetime import timedelta
@@ -152,12 +153,33 @@ SESSION_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 8 * 3600, minimum=60)
 SESSION_EXPIRE_AT_BROWSER_CLOSE = env_bool("SESSION_EXPIRE_AT_BROWSER_CLOSE", default=True)
 X_FRAME_OPTIONS = "DENY"
+# Content-Security-Policy (django-csp): the admin loads scripts, styles, images and fonts
+# from its own origin only, runs no inline script or style, posts forms only to itself
+# and is never framed; a script injected into a page would not run.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'none'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "base-uri": ["'none'"],
+    }
+}
 
-# Admin sign-in throttling (django-axes): after AXES_FAILURE_LIMIT failed attempts from
-# one address, or for one username, sign-in is refused for AXES_COOLOFF_MINUTES.
+# Admin sign-in throttling (django-axes, dbops.throttling): after AXES_FAILURE_LIMIT
+# failed attempts for one username from one address, that pair is refused for
+# AXES_COOLOFF_MINUTES; after SIGNIN_ADDRESS_FAILURE_LIMIT failures from one address,
+# whatever the names, the address is. A name alone is never locked: whoever knows an
+# admin's name cannot lock the admin out from elsewhere.
 AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5, minimum=1)
+SIGNIN_ADDRESS_FAILURE_LIMIT = env_int("SIGNIN_ADDRESS_FAILURE_LIMIT", 20, minimum=1)
 AXES_COOLOFF_TIME = timedelta(minutes=env_int("AXES_COOLOFF_MINUTES", 15, minimum=1))
-AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_HANDLER = "dbops.throttling.PairAndAddressHandler"
 AXES_RESET_ON_SUCCESS = True
 AXES_VERBOSE = False  # no banner on every command; lockouts are still logged as warnings
 AXES_COOLOFF_MESSAGE = (
@@ -165,9 +187,33 @@ AXES_COOLOFF_MESSAGE = (
     f"{int(AXES_COOLOFF_TIME.total_seconds() // 60)} minutes. Try again later, or ask an "
     "administrator to unlock it (Access attempts in the admin)."
 )
-if BEHIND_TLS_PROXY:
-    AXES_IPWARE_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 1, minimum=1)
-    AXES_IPWARE_META_PRECEDENCE_ORDER = ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"]
+# The client's address: REMOTE_ADDR, or behind TRUSTED_PROXY_COUNT proxies that each
+# append to X-Forwarded-For, the entry the farthest of them wrote (dbops.throttling).
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 1 if BEHIND_TLS_PROXY else 0)
+if BEHIND_TLS_PROXY and TRUSTED_PROXY_COUNT == 0:
+    raise ImproperlyConfigured(
+        "TRUSTED_PROXY_COUNT=0 with BEHIND_TLS_PROXY=true: every client would seem to come "
+        "from the proxy's address; set TRUSTED_PROXY_COUNT to the number of proxies in front "
+        "of the site (1 for a load balancer alone)."
+    )
+AXES_CLIENT_IP_CALLABLE = "dbops.throttling.client_address"
+# Staff sign in to the admin with a password and a TOTP token (`manage.py addtotp USER`
+# enrolls a device); a stolen or guessed password alone is not enough.
+ADMIN_REQUIRE_2FA = env_bool("ADMIN_REQUIRE_2FA", default=PRODUCTION)
+OTP_TOTP_ISSUER = "Chore Garden admin"
+# The device admin never shows a device's key or QR code once made (addtotp prints it once).
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True
+
+# The admin's address: moving it off the well-known admin/ keeps scanners that try
+# passwords there from finding the sign-in page at all (the throttle still applies).
+ADMIN_URL_SEGMENTS = re.compile(r"(?:[A-Za-z0-9._~-]*[A-Za-z0-9][A-Za-z0-9._~-]*/)+")
+ADMIN_URL = env_str("ADMIN_URL", "admin/")
+if not ADMIN_URL_SEGMENTS.fullmatch(ADMIN_URL):
+    # Segments of URL-safe characters only: the value is a route, used unescaped.
+    raise ImproperlyConfigured(
+        f"ADMIN_URL={ADMIN_URL!r} is not a path: use one or more segments of letters, digits "
+        "and . _ ~ -, each ending with /, without a leading / (e.g. staff-7f3c/)."
+    )
 
 # --- Database ----------------------------------------------------------------------------
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
@@ -375,16 +421,22 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "axes",
+    "csp",
+    # A second factor for staff in the admin (dbops.twofactor, ADMIN_REQUIRE_2FA).
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     # OpClass in index expressions (the users trigram indexes) renders right only with it.
     "django.contrib.postgres",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",  # Content-Security-Policy (CONTENT_SECURITY_POLICY below)
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",  # request.user.is_verified(), after auth
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, as django-axes requires: it turns a locked-out sign-in into the lockout page.
@@ -415,7 +467,11 @@ TEMPLATES = [
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    # Staff passwords open the admin: 12 characters at least (Django's default is 8).
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": 12},
+    },
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]

@@ -64,7 +64,7 @@ def production_settings(**overrides: str) -> dict[str, Any]:
         "CSRF_COOKIE_SECURE",
         "CSRF_COOKIE_HTTPONLY",
         "CSRF_TRUSTED_ORIGINS",
-        "AXES_IPWARE_PROXY_COUNT",
+        "TRUSTED_PROXY_COUNT",
     ]
     code = (
         "import django, json; django.setup(); from django.conf import settings; "
@@ -99,9 +99,10 @@ def test_production_cookies_are_secure_and_http_only_and_expire() -> None:
 def test_the_proxy_headers_are_trusted_only_when_told_so() -> None:
     behind = production_settings()
     assert behind["SECURE_PROXY_SSL_HEADER"] == ["HTTP_X_FORWARDED_PROTO", "https"]
-    assert behind["AXES_IPWARE_PROXY_COUNT"] == 1
+    assert behind["TRUSTED_PROXY_COUNT"] == 1
     direct = production_settings(BEHIND_TLS_PROXY="false")
     assert direct["SECURE_PROXY_SSL_HEADER"] is None
+    assert direct["TRUSTED_PROXY_COUNT"] == 0
 
 
 def test_the_environment_can_tune_session_age_and_origins() -> None:
