@@ -461,8 +461,50 @@ else:
             "file_permissions_mode": 0o600,
         },
     }
+# --- User uploads: avatars (docs/security.md, "User uploads") ---------------------------
+# Only real PNG, JPEG, WebP and GIF images, within these limits (accounts/avatars.py).
+AVATAR_MAX_BYTES = env_int("AVATAR_MAX_BYTES", 2 * 1024 * 1024, minimum=1)
+AVATAR_MAX_PIXELS = env_int("AVATAR_MAX_PIXELS", 4096 * 4096, minimum=1)
+# Uploads stored on this machine are readable by the owner (and its group) only.
+FILE_UPLOAD_PERMISSIONS = 0o640
+FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o750
+# Production keeps avatars in their own S3 bucket, served from the bucket's (or a CDN's)
+# domain, never the admin's origin: a stored file can then never run script as the admin.
+AVATAR_BUCKET = os.environ.get("AVATAR_BUCKET", "")
+AVATAR_DOMAIN = os.environ.get("AVATAR_DOMAIN", "").strip().lower()
+if AVATAR_DOMAIN and AVATAR_DOMAIN.split(":")[0] in {h.lower() for h in ALLOWED_HOSTS}:
+    raise ImproperlyConfigured(
+        f"AVATAR_DOMAIN={AVATAR_DOMAIN!r} is one of ALLOWED_HOSTS: user uploads must come "
+        "from another domain than the admin's (e.g. a CDN host of the avatar bucket)."
+    )
+if AVATAR_BUCKET:
+    _avatar_storage: dict[str, Any] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": AVATAR_BUCKET,
+            "region_name": os.environ.get("AVATAR_REGION") or os.environ.get("AWS_REGION"),
+            "default_acl": None,  # private: links are signed, short-lived URLs
+            "file_overwrite": False,
+            "custom_domain": AVATAR_DOMAIN or None,
+            # A browser that opens an avatar directly downloads it instead of rendering it.
+            "object_parameters": {
+                "ContentDisposition": "attachment",
+                "ServerSideEncryption": "AES256",
+            },
+        },
+    }
+else:
+    # Not served by this project at all (no /media/ route): only stored, owner-readable.
+    _avatar_storage = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {
+            "file_permissions_mode": FILE_UPLOAD_PERMISSIONS,
+            "directory_permissions_mode": FILE_UPLOAD_DIRECTORY_PERMISSIONS,
+        },
+    }
+
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "default": _avatar_storage,
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     "backups": _backup_storage,
 }
