@@ -438,7 +438,15 @@ BACKUP_RETENTION_DAYS = env_int("BACKUP_RETENTION_DAYS", 7, minimum=1)
 BACKUP_KEEP_MIN = env_int("BACKUP_KEEP_MIN", 2, minimum=1)
 BACKUP_ENV = os.environ.get("BACKUP_ENV", DJANGO_ENV)
 BACKUP_BUCKET = os.environ.get("BACKUP_BUCKET", "")
+BACKUP_KMS_KEY_ID = os.environ.get("BACKUP_KMS_KEY_ID", "")
 BACKUP_DIR = Path(os.environ.get("BACKUP_DIR", BASE_DIR / "var" / "backups"))
+# `backup create` signs each manifest (HMAC-SHA256); restore and verify check it. Only the
+# backup job needs the key: give it to that role, not to the web application.
+BACKUP_SIGNING_KEY = env_str(
+    "BACKUP_SIGNING_KEY",
+    "" if PRODUCTION else "development-only-backup-signing-key-not-for-production",
+)
+BACKUP_SIGNING_KEY_SECRET_ID = os.environ.get("BACKUP_SIGNING_KEY_SECRET_ID", "")
 if BACKUP_BUCKET:
     _backup_storage: dict[str, Any] = {
         "BACKEND": "storages.backends.s3.S3Storage",
@@ -448,7 +456,13 @@ if BACKUP_BUCKET:
             "location": os.environ.get("BACKUP_PREFIX", "backups").strip("/"),
             "default_acl": None,
             "file_overwrite": True,
-            "object_parameters": {"ServerSideEncryption": "AES256"},
+            # With a KMS key (the bucket's default, docs/backups.md) every upload names it;
+            # sending AES256 would override the bucket's KMS default.
+            "object_parameters": (
+                {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": BACKUP_KMS_KEY_ID}
+                if BACKUP_KMS_KEY_ID
+                else {"ServerSideEncryption": "AES256"}
+            ),
         },
     }
 else:
