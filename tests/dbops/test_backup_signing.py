@@ -122,6 +122,8 @@ def test_an_unsigned_old_backup_is_refused_with_a_clear_message_unless_allowed(
         "BACKUP_SIGNING_KEY (or BACKUP_SIGNING_KEY_SECRET_ID) to the key that signed it)."
     )
     assert not database_exists(project_db, scratch)
+    assert [b["signed"] for b in json.loads(run("list", "--json"))] == [False]
+    assert "1 unsigned (from before signing; a restore needs --allow-unsigned)" in run("list")
 
     out, err = call("restore", "latest", "--database", scratch, "--allow-unsigned")
     assert "Done! Restored" in out

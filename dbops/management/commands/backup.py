@@ -193,7 +193,8 @@ class Command(BaseCommand):
         if options["json"]:
             rows = [
                 {"name": b.name, "created": b.created.isoformat(), "size": b.size,
-                 "age_seconds": int((now - b.created).total_seconds()), "sha256": b.sha256}
+                 "age_seconds": int((now - b.created).total_seconds()), "sha256": b.sha256,
+                 "signed": "signature" in b.manifest}
                 for b in backups
             ]  # fmt: skip
             self.stdout.write(json.dumps(rows, indent=2))
@@ -213,6 +214,12 @@ class Command(BaseCommand):
             summary += (
                 f" {left} object(s) of interrupted backups ignored (`backup prune` removes "
                 "them: a partial whose writer is gone at once, the rest after the retention)."
+            )
+        unsigned = [b.name for b in backups if "signature" not in b.manifest]
+        if unsigned:
+            summary += (
+                f" {len(unsigned)} unsigned (from before signing; a restore needs "
+                "--allow-unsigned)."
             )
         if listing.damaged:
             summary += f" {len(listing.damaged)} damaged backup(s) ignored (below)."
