@@ -494,7 +494,15 @@ BACKUP_RETENTION_DAYS = env_int("BACKUP_RETENTION_DAYS", 7, minimum=1)
 BACKUP_KEEP_MIN = env_int("BACKUP_KEEP_MIN", 2, minimum=1)
 BACKUP_ENV = os.environ.get("BACKUP_ENV", DJANGO_ENV)
 BACKUP_BUCKET = os.environ.get("BACKUP_BUCKET", "")
+BACKUP_KMS_KEY_ID = os.environ.get("BACKUP_KMS_KEY_ID", "")
 BACKUP_DIR = Path(os.environ.get("BACKUP_DIR", BASE_DIR / "var" / "backups"))
+# `backup create` signs each manifest (HMAC-SHA256); restore and verify check it. Only the
+# backup job needs the key: give it to that role, not to the web application.
+BACKUP_SIGNING_KEY = env_str(
+    "BACKUP_SIGNING_KEY",
+    "" if PRODUCTION else "development-only-backup-signing-key-not-for-production",
+)
+BACKUP_SIGNING_KEY_SECRET_ID = os.environ.get("BACKUP_SIGNING_KEY_SECRET_ID", "")
 if BACKUP_BUCKET:
     _backup_storage: dict[str, Any] = {
         "BACKEND": "storages.backends.s3.S3Storage",
@@ -504,7 +512,13 @@ if BACKUP_BUCKET:
             "location": os.environ.get("BACKUP_PREFIX", "backups").strip("/"),
             "default_acl": None,
             "file_overwrite": True,
-            "object_parameters": {"ServerSideEncryption": "AES256"},
+            # With a KMS key (the bucket's default, docs/backups.md) every upload names it;
+            # sending AES256 would override the bucket's KMS default.
+            "object_parameters": (
+                {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": BACKUP_KMS_KEY_ID}
+                if BACKUP_KMS_KEY_ID
+                else {"ServerSideEncryption": "AES256"}
+            ),
         },
     }
 else:
@@ -517,8 +531,50 @@ else:
             "file_permissions_mode": 0o600,
         },
     }
+# --- User uploads: avatars (docs/security.md, "User uploads") ---------------------------
+# Only real PNG, JPEG, WebP and GIF images, within these limits (accounts/avatars.py).
+AVATAR_MAX_BYTES = env_int("AVATAR_MAX_BYTES", 2 * 1024 * 1024, minimum=1)
+AVATAR_MAX_PIXELS = env_int("AVATAR_MAX_PIXELS", 4096 * 4096, minimum=1)
+# Uploads stored on this machine are readable by the owner (and its group) only.
+FILE_UPLOAD_PERMISSIONS = 0o640
+FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o750
+# Production keeps avatars in their own S3 bucket, served from the bucket's (or a CDN's)
+# domain, never the admin's origin: a stored file can then never run script as the admin.
+AVATAR_BUCKET = os.environ.get("AVATAR_BUCKET", "")
+AVATAR_DOMAIN = os.environ.get("AVATAR_DOMAIN", "").strip().lower()
+if AVATAR_DOMAIN and AVATAR_DOMAIN.split(":")[0] in {h.lower() for h in ALLOWED_HOSTS}:
+    raise ImproperlyConfigured(
+        f"AVATAR_DOMAIN={AVATAR_DOMAIN!r} is one of ALLOWED_HOSTS: user uploads must come "
+        "from another domain than the admin's (e.g. a CDN host of the avatar bucket)."
+    )
+if AVATAR_BUCKET:
+    _avatar_storage: dict[str, Any] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": AVATAR_BUCKET,
+            "region_name": os.environ.get("AVATAR_REGION") or os.environ.get("AWS_REGION"),
+            "default_acl": None,  # private: links are signed, short-lived URLs
+            "file_overwrite": False,
+            "custom_domain": AVATAR_DOMAIN or None,
+            # A browser that opens an avatar directly downloads it instead of rendering it.
+            "object_parameters": {
+                "ContentDisposition": "attachment",
+                "ServerSideEncryption": "AES256",
+            },
+        },
+    }
+else:
+    # Not served by this project at all (no /media/ route): only stored, owner-readable.
+    _avatar_storage = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {
+            "file_permissions_mode": FILE_UPLOAD_PERMISSIONS,
+            "directory_permissions_mode": FILE_UPLOAD_DIRECTORY_PERMISSIONS,
+        },
+    }
+
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "default": _avatar_storage,
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     "backups": _backup_storage,
 }

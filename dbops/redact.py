@@ -45,6 +45,8 @@ def configured_secrets() -> Iterable[str]:
             yield str(config["PASSWORD"])
     if getattr(settings, "SECRET_KEY", None):
         yield settings.SECRET_KEY
+    if getattr(settings, "BACKUP_SIGNING_KEY", None):
+        yield settings.BACKUP_SIGNING_KEY
 
 
 def _mask_keyword(match: re.Match[str]) -> str:

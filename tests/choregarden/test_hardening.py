@@ -30,6 +30,7 @@ PRODUCTION_ENV = {
     "DATABASE_URL": "postgres://choregarden:hardening-pw-1@db.example.com:5432/choregarden_prod",
     "DB_SSLROOTCERT": str(CA_BUNDLE),
     "BEHIND_TLS_PROXY": "true",
+    "AVATAR_BUCKET": "choregarden-avatars",
 }
 
 
@@ -164,3 +165,9 @@ def test_a_successful_sign_in_resets_the_failure_count(client: Client, alice: An
     client.logout()
     for _ in range(settings.AXES_FAILURE_LIMIT - 1):
         assert sign_in(client, "wrong-password").status_code == 200
+
+
+def test_check_deploy_warns_when_avatars_would_stay_on_the_web_servers_disk() -> None:
+    proc = production("check", "--deploy", "--fail-level", "WARNING", AVATAR_BUCKET="")
+    assert proc.returncode == 1
+    assert "accounts.W001" in proc.stderr and "AVATAR_BUCKET" in proc.stderr
