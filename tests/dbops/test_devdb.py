@@ -6,6 +6,7 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import tempfile
 import time
 from collections.abc import Iterator
@@ -180,3 +181,16 @@ def test_check_explains_how_to_get_a_database_when_none_exists(tmp_path: Path) -
     assert proc.returncode == 1
     assert "dbops.E001" in proc.stderr
     assert "manage.py devdb start" in proc.stderr
+
+
+def test_its_secret_files_are_the_users_alone(cluster: LocalCluster) -> None:
+    cluster.start()
+    me = os.geteuid()
+    folder = cluster.base_dir.stat()
+    assert (folder.st_uid, stat.S_IMODE(folder.st_mode)) == (me, 0o755)
+    state = cluster.state_file.stat()
+    assert (state.st_uid, stat.S_IMODE(state.st_mode)) == (me, 0o600)
+    assert stat.S_IMODE((cluster.cert_dir / "server.key").stat().st_mode) == 0o600
+    assert stat.S_IMODE((cluster.data_dir / "pg_hba.conf").stat().st_mode) == 0o600
+    leftovers = [p.name for p in cluster.base_dir.iterdir() if p.name.startswith(".")]
+    assert leftovers == []  # no password file, no temporary file
