@@ -10,6 +10,7 @@ import secrets
 import shutil
 import socket
 import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,6 +32,9 @@ OWNER_ROLE = "choregarden_owner"
 APP_ROLE = "choregarden"
 SUPERUSER = "postgres"
 START_TIMEOUT = 60
+# TLS 1.2 with forward secrecy and authenticated encryption only (no CBC, no RSA key
+# exchange); TLS 1.3's suites are all of that kind. OpenSSL's syntax (ssl_ciphers).
+SSL_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20:!aNULL:!eNULL"
 
 HBA = """\
 # Written by `manage.py devdb`: TCP only, SSL only, SCRAM passwords only.
@@ -260,6 +264,8 @@ class LocalCluster:
             f"ssl_cert_file = '{self.cert_dir / 'server.crt'}'\n"
             f"ssl_key_file = '{self.cert_dir / 'server.key'}'\n"
             "ssl_min_protocol_version = 'TLSv1.2'\n"
+            f"ssl_ciphers = '{SSL_CIPHERS}'\n"
+            "ssl_prefer_server_ciphers = on\n"
             "password_encryption = 'scram-sha-256'\n"
             "max_connections = 200\n"
             f"{self._preload_line()}"
@@ -305,6 +311,9 @@ class LocalCluster:
             self.init()
             created = True
         if self.running():
+            # A cluster started by an earlier release gets today's settings (ciphers) too.
+            self._write_conf(self.state())
+            self._reload()
             self.ensure_roles()
             return "already running"
         self._clear_stale_pidfile()
@@ -340,6 +349,20 @@ class LocalCluster:
             raise LocalDBError(f"PostgreSQL did not start: no free port.{self._log_tail()}")
         self.ensure_roles()
         return "created and started" if created else "started"
+
+    def _reload(self) -> None:
+        import psycopg
+
+        self._run([self._bin("pg_ctl"), "reload", "-D", str(self.data_dir)])
+        # pg_ctl only signals the server: wait until a new session has the new settings.
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            with psycopg.connect(**self.conninfo("superuser", "postgres")) as conn:
+                if conn.execute("SHOW ssl_ciphers").fetchone() == (SSL_CIPHERS,):
+                    return
+            if time.monotonic() > deadline:
+                raise LocalDBError(f"PostgreSQL did not reload its settings.{self._log_tail()}")
+            time.sleep(0.1)
 
     def stop(self) -> str:
         if not self.running():
