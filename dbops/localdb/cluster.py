@@ -418,7 +418,11 @@ class LocalCluster:
         """Create the owner and application roles and the database (idempotent)."""
         import psycopg
 
-        from dbops.roles import grant_application_privileges, provision_cluster
+        from dbops.roles import (
+            forget_password_statements,
+            grant_application_privileges,
+            provision_cluster,
+        )
 
         state = self.state()
         with psycopg.connect(**self.conninfo("superuser", "postgres"), autocommit=True) as conn:
@@ -435,6 +439,8 @@ class LocalCluster:
             if self._preload_line():
                 # The slow-query report reads it; creating it needs a superuser, as on RDS.
                 conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            # Role statements of earlier releases, and any made by hand, with a verifier.
+            forget_password_statements(conn)
 
 
 def default_cluster() -> LocalCluster:

@@ -21,6 +21,7 @@ import pytest
 
 from dbops.localdb import LocalCluster
 from dbops.localdb.certs import write_certificates
+from dbops.roles import PASSWORD_STATEMENTS, ensure_role
 from tests.helpers import run_manage
 
 
@@ -248,3 +249,29 @@ def test_start_gives_a_running_cluster_of_an_earlier_release_the_ciphers(
     assert handshake(cluster, ssl.TLSVersion.TLSv1_2, "ECDHE-ECDSA-AES256-SHA")  # CBC, as before
     assert cluster.start() == "already running"
     assert_aead_only(cluster)
+
+
+def password_statements(c: LocalCluster) -> list[str]:
+    """What the application role (pg_monitor) reads of role statements with a password."""
+    with psycopg.connect(**c.conninfo("app")) as conn:
+        rows = conn.execute(
+            "SELECT query FROM pg_stat_statements WHERE query ~* %s", [PASSWORD_STATEMENTS]
+        ).fetchall()
+    return [row[0] for row in rows]
+
+
+def test_the_application_role_reads_no_password_verifier_in_the_statistics(
+    cluster: LocalCluster,
+) -> None:
+    cluster.start()
+    assert cluster.start() == "already running"  # both roles updated again
+    assert password_statements(cluster) == []
+    # What an earlier release left (its statements were tracked) goes at the next start.
+    with psycopg.connect(**cluster.conninfo("superuser"), autocommit=True) as conn:
+        ensure_role(conn, "choregarden", cluster.state().app_password, "LOGIN")
+        conn.execute("ALTER ROLE choregarden PASSWORD 'md5d41d8cd98f00b204e9800998ecf8427e'")
+        ensure_role(conn, "choregarden", cluster.state().app_password, "LOGIN")
+    [left] = password_statements(cluster)
+    assert "md5d41d8cd98f00b204e9800998ecf8427e" in left
+    assert cluster.start() == "already running"
+    assert password_statements(cluster) == []
