@@ -61,11 +61,15 @@ def make_private_folder(folder: Path) -> None:
     """Create folder (mode 0755: the cluster's user must reach its data) or check it."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     try:
-        os.mkdir(folder, 0o755)
+        os.mkdir(folder, 0o700)
     except FileExistsError:
         check_private_folder(folder)
         return
-    os.chmod(folder, 0o755, follow_symlinks=False)  # whatever the umask took away
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        os.fchmod(fd, 0o755)  # whatever the umask took away
+    finally:
+        os.close(fd)
 
 
 def write_private(
