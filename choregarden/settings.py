@@ -260,11 +260,16 @@ LOCAL_CLUSTER_HOSTS = ("127.0.0.1", "localhost")
 LOCAL_CLUSTER_PORT: int | None = None
 LOCAL_CLUSTER_CA = ""
 if not PRODUCTION:
-    from dbops.localdb import default_cluster
+    from dbops.localdb import LocalDBError, default_cluster
 
     _cluster = default_cluster()
-    if _cluster.initialised():
-        LOCAL_CLUSTER_PORT = _cluster.state().port
+    try:
+        _initialised = _cluster.initialised()
+        _port = _cluster.state().port if _initialised else None
+    except LocalDBError as _err:  # a folder another user could change: named, with the fix
+        raise ImproperlyConfigured(str(_err)) from None
+    if _initialised:
+        LOCAL_CLUSTER_PORT = _port
         LOCAL_CLUSTER_CA = str(_cluster.ca_file)
         if LOCAL_DATABASE:
             DATABASE_URL = _cluster.url("app")
@@ -430,6 +435,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: it sees every response, the 404 of an address that matches no view included.
+    "dbops.error_reports.MaskDebugErrorPagesMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",  # Content-Security-Policy (CONTENT_SECURITY_POLICY below)
     "django.contrib.sessions.middleware.SessionMiddleware",
