@@ -119,7 +119,7 @@ class AdminSite(admin.AdminSite):
         def as_staff(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
             if request.method in SAFE_METHODS:
                 return view(request, *args, **kwargs)
-            # Django's wrapper below has already refused anyone who is not active staff.
+            # Django's wrapper around this one has already refused all but active staff.
             with acting_as(staff_actor(request)):
                 return view(request, *args, **kwargs)
 
