@@ -8,7 +8,10 @@ import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.admin.models import ADDITION, CHANGE, DELETION, LogEntry
 from django.contrib.auth.models import User
+from django.db import transaction
 from django.urls import reverse
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from chores.audit import acting_as, current_actor
 from chores.models import AuditLog, Task, TaskTemplate
@@ -111,3 +114,23 @@ def test_the_actor_does_not_outlive_the_admin_request(world: World, carol: User)
     with acting_as("user:demo"):
         submit(client_for(carol), url, {"title": "Dishes, later still"})
         assert current_actor() == "user:demo"
+
+
+# Any user name Django accepts (letters of any script, digits and @.+-_, up to 150).
+USERNAMES = st.from_regex(r"[\w.@+-]{1,150}", fullmatch=True).filter(
+    lambda name: not any(c in name for c in "\n\x00")
+)
+
+
+@settings(max_examples=20, deadline=None, print_blob=True)
+@given(username=USERNAMES)
+def test_every_user_name_is_recorded_as_it_is(username: str) -> None:
+    with transaction.atomic():
+        world_task = Task.objects.create(household=make_world().millers, title="Bins")
+        user = User.objects.create_superuser(username, None, None)
+        url = reverse("admin:chores_task_change", args=[world_task.pk])
+        submit(client_for(user), url, {"title": "Bins out"})
+        # As stored: Django normalizes a user name (NFKC: "ª" is saved as "a").
+        actor = f"staff:{user.get_username()}"
+        assert audit_rows("tasks", world_task.pk)[-1] == ("UPDATE", actor)
+        transaction.set_rollback(True)
