@@ -20,6 +20,7 @@ from accounts.validators import (
     preference_errors,
 )
 from chores.models import HouseholdMember
+from dbops.adminaccess import log_action
 from dbops.adminkit import LargeTableAdmin
 from dbops.adminrules import DatabaseRulesAdmin, DatabaseRulesForm
 
@@ -183,16 +184,23 @@ class UserProfileAdmin(DatabaseRulesAdmin, LargeTableAdmin):
     def deleted(self, obj: UserProfile) -> bool:
         return obj.deleted_at is not None
 
-    @admin.action(description="Soft-delete selected profiles (deactivate, keep the rows)")
+    # Soft delete and restore are the admin's deleting of a profile, and its undoing: both
+    # need the permission to delete profiles (issue 13.1).
+    @admin.action(
+        permissions=["delete"],
+        description="Soft-delete selected profiles (deactivate, keep the rows)",
+    )
     def soft_delete(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
-        count = queryset.filter(deleted_at__isnull=True).update(
-            deleted_at=timezone.now(), is_active=False
-        )
+        live = list(queryset.filter(deleted_at__isnull=True))
+        count = UserProfile.objects.filter(
+            pk__in=[p.pk for p in live], deleted_at__isnull=True
+        ).update(deleted_at=timezone.now(), is_active=False)
+        log_action(request, live, "Soft-deleted (deactivated, row kept).")
         self.message_user(request, f"Soft-deleted {count} profiles.", messages.SUCCESS)
 
-    @admin.action(description="Restore selected deleted profiles")
+    @admin.action(permissions=["delete"], description="Restore selected deleted profiles")
     def restore(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
-        restored = 0
+        restored = []
         for profile in queryset.filter(deleted_at__isnull=False):
             clash = UserProfile.objects.by_email(profile.email).exclude(pk=profile.pk).exists()
             if clash:
@@ -205,5 +213,6 @@ class UserProfileAdmin(DatabaseRulesAdmin, LargeTableAdmin):
             profile.deleted_at = None
             profile.is_active = True
             profile.save(update_fields=["deleted_at", "is_active"])
-            restored += 1
-        self.message_user(request, f"Restored {restored} profiles.", messages.SUCCESS)
+            restored.append(profile)
+        log_action(request, restored, "Restored (reactivated).")
+        self.message_user(request, f"Restored {len(restored)} profiles.", messages.SUCCESS)

@@ -34,6 +34,7 @@ from chores.models import (
     Task,
     TaskTemplate,
 )
+from dbops.adminaccess import log_action
 from dbops.adminkit import LargeTableAdmin
 from dbops.adminrules import (
     DatabaseRulesAdmin,
@@ -158,13 +159,21 @@ class HouseholdMemberAdmin(DatabaseRulesAdmin, LargeTableAdmin):
             )
         super().delete_queryset(request, queryset.exclude(role=HouseholdMember.Role.OWNER))
 
-    @admin.action(description="Make the selected member the household's owner")
+    # Roles of members change, as on a member's change form (issue 13.1).
+    @admin.action(
+        permissions=["change"], description="Make the selected member the household's owner"
+    )
     def make_owner(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
         if queryset.count() != 1:
             self.message_user(request, "Select exactly one member.", messages.ERROR)
             return
         member = queryset.select_related("household").get()
+        previous = list(member.household.members.filter(role=HouseholdMember.Role.OWNER))
         member.household.transfer_ownership(member)
+        log_action(request, [member], "Made the household's owner.")
+        log_action(
+            request, [p for p in previous if p.pk != member.pk], "Owner became admin (transfer)."
+        )
         self.message_user(
             request,
             f"{member.user} now owns {member.household}; the previous owner became an admin.",

@@ -1,7 +1,8 @@
 """Admin pages of the database platform: migration history and database health (D7).
 
-Both are read-only: no add, change or delete, and nothing here changes the schema. The
-pages need the model's view permission (superusers have it).
+Both are read-only: no add, change or delete, and nothing here changes the schema. Every
+page (the lists, files and states, validate, a file's SQL, database health) needs the
+model's view permission (superusers have it), declared with `requires`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib import admin
-from django.core.exceptions import PermissionDenied
 from django.db import DatabaseError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -20,6 +20,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from dbops import engine, health, migration_states
+from dbops.adminaccess import requires
 from dbops.models import DatabaseHealth, FlywaySchemaHistory
 from dbops.redact import redact
 from dbops.sqlmigrations.exceptions import SqlMigrationError
@@ -50,10 +51,6 @@ class ReadOnlyAdmin(admin.ModelAdmin):
             "title": title,
             **extra,
         }
-
-    def _require_view(self, request: HttpRequest) -> None:
-        if not self.has_view_permission(request):
-            raise PermissionDenied
 
 
 def state_badge(state: str) -> str:
@@ -171,8 +168,8 @@ class MigrationHistoryAdmin(ReadOnlyAdmin):
         extra = {"overview": overview, "counts": overview.counts(), **(extra_context or {})}
         return super().changelist_view(request, extra)
 
+    @requires("view")
     def states_view(self, request: HttpRequest) -> HttpResponse:
-        self._require_view(request)
         overview = migration_states.read_overview()
         lines = [
             {
@@ -193,8 +190,8 @@ class MigrationHistoryAdmin(ReadOnlyAdmin):
         )
         return TemplateResponse(request, "admin/dbops/flywayschemahistory/states.html", context)
 
+    @requires("view")
     def validate_view(self, request: HttpRequest) -> HttpResponse:
-        self._require_view(request)
         error = ""
         problems: list[Any] = []
         try:
@@ -210,8 +207,8 @@ class MigrationHistoryAdmin(ReadOnlyAdmin):
         )
         return TemplateResponse(request, "admin/dbops/flywayschemahistory/validate.html", context)
 
+    @requires("view")
     def file_view(self, request: HttpRequest, script: str) -> HttpResponse:
-        self._require_view(request)
         mf = migration_states.find_file(script)
         if mf is None:
             raise Http404(f"{script} is not in the migrations folder")
@@ -243,8 +240,8 @@ def _file_url(script: str) -> str:
 class DatabaseHealthAdmin(ReadOnlyAdmin):
     """The database-health page stands in for the (table-less) model's changelist."""
 
+    @requires("view")
     def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
-        self._require_view(request)
         aliases = list(settings.DATABASES)
         alias = request.GET.get("database", "default")
         if alias not in aliases:

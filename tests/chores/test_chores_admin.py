@@ -228,3 +228,13 @@ def test_delivered_channels_are_boxes_and_a_typed_percent_is_no_server_error(
     assert admin_client.post(url, data).status_code == 302
     notification.refresh_from_db()
     assert notification.delivered_channels == ["email", "sms"]
+
+
+@pytest.mark.parametrize("month", ["2026-13", "2026-00", "9999-12", "2026-1x", "2026"])
+def test_a_month_that_is_not_one_is_an_invalid_lookup_not_a_server_error(
+    admin_client: Any, home: Household, month: str
+) -> None:
+    # Issue 13.9: ?month=2026-13 was a 500 (EmptyResultSet in the count estimate).
+    response = admin_client.get(reverse("admin:chores_completion_changelist"), {"month": month})
+    assert response.status_code == 302
+    assert response["Location"].endswith("?e=1")
