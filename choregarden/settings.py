@@ -339,6 +339,11 @@ def database_config(
             "min_size": DB_POOL_MIN_SIZE,
             "max_size": DB_POOL_MAX_SIZE,
             "timeout": DB_POOL_TIMEOUT,
+            # psycopg_pool retries a failed connect with a doubling delay until this many
+            # seconds, then stops and opens connections again on demand. Its default (5
+            # min) let the delay reach 16 s, so the site stayed down up to that long after
+            # the database was back; with 2 s a request is at most a second behind it.
+            "reconnect_timeout": 2,
         }
         config["CONN_MAX_AGE"] = 0  # Django refuses persistent connections with a pool
     config["CONN_HEALTH_CHECKS"] = True
@@ -432,6 +437,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # The database's trouble (timeouts, no connection, shutdown) answers 503, not 500.
+    "dbops.dbtrouble.DatabaseTroubleMiddleware",
     # Last, as django-axes requires: it turns a locked-out sign-in into the lockout page.
     "axes.middleware.AxesMiddleware",
 ]
