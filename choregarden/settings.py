@@ -561,6 +561,9 @@ LOGGING = {
         "django.server": {"handlers": ["django.server"], "level": "INFO", "propagate": False},
         "botocore": {"level": _AWS_SDK_LOG_LEVEL},
         "boto3": {"level": _AWS_SDK_LOG_LEVEL},
+        # The pool warns at each failed connect attempt, several times a second in an
+        # outage; the 503's one line per request (dbops.dbtrouble) names the same cause.
+        "psycopg.pool": {"level": "ERROR"},
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
 }

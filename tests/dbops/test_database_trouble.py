@@ -200,6 +200,8 @@ def test_an_outage_answers_503_then_the_first_request_after_it_succeeds_at_once(
     assert "Connection refused" in log  # the pool timeout names the real cause
     assert "DB_POOL_MAX_SIZE" not in log  # and sends no one to resize the pool
     assert "Internal Server Error" not in log
+    # One line per failed request, not the pool's warning per connect attempt besides.
+    assert log.count("Connection refused") == len(during)
 
 
 def test_handler500_turns_the_databases_trouble_in_a_middleware_into_a_503() -> None:
