@@ -88,3 +88,22 @@ def test_a_named_exception_runs_with_its_own_statement_timeout_then_the_configur
     with statement_timeout(None):
         assert show() == "0"
     assert show() == before
+
+
+def test_one_url_for_both_roles_runs_the_owners_jobs_without_the_timeouts(settings: Any) -> None:
+    from django.db import connections
+
+    from dbops.connections import use_migration_role
+
+    settings.MIGRATION_DATABASE = None
+    alias = "waits_probe"
+    connections.settings[alias] = {
+        **connections["default"].settings_dict,
+        "OPTIONS": {"options": "-c statement_timeout=30000 -c search_path=public"},
+    }
+    try:
+        assert use_migration_role(alias) is False
+        assert connections[alias].settings_dict["OPTIONS"] == {"options": "-c search_path=public"}
+    finally:
+        del connections[alias]
+        del connections.settings[alias]
