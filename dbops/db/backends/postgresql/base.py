@@ -7,7 +7,10 @@ names the setting to fix. With a "SECRET" ({"ID", "REGION", "SETTING"}), every n
 connection, pooled or not, logs in with the process's cached secret, and a refused password
 makes it read the secret again once (rotation). Django's pool builds its connection keywords
 once, when the pool is made, so the pool gets a connection class that puts the current
-credentials in at each connect instead.
+credentials in at each connect instead. That class also remembers the pool's last failed
+connect, and the backend which request holds each pooled connection, so that a pool
+timeout says whether the pool was exhausted or the server unreachable
+(dbops.db.pooltimeout).
 """
 
 from __future__ import annotations
