@@ -64,6 +64,8 @@ def _kind(exc: BaseException) -> tuple[str, str] | None:
         return "server shutting down", UNAVAILABLE
     if isinstance(exc, psycopg.errors.ReadOnlySqlTransaction):
         return "read-only database", READ_ONLY
+    if isinstance(exc, psycopg.errors.ProgramLimitExceeded):
+        return None  # a statement too complex or too large: ours to fix, every time
     if isinstance(exc, (psycopg.OperationalError, DjangoOperationalError)):
         # Reset, too many connections, a deadlock: the server's state, not a bug of ours.
         return "connection failed", UNAVAILABLE
