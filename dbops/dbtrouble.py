@@ -20,6 +20,7 @@ from django.db.utils import OperationalError as DjangoOperationalError
 from django.http import HttpRequest, HttpResponse
 from django.utils.html import escape
 from django.views.defaults import server_error as django_server_error
+from psycopg_pool import PoolTimeout
 
 from dbops.connections import DatabaseUnavailable, one_line
 from dbops.db.pooltimeout import current_request
@@ -45,31 +46,29 @@ def _chain(err: BaseException) -> list[BaseException]:
     return seen
 
 
-def _kind(exc: BaseException) -> tuple[str, str] | None:
-    from psycopg_pool import PoolTimeout
+# The first class an error is an instance of names its cause; None: ours, a 500.
+KINDS: tuple[tuple[type[BaseException], tuple[str, str] | None], ...] = (
+    (PoolTimeout, ("no pooled connection", BUSY)),
+    (psycopg.errors.LockNotAvailable, ("lock timeout", BUSY)),
+    (psycopg.errors.QueryCanceled, ("statement timeout", BUSY)),
+    (psycopg.errors.IdleInTransactionSessionTimeout, ("idle-in-transaction timeout", BUSY)),
+    (psycopg.errors.AdminShutdown, ("server shutting down", UNAVAILABLE)),
+    (psycopg.errors.ReadOnlySqlTransaction, ("read-only database", READ_ONLY)),
+    # A statement too complex or too large: psycopg files it as operational, yet it is
+    # the query's fault every time.
+    (psycopg.errors.ProgramLimitExceeded, None),
+    # Refused, reset, too many connections, a deadlock: the server's state, not our code.
+    (psycopg.OperationalError, ("connection failed", UNAVAILABLE)),
+    (DjangoOperationalError, ("connection failed", UNAVAILABLE)),
+)
 
+
+def _kind(exc: BaseException) -> tuple[str, str] | None:
     if isinstance(exc, DatabaseUnavailable):  # no connection: the pool's timeout, or refused
         if isinstance(exc.__cause__, PoolTimeout):
             return "no pooled connection", BUSY
         return "connection failed", UNAVAILABLE
-    if isinstance(exc, PoolTimeout):
-        return "no pooled connection", BUSY
-    if isinstance(exc, psycopg.errors.LockNotAvailable):
-        return "lock timeout", BUSY
-    if isinstance(exc, psycopg.errors.QueryCanceled):
-        return "statement timeout", BUSY
-    if isinstance(exc, psycopg.errors.IdleInTransactionSessionTimeout):
-        return "idle-in-transaction timeout", BUSY
-    if isinstance(exc, psycopg.errors.AdminShutdown):
-        return "server shutting down", UNAVAILABLE
-    if isinstance(exc, psycopg.errors.ReadOnlySqlTransaction):
-        return "read-only database", READ_ONLY
-    if isinstance(exc, psycopg.errors.ProgramLimitExceeded):
-        return None  # a statement too complex or too large: ours to fix, every time
-    if isinstance(exc, (psycopg.OperationalError, DjangoOperationalError)):
-        # Reset, too many connections, a deadlock: the server's state, not a bug of ours.
-        return "connection failed", UNAVAILABLE
-    return None
+    return next((kind for cls, kind in KINDS if isinstance(exc, cls)), None)
 
 
 def diagnose(err: BaseException) -> tuple[str, str] | None:
