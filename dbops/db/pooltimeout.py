@@ -18,6 +18,8 @@ import psycopg
 # "GET /admin/..." while a request runs (set by dbops.dbtrouble's middleware).
 current_request: ContextVar[str] = ContextVar("dbops_current_request", default="")
 MAX_HOLDERS_SHOWN = 5
+# A connect failed this recently and the pool has no connection at all: the server is down.
+KNOWN_DOWN_SECONDS = 1.0
 
 
 class ConnectFailures:
@@ -84,6 +86,34 @@ class Checkouts:
 
 
 checkouts = Checkouts()
+
+
+def known_down(pool: Any) -> psycopg.OperationalError | None:
+    """Return the error to raise at once, without waiting for the pool, if the server is down.
+
+    Down: the pool's last connect failed under KNOWN_DOWN_SECONDS ago, and it has no
+    connection, idle or checked out, that could come back. Waiting DB_POOL_TIMEOUT would
+    hold the request, and a worker thread, for nothing. The pool is told to connect again
+    (pool.check(), a no-op while an attempt is under way), so once the server is back the
+    connection is there within about a second.
+    """
+    from dbops.connections import cause
+
+    last = pool.connection_class.failures.last
+    if last is None:
+        return None
+    age = time.monotonic() - last[0]
+    if age > KNOWN_DOWN_SECONDS or pool.get_stats().get("pool_available", 0):
+        return None
+    if checkouts.held(pool):
+        return None
+    # Have the pool connect again now, unless an attempt is under way: the next request
+    # finds the connection as soon as the server is back.
+    pool.check()
+    return psycopg.OperationalError(
+        f"connection failed: {cause(last[1])} (the pool's last connect, {age:.1f} s ago; "
+        "answered without waiting for the pool)"
+    )
 
 
 def pool_timeout(alias: str, pool: Any, err: Exception) -> psycopg.Error:

@@ -25,7 +25,13 @@ from django.db.backends.postgresql import base as postgresql
 from django.db.backends.postgresql import client as postgresql_client
 
 from dbops.connections import configured, not_configured, unavailable
-from dbops.db.pooltimeout import ConnectFailures, RecordingConnection, checkouts, pool_timeout
+from dbops.db.pooltimeout import (
+    ConnectFailures,
+    RecordingConnection,
+    checkouts,
+    known_down,
+    pool_timeout,
+)
 from dbops.secrets import DatabaseCredentials, SecretError, SecretRef
 
 Overlay = Callable[[DatabaseCredentials], dict[str, Any]]
@@ -197,6 +203,9 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
         if self.pool is not None:
             from psycopg_pool import PoolTimeout  # imported by Django with the pool
 
+            down = known_down(self.pool)
+            if down is not None:
+                raise down
             try:
                 conn = super().get_new_connection(conn_params)
             except PoolTimeout as err:
