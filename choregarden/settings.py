@@ -237,6 +237,35 @@ if DB_POOL_MIN_SIZE > DB_POOL_MAX_SIZE:
         f"{DB_POOL_MAX_SIZE}: lower the first or raise the second."
     )
 
+# Bounded waits (dbops.waits): every connection of the application role gives up on a
+# statement, a lock or a transaction left idle after these; 0 turns one off.
+_TIMEOUT_DEFAULTS = {
+    "statement_timeout": "30s",
+    "lock_timeout": "5s",
+    "idle_in_transaction_session_timeout": "60s",
+}
+
+
+def env_duration_ms(name: str, default: str) -> int:
+    from dbops.waits import DurationError, duration_ms
+
+    try:
+        return duration_ms(name, os.environ.get(name, "").strip() or default)
+    except DurationError as err:
+        raise ImproperlyConfigured(str(err)) from None
+
+
+def _timeouts() -> dict[str, int]:
+    from dbops.waits import TIMEOUTS
+
+    return {
+        parameter: env_duration_ms(name, _TIMEOUT_DEFAULTS[parameter])
+        for parameter, name in TIMEOUTS.items()
+    }
+
+
+DB_TIMEOUTS = _timeouts()
+
 DATABASE_URL = env_str("DATABASE_URL")
 MIGRATION_DATABASE_URL = env_str("MIGRATION_DATABASE_URL")
 # Credentials from AWS Secrets Manager (docs/secrets.md): the RDS secret JSON of each role.
@@ -294,7 +323,12 @@ def local_cluster_ca(config: dict[str, Any]) -> str:
 
 
 def database_config(
-    url: str, variable: str, secret_id: str = "", secret_variable: str = ""
+    url: str,
+    variable: str,
+    secret_id: str = "",
+    secret_variable: str = "",
+    *,
+    bounded: bool = False,
 ) -> dict[str, Any]:
     """Turn a postgres:// URL (or a secret id) into a DATABASES entry with SSL and pool options."""
     if url:
@@ -345,11 +379,22 @@ def database_config(
         options.setdefault("sslrootcert", sslrootcert)
     options.setdefault("application_name", "choregarden")
     options.setdefault("connect_timeout", 10)
+    if bounded:
+        # The application role's sessions never wait unbounded (DB_TIMEOUTS); a URL's own
+        # `options` come after and win.
+        from dbops.waits import session_options
+
+        options["options"] = session_options(DB_TIMEOUTS, str(options.get("options", "")))
     if DB_POOL:
         options["pool"] = {
             "min_size": DB_POOL_MIN_SIZE,
             "max_size": DB_POOL_MAX_SIZE,
             "timeout": DB_POOL_TIMEOUT,
+            # psycopg_pool retries a failed connect with a doubling delay until this many
+            # seconds, then stops and opens connections again on demand. Its default (5
+            # min) let the delay reach 16 s, so the site stayed down up to that long after
+            # the database was back; with 2 s a request is at most a second behind it.
+            "reconnect_timeout": 2,
         }
         config["CONN_MAX_AGE"] = 0  # Django refuses persistent connections with a pool
     config["CONN_HEALTH_CHECKS"] = True
@@ -364,7 +409,9 @@ if PRODUCTION and not DB_SSLROOTCERT:
 
 if DATABASE_URL or DB_SECRET_ID:
     DATABASES = {
-        "default": database_config(DATABASE_URL, "DATABASE_URL", DB_SECRET_ID, "DB_SECRET_ID")
+        "default": database_config(
+            DATABASE_URL, "DATABASE_URL", DB_SECRET_ID, "DB_SECRET_ID", bounded=True
+        )
     }
 elif MIGRATION_DB_SECRET_ID:
     # Only the owner's secret (the migration handler): the default database is the owner's.
@@ -398,9 +445,12 @@ if REPLICA_DATABASE_URL:
     # Read-only reporting queries (dbops.routers); the server refuses writes on it too.
     # An RDS replica has the primary's roles: with DB_SECRET_ID it logs in with that secret.
     DATABASES["replica"] = database_config(
-        REPLICA_DATABASE_URL, "REPLICA_DATABASE_URL", DB_SECRET_ID, "DB_SECRET_ID"
+        REPLICA_DATABASE_URL, "REPLICA_DATABASE_URL", DB_SECRET_ID, "DB_SECRET_ID", bounded=True
     )
-    DATABASES["replica"]["OPTIONS"]["options"] = "-c default_transaction_read_only=on"
+    _replica_options = DATABASES["replica"]["OPTIONS"]
+    _replica_options["options"] = (
+        f"-c default_transaction_read_only=on {_replica_options['options']}"
+    )
     DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
 REPORTING_MODELS = env.list("REPORTING_MODELS", default=[])
 DATABASE_ROUTERS = ["dbops.routers.ReplicaRouter"]
@@ -446,6 +496,8 @@ MIDDLEWARE = [
     "django_otp.middleware.OTPMiddleware",  # request.user.is_verified(), after auth
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # The database's trouble (timeouts, no connection, shutdown) answers 503, not 500.
+    "dbops.dbtrouble.DatabaseTroubleMiddleware",
     # Last, as django-axes requires: it turns a locked-out sign-in into the lockout page.
     "axes.middleware.AxesMiddleware",
 ]
@@ -628,6 +680,9 @@ LOGGING = {
         "django.server": {"handlers": ["django.server"], "level": "INFO", "propagate": False},
         "botocore": {"level": _AWS_SDK_LOG_LEVEL},
         "boto3": {"level": _AWS_SDK_LOG_LEVEL},
+        # The pool warns at each failed connect attempt, several times a second in an
+        # outage; the 503's one line per request (dbops.dbtrouble) names the same cause.
+        "psycopg.pool": {"level": "ERROR"},
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
 }

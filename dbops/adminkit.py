@@ -12,7 +12,6 @@ to make the count cheap. The page then says "about N" (templates/admin/paginatio
 from __future__ import annotations
 
 import json
-from functools import cached_property
 from typing import Any
 
 from django.contrib import admin
@@ -20,6 +19,7 @@ from django.contrib.admin import helpers
 from django.core.exceptions import EmptyResultSet
 from django.core.paginator import Paginator
 from django.db import connections
+from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.translation import gettext as _
 
@@ -64,6 +64,9 @@ class EstimatedCountPaginator(Paginator):
 
     approximate = False
 
+    # Django's cached_property, not functools': on Python 3.11 the latter holds one lock
+    # for every instance of the class while the count runs, so one count blocked in the
+    # database stalled every large-table changelist of the process.
     @cached_property
     def count(self) -> int:  # type: ignore[override]
         queryset = self.object_list

@@ -10,6 +10,7 @@ from django.db import connections
 from django.db.utils import OperationalError
 
 from dbops.redact import redact
+from dbops.waits import bounded, lift_timeouts
 
 OWNER_KEYS = ("NAME", "USER", "PASSWORD", "HOST", "PORT")
 # The settings key (set by choregarden.settings) naming the variables that configure a
@@ -26,9 +27,15 @@ class DatabaseUnavailable(OperationalError):
 def use_migration_role(alias: str = "default") -> bool:
     """Switch `alias` to MIGRATION_DATABASE_URL's role, if set; return whether it did."""
     owner = getattr(settings, "MIGRATION_DATABASE", None)
-    if not owner:
-        return False
     connection = connections[alias]
+    if not owner:
+        # One URL for both roles: its connections still run the owner's long jobs.
+        if bounded(connection.settings_dict):
+            connection.close()
+            if getattr(connection, "pool", None) is not None:
+                connection.close_pool()
+            lift_timeouts(connection.settings_dict)
+        return False
     if connection.connection is not None:
         connection.close()
     if getattr(connection, "pool", None) is not None:

@@ -16,6 +16,7 @@ from psycopg import sql
 
 from dbops.privileges import DJANGO_HISTORY_TABLE, FLYWAY_HISTORY_TABLE, Relation
 from dbops.roles import MONITORING_ROLE
+from dbops.waits import TIMEOUTS, current, role_defaults
 
 # What `dbroles check` writes into the probe table (rolled back at the end).
 PROBE_MARK = "dbroles check probe"
@@ -183,6 +184,24 @@ def _role_facts(conn: Any) -> list[ProbeResult]:
     ]
 
 
+def timeout_results(conn: Any) -> list[ProbeResult]:
+    """Each timeout of this session (what the application's connections get) must be set."""
+    values, defaults = current(conn), role_defaults(conn)
+    results = []
+    for name, setting in TIMEOUTS.items():
+        value = values[name]
+        ok = value not in ("0", "0ms")
+        role = f"role default {defaults[name]}" if name in defaults else "no role default"
+        detail = (
+            f"{value} ({role})"
+            if ok
+            else f"0, no limit ({role}): set {setting} or run `manage.py dbroles provision` "
+            "as an admin (--url)"
+        )
+        results.append(ProbeResult(f"{name} (bounded waits)", "set", ok, detail))
+    return results
+
+
 def check_application_role(
     conn: Any, probes: Sequence[Probe], relations: Sequence[Relation] = ()
 ) -> list[ProbeResult]:
@@ -190,7 +209,8 @@ def check_application_role(
 
     `relations` (dbops.privileges.classify, as this role) adds the catalog's evidence.
     """
-    results = _role_facts(conn) + (catalog_results(relations) if relations else [])
+    results = _role_facts(conn) + timeout_results(conn)
+    results += catalog_results(relations) if relations else []
     with conn.transaction(force_rollback=True):
         # A misconfigured role could queue for a table lock; never hang the check on one.
         conn.execute("SET LOCAL lock_timeout = '5s'")

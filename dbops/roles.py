@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -208,6 +208,30 @@ def grant_monitoring(conn: Any, app: str) -> str:
     return f"{MONITORING_ROLE}: granted to {app} (statistics only)"
 
 
+def set_role_timeouts(conn: Any, app: str, database: str, timeouts: Mapping[str, int]) -> str:
+    """Make the timeouts (ms) the application role's defaults in the database; say what happened.
+
+    Each application connection also sets them (libpq options): the defaults bound any
+    other client of the role (a psql session, a script).
+    """
+    ident = sql.Identifier
+    try:
+        with conn.transaction():
+            for name, value in timeouts.items():
+                conn.execute(
+                    sql.SQL("ALTER ROLE {} IN DATABASE {} SET {} = {}").format(
+                        ident(app), ident(database), ident(name), sql.Literal(f"{value}ms")
+                    )
+                )
+    except psycopg.errors.InsufficientPrivilege:
+        return (
+            f"timeouts: not made {app}'s defaults (needs CREATEROLE: --url with the RDS master "
+            "user); the application's connections set them themselves"
+        )
+    listed = ", ".join(f"{name} {value}ms" for name, value in timeouts.items())
+    return f"timeouts: {app}'s defaults in {database}: {listed}"
+
+
 def provision_cluster(
     conn: Any, *, database: str, owner: tuple[str, str], app: tuple[str, str]
 ) -> None:
@@ -239,6 +263,7 @@ def provision_database(
     owner_password: str | None = None,
     schema: str = "public",
     history_tables: Sequence[str] = HISTORY_TABLES,
+    timeouts: Mapping[str, int] | None = None,
 ) -> list[str]:
     """Bring the connected database to D4's two roles; return one line per step."""
     if owner == app:
@@ -294,6 +319,8 @@ def provision_database(
                 f"OWNER TO {owner}` as {db_owner!r} or a superuser"
             ) from None
         steps.append(f"database {database}: owner changed from {db_owner} to {owner}")
+    if timeouts:
+        steps.append(set_role_timeouts(conn, app, database, timeouts))
     if owner != me:
         # Default privileges are per creating role: the owner's future tables are the ones
         # migrations make, so set them up while acting as the owner.

@@ -23,6 +23,7 @@ import environ
 import pytest
 
 from dbops.localdb import LocalCluster
+from dbops.waits import lift_timeouts
 from tests.sqlproject import SqlProject, create_project, drop_project
 
 
@@ -126,6 +127,11 @@ def django_db_modify_db_settings(pg_server: PgServer) -> None:
     )
     options = config.setdefault("OPTIONS", {})
     options.update(pg_server.options)
+    # The same connection whether or not this checkout has a local cluster (whose settings
+    # carry the application role's timeouts): a test's transaction may sit idle longer
+    # than DB_IDLE_IN_TRANSACTION_TIMEOUT while a subprocess runs. The timeouts are tested
+    # through a real server (tests/dbops/test_database_trouble.py).
+    lift_timeouts(config)
     settings.MIGRATION_DATABASE = None
 
 

@@ -115,6 +115,8 @@ def test_it_accepts_a_safe_production_configuration() -> None:
         ({"SECURE_HSTS_SECONDS": "1y"}, "SECURE_HSTS_SECONDS", "whole number"),
         ({"DB_POOL_MIN_SIZE": "30"}, "DB_POOL_MIN_SIZE", "DB_POOL_MAX_SIZE"),
         ({"LOG_LEVEL": "verbose"}, "LOG_LEVEL='verbose'", "DEBUG, INFO"),
+        ({"DB_LOCK_TIMEOUT": "5"}, "DB_LOCK_TIMEOUT='5' has no unit", "write 5s or 5ms, whichever"),
+        ({"DB_STATEMENT_TIMEOUT": "soon"}, "DB_STATEMENT_TIMEOUT='soon'", "e.g. 30s, 500ms"),
         ({"DATABASE_URL": f"mysql://u:{SECRET_PASSWORD}@h/db"}, "DATABASE_URL", "postgres://"),
     ],
 )

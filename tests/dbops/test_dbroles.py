@@ -68,6 +68,11 @@ def test_check_proves_crud_works_and_ddl_is_denied(fresh_db: tuple[str, dict[str
         "OK    INSERT on django_migrations: denied",
         "OK    UPDATE on django_migrations: denied",
         "OK    DELETE on django_migrations: denied",
+        # The connection sets them (settings' defaults); the owner may not make them the
+        # role's defaults (no CREATEROLE).
+        "OK    statement_timeout (bounded waits): 30s (no role default)",
+        "OK    lock_timeout (bounded waits): 5s (no role default)",
+        "OK    idle_in_transaction_session_timeout (bounded waits): 1min (no role default)",
     ):
         assert expected in lines, proc.stdout
     catalog = next(line for line in lines if "(from the catalog)" in line)
@@ -76,7 +81,18 @@ def test_check_proves_crud_works_and_ddl_is_denied(fresh_db: tuple[str, dict[str
         r"(\d+) tables and (\d+) sequences, all application tables",
         catalog,
     ), catalog
-    assert "All 22 checks passed for role choregarden" in proc.stdout
+    assert "All 25 checks passed for role choregarden" in proc.stdout
+
+
+def test_check_fails_when_a_wait_is_unbounded(fresh_db: tuple[str, dict[str, str]]) -> None:
+    _name, env = fresh_db
+    proc = run_manage("dbroles", "check", env={**env, "DB_LOCK_TIMEOUT": "0"})
+    assert proc.returncode == 1
+    assert (
+        "FAIL  lock_timeout (bounded waits): 0, no limit (no role default): set DB_LOCK_TIMEOUT "
+        "or run `manage.py dbroles provision` as an admin (--url)" in proc.stdout.splitlines()
+    )
+    assert "1 of 25 checks failed" in proc.stderr
 
 
 def test_check_leaves_nothing_behind(pg_server: Any, fresh_db: tuple[str, dict[str, str]]) -> None:
@@ -130,7 +146,7 @@ def test_check_fails_on_an_extra_privilege_and_provision_takes_it_back(
         "FAIL  write access on public.flyway_schema_history: allowed, should be denied: "
         "migration history" in proc.stdout
     )
-    assert "5 of 23 checks failed for role choregarden" in proc.stderr
+    assert "5 of 26 checks failed for role choregarden" in proc.stderr
     assert "manage.py dbroles provision" in proc.stderr
     # The TRUNCATE ran and was rolled back with everything else.
     assert owner_sql(pg_server, name, "SELECT count(*) FROM migration_test") != [(0,)]
@@ -230,7 +246,7 @@ def test_check_finds_grants_on_an_extensions_views_and_a_superuser_takes_them_ba
             "OK    write on public.pg_stat_statements (member of extension pg_stat_statements): "
             "denied" in check.stdout
         )
-        assert "All 24 checks passed" in check.stdout
+        assert "All 27 checks passed" in check.stdout
     finally:
         with psycopg.connect(**su, autocommit=True) as conn:
             conn.execute("DROP EXTENSION IF EXISTS pg_stat_statements")
@@ -329,7 +345,16 @@ def test_provision_as_a_superuser_creates_the_roles(pg_server: Any, tmp_path: An
         assert migrate.returncode == 0, migrate.stderr
         check = run_manage("dbroles", "check", env=env)
         assert check.returncode == 0, check.stdout + check.stderr
-        assert f"All 22 checks passed for role {app} on {name}." in check.stdout
+        assert f"All 25 checks passed for role {app} on {name}." in check.stdout
+        assert (
+            f"timeouts: {app}'s defaults in {name}: statement_timeout 30000ms, lock_timeout "
+            "5000ms, idle_in_transaction_session_timeout 60000ms" in proc.stdout
+        )
+        # Another client of the role (no options of its own) is bounded too.
+        check = run_manage(
+            "dbroles", "check", "--url", f"postgres://{app}:app-secret-1@{host}", env=env
+        )
+        assert "OK    lock_timeout (bounded waits): 5s (role default 5000ms)" in check.stdout
     finally:
         with psycopg.connect(**su, autocommit=True) as conn:
             conn.execute(

@@ -150,7 +150,10 @@ def test_the_replica_url_makes_a_read_only_replica_with_the_same_ssl() -> None:
     assert replica["HOST"] == "replica.example.com"
     assert replica["OPTIONS"]["sslmode"] == "verify-full"
     assert replica["OPTIONS"]["sslrootcert"] == "/etc/ssl/rds-global-bundle.pem"
-    assert replica["OPTIONS"]["options"] == "-c default_transaction_read_only=on"
+    assert replica["OPTIONS"]["options"] == (
+        "-c default_transaction_read_only=on -c statement_timeout=30000 -c lock_timeout=5000 "
+        "-c idle_in_transaction_session_timeout=60000"
+    )
     assert replica["TEST"]["MIRROR"] == "default"
     assert "pool" in replica["OPTIONS"]
 

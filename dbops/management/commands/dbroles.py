@@ -118,6 +118,7 @@ class Command(BaseCommand):
                 owner_password=(owner.get("PASSWORD") or None) if owner is not app else None,
                 schema=settings.SQL_MIGRATIONS.get("SCHEMA", "public"),
                 history_tables=(history_table(), DJANGO_HISTORY_TABLE),
+                timeouts=settings.DB_TIMEOUTS,
             )
             database = conn.info.dbname
         self._print_steps(steps, database=database, as_json=as_json)

@@ -7,7 +7,10 @@ names the setting to fix. With a "SECRET" ({"ID", "REGION", "SETTING"}), every n
 connection, pooled or not, logs in with the process's cached secret, and a refused password
 makes it read the secret again once (rotation). Django's pool builds its connection keywords
 once, when the pool is made, so the pool gets a connection class that puts the current
-credentials in at each connect instead.
+credentials in at each connect instead. That class also remembers the pool's last failed
+connect, and the backend which request holds each pooled connection, so that a pool
+timeout says whether the pool was exhausted or the server unreachable
+(dbops.db.pooltimeout).
 """
 
 from __future__ import annotations
@@ -22,6 +25,13 @@ from django.db.backends.postgresql import base as postgresql
 from django.db.backends.postgresql import client as postgresql_client
 
 from dbops.connections import configured, not_configured, unavailable
+from dbops.db.pooltimeout import (
+    ConnectFailures,
+    RecordingConnection,
+    checkouts,
+    known_down,
+    pool_timeout,
+)
 from dbops.secrets import DatabaseCredentials, SecretError, SecretRef
 
 Overlay = Callable[[DatabaseCredentials], dict[str, Any]]
@@ -63,6 +73,26 @@ class SecretConnection(psycopg.Connection):  # type: ignore[type-arg]
         return cls.secret.connect(
             lambda creds: parent(conninfo, **{**kwargs, **cls.overlay(creds)})
         )
+
+
+def check_or_sweep(conn: Any) -> None:
+    """The pool's check before it hands out a connection; a broken one sweeps the others.
+
+    One broken connection means its idle siblings are likely broken too (the server
+    restarted, failed over, or terminated the sessions). psycopg_pool would find them one
+    per getconn, sleeping a doubling delay after each (1, 2, 4 s ...): with five dead
+    connections the request's DB_POOL_TIMEOUT ran out first. Checking every idle one now
+    replaces them all at once.
+    """
+    from psycopg_pool import ConnectionPool
+
+    try:
+        ConnectionPool.check_connection(conn)
+    except Exception:
+        pool = getattr(conn, "_pool", None)
+        if pool is not None:
+            pool.check()
+        raise
 
 
 class DatabaseClient(postgresql_client.DatabaseClient):
@@ -143,18 +173,18 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
     @property
     def pool(self) -> Any:
         pool = super().pool
+        if pool is None or issubclass(pool.connection_class, RecordingConnection):
+            return pool
+        # The pool is made closed (open=False) and opened on first use, after this.
         ref = self.secret_ref()
-        if (
-            pool is not None
-            and ref is not None
-            and not issubclass(pool.connection_class, SecretConnection)
-        ):
-            # The pool is made closed (open=False) and opened on first use, after this.
-            pool.connection_class = type(
-                "SecretConnection",
-                (SecretConnection,),
-                {"secret": ref, "overlay": staticmethod(self.secret_overlay(ref))},
-            )
+        attrs: dict[str, Any] = {"failures": ConnectFailures()}
+        bases: tuple[type, ...] = (RecordingConnection, pool.connection_class)
+        if ref is not None:
+            bases = (RecordingConnection, SecretConnection)
+            attrs.update(secret=ref, overlay=staticmethod(self.secret_overlay(ref)))
+        pool.connection_class = type("PoolConnection", bases, attrs)
+        if pool._check is not None:  # CONN_HEALTH_CHECKS; Django passes no way to set it
+            pool._check = check_or_sweep
         return pool
 
     def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
@@ -163,28 +193,25 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
         except (psycopg.Error, SecretError) as err:  # PoolTimeout is a psycopg.Error too
             raise unavailable(self.alias, self.settings_dict, err, conn_params) from err
 
+    def _close(self) -> None:
+        if self.connection is not None and self.pool is not None:
+            checkouts.release(self.connection)
+        super()._close()
+
     def _new_connection(self, conn_params: dict[str, Any]) -> Any:
         ref = self.secret_ref()
         if self.pool is not None:
             from psycopg_pool import PoolTimeout  # imported by Django with the pool
 
+            down = known_down(self.pool)
+            if down is not None:
+                raise down
             try:
-                return super().get_new_connection(conn_params)
+                conn = super().get_new_connection(conn_params)
             except PoolTimeout as err:
-                stats = self.pool.get_stats()
-                if stats.get("connections_num", 0) <= stats.get("connections_errors", 0):
-                    # Not one connection was opened: the server is down or refuses the
-                    # login, not busy. The pool only logs why; one attempt of our own
-                    # raises the reason instead of "stayed in use".
-                    pool = self.pool
-                    pool.connection_class.connect(pool.conninfo, **pool.kwargs).close()
-                raise PoolTimeout(
-                    f"{err}: all {self.pool.max_size} connections of this process's pool "
-                    f"(database {self.alias!r}) stayed in use for {self.pool.timeout:g} s. "
-                    "Look for long requests or transactions holding them (`manage.py "
-                    "dbhealth`); raise DB_POOL_MAX_SIZE if the server has room for more "
-                    "connections, or DB_POOL_TIMEOUT to wait longer."
-                ) from err
+                raise pool_timeout(self.alias, self.pool, err) from err
+            checkouts.take(conn)
+            return conn
         if ref is None:
             return super().get_new_connection(conn_params)
         overlay = self.secret_overlay(ref)
