@@ -40,21 +40,25 @@ READY_CONNECT_TIMEOUT_SECONDS = 2
 DEFAULT_CHECKS_PER_SECOND = 10
 
 
+def now() -> float:
+    return time.monotonic()
+
+
 class TokenBucket:
     """Allow `rate` calls a second, `rate` at once; thread-safe."""
 
     def __init__(self, rate: int) -> None:
         self.rate = rate
         self._tokens = float(rate)
-        self._updated = time.monotonic()
+        self._updated = now()
         # Held for a few arithmetic operations, never across I/O.
         self._lock = threading.Lock()
 
     def take(self) -> bool:
         with self._lock:
-            now = time.monotonic()
-            self._tokens = min(self.rate, self._tokens + (now - self._updated) * self.rate)
-            self._updated = now
+            moment = now()
+            self._tokens = min(self.rate, self._tokens + (moment - self._updated) * self.rate)
+            self._updated = moment
             if self._tokens < 1:
                 return False
             self._tokens -= 1

@@ -60,6 +60,7 @@ def test_admin_css_loads_under_gunicorn_with_debug_off(
 
 def test_static_files_are_compressed_and_cached_for_good(gunicorn_port: Any) -> None:
     port, _ = gunicorn_port
+    assert get(port, "/readyz")[:2] == (200, b"ok\n")
     status, body, _ = get(port, "/admin/login/")
     assert status == 200
     css = re.search(rb'href="(/static/admin/css/base\.[0-9a-f]{12}\.css)"', body)
