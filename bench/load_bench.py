@@ -11,8 +11,10 @@ profile's change form. Prints requests/s, p50, p99, errors, and the peak of the 
 database connections (pg_stat_activity, sampled) against the pools' maximum.
 
 Each figure is measured twice in the same run, alternately, --rounds times (the median
-is shown): as the project serves it ("ours") and with ADMIN_FAST_ROWS = False, Django's
-own changelist rows, as before this issue ("baseline"); the ratio is ours/baseline.
+is shown): as the project serves it ("ours") and as before this issue's render-path
+changes ("baseline": ADMIN_FAST_ROWS = False, Django's own changelist rows, and
+USE_I18N = True); the ratio is ours/baseline. Also the servers' CPU time per request
+(from /proc), which the machine's other load does not change.
 --profile prints cProfile's top functions of the profiles changelist rendered
 in-process instead.
 """
@@ -44,6 +46,7 @@ from dbops.localdb import LocalCluster  # noqa: E402
 
 WORKERS, THREADS, POOL_MAX = 2, 4, 4
 VARIANTS = ("baseline", "ours")
+GUNICORN = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"]
 SESSION_SCRIPT = """
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
 from django.contrib.sessions.backends.db import SessionStore
@@ -67,6 +70,11 @@ class Result:
     seconds: float
     latencies: list[float]
     peak_connections: int
+    cpu_seconds: float  # gunicorn's processes, during the run
+
+    @property
+    def cpu_ms(self) -> float:
+        return self.cpu_seconds * 1000 / max(self.requests, 1)
 
     @property
     def rate(self) -> float:
@@ -110,7 +118,9 @@ def prepare(cluster: LocalCluster, profiles: int) -> tuple[str, str]:
 
 
 # The server before this issue's render-path change: Django's own changelist rows.
-BASELINE_SETTINGS = "from choregarden.settings import *  # noqa: F403\nADMIN_FAST_ROWS = False\n"
+BASELINE_SETTINGS = (
+    "from choregarden.settings import *  # noqa: F403\nADMIN_FAST_ROWS = False\nUSE_I18N = True\n"
+)
 
 
 def server_env(cluster: LocalCluster, static_root: Path, *, baseline: bool) -> dict[str, str]:
@@ -151,7 +161,8 @@ def start_server(env: dict[str, str], log_file: Path) -> tuple[processes.Popen[b
     bind = f"127.0.0.1:{port}"
     with log_file.open("ab") as out:
         server = processes.popen(
-            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--bind", bind],
+            # No worker recycling: a recycled worker's CPU time would go uncounted.
+            [*GUNICORN, "--bind", bind, "--max-requests", "0"],
             env=env,
             cwd=REPO,
             stdout=out,
@@ -178,6 +189,22 @@ def stop_server(server: processes.Popen[bytes]) -> None:
         server.wait()
 
 
+def server_cpu(master: int) -> float:
+    """CPU seconds used so far by gunicorn's master and its workers (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    pids = [master]
+    for task in Path(f"/proc/{master}/task").iterdir():
+        pids += [int(p) for p in (task / "children").read_text().split()]
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # a worker that just exited
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
+
+
 def sample_connections(
     cluster: LocalCluster, name: str, stop: threading.Event, peak: list[int]
 ) -> None:
@@ -193,14 +220,14 @@ def sample_connections(
 
 def load(
     cluster: LocalCluster,
-    server: tuple[str, int],
+    server: tuple[str, int, int],
     session: str,
     path: str,
     clients: int,
     seconds: float,
 ) -> Result:
     """`clients` keep-alive clients GET `path` for `seconds`; every non-200 is an error."""
-    name, port = server
+    name, port, pid = server
     headers = {"Cookie": f"sessionid={session}", "Host": "127.0.0.1"}
     latencies: list[float] = []
     errors = [0]
@@ -236,15 +263,17 @@ def load(
     sampler.start()
     for t in threads:
         t.start()
+    cpu_before = server_cpu(pid)
     began = time.perf_counter()
     deadline[0] = began + seconds
     start.wait()
     for t in threads:
         t.join()
     elapsed = time.perf_counter() - began
+    cpu = server_cpu(pid) - cpu_before
     stop.set()
     sampler.join()
-    return Result(len(latencies), errors[0], elapsed, latencies, peak[0])
+    return Result(len(latencies), errors[0], elapsed, latencies, peak[0], cpu)
 
 
 def profile_changelist(cluster: LocalCluster, static_root: Path, repeat: int = 30) -> None:
@@ -302,7 +331,9 @@ def main(argv: list[str] | None = None) -> int:
             for variant in VARIANTS:
                 env = server_env(cluster, static_root, baseline=variant == "baseline")
                 servers[variant] = start_server(env, work / f"gunicorn-{variant}.log")
-            targets = {v: (app_name(v == "baseline"), servers[v][1]) for v in VARIANTS}
+            targets = {
+                v: (app_name(v == "baseline"), servers[v][1], servers[v][0].pid) for v in VARIANTS
+            }
             runs: dict[tuple[str, str, int], list[Result]] = {}
             for label, path in pages.items():
                 for variant in VARIANTS:  # warm-up: templates, pools
@@ -344,6 +375,16 @@ def main(argv: list[str] | None = None) -> int:
                     f"{r.percentile(50) * 1000:>7.0f} {r.percentile(99) * 1000:>7.0f} "
                     f"{r.errors:>6} {r.peak_connections:>4} of {WORKERS * POOL_MAX:<3} {ratio:>9}"
                 )
+    print()
+    print("server CPU per request (gunicorn's processes; the machine's other load does not count)")
+    for label in pages:
+        for clients in levels:
+            base = results["baseline", label, clients].cpu_ms
+            ours = results["ours", label, clients].cpu_ms
+            print(
+                f"{label:<20} {clients:>3} clients: baseline {base:6.1f} ms, "
+                f"ours {ours:6.1f} ms, {base / ours:5.2f}x"
+            )
     return 0
 
 

@@ -431,7 +431,9 @@ AUTH_PASSWORD_VALIDATORS = [
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
-USE_I18N = True
+# The admin speaks English only (no LocaleMiddleware, LANGUAGE_CODE en-us): translation
+# lookups were a sixth of a changelist's server time for no change in what it shows.
+USE_I18N = False
 USE_TZ = True
 
 STATIC_URL = "static/"
