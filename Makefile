@@ -74,6 +74,7 @@ bench: $(VENV)/.dev
 	$(PY) bench/pool_bench.py
 	$(PY) bench/query_patterns_bench.py
 	$(PY) bench/admin_bench.py
+	$(PY) bench/load_bench.py
 
 clean:
 	-$(PY) manage.py devdb destroy
