@@ -6,18 +6,22 @@ PIP := $(VENV)/bin/pip
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test venv dev-venv db-start db-stop superuser lint format check static serve bench clean
+.PHONY: run test venv dev-venv db-start db-stop superuser lint format check static serve bench clean lock
+
+# Installs from the lock files only: every package pinned, every file checked against its
+# hash (--require-hashes), nothing resolved at install time.
+PIP_INSTALL := $(PIP) install --quiet --disable-pip-version-check --require-hashes
 
 # The runtime requirements, plus the tools README commands run (squawk for
 # `manage.py sqlmigrations lint`); deploys install requirements.txt alone.
 $(VENV)/.runtime: requirements.txt requirements-tools.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet --disable-pip-version-check -r requirements.txt -r requirements-tools.txt
+	$(PIP_INSTALL) -r requirements.txt -r requirements-tools.txt
 	@touch $@
 
 $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
-	$(PIP) install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(PIP_INSTALL) -r requirements-dev.txt
 	@touch $@
 
 venv: $(VENV)/.runtime
@@ -75,6 +79,14 @@ bench: $(VENV)/.dev
 	$(PY) bench/query_patterns_bench.py
 	$(PY) bench/admin_bench.py
 	$(PY) bench/load_bench.py
+
+## lock: compile requirements*.in into the hashed lock files (after editing an .in file)
+LOCK := $(VENV)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
+	--no-emit-index-url --no-emit-find-links --no-emit-trusted-host
+lock: $(VENV)/.dev
+	$(LOCK) --output-file requirements.txt requirements.in
+	$(LOCK) --output-file requirements-tools.txt requirements-tools.in
+	$(LOCK) --output-file requirements-dev.txt requirements-dev.in
 
 clean:
 	-$(PY) manage.py devdb destroy

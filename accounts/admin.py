@@ -6,10 +6,12 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.files.uploadedfile import UploadedFile
 from django.db.models import Prefetch, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
+from accounts.avatars import FORMATS, clean_avatar, max_bytes
 from accounts.models import UserProfile
 from accounts.validators import (
     CLOCK_RE,
@@ -53,6 +55,20 @@ class UserProfileForm(DatabaseRulesForm):
         self.initial.setdefault("quiet_hours_start", quiet.get("start", ""))
         self.initial.setdefault("quiet_hours_end", quiet.get("end", ""))
         self.initial.setdefault("week_start", prefs.get("week_start", "monday"))
+        if "avatar" in self.fields:
+            self.fields[
+                "avatar"
+            ].help_text = f"A PNG, JPEG, WebP or GIF image of at most {max_bytes() // 1024:,} KB."
+            self.fields["avatar"].widget.attrs["accept"] = ",".join(
+                mime for _exts, mime in FORMATS.values()
+            )
+
+    def clean_avatar(self) -> Any:
+        avatar = self.cleaned_data.get("avatar")
+        # Only a new upload is checked: the stored file (or False, "clear") passed before.
+        if isinstance(avatar, UploadedFile):
+            return clean_avatar(avatar)
+        return avatar
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()

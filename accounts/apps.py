@@ -6,3 +6,6 @@ class AccountsConfig(AppConfig):
     # Not "User profiles": that is the model's own name, and the breadcrumbs show both.
     verbose_name = "Accounts"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from accounts import checks  # noqa: F401  (registers the system checks)

@@ -7,6 +7,7 @@ password can leak through one.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import warnings
 from datetime import timedelta
@@ -154,12 +155,33 @@ SESSION_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 8 * 3600, minimum=60)
 SESSION_EXPIRE_AT_BROWSER_CLOSE = env_bool("SESSION_EXPIRE_AT_BROWSER_CLOSE", default=True)
 X_FRAME_OPTIONS = "DENY"
+# Content-Security-Policy (django-csp): the admin loads scripts, styles, images and fonts
+# from its own origin only, runs no inline script or style, posts forms only to itself
+# and is never framed; a script injected into a page would not run.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'none'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "base-uri": ["'none'"],
+    }
+}
 
-# Admin sign-in throttling (django-axes): after AXES_FAILURE_LIMIT failed attempts from
-# one address, or for one username, sign-in is refused for AXES_COOLOFF_MINUTES.
+# Admin sign-in throttling (django-axes, dbops.throttling): after AXES_FAILURE_LIMIT
+# failed attempts for one username from one address, that pair is refused for
+# AXES_COOLOFF_MINUTES; after SIGNIN_ADDRESS_FAILURE_LIMIT failures from one address,
+# whatever the names, the address is. A name alone is never locked: whoever knows an
+# admin's name cannot lock the admin out from elsewhere.
 AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5, minimum=1)
+SIGNIN_ADDRESS_FAILURE_LIMIT = env_int("SIGNIN_ADDRESS_FAILURE_LIMIT", 20, minimum=1)
 AXES_COOLOFF_TIME = timedelta(minutes=env_int("AXES_COOLOFF_MINUTES", 15, minimum=1))
-AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_HANDLER = "dbops.throttling.PairAndAddressHandler"
 AXES_RESET_ON_SUCCESS = True
 AXES_VERBOSE = False  # no banner on every command; lockouts are still logged as warnings
 AXES_COOLOFF_MESSAGE = (
@@ -167,9 +189,33 @@ AXES_COOLOFF_MESSAGE = (
     f"{int(AXES_COOLOFF_TIME.total_seconds() // 60)} minutes. Try again later, or ask an "
     "administrator to unlock it (Access attempts in the admin)."
 )
-if BEHIND_TLS_PROXY:
-    AXES_IPWARE_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 1, minimum=1)
-    AXES_IPWARE_META_PRECEDENCE_ORDER = ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"]
+# The client's address: REMOTE_ADDR, or behind TRUSTED_PROXY_COUNT proxies that each
+# append to X-Forwarded-For, the entry the farthest of them wrote (dbops.throttling).
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 1 if BEHIND_TLS_PROXY else 0)
+if BEHIND_TLS_PROXY and TRUSTED_PROXY_COUNT == 0:
+    raise ImproperlyConfigured(
+        "TRUSTED_PROXY_COUNT=0 with BEHIND_TLS_PROXY=true: every client would seem to come "
+        "from the proxy's address; set TRUSTED_PROXY_COUNT to the number of proxies in front "
+        "of the site (1 for a load balancer alone)."
+    )
+AXES_CLIENT_IP_CALLABLE = "dbops.throttling.client_address"
+# Staff sign in to the admin with a password and a TOTP token (`manage.py addtotp USER`
+# enrolls a device); a stolen or guessed password alone is not enough.
+ADMIN_REQUIRE_2FA = env_bool("ADMIN_REQUIRE_2FA", default=PRODUCTION)
+OTP_TOTP_ISSUER = "Chore Garden admin"
+# The device admin never shows a device's key or QR code once made (addtotp prints it once).
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True
+
+# The admin's address: moving it off the well-known admin/ keeps scanners that try
+# passwords there from finding the sign-in page at all (the throttle still applies).
+ADMIN_URL_SEGMENTS = re.compile(r"(?:[A-Za-z0-9._~-]*[A-Za-z0-9][A-Za-z0-9._~-]*/)+")
+ADMIN_URL = env_str("ADMIN_URL", "admin/")
+if not ADMIN_URL_SEGMENTS.fullmatch(ADMIN_URL):
+    # Segments of URL-safe characters only: the value is a route, used unescaped.
+    raise ImproperlyConfigured(
+        f"ADMIN_URL={ADMIN_URL!r} is not a path: use one or more segments of letters, digits "
+        "and . _ ~ -, each ending with /, without a leading / (e.g. staff-7f3c/)."
+    )
 
 # --- Database ----------------------------------------------------------------------------
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
@@ -216,11 +262,16 @@ LOCAL_CLUSTER_HOSTS = ("127.0.0.1", "localhost")
 LOCAL_CLUSTER_PORT: int | None = None
 LOCAL_CLUSTER_CA = ""
 if not PRODUCTION:
-    from dbops.localdb import default_cluster
+    from dbops.localdb import LocalDBError, default_cluster
 
     _cluster = default_cluster()
-    if _cluster.initialised():
-        LOCAL_CLUSTER_PORT = _cluster.state().port
+    try:
+        _initialised = _cluster.initialised()
+        _port = _cluster.state().port if _initialised else None
+    except LocalDBError as _err:  # a folder another user could change: named, with the fix
+        raise ImproperlyConfigured(str(_err)) from None
+    if _initialised:
+        LOCAL_CLUSTER_PORT = _port
         LOCAL_CLUSTER_CA = str(_cluster.ca_file)
         if LOCAL_DATABASE:
             DATABASE_URL = _cluster.url("app")
@@ -377,6 +428,10 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "axes",
+    "csp",
+    # A second factor for staff in the admin (dbops.twofactor, ADMIN_REQUIRE_2FA).
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     # OpClass in index expressions (the users trigram indexes) renders right only with it.
     "django.contrib.postgres",
 ]
@@ -384,16 +439,20 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First: the request id covers every later record, and every request gets its line.
     "dbops.requestlog.RequestLogMiddleware",
+    # It sees every response, the 404 of an address that matches no view included.
+    "dbops.error_reports.MaskDebugErrorPagesMiddleware",
     # Before the HTTPS redirect and the host check: the balancer's checks are plain HTTP
     # to the target's address (dbops.healthz).
     "dbops.healthz.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Static files (the admin's CSS and JavaScript) from STATIC_ROOT, before sessions.
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "csp.middleware.CSPMiddleware",  # Content-Security-Policy (CONTENT_SECURITY_POLICY below)
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",  # request.user.is_verified(), after auth
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, as django-axes requires: it turns a locked-out sign-in into the lockout page.
@@ -424,7 +483,11 @@ TEMPLATES = [
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    # Staff passwords open the admin: 12 characters at least (Django's default is 8).
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": 12},
+    },
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
@@ -453,7 +516,15 @@ BACKUP_RETENTION_DAYS = env_int("BACKUP_RETENTION_DAYS", 7, minimum=1)
 BACKUP_KEEP_MIN = env_int("BACKUP_KEEP_MIN", 2, minimum=1)
 BACKUP_ENV = os.environ.get("BACKUP_ENV", DJANGO_ENV)
 BACKUP_BUCKET = os.environ.get("BACKUP_BUCKET", "")
+BACKUP_KMS_KEY_ID = os.environ.get("BACKUP_KMS_KEY_ID", "")
 BACKUP_DIR = Path(os.environ.get("BACKUP_DIR", BASE_DIR / "var" / "backups"))
+# `backup create` signs each manifest (HMAC-SHA256); restore and verify check it. Only the
+# backup job needs the key: give it to that role, not to the web application.
+BACKUP_SIGNING_KEY = env_str(
+    "BACKUP_SIGNING_KEY",
+    "" if PRODUCTION else "development-only-backup-signing-key-not-for-production",
+)
+BACKUP_SIGNING_KEY_SECRET_ID = os.environ.get("BACKUP_SIGNING_KEY_SECRET_ID", "")
 if BACKUP_BUCKET:
     _backup_storage: dict[str, Any] = {
         "BACKEND": "storages.backends.s3.S3Storage",
@@ -463,7 +534,13 @@ if BACKUP_BUCKET:
             "location": os.environ.get("BACKUP_PREFIX", "backups").strip("/"),
             "default_acl": None,
             "file_overwrite": True,
-            "object_parameters": {"ServerSideEncryption": "AES256"},
+            # With a KMS key (the bucket's default, docs/backups.md) every upload names it;
+            # sending AES256 would override the bucket's KMS default.
+            "object_parameters": (
+                {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": BACKUP_KMS_KEY_ID}
+                if BACKUP_KMS_KEY_ID
+                else {"ServerSideEncryption": "AES256"}
+            ),
         },
     }
 else:
@@ -476,8 +553,50 @@ else:
             "file_permissions_mode": 0o600,
         },
     }
+# --- User uploads: avatars (docs/security.md, "User uploads") ---------------------------
+# Only real PNG, JPEG, WebP and GIF images, within these limits (accounts/avatars.py).
+AVATAR_MAX_BYTES = env_int("AVATAR_MAX_BYTES", 2 * 1024 * 1024, minimum=1)
+AVATAR_MAX_PIXELS = env_int("AVATAR_MAX_PIXELS", 4096 * 4096, minimum=1)
+# Uploads stored on this machine are readable by the owner (and its group) only.
+FILE_UPLOAD_PERMISSIONS = 0o640
+FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o750
+# Production keeps avatars in their own S3 bucket, served from the bucket's (or a CDN's)
+# domain, never the admin's origin: a stored file can then never run script as the admin.
+AVATAR_BUCKET = os.environ.get("AVATAR_BUCKET", "")
+AVATAR_DOMAIN = os.environ.get("AVATAR_DOMAIN", "").strip().lower()
+if AVATAR_DOMAIN and AVATAR_DOMAIN.split(":")[0] in {h.lower() for h in ALLOWED_HOSTS}:
+    raise ImproperlyConfigured(
+        f"AVATAR_DOMAIN={AVATAR_DOMAIN!r} is one of ALLOWED_HOSTS: user uploads must come "
+        "from another domain than the admin's (e.g. a CDN host of the avatar bucket)."
+    )
+if AVATAR_BUCKET:
+    _avatar_storage: dict[str, Any] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": AVATAR_BUCKET,
+            "region_name": os.environ.get("AVATAR_REGION") or os.environ.get("AWS_REGION"),
+            "default_acl": None,  # private: links are signed, short-lived URLs
+            "file_overwrite": False,
+            "custom_domain": AVATAR_DOMAIN or None,
+            # A browser that opens an avatar directly downloads it instead of rendering it.
+            "object_parameters": {
+                "ContentDisposition": "attachment",
+                "ServerSideEncryption": "AES256",
+            },
+        },
+    }
+else:
+    # Not served by this project at all (no /media/ route): only stored, owner-readable.
+    _avatar_storage = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {
+            "file_permissions_mode": FILE_UPLOAD_PERMISSIONS,
+            "directory_permissions_mode": FILE_UPLOAD_DIRECTORY_PERMISSIONS,
+        },
+    }
+
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "default": _avatar_storage,
     "staticfiles": {
         "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
         if STATIC_MANIFEST

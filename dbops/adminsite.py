@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.views.main import ChangeList
@@ -52,7 +53,28 @@ class QueryStringChecksAdmin:
 
 
 class AdminSite(admin.AdminSite):
-    """The project's default admin site (choregarden.apps.AdminConfig selects it)."""
+    """The project's default admin site (choregarden.apps.AdminConfig selects it).
+
+    With ADMIN_REQUIRE_2FA, django-otp's sign-in (dbops.twofactor) and only sessions a
+    TOTP device verified; read per request, so tests can turn it on and off.
+    """
+
+    @property
+    def login_form(self) -> Any:  # type: ignore[override]
+        if settings.ADMIN_REQUIRE_2FA:
+            from dbops.twofactor import TOTPAdminAuthenticationForm
+
+            return TOTPAdminAuthenticationForm
+        return None
+
+    @property
+    def login_template(self) -> Any:  # type: ignore[override]
+        return "otp/admin111/login.html" if settings.ADMIN_REQUIRE_2FA else None
+
+    def has_permission(self, request: HttpRequest) -> bool:
+        if settings.ADMIN_REQUIRE_2FA and not request.user.is_verified():  # type: ignore[union-attr]
+            return False
+        return super().has_permission(request)
 
     def register(self, model_or_iterable: Any, admin_class: Any = None, **options: Any) -> None:
         admin_class = admin_class or admin.ModelAdmin

@@ -14,7 +14,8 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from django.http import HttpRequest, QueryDict
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, QueryDict
 from django.template.defaultfilters import pprint
 from django.utils.datastructures import MultiValueDict
 from django.utils.html import escape
@@ -145,3 +146,29 @@ def mask_known_secrets(
     for form in sorted({*forms, *(str(render(form)) for form in forms)}, key=len, reverse=True):
         page = page.replace(form, MASK)
     return page
+
+
+class MaskDebugErrorPagesMiddleware:
+    """With DEBUG on, mask secrets on every error page Django renders without the reporter.
+
+    The technical 404 page shows the Http404 message and the request URL with its query
+    string as they are (no reporter, no filter): a message holding a connection URL, or a
+    `?token=` in the address, would be on the page. Outermost in MIDDLEWARE, so it also
+    sees the 404 of a URL that resolves to no view.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if (
+            settings.DEBUG
+            and response.status_code >= 400
+            and not response.streaming
+            and response.get("Content-Type", "").startswith(("text/html", "text/plain"))
+        ):
+            charset = response.charset
+            page = response.content.decode(charset, errors="replace")
+            response.content = mask_known_secrets(redact(page), escape).encode(charset)
+        return response

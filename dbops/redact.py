@@ -20,6 +20,21 @@ _KEYWORD_PASSWORD = re.compile(
     r"""(?P<pw>'(?:\\.|[^'\\\n])*'|"(?:\\.|[^"\\\n])*"|[^\s'",;]+)""",
     re.I,
 )
+# SQL's `[ENCRYPTED] PASSWORD 'x'` (CREATE/ALTER ROLE, as a log or pg_stat_statements
+# shows it) in every quoting: '' doubled, E'\'' escaped, $$x$$ or $tag$x$tag$, "x";
+# a literal cut short (a truncated statement) is masked to the end of the line.
+_SQL_PASSWORD = re.compile(
+    r"""(?P<head>\bpassword\s+)"""
+    r"""(?P<pw>[eE]'(?:''|\\.|[^'\\])*(?:'|$)"""
+    r"""|'(?:''|[^'])*(?:'|$)"""
+    r"""|(?P<tag>\$\w*\$)(?s:.*?)(?:(?P=tag)|\Z)"""
+    r"""|"(?:""|[^"])*(?:"|$))""",
+    re.I | re.M,
+)
+# A password verifier anywhere: SCRAM (RFC 5803, as pg_authid keeps it) and md5 hashes.
+_VERIFIER = re.compile(
+    r"SCRAM-SHA-256\$\d+:[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+:[A-Za-z0-9+/=]+|\bmd5[0-9a-f]{32}\b"
+)
 # Shorter values would mask common words; a pattern above still catches them in a URL.
 MIN_SECRET_LENGTH = 4
 _extra_secrets: set[str] = set()
@@ -45,6 +60,8 @@ def configured_secrets() -> Iterable[str]:
             yield str(config["PASSWORD"])
     if getattr(settings, "SECRET_KEY", None):
         yield settings.SECRET_KEY
+    if getattr(settings, "BACKUP_SIGNING_KEY", None):
+        yield settings.BACKUP_SIGNING_KEY
 
 
 def _mask_keyword(match: re.Match[str]) -> str:
@@ -71,6 +88,8 @@ def redact(text: str, secrets: Iterable[str] | None = None) -> str:
     for secret in secret_forms(secrets if secrets is not None else configured_secrets()):
         text = text.replace(secret, MASK)
     text = _URL_PASSWORD.sub(lambda m: m["head"] + MASK, text)
+    text = _SQL_PASSWORD.sub(lambda m: f"{m['head']}'{MASK}'", text)
+    text = _VERIFIER.sub(MASK, text)
     return _KEYWORD_PASSWORD.sub(_mask_keyword, text)
 
 

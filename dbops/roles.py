@@ -15,6 +15,10 @@ APP_SEQUENCE_PRIVILEGES = "USAGE, SELECT"
 # Read-only statistics (every session in pg_stat_activity, pg_stat_statements): what the
 # health checks need to see beyond the application's own sessions. No data, no DDL.
 MONITORING_ROLE = "pg_monitor"
+# pg_stat_statements keeps each statement's text, and every pg_monitor member (the
+# application role) reads it: a role's password verifier must not stay there.
+UNTRACKED = "SET LOCAL pg_stat_statements.track = 'none'"
+PASSWORD_STATEMENTS = r"\m(CREATE|ALTER)\s+(ROLE|USER)\M.*\mPASSWORD\s+[^\sN]"
 
 
 def _role_exists(conn: Any, name: str) -> bool:
@@ -31,7 +35,47 @@ def ensure_role(conn: Any, name: str, password: str | None, attributes: str) -> 
         # server may log) never carries the password itself.
         verifier = conn.pgconn.encrypt_password(password.encode(), name.encode(), b"scram-sha-256")
         query = sql.SQL("{} PASSWORD {}").format(query, sql.Literal(verifier.decode()))
-    conn.execute(query)
+    with conn.transaction():
+        try:
+            with conn.transaction():
+                conn.execute(UNTRACKED)
+        except psycopg.errors.InsufficientPrivilege:
+            pass  # a superuser's setting: forget_password_statements cleans up after
+        conn.execute(query)
+
+
+def forget_password_statements(conn: Any) -> str | None:
+    """Drop role statements with a password from pg_stat_statements; say what is left.
+
+    Returns None when there is nothing to say (no extension, no such statement).
+    """
+    exists = conn.execute(
+        "SELECT to_regclass('pg_stat_statements') IS NOT NULL"
+        " AND to_regprocedure('pg_stat_statements_reset(oid, oid, bigint)') IS NOT NULL"
+    ).fetchone()[0]
+    if not exists:
+        return None
+    allowed = conn.execute(
+        "SELECT has_function_privilege("
+        "to_regprocedure('pg_stat_statements_reset(oid, oid, bigint)'), 'EXECUTE')"
+    ).fetchone()[0]
+    if not allowed:
+        found = conn.execute(
+            "SELECT count(*) FROM pg_stat_statements WHERE query ~* %s", [PASSWORD_STATEMENTS]
+        ).fetchone()[0]
+        if not found:
+            return None
+        return (
+            f"pg_stat_statements: {found} role statement(s) with a password verifier remain, "
+            "readable by pg_monitor members; run `SELECT pg_stat_statements_reset()` as a "
+            "superuser or the RDS master user"
+        )
+    forgotten = conn.execute(
+        "SELECT count(pg_stat_statements_reset(userid, dbid, queryid))"
+        " FROM pg_stat_statements WHERE query ~* %s",
+        [PASSWORD_STATEMENTS],
+    ).fetchone()[0]
+    return f"pg_stat_statements: forgot {forgotten} role statement(s)" if forgotten else None
 
 
 def ensure_database(conn: Any, database: str, owner: str) -> None:
@@ -290,6 +334,9 @@ def provision_database(
             if r.kind == "other" and r.granted_to_app
         ]
     steps.append(grant_monitoring(conn, app))
+    forgotten = forget_password_statements(conn)
+    if forgotten:
+        steps.append(forgotten)
     steps.append(
         f"privileges: {app} may CONNECT to {database}, use schema {schema}, "
         f"{APP_TABLE_PRIVILEGES} on its tables (also future ones), read "

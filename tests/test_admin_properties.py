@@ -24,6 +24,7 @@ from django.contrib.auth.models import Group, User
 from django.db import connection, transaction
 from django.urls import reverse
 from django.utils import timezone
+from django_otp.plugins.otp_totp.models import TOTPDevice
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -167,6 +168,7 @@ def form_pages(
         "chores_notification": world.notification,
         "auth_group": group,
         "auth_user": admin_user,
+        "otp_totp_totpdevice": TOTPDevice.objects.get_or_create(user=admin_user, name="phone")[0],
         **sign_ins,
     }
     request = superuser_request()
@@ -211,6 +213,7 @@ FORMS = [
         "chores_notification",
         "chores_task",
         "chores_tasktemplate",
+        "otp_totp_totpdevice",
     )
     for kind in ("add", "change")
     if not (model.startswith("axes") and kind == "add")

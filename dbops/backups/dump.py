@@ -25,6 +25,7 @@ from dbops.backups.fingerprint import (
 from dbops.backups.names import dump_name
 from dbops.backups.pgclient import DbTarget, find_tool, server_major, tool_major
 from dbops.backups.progress import Progress
+from dbops.backups.signing import key_for_signing, sign
 from dbops.backups.store import CHUNK, Backup, Partial, project_objects, write_manifest
 from dbops.redact import redact
 
@@ -201,6 +202,7 @@ def create_backup(
     With `with_fingerprint`, every table's row count and hash are computed in the very
     snapshot pg_dump reads (exported to it with --snapshot), and kept in the manifest.
     """
+    key = key_for_signing()  # before anything is dumped: never write an unsigned backup
     major = server_major(source)
     pg_dump = find_tool("pg_dump", major)
     created = (now or datetime.now(UTC)).replace(microsecond=0)
@@ -242,5 +244,6 @@ def create_backup(
     }
     if tables is not None:
         manifest["tables"] = to_json(tables)
+    manifest = sign(manifest, key)
     write_manifest(storage, name, manifest)
     return Backup(name=name, created=created, size=size, sha256=sha256, manifest=manifest)

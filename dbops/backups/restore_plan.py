@@ -38,9 +38,9 @@ from dbops.redact import redact
 
 HOW = {"create": "created", "fill": "empty", "replace": "replaced"}
 STEPS = {
-    "create": ["create", "restore", "verify", "rename"],
+    "create": ["check", "create", "restore", "verify", "rename"],
     "fill": ["check", "restore"],
-    "replace": ["create", "restore", "verify", "copy", "swap", "drop"],
+    "replace": ["check", "create", "restore", "verify", "copy", "swap", "drop"],
 }
 
 
@@ -183,7 +183,12 @@ def restore_into_new(
     progress: Progress | None = None,
     privileges: bool = True,
 ) -> tuple[set[str], list[str]]:
-    """Create database `name` and restore into it; drop it again if that fails."""
+    """Check the stored bytes, create database `name` and restore into it (dropped on failure).
+
+    The bytes are checked before pg_restore reads any of them: a replaced dump is SQL that
+    pg_restore would run as the owner role, even if its transaction were rolled back.
+    """
+    check_stored_bytes(storage, backup)
     db.create_database(admin, name)
     try:
         return run_pg_restore(
@@ -235,7 +240,7 @@ def execute_restore(
         result.skipped_extensions, result.left_out = restore_into_new(
             storage, backup, admin, scratch, progress=progress, privileges=privileges
         )
-        done += ["create", "restore"]
+        done += ["check", "create", "restore"]
         try:
             _verify(admin, backup, scratch)
             done.append("verify")

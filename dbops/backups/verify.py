@@ -41,13 +41,16 @@ def verify_backup(
     name: str = "latest",
     progress: Progress | None = None,
     live: bool = False,
+    backup: Backup | None = None,
 ) -> VerifyResult:
     """Restore backup `name` into a scratch database, compare, drop it.
 
     The reference is the manifest's fingerprints (taken in the dump's snapshot by
     `create --fingerprint`) when it has them, unless `live`; else the source as it is now.
+    `backup`, when given, is the one already found (and its signature checked) by the caller.
     """
-    backup = find_backup(storage, env, name)
+    if backup is None:
+        backup = find_backup(storage, env, name)
     snapshot = "tables" in backup.manifest and not live
     scratch = scratch_name(source)
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
-from dbops.localdb.cluster import LocalCluster, LocalDBError, default_cluster
+from dbops.localdb.cluster import LocalCluster, default_cluster
+from dbops.localdb.errors import LocalDBError, UnsafeFolderError
 
-__all__ = ["LocalCluster", "LocalDBError", "default_cluster"]
+__all__ = ["LocalCluster", "LocalDBError", "UnsafeFolderError", "default_cluster"]

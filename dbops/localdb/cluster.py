@@ -10,6 +10,7 @@ import secrets
 import shutil
 import socket
 import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,12 +18,23 @@ from urllib.parse import quote
 
 from dbops import processes
 from dbops.localdb.binaries import find_bindir
+from dbops.localdb.errors import LocalDBError
+from dbops.localdb.files import (
+    check_private_folder,
+    create_private,
+    make_private_folder,
+    read_private,
+    write_private,
+)
 
 DEFAULT_DATABASE = "choregarden_dev"
 OWNER_ROLE = "choregarden_owner"
 APP_ROLE = "choregarden"
 SUPERUSER = "postgres"
 START_TIMEOUT = 60
+# TLS 1.2 with forward secrecy and authenticated encryption only (no CBC, no RSA key
+# exchange); TLS 1.3's suites are all of that kind. OpenSSL's syntax (ssl_ciphers).
+SSL_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20:!aNULL:!eNULL"
 
 HBA = """\
 # Written by `manage.py devdb`: TCP only, SSL only, SCRAM passwords only.
@@ -31,10 +43,6 @@ hostssl all all ::1/128      scram-sha-256
 hostnossl all all 0.0.0.0/0  reject
 hostnossl all all ::/0       reject
 """
-
-
-class LocalDBError(RuntimeError):
-    """The local cluster could not be set up, started or stopped."""
 
 
 @dataclass
@@ -81,6 +89,7 @@ class LocalCluster:
     def _usable_dir(self, wanted: Path) -> Path:
         # A checkout under /root is not reachable by the `postgres` user; then the
         # cluster lives in a folder of its own under /tmp, named after the checkout.
+        # Anyone may create that name first: dbops.localdb.files refuses such a folder.
         if self.run_as is None or self._reachable_by_run_as(wanted):
             return wanted
         digest = hashlib.sha1(str(wanted).encode()).hexdigest()[:12]
@@ -122,21 +131,44 @@ class LocalCluster:
     def log_file(self) -> Path:
         return self.base_dir / "postgresql.log"
 
+    def _run_as_ids(self) -> tuple[int, int] | None:
+        if not self.run_as:
+            return None
+        try:
+            user = pwd.getpwnam(self.run_as)
+        except KeyError:
+            return None  # reported by _run, which names the fix
+        return user.pw_uid, user.pw_gid
+
+    def _folder_exists(self) -> bool:
+        # Earlier releases gave the whole folder to the cluster's user: take it back.
+        ids = self._run_as_ids()
+        return check_private_folder(self.base_dir, take_back_from=ids[0] if ids else None)
+
     def initialised(self) -> bool:
-        return self.state_file.exists() and (self.data_dir / "PG_VERSION").exists()
+        return (
+            self._folder_exists()
+            and os.path.lexists(self.state_file)
+            and (self.data_dir / "PG_VERSION").exists()
+        )
 
     def state(self) -> State:
         try:
-            return State(**json.loads(self.state_file.read_text()))
+            self._folder_exists()
+            return State(**json.loads(read_private(self.state_file)))
         except FileNotFoundError:
             raise LocalDBError(
                 f"The local database in {self.base_dir} has not been created: "
                 "run `python manage.py devdb start`."
             ) from None
+        except (ValueError, TypeError) as err:
+            raise LocalDBError(
+                f"{self.state_file} is not the local database's state ({err}): remove the "
+                f"folder {self.base_dir} (`python manage.py devdb destroy`) and start again."
+            ) from None
 
     def _save_state(self, state: State) -> None:
-        self.state_file.write_text(json.dumps(asdict(state), indent=2))
-        self.state_file.chmod(0o600)
+        write_private(self.state_file, json.dumps(asdict(state), indent=2).encode())
 
     # -- running commands --------------------------------------------------------
     def _run(self, argv: Sequence[str], *, check: bool = True) -> processes.CompletedProcess[str]:
@@ -168,11 +200,9 @@ class LocalCluster:
         return "\nLast lines of " + str(self.log_file) + ":\n" + "\n".join(tail)
 
     def _chown(self, *paths: Path) -> None:
-        if not self.run_as:
-            return
-        user = pwd.getpwnam(self.run_as)
-        for path in paths:
-            os.chown(path, user.pw_uid, user.pw_gid)
+        ids = self._run_as_ids()
+        for path in paths if ids else ():
+            os.chown(path, *ids, follow_symlinks=False)
 
     def _bin(self, name: str) -> str:
         return str(find_bindir() / name)
@@ -182,11 +212,12 @@ class LocalCluster:
         """Create the cluster: certificates, initdb, SSL-only configuration."""
         from dbops.localdb.certs import write_certificates
 
+        make_private_folder(self.base_dir)
         if self.data_dir.exists():
             shutil.rmtree(self.data_dir)
-        self.base_dir.mkdir(parents=True, exist_ok=True)
-        self.base_dir.chmod(0o755)
-        self._chown(self.base_dir)
+        # The folder stays ours; the cluster's user gets its data folder and its log only.
+        self.data_dir.mkdir(mode=0o700)
+        self._chown(self.data_dir)
         state = State(
             port=free_port(),
             database=self.database,
@@ -195,11 +226,9 @@ class LocalCluster:
             app_password=secrets.token_urlsafe(24),
         )
         paths = write_certificates(self.cert_dir)
-        self._chown(self.cert_dir, paths["cert"], paths["key"])
+        self._chown(paths["cert"], paths["key"])
         pwfile = self.base_dir / ".pwfile"
-        pwfile.write_text(state.superuser_password + "\n")
-        pwfile.chmod(0o600)
-        self._chown(pwfile)
+        write_private(pwfile, (state.superuser_password + "\n").encode(), owner=self._run_as_ids())
         try:
             self._run(
                 [
@@ -217,14 +246,16 @@ class LocalCluster:
             )
         finally:
             pwfile.unlink(missing_ok=True)
-        (self.data_dir / "pg_hba.conf").write_text(HBA)
-        with (self.data_dir / "postgresql.conf").open("a") as conf:
-            conf.write("\ninclude_if_exists = 'choregarden.conf'\n")
+        # The data folder is the cluster user's: never write through a link it put there.
+        owner = self._run_as_ids()
+        write_private(self.data_dir / "pg_hba.conf", HBA.encode(), owner=owner)
+        conf = self.data_dir / "postgresql.conf"
+        include = "\ninclude_if_exists = 'choregarden.conf'\n"
+        write_private(conf, (read_private(conf) + include).encode(), owner=owner)
         self._save_state(state)
 
     def _write_conf(self, state: State) -> None:
-        conf = self.data_dir / "choregarden.conf"
-        conf.write_text(
+        text = (
             "# Written by `manage.py devdb start`; rewritten on every start.\n"
             f"port = {state.port}\n"
             "listen_addresses = '127.0.0.1'\n"
@@ -233,6 +264,8 @@ class LocalCluster:
             f"ssl_cert_file = '{self.cert_dir / 'server.crt'}'\n"
             f"ssl_key_file = '{self.cert_dir / 'server.key'}'\n"
             "ssl_min_protocol_version = 'TLSv1.2'\n"
+            f"ssl_ciphers = '{SSL_CIPHERS}'\n"
+            "ssl_prefer_server_ciphers = on\n"
             "password_encryption = 'scram-sha-256'\n"
             "max_connections = 200\n"
             f"{self._preload_line()}"
@@ -240,7 +273,7 @@ class LocalCluster:
             "synchronous_commit = off\n"
             "full_page_writes = off\n"
         )
-        self._chown(conf)
+        write_private(self.data_dir / "choregarden.conf", text.encode(), owner=self._run_as_ids())
 
     def _preload_line(self) -> str:
         # pg_stat_statements feeds the slow-query report; load it when it is installed.
@@ -278,10 +311,15 @@ class LocalCluster:
             self.init()
             created = True
         if self.running():
+            # A cluster started by an earlier release gets today's settings (ciphers) too.
+            self._write_conf(self.state())
+            self._reload()
             self.ensure_roles()
             return "already running"
         self._clear_stale_pidfile()
         state = self.state()
+        # pg_ctl writes the log as the cluster's user, in a folder that stays ours.
+        create_private(self.log_file, owner=self._run_as_ids())
         for _attempt in range(3):
             if port_taken(state.port):
                 state.port = free_port()
@@ -312,6 +350,20 @@ class LocalCluster:
         self.ensure_roles()
         return "created and started" if created else "started"
 
+    def _reload(self) -> None:
+        import psycopg
+
+        self._run([self._bin("pg_ctl"), "reload", "-D", str(self.data_dir)])
+        # pg_ctl only signals the server: wait until a new session has the new settings.
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            with psycopg.connect(**self.conninfo("superuser", "postgres")) as conn:
+                if conn.execute("SHOW ssl_ciphers").fetchone() == (SSL_CIPHERS,):
+                    return
+            if time.monotonic() > deadline:
+                raise LocalDBError(f"PostgreSQL did not reload its settings.{self._log_tail()}")
+            time.sleep(0.1)
+
     def stop(self) -> str:
         if not self.running():
             return "not running"
@@ -319,6 +371,8 @@ class LocalCluster:
         return "stopped"
 
     def destroy(self) -> str:
+        if not self._folder_exists():
+            return "nothing to destroy"
         self.stop()
         if self.base_dir.exists():
             shutil.rmtree(self.base_dir)
@@ -364,7 +418,11 @@ class LocalCluster:
         """Create the owner and application roles and the database (idempotent)."""
         import psycopg
 
-        from dbops.roles import grant_application_privileges, provision_cluster
+        from dbops.roles import (
+            forget_password_statements,
+            grant_application_privileges,
+            provision_cluster,
+        )
 
         state = self.state()
         with psycopg.connect(**self.conninfo("superuser", "postgres"), autocommit=True) as conn:
@@ -381,6 +439,8 @@ class LocalCluster:
             if self._preload_line():
                 # The slow-query report reads it; creating it needs a superuser, as on RDS.
                 conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            # Role statements of earlier releases, and any made by hand, with a verifier.
+            forget_password_statements(conn)
 
 
 def default_cluster() -> LocalCluster:

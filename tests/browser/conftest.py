@@ -56,14 +56,31 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture
-def page(browser: Browser, live_server: Any) -> Iterator[Page]:
+def csp_blocked() -> list[str]:
+    """What the Content-Security-Policy blocked on `page` (a test that expects it clears it)."""
+    return []
+
+
+@pytest.fixture
+def page(browser: Browser, live_server: Any, csp_blocked: list[str]) -> Iterator[Page]:
     context = browser.new_context(viewport=VIEWPORT, base_url=live_server.url)
     context.set_default_timeout(15_000)
     # The admin's navigation sidebar starts closed: wider pages and screenshots.
     context.add_init_script("localStorage.setItem('django.admin.navSidebarIsOpen', 'false')")
     page = context.new_page()
+    # Chromium reports on the console whatever the Content-Security-Policy blocks: every
+    # browser test also checks that the policy blocks nothing the admin needs.
+    page.on(
+        "console",
+        lambda message: (
+            csp_blocked.append(f"{page.url}: {message.text}")
+            if "Content Security Policy" in message.text
+            else None
+        ),
+    )
     yield page
     context.close()
+    assert not csp_blocked, "the Content-Security-Policy blocked:\n" + "\n".join(csp_blocked)
 
 
 @pytest.fixture

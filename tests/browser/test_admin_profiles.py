@@ -87,3 +87,43 @@ def test_large_table_counts_are_marked_approximate_only_when_estimated(
     page.goto("/admin/accounts/userprofile/")
     expect(page.locator(".paginator")).to_contain_text("2 user profiles")
     screenshot(page, "profiles-list")
+
+
+def test_an_avatar_upload_must_be_a_real_image(
+    admin_page: Page,
+    household: Household,
+    screenshot: Callable[[Page, str], Path],
+    settings: object,
+    tmp_path: Path,
+) -> None:
+    import io
+
+    from PIL import Image
+
+    settings.MEDIA_ROOT = tmp_path  # type: ignore[attr-defined]
+    ada = UserProfile.objects.get(cognito_sub="sub-ada")
+    page = admin_page
+    page.goto(f"/admin/accounts/userprofile/{ada.pk}/change/")
+    svg = b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>'
+    page.set_input_files(
+        "#id_avatar", files=[{"name": "ada.png", "mimeType": "image/png", "buffer": svg}]
+    )
+    page.click("input[name=_save]")
+    expect(page.locator(".errornote")).to_be_visible()
+    expect(page.locator(".field-avatar .errorlist")).to_contain_text(
+        "The file is not a PNG, JPEG, WebP or GIF image"
+    )
+    screenshot(page, "profile-avatar-refused")
+    assert list(tmp_path.rglob("*.*")) == []
+
+    png = io.BytesIO()
+    Image.new("RGB", (32, 32), (40, 160, 60)).save(png, format="PNG")
+    page.set_input_files(
+        "#id_avatar",
+        files=[{"name": "ada.png", "mimeType": "image/png", "buffer": png.getvalue()}],
+    )
+    page.click("input[name=_save]")
+    expect(page.locator(".messagelist .success")).to_be_visible()
+    ada.refresh_from_db()
+    assert ada.avatar.name.startswith("avatars/") and ada.avatar.name.endswith(".png")
+    assert (tmp_path / ada.avatar.name).read_bytes() == png.getvalue()

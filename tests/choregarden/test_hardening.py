@@ -30,6 +30,7 @@ PRODUCTION_ENV = {
     "DATABASE_URL": "postgres://choregarden:hardening-pw-1@db.example.com:5432/choregarden_prod",
     "DB_SSLROOTCERT": str(CA_BUNDLE),
     "BEHIND_TLS_PROXY": "true",
+    "AVATAR_BUCKET": "choregarden-avatars",
 }
 
 
@@ -64,7 +65,7 @@ def production_settings(**overrides: str) -> dict[str, Any]:
         "CSRF_COOKIE_SECURE",
         "CSRF_COOKIE_HTTPONLY",
         "CSRF_TRUSTED_ORIGINS",
-        "AXES_IPWARE_PROXY_COUNT",
+        "TRUSTED_PROXY_COUNT",
     ]
     code = (
         "import django, json; django.setup(); from django.conf import settings; "
@@ -99,9 +100,10 @@ def test_production_cookies_are_secure_and_http_only_and_expire() -> None:
 def test_the_proxy_headers_are_trusted_only_when_told_so() -> None:
     behind = production_settings()
     assert behind["SECURE_PROXY_SSL_HEADER"] == ["HTTP_X_FORWARDED_PROTO", "https"]
-    assert behind["AXES_IPWARE_PROXY_COUNT"] == 1
+    assert behind["TRUSTED_PROXY_COUNT"] == 1
     direct = production_settings(BEHIND_TLS_PROXY="false")
     assert direct["SECURE_PROXY_SSL_HEADER"] is None
+    assert direct["TRUSTED_PROXY_COUNT"] == 0
 
 
 def test_the_environment_can_tune_session_age_and_origins() -> None:
@@ -163,3 +165,9 @@ def test_a_successful_sign_in_resets_the_failure_count(client: Client, alice: An
     client.logout()
     for _ in range(settings.AXES_FAILURE_LIMIT - 1):
         assert sign_in(client, "wrong-password").status_code == 200
+
+
+def test_check_deploy_warns_when_avatars_would_stay_on_the_web_servers_disk() -> None:
+    proc = production("check", "--deploy", "--fail-level", "WARNING", AVATAR_BUCKET="")
+    assert proc.returncode == 1
+    assert "accounts.W001" in proc.stderr and "AVATAR_BUCKET" in proc.stderr

@@ -19,6 +19,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from django.conf import settings as django_settings
 from django.core.files.storage import FileSystemStorage
 from django.core.management import CommandError
 from django.test import override_settings
@@ -28,6 +29,7 @@ from psycopg import sql
 
 from dbops.backups.fingerprint import fingerprint
 from dbops.backups.names import dump_name, partial_name
+from dbops.backups.signing import sign
 from dbops.backups.store import complete_backups, scan
 from tests.dbops.backupkit import ENV, run, storages_with
 from tests.helpers import REPO, run_manage
@@ -45,7 +47,9 @@ def fake_backup(root: Path, age_days: float, body: bytes = b"PGDMP fake dump") -
         "name": name, "env": ENV, "created_at": created.isoformat(), "size": len(body),
         "sha256": hashlib.sha256(body).hexdigest(),
     }  # fmt: skip
-    (root / f"{name}.json").write_text(json.dumps(manifest))
+    (root / f"{name}.json").write_text(
+        json.dumps(sign(manifest, django_settings.BACKUP_SIGNING_KEY.encode()))
+    )
     return name
 
 
@@ -321,7 +325,7 @@ def test_restore_force_swaps_the_database_in_and_keeps_its_privileges(
     out = json.loads(run("restore", "latest", "--database", scratch, "--force", "--json"))
 
     assert out["target"] == "replaced"
-    assert out["steps"] == ["create", "restore", "verify", "copy", "swap", "drop"]
+    assert out["steps"] == ["check", "create", "restore", "verify", "copy", "swap", "drop"]
     assert fingerprint(project_db.on(scratch)) == fingerprint(project_db)  # no restore_mark
     assert database_acl_and_comment(project_db, scratch) == properties
     assert databases(project_db, f"{scratch}_%") == []
@@ -518,6 +522,8 @@ def test_each_failure_of_prune_and_restore_exits_1_with_one_line(
     corrupt = [fake_backup(root, age) for age in (30, 20)]
     for name in corrupt:
         (root / name).write_bytes(b"PGDMP fake dumq")
+    # Not an archive, but the very bytes its (signed) manifest describes: pg_restore says so.
+    unreadable = fake_backup(tmp_path / "other", 1, b"PGDMP fake dumq")
     env = dict(manage_env, BACKUP_DIR=str(root), BACKUP_ENV=ENV)
     failures = {
         "Refusing to prune: only 0 good": ["prune"],
@@ -526,7 +532,9 @@ def test_each_failure_of_prune_and_restore_exits_1_with_one_line(
         ],
         f"The newest backup {damaged} is damaged": ["restore", "latest", "--database", "copy"],
         "'x;drop' is not a database name": ["restore", "latest", "--database", "x;drop"],
-        "not a readable pg_dump archive": ["restore", corrupt[1], "--database", "e12_not_made"],
+        f"{corrupt[1]} does not match its manifest (sha256 differs)": [
+            "restore", corrupt[1], "--database", "e12_not_made"
+        ],
         f"Database '{project_db.dbname}' is not empty": [
             "restore", corrupt[1], "--database", project_db.dbname
         ],
@@ -536,6 +544,12 @@ def test_each_failure_of_prune_and_restore_exits_1_with_one_line(
         assert done.returncode == 1, (argv, done.stdout, done.stderr)
         last = done.stderr.strip().splitlines()[-1]
         assert last.startswith("CommandError: ") and message in last, (argv, done.stderr)
+    done = run_manage(
+        "backup", "restore", unreadable, "--database", "e12_not_made",
+        env=dict(env, BACKUP_DIR=str(tmp_path / "other")),
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert "not a readable pg_dump archive" in done.stderr.strip().splitlines()[-1]
     for bad in ("two", "0"):  # usage errors, before anything is read
         assert run_manage("backup", "prune", "--keep-min", bad, env=env).returncode == 2
     assert databases(project_db, "e12_not_made%") == []

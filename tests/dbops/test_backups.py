@@ -17,6 +17,7 @@ from pathlib import Path
 import boto3
 import psycopg
 import pytest
+from django.conf import settings
 from django.core.files.storage import FileSystemStorage
 from django.core.management import CommandError, call_command
 from django.test import override_settings
@@ -30,6 +31,7 @@ from dbops.backups.names import dump_name, parse, partial_name, this_host
 from dbops.backups.pgclient import DbTarget, find_tool, server_major
 from dbops.backups.prune import plan_prune
 from dbops.backups.restore_plan import restore_backup
+from dbops.backups.signing import sign
 from dbops.backups.store import complete_backups, find_backup, open_read
 from dbops.backups.toc import ArchiveFormatError, read_entries
 from tests.dbops.backupkit import ENV, run, storages_with
@@ -465,6 +467,8 @@ def test_verify_detects_a_restore_that_differs_from_the_manifest(project_db, set
     path = Path(settings_folder.location) / (manifest["name"] + ".json")
     data = json.loads(path.read_text())
     data["tables"]["public.backup_probe"]["rows"] += 1
+    # Signed again: this is about the fingerprints, not about a forged manifest.
+    data = sign(data, settings.BACKUP_SIGNING_KEY.encode())
     path.write_text(json.dumps(data))
 
     with pytest.raises(CommandError, match=r"do not trust this backup"):

@@ -50,6 +50,7 @@ BROKEN = {
 DB = "database"
 NO_DB = "no database"
 COMMANDS: dict[str, tuple[str, list[str]]] = {
+    "addtotp": (DB, ["alice"]),
     "axes_list_attempts": (DB, []),
     "axes_reset": (DB, []),
     "axes_reset_failure_logs": (DB, []),

@@ -12,6 +12,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from dbops.roles import PASSWORD_STATEMENTS, ensure_role, forget_password_statements
 from tests.helpers import assert_denied, create_pg_stat_statements, drop_database, run_manage
 
 
@@ -315,6 +316,15 @@ def test_provision_as_a_superuser_creates_the_roles(pg_server: Any, tmp_path: An
         for secret in ("app-secret-1", "owner-secret-1", su_password):
             assert secret not in proc.stdout + proc.stderr
         assert f"database {name}: owner changed from postgres to {owner}" in proc.stdout
+        # The application role (pg_monitor) reads every statement's text: no verifier there.
+        with psycopg.connect(**cluster.conninfo("app")) as conn:
+            assert (
+                conn.execute(
+                    "SELECT query FROM pg_stat_statements WHERE query ~* %s AND query ~ %s",
+                    [PASSWORD_STATEMENTS, f"{owner}|{app}"],
+                ).fetchall()
+                == []
+            )
         migrate = run_manage("migrate", "--no-input", env=env)
         assert migrate.returncode == 0, migrate.stderr
         check = run_manage("dbroles", "check", env=env)
@@ -327,3 +337,58 @@ def test_provision_as_a_superuser_creates_the_roles(pg_server: Any, tmp_path: An
             )
             for role in (app, owner):
                 conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+def test_a_role_that_may_not_untrack_its_statements_forgets_them_or_says_so(
+    pg_server: Any,
+) -> None:
+    # As the RDS master: CREATEROLE, not a superuser, so pg_stat_statements.track is not
+    # its to change, and resetting statistics needs a grant.
+    if pg_server.cluster is None:
+        pytest.skip("needs the local cluster's superuser (TEST_DATABASE_URL has none)")
+    cluster = pg_server.cluster
+    su = cluster.conninfo("superuser")
+    maker, made = "rolemaker_t", "made_by_rolemaker_t"
+    ident = sql.Identifier
+    with psycopg.connect(**su, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("CREATE ROLE {} LOGIN CREATEROLE PASSWORD 'maker-pw-1'").format(ident(maker))
+        )
+        conn.execute(
+            sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
+                ident(cluster.database), ident(maker)
+            )
+        )
+    as_maker = {**su, "user": maker, "password": "maker-pw-1"}
+    reset = "FUNCTION pg_stat_statements_reset(oid, oid, bigint)"
+    try:
+        with psycopg.connect(**as_maker, autocommit=True) as conn:
+            ensure_role(conn, made, "made-pw-1", "LOGIN")
+            left = forget_password_statements(conn)
+        assert left is not None
+        assert left.startswith("pg_stat_statements: 1 role statement(s) with a password verifier")
+        assert "pg_stat_statements_reset()` as a superuser or the RDS master user" in left
+        with psycopg.connect(**su, autocommit=True) as conn:
+            conn.execute(sql.SQL("GRANT EXECUTE ON " + reset + " TO {}").format(ident(maker)))
+        with psycopg.connect(**as_maker, autocommit=True) as conn:
+            assert (
+                forget_password_statements(conn) == "pg_stat_statements: forgot 1 role statement(s)"
+            )
+        with psycopg.connect(**cluster.conninfo("app")) as conn:
+            assert (
+                conn.execute(
+                    "SELECT query FROM pg_stat_statements WHERE query ~* %s AND query ~ %s",
+                    [PASSWORD_STATEMENTS, made],
+                ).fetchall()
+                == []
+            )
+    finally:
+        with psycopg.connect(**su, autocommit=True) as conn:
+            conn.execute(sql.SQL("REVOKE ALL ON " + reset + " FROM {}").format(ident(maker)))
+            conn.execute(
+                sql.SQL("REVOKE ALL ON DATABASE {} FROM {}").format(
+                    ident(cluster.database), ident(maker)
+                )
+            )
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(ident(made)))
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(ident(maker)))

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import socket
+import ssl
+import stat
+import struct
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +21,7 @@ import pytest
 
 from dbops.localdb import LocalCluster
 from dbops.localdb.certs import write_certificates
+from dbops.roles import PASSWORD_STATEMENTS, ensure_role
 from tests.helpers import run_manage
 
 
@@ -180,3 +186,91 @@ def test_check_explains_how_to_get_a_database_when_none_exists(tmp_path: Path) -
     assert proc.returncode == 1
     assert "dbops.E001" in proc.stderr
     assert "manage.py devdb start" in proc.stderr
+
+
+def test_its_secret_files_are_the_users_alone(cluster: LocalCluster) -> None:
+    cluster.start()
+    me = os.geteuid()
+    folder = cluster.base_dir.stat()
+    assert (folder.st_uid, stat.S_IMODE(folder.st_mode)) == (me, 0o755)
+    state = cluster.state_file.stat()
+    assert (state.st_uid, stat.S_IMODE(state.st_mode)) == (me, 0o600)
+    assert stat.S_IMODE((cluster.cert_dir / "server.key").stat().st_mode) == 0o600
+    assert stat.S_IMODE((cluster.data_dir / "pg_hba.conf").stat().st_mode) == 0o600
+    leftovers = [p.name for p in cluster.base_dir.iterdir() if p.name.startswith(".")]
+    assert leftovers == []  # no password file, no temporary file
+
+
+def handshake(c: LocalCluster, version: ssl.TLSVersion, ciphers: str) -> str:
+    """Offer only `version` and `ciphers` (OpenSSL names); return the cipher agreed on."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    context.set_ciphers(ciphers)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # offering TLS 1.1 on purpose
+        context.minimum_version = context.maximum_version = version
+    with socket.create_connection(("127.0.0.1", c.state().port), timeout=10) as sock:
+        sock.sendall(struct.pack("!ii", 8, 80877103))  # PostgreSQL's SSLRequest
+        assert sock.recv(1) == b"S"
+        with context.wrap_socket(sock) as tls:
+            return str(tls.cipher()[0])
+
+
+def assert_aead_only(c: LocalCluster) -> None:
+    tls12 = ssl.TLSVersion.TLSv1_2
+    assert handshake(c, tls12, "ECDHE-ECDSA-AES128-GCM-SHA256") == "ECDHE-ECDSA-AES128-GCM-SHA256"
+    assert handshake(c, tls12, "ECDHE-ECDSA-CHACHA20-POLY1305") == "ECDHE-ECDSA-CHACHA20-POLY1305"
+    for cbc in ("ECDHE-ECDSA-AES128-SHA256", "ECDHE-ECDSA-AES256-SHA"):
+        with pytest.raises(ssl.SSLError, match="alert handshake failure"):
+            handshake(c, tls12, cbc)
+    with pytest.raises(ssl.SSLError, match="alert protocol version"):
+        handshake(c, ssl.TLSVersion.TLSv1_1, "DEFAULT:@SECLEVEL=0")
+
+
+def test_it_speaks_tls_1_2_and_up_with_aead_ciphers_only(cluster: LocalCluster) -> None:
+    cluster.start()
+    assert_aead_only(cluster)
+
+
+def test_start_gives_a_running_cluster_of_an_earlier_release_the_ciphers(
+    cluster: LocalCluster,
+) -> None:
+    cluster.start()
+    conf = cluster.data_dir / "choregarden.conf"
+    old = "".join(line for line in conf.read_text().splitlines(True) if "ssl_ciphers" not in line)
+    conf.write_text(old)
+    cluster._run([cluster._bin("pg_ctl"), "reload", "-D", str(cluster.data_dir)])
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # the server reloads when it gets to it
+        with contextlib.suppress(ssl.SSLError):
+            handshake(cluster, ssl.TLSVersion.TLSv1_2, "ECDHE-ECDSA-AES256-SHA")
+            break
+        time.sleep(0.1)
+    assert handshake(cluster, ssl.TLSVersion.TLSv1_2, "ECDHE-ECDSA-AES256-SHA")  # CBC, as before
+    assert cluster.start() == "already running"
+    assert_aead_only(cluster)
+
+
+def password_statements(c: LocalCluster) -> list[str]:
+    """What the application role (pg_monitor) reads of role statements with a password."""
+    with psycopg.connect(**c.conninfo("app")) as conn:
+        rows = conn.execute(
+            "SELECT query FROM pg_stat_statements WHERE query ~* %s", [PASSWORD_STATEMENTS]
+        ).fetchall()
+    return [row[0] for row in rows]
+
+
+def test_the_application_role_reads_no_password_verifier_in_the_statistics(
+    cluster: LocalCluster,
+) -> None:
+    cluster.start()
+    assert cluster.start() == "already running"  # both roles updated again
+    assert password_statements(cluster) == []
+    # What an earlier release left (its statements were tracked) goes at the next start.
+    with psycopg.connect(**cluster.conninfo("superuser"), autocommit=True) as conn:
+        conn.execute("ALTER ROLE choregarden PASSWORD 'md5d41d8cd98f00b204e9800998ecf8427e'")
+        ensure_role(conn, "choregarden", cluster.state().app_password, "LOGIN")  # back
+    [left] = password_statements(cluster)
+    assert "md5d41d8cd98f00b204e9800998ecf8427e" in left
+    assert cluster.start() == "already running"
+    assert password_statements(cluster) == []

@@ -62,7 +62,9 @@ def url(user: str, password: str, port: int) -> str:
     return f"postgres://{user}:{quote(password, safe='')}@127.0.0.1:{port}/choregarden_dev"
 
 
-def run_probe(env: dict[str, str], secret: str = "") -> tuple[dict[str, Any], str]:
+def run_probe(
+    env: dict[str, str], secret: str = "", *, every_page: bool = False
+) -> tuple[dict[str, Any], str]:
     """Run the error-page probe with `env` for the database; return its pages and its log."""
     base = {
         k: v
@@ -84,7 +86,7 @@ def run_probe(env: dict[str, str], secret: str = "") -> tuple[dict[str, Any], st
         [sys.executable, "-m", "tests.dbops.error_page_probe"],
         cwd=REPO,
         env={**base, **env},
-        input=json.dumps({"secret": secret}),
+        input=json.dumps({"secret": secret, "every_page": every_page}),
         capture_output=True,
         text=True,
         timeout=120,
@@ -115,6 +117,33 @@ def test_the_error_pages_of_url_settings_show_no_password() -> None:
         assert leaks(page["body"], *secrets, QUERY_TOKEN) == [], name
     assert log.count("Internal Server Error: /boom/") == 2  # once per request, not per handler
     assert leaks(log, *secrets, QUERY_TOKEN) == []
+
+
+# The status of each page the probe renders with every_page, DEBUG on and off.
+PAGE_STATUS = {"bad": 400, "denied": 403, "missing": 404, "no-such-page": 404, "boom": 500}
+
+
+def test_every_error_page_shows_no_password() -> None:
+    port = closed_port()
+    pages, log = run_probe(
+        {
+            "DATABASE_URL": url("choregarden", APP_PASSWORD, port),
+            "MIGRATION_DATABASE_URL": url("choregarden_owner", OWNER_PASSWORD, port),
+            "REPLICA_DATABASE_URL": url("choregarden", REPLICA_PASSWORD, port),
+        },
+        every_page=True,
+    )
+    secrets = (APP_PASSWORD, OWNER_PASSWORD, REPLICA_PASSWORD, SECRET_KEY, QUERY_TOKEN)
+    for mode in ("debug", "production"):
+        for page_path, status in PAGE_STATUS.items():
+            assert pages[f"{page_path}_{mode}"]["status"] == status, (page_path, mode)
+        assert pages[f"csrf_{mode}"]["status"] == 403
+        assert "CSRF" in pages[f"csrf_{mode}"]["body"]
+    assert "cannot use postgres://choregarden:" in pages["boom_debug"]["body"]  # the message
+    assert "Page not found" in pages["no-such-page_debug"]["body"]
+    for name, page in pages.items():
+        assert leaks(page["body"], *secrets) == [], name
+    assert leaks(log, *secrets) == []
 
 
 def test_the_error_pages_of_a_secrets_manager_login_show_no_password() -> None:

@@ -182,6 +182,7 @@ SCENARIOS = {
 }
 # Failures that take a whole project to set up: the test that drives each (code and message).
 ELSEWHERE = {
+    ("addtotp", 1): "tests.dbops.test_twofactor:test_addtotp_refuses_an_unknown_or_non_staff_user",
     ("makesqlmigration", 1): "tests.dbops.test_generator_safety:"
     "test_a_rename_is_refused_with_or_without_a_terminal",
     ("schemadrift", 1): "tests.dbops.test_drift:test_it_reports_every_hand_made_change",
@@ -201,6 +202,7 @@ USAGE = {
     "partitions --keep-months": ["partitions", "archive", "--keep-months", "0"],
 }
 PROJECT_COMMANDS = [
+    "addtotp",
     "backup",
     "cognitosync",
     "dbhealth",

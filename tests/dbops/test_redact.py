@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from urllib.parse import quote
 
@@ -83,3 +84,63 @@ def test_an_unknown_password_is_masked_by_its_shape(secret: str) -> None:
     ]
     for text in shapes:
         assert "MARKER" not in redact(text, []), text
+
+
+def sql_literals(value: str) -> list[str]:
+    """`value` as each SQL quoting writes it."""
+    forms = ["'" + value.replace("'", "''") + "'", '"' + value.replace('"', '""') + '"']
+    forms.append("E'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'")
+    forms += [f"{tag}{value}{tag}" for tag in ("$$", "$pw$") if tag not in value + "$"]
+    return forms
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    secret=SECRET_TEXT,
+    statement=st.sampled_from(
+        [
+            "CREATE ROLE app WITH LOGIN PASSWORD {} VALID UNTIL 'infinity'",
+            'ALTER ROLE "choregarden_owner" WITH LOGIN NOCREATEROLE PASSWORD {}',
+            "create user app encrypted password {};",
+            "LOG:  statement: ALTER USER app PASSWORD {}\nDETAIL: next line",
+        ]
+    ),
+)
+def test_a_password_in_role_sql_is_masked_in_every_quoting(secret: str, statement: str) -> None:
+    marked = f"{secret}MARKER"
+    for literal in sql_literals(marked):
+        text = statement.format(literal)
+        masked = redact(text, [])
+        assert "MARKER" not in masked, text
+        assert "PASSWORD '********'" in masked.upper()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    salt=st.binary(min_size=16, max_size=16),
+    keys=st.binary(min_size=64, max_size=64),
+    iterations=st.integers(min_value=1, max_value=100_000),
+)
+def test_a_scram_verifier_is_masked_anywhere(salt: bytes, keys: bytes, iterations: int) -> None:
+    verifier = (
+        f"SCRAM-SHA-256${iterations}:{base64.b64encode(salt).decode()}$"
+        f"{base64.b64encode(keys[:32]).decode()}:{base64.b64encode(keys[32:]).decode()}"
+    )
+    for text in (f"rolpassword = {verifier}", f"got ({verifier!r},)", f"{verifier}\n"):
+        assert "SCRAM-SHA-256$" not in redact(text, [])
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "ALTER ROLE app PASSWORD NULL",
+        'password authentication failed for user "choregarden"',
+        "the statement mentions password $1 and $2",
+    ],
+)
+def test_sql_without_a_password_literal_is_left_alone(text: str) -> None:
+    assert redact(text, []) == text
+
+
+def test_an_md5_password_hash_is_masked() -> None:
+    assert redact("rolpassword md5d41d8cd98f00b204e9800998ecf8427e.", []) == f"rolpassword {MASK}."

@@ -78,13 +78,10 @@ def test_another_version_of_the_wheel_is_refused(monkeypatch: pytest.MonkeyPatch
 
 
 def test_the_pin_is_the_version_the_rules_are_written_for() -> None:
-    pins = dict(
-        line.split("==")
-        for line in (REPO / "requirements-tools.txt").read_text().splitlines()
-        if "==" in line and not line.startswith("#")
-    )
-    assert pins["squawk-cli"] == SQUAWK_VERSION
-    assert "-r requirements-tools.txt" in (REPO / "requirements-dev.txt").read_text()
+    for name in ("requirements-tools.in", "requirements-tools.txt", "requirements-dev.txt"):
+        text = (REPO / name).read_text()
+        assert re.search(rf"^squawk-cli=={re.escape(SQUAWK_VERSION)}\b", text, re.M), name
+    assert "-r requirements-tools.in" in (REPO / "requirements-dev.in").read_text()
 
 
 def test_make_run_installs_squawk(tmp_path: Path) -> None:

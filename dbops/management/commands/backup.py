@@ -14,6 +14,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from dbops.backups import BackupError
+from dbops.backups.doctor import examine
 from dbops.backups.dump import create_backup
 from dbops.backups.names import check_env
 from dbops.backups.pgclient import source_from_settings
@@ -26,7 +27,8 @@ from dbops.backups.restore_plan import (
     plan_restore,
     result_json,
 )
-from dbops.backups.store import backup_storage, describe, find_backup, scan, writer_alive
+from dbops.backups.signing import signed_backup
+from dbops.backups.store import backup_storage, describe, scan, writer_alive
 from dbops.backups.targets import check_database_name
 from dbops.backups.verify import verify_backup
 from dbops.management.arguments import rate, whole_number
@@ -111,6 +113,19 @@ class Command(BaseCommand):
             action="store_true",
             help="Compare with the database as it is now, even if the backup has fingerprints.",
         )
+        doctor = sub.add_parser(
+            "doctor",
+            help="Check the backup storage: public access, TLS only, history, KMS, signing key.",
+        )
+        doctor.add_argument("--json", action="store_true", help="Machine-readable output.")
+        for command in (restore, verify):
+            command.add_argument(
+                "--allow-unsigned",
+                action="store_true",
+                help="Go on when the manifest's signature cannot be checked (a backup from "
+                "before signing, or another key), with a warning. A wrong signature is "
+                "always refused.",
+            )
         for command in (create, listing, prune, restore, verify):
             command.add_argument("--json", action="store_true", help="Machine-readable output.")
             if command is not listing and command is not prune:
@@ -178,7 +193,8 @@ class Command(BaseCommand):
         if options["json"]:
             rows = [
                 {"name": b.name, "created": b.created.isoformat(), "size": b.size,
-                 "age_seconds": int((now - b.created).total_seconds()), "sha256": b.sha256}
+                 "age_seconds": int((now - b.created).total_seconds()), "sha256": b.sha256,
+                 "signed": "signature" in b.manifest}
                 for b in backups
             ]  # fmt: skip
             self.stdout.write(json.dumps(rows, indent=2))
@@ -198,6 +214,12 @@ class Command(BaseCommand):
             summary += (
                 f" {left} object(s) of interrupted backups ignored (`backup prune` removes "
                 "them: a partial whose writer is gone at once, the rest after the retention)."
+            )
+        unsigned = [b.name for b in backups if "signature" not in b.manifest]
+        if unsigned:
+            summary += (
+                f" {len(unsigned)} unsigned (from before signing; a restore needs "
+                "--allow-unsigned)."
             )
         if listing.damaged:
             summary += f" {len(listing.damaged)} damaged backup(s) ignored (below)."
@@ -240,7 +262,7 @@ class Command(BaseCommand):
         database = check_database_name(options["database"])
         if options["replace_live"] and not options["force"]:
             raise CommandError("--replace-live goes with --force: it only allows the target.")
-        backup = find_backup(storage, env, options["name"])
+        backup = self.signed(storage, env, options["name"], options)
         admin = source_from_settings()
         live = {admin.dbname, str(settings.DATABASES["default"].get("NAME") or "")}
         plan = plan_restore(
@@ -319,15 +341,50 @@ class Command(BaseCommand):
                 )
             )
 
+    def do_doctor(self, storage: Any, env: str, options: dict[str, Any]) -> None:
+        findings = examine(storage)
+        failed = [f for f in findings if not f.ok]
+        where = describe(storage)
+        if options["json"]:
+            self.stdout.write(
+                json.dumps(
+                    {"storage": where, "ok": not failed, "checks": [vars(f) for f in findings]},
+                    indent=2,
+                )
+            )
+        else:
+            width = max(len(f.check) for f in findings)
+            for f in findings:
+                line = f"{'OK' if f.ok else 'FAIL':<4} {f.check:<{width}}  {f.detail}"
+                self.stdout.write(line + (f". Fix: {f.fix}." if f.fix else "."))
+        if failed:
+            raise CommandError(
+                f"{len(failed)} of {len(findings)} checks of {where} failed: "
+                f"{', '.join(f.check for f in failed)}."
+            )
+        if not options["json"]:
+            self.stdout.write(f"Done! {len(findings)} checks of {where}: all OK.")
+
+    def signed(self, storage: Any, env: str, name: str, options: dict[str, Any]) -> Any:
+        """The backup called `name`, refused unless its manifest is signed by the backup key."""
+        backup, warning = signed_backup(
+            storage, env, name, allow_unsigned=options["allow_unsigned"]
+        )
+        if warning:
+            self.stderr.write(self.style.ERROR(warning))
+        return backup
+
     def do_verify(self, storage: Any, env: str, options: dict[str, Any]) -> None:
         source = source_from_settings()
+        backup = self.signed(storage, env, options["backup"], options)
         result = verify_backup(
             storage,
             env,
             source,
-            name=options["backup"],
+            name=backup.name,
             progress=self.progress("pg_restore", options),
             live=options["live"],
+            backup=backup,
         )
         reference = (
             f"{source.dbname!r} as of the backup (fingerprints in its manifest)"
