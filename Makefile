@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test venv dev-venv db-start db-stop superuser lint format check bench clean lock
+.PHONY: run test venv dev-venv db-start db-stop superuser lint format check static serve bench clean lock
 
 # Installs from the lock files only: every package pinned, every file checked against its
 # hash (--require-hashes), nothing resolved at install time.
@@ -60,6 +60,17 @@ check: $(VENV)/.runtime
 	$(PY) manage.py devdb start --if-no-database-url
 	$(PY) manage.py check
 
+## static: the admin's static files, hashed and compressed, into STATIC_ROOT (var/static):
+## the image build runs it (no database or secrets needed); WhiteNoise serves them
+static: $(VENV)/.runtime
+	STATIC_MANIFEST=true $(PY) manage.py collectstatic --no-input -v0
+
+## serve: the production server (gunicorn.conf.py) on the local database, DEBUG off
+serve: static
+	$(PY) manage.py devdb start --if-no-database-url
+	$(PY) manage.py migrate --no-input
+	DEBUG=false STATIC_MANIFEST=true $(VENV)/bin/gunicorn -c gunicorn.conf.py --bind $(HOST):$(PORT)
+
 ## bench: every benchmark under bench/ (each prints its figures and ratios; slow)
 bench: $(VENV)/.dev
 	$(PY) bench/migrate_bench.py
@@ -67,6 +78,7 @@ bench: $(VENV)/.dev
 	$(PY) bench/pool_bench.py
 	$(PY) bench/query_patterns_bench.py
 	$(PY) bench/admin_bench.py
+	$(PY) bench/load_bench.py
 
 ## lock: compile requirements*.in into the hashed lock files (after editing an .in file)
 LOCK := $(VENV)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \

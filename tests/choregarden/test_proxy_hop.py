@@ -32,7 +32,10 @@ def through_balancer(
 ) -> list[dict[str, Any]]:
     """Send `steps` as the balancer forwards them; return each answer (proxyhop)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DB_", "DJANGO_", "SECURE_"))}
-    env.update(PRODUCTION_ENV, ENV_FILE="/nonexistent/.env", DB_POOL="false")
+    # No collectstatic here: the pages name the apps' static files without the manifest.
+    env.update(
+        PRODUCTION_ENV, ENV_FILE="/nonexistent/.env", DB_POOL="false", STATIC_MANIFEST="false"
+    )
     env["DATABASE_URL"] = pg_server.url(settings.DATABASES["default"]["NAME"], role="app")
     env.update(pg_server.ssl_env(), DJANGO_SETTINGS_MODULE="choregarden.settings", **overrides)
     forwarded = []
