@@ -75,6 +75,10 @@ max_requests_jitter = 200
 # Above the load balancer's idle timeout (ALB: 60 s): otherwise gunicorn may close a
 # connection the balancer is about to reuse, and the client gets a 502.
 keepalive = 65
+# gunicorn 25+ opens a control socket at one path per user ($HOME/.gunicorn/gunicorn.ctl):
+# a second server on the machine (the load benchmark runs two) would take it over, and a
+# killed one leaves it behind. Nothing here uses `gunicornc`.
+control_socket_disable = True
 # The workers' heartbeat files: a memory file system, not the container's overlay.
 if Path("/dev/shm").is_dir():
     worker_tmp_dir = "/dev/shm"

@@ -45,6 +45,7 @@ def test_production_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     assert conf["keepalive"] > 60  # the ALB's idle timeout
     assert conf["accesslog"] is None  # Django's request line is the access log
     assert "%(M)s" in conf["access_log_format"]  # the duration, when it is turned on
+    assert conf["control_socket_disable"] is True  # no socket shared by every server
 
 
 def test_sizes_and_timeouts_follow_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
