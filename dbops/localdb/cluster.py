@@ -12,7 +12,7 @@ import socket
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
@@ -49,9 +49,10 @@ hostnossl all all ::/0       reject
 class State:
     port: int
     database: str
-    superuser_password: str
-    owner_password: str
-    app_password: str
+    # Out of the repr: a failed assertion or a traceback's locals would print them.
+    superuser_password: str = field(repr=False)
+    owner_password: str = field(repr=False)
+    app_password: str = field(repr=False)
 
 
 def free_port() -> int:
@@ -61,7 +62,14 @@ def free_port() -> int:
 
 
 def port_taken(port: int) -> bool:
+    """Tell whether something listens on the port (connections closing on it do not count).
+
+    As PostgreSQL binds its port, with SO_REUSEADDR: after a stop, the server's ends of
+    connections its clients have not closed yet still hold the port, and a plain bind
+    would move a restarted cluster away from the port running servers were given.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:

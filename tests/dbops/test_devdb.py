@@ -134,6 +134,38 @@ def test_it_moves_to_a_free_port_when_its_port_is_taken(cluster: LocalCluster) -
     assert can_connect(cluster)
 
 
+def test_a_restart_keeps_its_port_when_clients_were_connected(cluster: LocalCluster) -> None:
+    # A stop closes the clients' connections from the server's side; until the clients
+    # close theirs, the server's ends hold the port (FIN_WAIT2): a running `make serve` or `runserver` keeps the old port in its
+    # settings, so a restart that moved would cut it off until it is restarted too.
+    cluster.start()
+    port = cluster.state().port
+    clients = [psycopg.connect(**cluster.conninfo("app"), connect_timeout=5) for _ in range(3)]
+    for client in clients:
+        client.execute("SELECT 1")
+    cluster.stop()  # the clients have not noticed yet, as an idle pool has not
+
+    try:
+        assert cluster.start() == "started"
+    finally:
+        for client in clients:
+            client.close()
+
+    assert cluster.state().port == port
+    assert can_connect(cluster)
+
+
+def test_its_state_does_not_show_the_passwords(cluster: LocalCluster) -> None:
+    cluster.start()
+    state = cluster.state()
+
+    shown = repr(state)
+
+    assert str(state.port) in shown
+    for password in (state.superuser_password, state.owner_password, state.app_password):
+        assert password not in shown
+
+
 def test_the_devdb_command_reports_status_and_masks_the_url(
     cluster: LocalCluster, tmp_path: Path
 ) -> None:
