@@ -136,8 +136,9 @@ def test_it_moves_to_a_free_port_when_its_port_is_taken(cluster: LocalCluster) -
 
 def test_a_restart_keeps_its_port_when_clients_were_connected(cluster: LocalCluster) -> None:
     # A stop closes the clients' connections from the server's side; until the clients
-    # close theirs, the server's ends hold the port (FIN_WAIT2): a running `make serve` or `runserver` keeps the old port in its
-    # settings, so a restart that moved would cut it off until it is restarted too.
+    # close theirs, the server's ends hold the port (FIN_WAIT2). A running `make serve`
+    # or `runserver` keeps the old port in its settings, so a restart that moved would
+    # cut it off until it is restarted too.
     cluster.start()
     port = cluster.state().port
     clients = [psycopg.connect(**cluster.conninfo("app"), connect_timeout=5) for _ in range(3)]
