@@ -181,12 +181,7 @@ def start_server(env: dict[str, str], log_file: Path) -> tuple[processes.Popen[b
 
 
 def stop_server(server: processes.Popen[bytes]) -> None:
-    server.terminate()
-    try:
-        server.wait(timeout=30)
-    except processes.TimeoutExpired:
-        server.kill()
-        server.wait()
+    processes.stop(server)
 
 
 def server_cpu(master: int) -> float:

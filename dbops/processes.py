@@ -95,6 +95,18 @@ def run(argv: Sequence[str], *, run_as: str | None = None, **kwargs: Any) -> Com
     return subprocess.run(list(argv), **_options(run_as, kwargs))
 
 
+def stop(proc: Popen[Any], timeout: float = 30) -> None:
+    """Ask a started process to stop (SIGTERM: a server's graceful stop), then kill it."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=timeout)
+
+
 def become(argv: Sequence[str], env: dict[str, str]) -> None:
     """Replace this process with the tool (an interactive psql): nothing is left to outlive."""
     sys.stdout.flush()

@@ -89,9 +89,4 @@ def serve(env: dict[str, str], log: Path) -> Iterator[int]:
             time.sleep(0.2)
         yield port
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except processes.TimeoutExpired:
-            server.kill()
-            server.wait()
+        processes.stop(server)
