@@ -95,3 +95,29 @@ def test_no_module_starts_a_process_but_dbops_processes() -> None:
                 ):
                     offenders.append(f"{path.relative_to(REPO)}:{node.lineno} os.{node.attr}")
     assert offenders == []
+
+
+def test_stop_lets_a_process_end_gracefully_then_kills_one_that_does_not() -> None:
+    from dbops import processes
+
+    graceful = processes.popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    stubborn = processes.popen(
+        [
+            sys.executable,
+            "-c",
+            "import signal, sys, time\n"
+            "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+            "print('ready', flush=True)\n"
+            "time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert stubborn.stdout is not None and stubborn.stdout.readline() == "ready\n"
+
+    processes.stop(graceful)
+    processes.stop(stubborn, timeout=0.5)
+
+    assert graceful.returncode == -signal.SIGTERM
+    assert stubborn.returncode == -signal.SIGKILL
+    processes.stop(graceful)  # a process that has ended already: nothing to do
