@@ -164,12 +164,15 @@ class UserProfileAdmin(DatabaseRulesAdmin, LargeTableAdmin):
     )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
-        # One query for the page's memberships with their households (not two).
+        # One query for the page's memberships with their households (not two), kept as
+        # a plain list: without to_attr Django builds a queryset per row to hold them.
         memberships = HouseholdMember.objects.select_related("household")
         return (
             super()
             .get_queryset(request)
-            .prefetch_related(Prefetch("memberships", queryset=memberships))
+            .prefetch_related(
+                Prefetch("memberships", queryset=memberships, to_attr="page_memberships")
+            )
         )
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
@@ -178,7 +181,10 @@ class UserProfileAdmin(DatabaseRulesAdmin, LargeTableAdmin):
 
     @admin.display(description="households")
     def household_names(self, obj: UserProfile) -> str:
-        return ", ".join(m.household.name for m in obj.memberships.all()) or "—"
+        memberships = getattr(obj, "page_memberships", None)
+        if memberships is None:  # a profile that did not come from get_queryset
+            memberships = obj.memberships.all()
+        return ", ".join(m.household.name for m in memberships) or "—"
 
     @admin.display(description="deleted", boolean=True)
     def deleted(self, obj: UserProfile) -> bool:
