@@ -89,6 +89,16 @@ def test_changelist_lists_each_profiles_households_in_queries_that_do_not_grow(
     assert len(many) == len(few)
 
 
+def test_changelist_reads_only_the_columns_it_shows(admin_client: Any) -> None:
+    make(1, display_name="Ada Lovelace")
+    with CaptureQueriesContext(connection) as queries:
+        page = admin_client.get(CHANGELIST).content.decode()
+    assert "Ada Lovelace" in page and "user1@example.com" in page
+    (rows,) = [q["sql"] for q in queries if 'FROM "users"' in q["sql"] and "ORDER BY" in q["sql"]]
+    assert '"users"."email"' in rows
+    assert '"users"."preferences"' not in rows and '"users"."avatar"' not in rows
+
+
 def test_a_large_table_is_never_counted_exactly(admin_client: Any, pg_server: Any) -> None:
     name = settings.DATABASES["default"]["NAME"]
     with psycopg.connect(**pg_server.conninfo(name), autocommit=True) as owner:
