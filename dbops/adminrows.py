@@ -29,6 +29,7 @@ from django.contrib.admin.utils import display_for_field, display_for_value, quo
 from django.core.exceptions import FieldDoesNotExist, ObjectDoesNotExist
 from django.db import models
 from django.urls import NoReverseMatch
+from django.utils import formats, timezone
 from django.utils.functional import Promise
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
@@ -55,6 +56,13 @@ class Column:
     boolean: bool = False
     nowrap: bool = False  # a date, time or foreign key field: always "nowrap"
     icons: dict[Any, str] = field(default_factory=dict)  # a boolean column's rendered values
+    kind: str = ""  # "text" or "datetime": display_for_field's branch, decided once
+
+
+# Fields display_for_field shows as the string itself ("text") or as the localised local
+# time ("datetime") when they have no choices: exactly these classes, not subclasses
+# such as URLField, whose display differs.
+_TEXT_FIELDS = (models.CharField, models.EmailField, models.SlugField, models.TextField)
 
 
 def _column(cl: Any, index: int, name: Any, link: bool) -> Column | None:
@@ -76,7 +84,13 @@ def _column(cl: Any, index: int, name: Any, link: bool) -> Column | None:
         if f.auto_created:
             return None
         nowrap = isinstance(f, (models.DateField, models.TimeField, models.ForeignKey))
-        return Column(name, css, empty, link, model_field=f, nowrap=nowrap)
+        kind = ""
+        if not f.flatchoices:
+            if type(f) in _TEXT_FIELDS:
+                kind = "text"
+            elif type(f) is models.DateTimeField:
+                kind = "datetime"
+        return Column(name, css, empty, link, model_field=f, nowrap=nowrap, kind=kind)
     if name == "__str__" or not hasattr(model_admin, name):
         return None  # a model attribute or a lookup: lookup_field's other branches
     method = getattr(model_admin, name)
@@ -164,6 +178,12 @@ def _value_html(column: Column, result: Any) -> tuple[Any, bool]:
             if value not in column.icons:
                 column.icons[value] = display_for_field(value, f, column.empty)
             return column.icons[value], False
+        if column.kind == "text" and type(value) is str:
+            return (value or column.empty), False  # "" is the field's one empty str value
+        if column.kind == "datetime" and type(value) is datetime.datetime:
+            return formats.localize(timezone.template_localtime(value)), False
+        if column.kind == "datetime" and value is None:
+            return column.empty, False
         return display_for_field(value, f, column.empty, avoid_link=column.link), False
     dated = isinstance(value, (datetime.date, datetime.time))
     if column.boolean:
