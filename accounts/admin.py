@@ -6,6 +6,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.views.main import ChangeList
 from django.core.files.uploadedfile import UploadedFile
 from django.db.models import Prefetch, QuerySet
 from django.http import HttpRequest
@@ -20,6 +21,7 @@ from accounts.validators import (
     preference_errors,
 )
 from chores.models import HouseholdMember
+from dbops import adminrows
 from dbops.adminaccess import log_action
 from dbops.adminkit import LargeTableAdmin
 from dbops.adminrules import DatabaseRulesAdmin, DatabaseRulesForm
@@ -122,6 +124,42 @@ class DeletedFilter(admin.SimpleListFilter):
         return queryset
 
 
+class ProfileChangeList(ChangeList):
+    """The profiles changelist, loading only what its columns show (with ADMIN_FAST_ROWS)."""
+
+    # list_display's fields, and __str__'s (the checkboxes' labels): not the preferences
+    # JSON, the avatar and the rest, which the page never shows.
+    columns = (
+        "id",
+        "email",
+        "display_name",
+        "cognito_sub",
+        "created_at",
+        "last_seen_at",
+        "is_active",
+        "deleted_at",
+    )
+
+    def get_results(self, request: HttpRequest) -> None:
+        if not adminrows.enabled():
+            super().get_results(request)
+            return
+        # Only the page's rows: actions still get every column (get_queryset).
+        self.queryset = self.queryset.only(*self.columns)
+        super().get_results(request)
+        # The page's household names in one query of (profile, name) pairs: a prefetch
+        # built a membership, a household and a queryset per row for one column.
+        page = list(self.result_list)
+        names: dict[Any, list[str]] = {p.pk: [] for p in page}
+        pairs = HouseholdMember.objects.filter(user__in=list(names)).values_list(
+            "user_id", "household__name"
+        )
+        for user_id, name in pairs:
+            names[user_id].append(name)
+        for profile in page:
+            profile.page_household_names = names[profile.pk]
+
+
 @admin.register(UserProfile)
 class UserProfileAdmin(DatabaseRulesAdmin, LargeTableAdmin):
     form = UserProfileForm
@@ -164,13 +202,15 @@ class UserProfileAdmin(DatabaseRulesAdmin, LargeTableAdmin):
     )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        queryset = super().get_queryset(request)
+        if adminrows.enabled():
+            return queryset  # ProfileChangeList loads the page's household names itself
         # One query for the page's memberships with their households (not two).
         memberships = HouseholdMember.objects.select_related("household")
-        return (
-            super()
-            .get_queryset(request)
-            .prefetch_related(Prefetch("memberships", queryset=memberships))
-        )
+        return queryset.prefetch_related(Prefetch("memberships", queryset=memberships))
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return ProfileChangeList
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
         # The Cognito sub links the profile to its identity: set once, never edited.
@@ -178,7 +218,10 @@ class UserProfileAdmin(DatabaseRulesAdmin, LargeTableAdmin):
 
     @admin.display(description="households")
     def household_names(self, obj: UserProfile) -> str:
-        return ", ".join(m.household.name for m in obj.memberships.all()) or "—"
+        names = getattr(obj, "page_household_names", None)
+        if names is None:  # a profile that is not on a ProfileChangeList page
+            names = [m.household.name for m in obj.memberships.all()]
+        return ", ".join(names) or "—"
 
     @admin.display(description="deleted", boolean=True)
     def deleted(self, obj: UserProfile) -> bool:

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/load_bench.py [--profiles 100000] [--seconds 15] [--rounds 2]
                                          [--clients 16,64] [--keep DIR] [--profile]
+                                         [--pages index,changelist,change]
 
 On a throwaway local cluster: migrate, demo data plus N profiles, a signed-in superuser,
 collectstatic; then gunicorn with gunicorn.conf.py (WEB_CONCURRENCY=2, GUNICORN_THREADS=4,
@@ -12,9 +13,10 @@ database connections (pg_stat_activity, sampled) against the pools' maximum.
 
 Each figure is measured twice in the same run, alternately, --rounds times (the median
 is shown): as the project serves it ("ours") and as before this issue's render-path
-changes ("baseline": ADMIN_FAST_ROWS = False, Django's own changelist rows, and
-USE_I18N = True); the ratio is ours/baseline. Also the servers' CPU time per request
-(from /proc), which the machine's other load does not change.
+changes ("baseline": ADMIN_FAST_ROWS = False, Django's own changelist rows and
+queryset; ADMIN_NAV_MEMO = False, the sidebar rendered on every page; USE_I18N = True);
+the ratio is ours/baseline. Also the servers' CPU time per request (from /proc), which
+the machine's other load does not change.
 --profile prints cProfile's top functions of the profiles changelist rendered
 in-process instead.
 """
@@ -46,6 +48,11 @@ from dbops.localdb import LocalCluster  # noqa: E402
 
 WORKERS, THREADS, POOL_MAX = 2, 4, 4
 VARIANTS = ("baseline", "ours")
+PAGES = {  # --pages name: (label, path)
+    "index": ("admin index", "/admin/"),
+    "changelist": ("profiles changelist", "/admin/accounts/userprofile/"),
+    "change": ("profile change form", "/admin/accounts/userprofile/{profile}/change/"),
+}
 GUNICORN = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"]
 SESSION_SCRIPT = """
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
@@ -117,9 +124,11 @@ def prepare(cluster: LocalCluster, profiles: int) -> tuple[str, str]:
     return session, profile
 
 
-# The server before this issue's render-path change: Django's own changelist rows.
+# The server before this issue's render-path changes: Django's own changelist rows and
+# queryset, the sidebar rendered on every page, translations on.
 BASELINE_SETTINGS = (
-    "from choregarden.settings import *  # noqa: F403\nADMIN_FAST_ROWS = False\nUSE_I18N = True\n"
+    "from choregarden.settings import *  # noqa: F403\n"
+    "ADMIN_FAST_ROWS = False\nADMIN_NAV_MEMO = False\nUSE_I18N = True\n"
 )
 
 
@@ -304,9 +313,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", default="16,64")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--keep", type=Path, help="Cluster folder to keep and reuse.")
+    parser.add_argument(
+        "--pages",
+        default=",".join(PAGES),
+        help=f"Which pages to load, of {','.join(PAGES)} (default: all).",
+    )
     parser.add_argument("--profile", action="store_true", help="cProfile the changelist.")
     args = parser.parse_args(argv)
     levels = [int(n) for n in args.clients.split(",")]
+    chosen = [p.strip() for p in args.pages.split(",") if p.strip()]
+    if not chosen or any(p not in PAGES for p in chosen):
+        parser.error(f"--pages: choose from {','.join(PAGES)}, e.g. --pages changelist")
 
     work = Path(tempfile.mkdtemp(prefix="choregarden-loadbench-"))
     static_root = work / "static"
@@ -317,9 +334,9 @@ def main(argv: list[str] | None = None) -> int:
             profile_changelist(cluster, static_root)
             return 0
         pages = {
-            "admin index": "/admin/",
-            "profiles changelist": "/admin/accounts/userprofile/",
-            "profile change form": f"/admin/accounts/userprofile/{profile}/change/",
+            label: path.format(profile=profile)
+            for key, (label, path) in PAGES.items()
+            if key in chosen
         }
         servers = {}
         try:

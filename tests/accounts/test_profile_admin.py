@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import psycopg
@@ -12,6 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from accounts.models import UserProfile
+from chores.models import Household, HouseholdMember
 from dbops.adminkit import EXACT_BELOW
 
 pytestmark = pytest.mark.django_db
@@ -62,6 +64,39 @@ def test_changelist_queries_do_not_grow_with_the_page(admin_client: Any) -> None
     with CaptureQueriesContext(connection) as many:
         assert admin_client.get(CHANGELIST).status_code == 200
     assert len(many) == len(few)
+
+
+def test_changelist_lists_each_profiles_households_in_queries_that_do_not_grow(
+    admin_client: Any,
+) -> None:
+    owner, member = make(1), make(2)
+    make(3)
+    home = Household.objects.create_with_owner(owner, name="The Millers", timezone="UTC")
+    away = Household.objects.create_with_owner(member, name="Beach House", timezone="UTC")
+    HouseholdMember.objects.create(household=home, user=member, role="member")
+    with CaptureQueriesContext(connection) as few:
+        page = admin_client.get(CHANGELIST).content.decode()
+    cells = dict(
+        re.findall(r'(user\d@example\.com)</a></th>.*?field-household_names">([^<]*)<', page)
+    )
+    assert cells["user1@example.com"] == "The Millers"
+    assert sorted(cells["user2@example.com"].split(", ")) == ["Beach House", "The Millers"]
+    assert cells["user3@example.com"] == "—"
+    for n in range(4, 20):
+        HouseholdMember.objects.create(household=away, user=make(n), role="member")
+    with CaptureQueriesContext(connection) as many:
+        assert "Beach House" in admin_client.get(CHANGELIST).content.decode()
+    assert len(many) == len(few)
+
+
+def test_changelist_reads_only_the_columns_it_shows(admin_client: Any) -> None:
+    make(1, display_name="Ada Lovelace")
+    with CaptureQueriesContext(connection) as queries:
+        page = admin_client.get(CHANGELIST).content.decode()
+    assert "Ada Lovelace" in page and "user1@example.com" in page
+    (rows,) = [q["sql"] for q in queries if 'FROM "users"' in q["sql"] and "ORDER BY" in q["sql"]]
+    assert '"users"."email"' in rows
+    assert '"users"."preferences"' not in rows and '"users"."avatar"' not in rows
 
 
 def test_a_large_table_is_never_counted_exactly(admin_client: Any, pg_server: Any) -> None:

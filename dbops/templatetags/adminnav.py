@@ -1,0 +1,17 @@
+"""`{% nav_app_list %}`: the sidebar's app list, rendered by dbops.adminnav."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import template
+from django.utils.safestring import SafeString
+
+from dbops.adminnav import app_list_html
+
+register = template.Library()
+
+
+@register.simple_tag(takes_context=True)
+def nav_app_list(context: Any) -> SafeString:
+    return app_list_html(context, context.get("available_apps"), show_changelinks=False)
