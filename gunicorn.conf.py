@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from dbops import processes
 from dbops.logformat import FORMATTERS, logging_config
 from dbops.waits import DurationError, duration_ms
 
@@ -104,3 +105,9 @@ logconfig_dict["loggers"].update(
         },
     }
 )
+
+
+def post_fork(server: object, worker: object) -> None:
+    # A worker notices a dead master only between requests, and then finishes what it has
+    # for up to graceful_timeout: killed with the master instead, nothing is left behind.
+    processes.die_with_parent()

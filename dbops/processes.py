@@ -61,6 +61,14 @@ def _die_with(parent: int) -> Callable[[], None] | None:
     return in_child
 
 
+def die_with_parent() -> None:
+    """Have this forked process (a server's worker) killed when the process that forked it dies."""
+    if _PRCTL is not None:
+        _PRCTL(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        if os.getppid() == 1:  # the parent died before the request took effect
+            os._exit(1)
+
+
 def _as_user(name: str, env: dict[str, str] | None) -> dict[str, Any]:
     # Not runuser: it forks and waits, and its child would survive it.
     user = pwd.getpwnam(name)
