@@ -22,6 +22,7 @@ from typing import Any
 import psycopg
 
 from dbops.localdb import LocalCluster
+from dbops.localdb.reaper import destroy_with_this_process
 
 
 def log(message: str) -> None:
@@ -51,6 +52,8 @@ def migrated_cluster(keep: Path | None, prefix: str) -> Iterator[LocalCluster]:
     base = keep or Path(tempfile.mkdtemp(prefix=prefix))
     cluster = LocalCluster(base, database="choregarden_bench")
     cluster.start()
+    if keep is None:
+        destroy_with_this_process(cluster)  # also when the benchmark is killed
     try:
         env = environment(cluster)
         log("migrate")

@@ -115,6 +115,22 @@ def stop(proc: Popen[Any], timeout: float = 30) -> None:
         proc.wait(timeout=timeout)
 
 
+def start_cleaner(argv: Sequence[str]) -> Popen[Any]:
+    """Start a process that outlives this one to clean up after it, and only for that.
+
+    It reads its standard input until end of file, which comes when this process exits or
+    is killed, however it ends (the write end is this process's alone), then does its work.
+    Its own session: a Ctrl-C or a signal to this process group does not stop it early.
+    """
+    return subprocess.Popen(
+        list(argv),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
 def become(argv: Sequence[str], env: dict[str, str]) -> None:
     """Replace this process with the tool (an interactive psql): nothing is left to outlive."""
     sys.stdout.flush()

@@ -23,6 +23,7 @@ import environ
 import pytest
 
 from dbops.localdb import LocalCluster
+from dbops.localdb.reaper import destroy_with_this_process
 from dbops.waits import lift_timeouts
 from tests.sqlproject import SqlProject, create_project, drop_project
 
@@ -95,6 +96,7 @@ def pg_server() -> Iterator[PgServer]:
     base = Path(tempfile.mkdtemp(prefix="choregarden-test-"))
     cluster = LocalCluster(base, database="choregarden")
     cluster.start()
+    destroy_with_this_process(cluster)  # also when the run is killed
     info = cluster.conninfo("owner")
     app_user, app_password = cluster.credentials("app")
     yield PgServer(

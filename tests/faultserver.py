@@ -22,6 +22,7 @@ import psycopg
 from dbops import processes
 from dbops.localdb import LocalCluster
 from dbops.localdb.cluster import free_port
+from dbops.localdb.reaper import destroy_with_this_process
 from tests.helpers import REPO
 
 TABLE = "CREATE TABLE fault_rows (id bigserial PRIMARY KEY, note text NOT NULL)"
@@ -46,6 +47,7 @@ def get(url: str, timeout: float) -> Answer:
 def make_cluster(folder: Path) -> LocalCluster:
     cluster = LocalCluster(folder, database="faults")
     cluster.start()
+    destroy_with_this_process(cluster)  # also when the run is killed
     with psycopg.connect(**cluster.conninfo("owner"), autocommit=True) as conn:
         conn.execute(TABLE)
     return cluster

@@ -21,6 +21,7 @@ import pytest
 
 from dbops.localdb import LocalCluster
 from dbops.localdb.certs import write_certificates
+from dbops.localdb.reaper import destroy_with_this_process
 from dbops.roles import PASSWORD_STATEMENTS, ensure_role
 from tests.helpers import run_manage
 
@@ -29,6 +30,7 @@ from tests.helpers import run_manage
 def cluster() -> Iterator[LocalCluster]:
     base = Path(tempfile.mkdtemp(prefix="choregarden-devdb-test-"))
     c = LocalCluster(base)
+    destroy_with_this_process(c)  # also when the run is killed
     yield c
     c.destroy()
     shutil.rmtree(base, ignore_errors=True)

@@ -17,6 +17,7 @@ import psycopg
 import pytest
 
 from dbops.localdb import LocalCluster
+from dbops.localdb.reaper import destroy_with_this_process
 from tests.helpers import assert_denied, run_manage
 
 RELATION_ACL = "SELECT relname, relacl::text[] FROM pg_class WHERE relname = ANY(%s) ORDER BY 1"
@@ -36,6 +37,7 @@ def devdb() -> Iterator[tuple[LocalCluster, dict[str, str]]]:
     for name in ("DATABASE_URL", "MIGRATION_DATABASE_URL", "DB_SSLMODE", "DB_SSLROOTCERT"):
         env.pop(name, None)
     cluster = LocalCluster(base / "devdb")
+    destroy_with_this_process(cluster)  # also when the run is killed
     try:
         for step in (("devdb", "start"), ("migrate", "--no-input"), ("devdb", "stop")):
             proc = run_manage(*step, env=env)
