@@ -34,6 +34,8 @@ def fallback(tmp_path: Path) -> Iterator[LocalCluster]:
     yield cluster
     with contextlib.suppress(UnsafeFolderError):  # a refused folder has nothing to stop
         cluster.stop()
+    if cluster.base_dir.is_symlink():  # rmtree refuses a link, and would leave it in /tmp
+        cluster.base_dir.unlink()
     shutil.rmtree(cluster.base_dir, ignore_errors=True)
 
 
