@@ -8,7 +8,6 @@ runs `collectstatic` into a temporary STATIC_ROOT, starts gunicorn on a free loo
 from __future__ import annotations
 
 import http.client
-import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from dbops import processes
+from dbops.localdb.cluster import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 START_SECONDS = 60
@@ -36,12 +36,6 @@ def production_env(manage_env: dict[str, str], static_root: Path) -> dict[str, s
         "STATIC_MANIFEST": "true",
         "STATIC_ROOT": str(static_root),
     }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def get(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes, Any]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import sys
 import threading
 import time
@@ -13,6 +12,7 @@ import urllib.request
 from pathlib import Path
 
 from dbops import processes
+from dbops.localdb.cluster import free_port
 from tests.helpers import REPO
 
 
@@ -33,9 +33,7 @@ def alive(pid: int) -> bool:
 
 
 def test_workers_die_when_the_master_is_killed_even_in_the_middle_of_a_request() -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     gunicorn = Path(sys.executable).with_name("gunicorn")
     env = {**os.environ, "WEB_CONCURRENCY": "2", "GUNICORN_THREADS": "1"}
     master = processes.popen(
