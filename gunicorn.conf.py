@@ -8,11 +8,11 @@ Read from the environment, as the project's settings are:
   pool of DB_POOL_MAX_SIZE: more threads than that would only queue for a connection, so
   that is refused. The database sees at most WEB_CONCURRENCY * DB_POOL_MAX_SIZE
   connections per task.
-- DB_STATEMENT_TIMEOUT (30s, read as the settings read it: dbops.waits) and
+- DB_STATEMENT_TIMEOUT (30s, read as the settings read it: dbops.connections.waits) and
   DB_POOL_TIMEOUT (10 s): the worker timeout sits above both, so the database's own
   timeouts end a slow request first, with a clear error, before gunicorn kills a worker
   and every request on it.
-- GUNICORN_ACCESS_LOG: unset, the request line is Django's (dbops.requestlog: one line per
+- GUNICORN_ACCESS_LOG: unset, the request line is Django's (dbops.web.requestlog: one line per
   request, with the request id); `-` adds gunicorn's own access line on stdout.
 Logging uses the project's format (LOG_FORMAT, LOG_LEVEL), so gunicorn's lines (worker
 boots, timeouts) look like every other.
@@ -23,9 +23,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from dbops import processes
-from dbops.logformat import FORMATTERS, logging_config
-from dbops.waits import DurationError, duration_ms
+from dbops.connections.waits import DurationError, duration_ms
+from dbops.web.logformat import FORMATTERS, logging_config
+from sqlmigrations.lib import processes
 
 
 def _whole_number(name: str, default: int, minimum: int = 1) -> int:

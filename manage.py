@@ -28,7 +28,7 @@ def load_settings(argv: list[str]) -> None:
         settings.INSTALLED_APPS  # noqa: B018 - the first read imports the settings module
     except ImproperlyConfigured as err:
         # Settings messages name the variable and the fix, never a value; redact anyway.
-        from dbops.redact import redact
+        from sqlmigrations.redact import redact
 
         sys.stderr.write(f"error: {redact(str(err))}\n")
         sys.exit(SETTINGS_ERROR)

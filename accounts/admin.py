@@ -21,10 +21,10 @@ from accounts.validators import (
     preference_errors,
 )
 from chores.models import HouseholdMember
-from dbops import adminrows
-from dbops.adminaccess import log_action
-from dbops.adminkit import LargeTableAdmin
-from dbops.adminrules import DatabaseRulesAdmin, DatabaseRulesForm
+from dbops.adminsite import rows as adminrows
+from dbops.adminsite.access import log_action
+from dbops.adminsite.kit import LargeTableAdmin
+from dbops.adminsite.rules import DatabaseRulesAdmin, DatabaseRulesForm
 
 CLOCK_HELP = "24-hour clock, HH:MM (e.g. 22:00). Leave both empty for no quiet hours."
 

@@ -43,8 +43,8 @@ sys.path.insert(0, str(REPO))
 
 from bench import data  # noqa: E402
 from bench.data import log  # noqa: E402
-from dbops import processes  # noqa: E402
 from dbops.localdb import LocalCluster  # noqa: E402
+from sqlmigrations.lib import processes  # noqa: E402
 
 WORKERS, THREADS, POOL_MAX = 2, 4, 4
 VARIANTS = ("baseline", "ours")

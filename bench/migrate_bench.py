@@ -41,7 +41,7 @@ from psycopg import sql
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from dbops.databases import drop_database as drop_forcing  # noqa: E402
+from dbops.connections.databases import drop_database as drop_forcing  # noqa: E402
 from dbops.localdb import LocalCluster  # noqa: E402
 from dbops.localdb.binaries import find_bindir  # noqa: E402
 
@@ -63,7 +63,7 @@ WRAPPER = """\
 import django.db.models.functions.datetime
 from django.db import migrations, models
 
-from dbops.operations import RunSQLFile, SQLFileMigration
+from sqlmigrations.operations import RunSQLFile, SQLFileMigration
 
 
 class Migration(SQLFileMigration):

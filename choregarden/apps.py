@@ -6,4 +6,4 @@ from django.contrib.admin.apps import AdminConfig as DjangoAdminConfig
 
 
 class AdminConfig(DjangoAdminConfig):
-    default_site = "dbops.adminsite.AdminSite"
+    default_site = "dbops.adminsite.site.AdminSite"

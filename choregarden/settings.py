@@ -17,7 +17,7 @@ from typing import Any
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
-from dbops.logformat import logging_config
+from dbops.web.logformat import logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
@@ -172,7 +172,7 @@ CONTENT_SECURITY_POLICY = {
     }
 }
 
-# Admin sign-in throttling (django-axes, dbops.throttling): after AXES_FAILURE_LIMIT
+# Admin sign-in throttling (django-axes, dbops.signin.throttling): after AXES_FAILURE_LIMIT
 # failed attempts for one username from one address, that pair is refused for
 # AXES_COOLOFF_MINUTES; after SIGNIN_ADDRESS_FAILURE_LIMIT failures from one address,
 # whatever the names, the address is. A name alone is never locked: whoever knows an
@@ -181,7 +181,7 @@ AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5, minimum=1)
 SIGNIN_ADDRESS_FAILURE_LIMIT = env_int("SIGNIN_ADDRESS_FAILURE_LIMIT", 20, minimum=1)
 AXES_COOLOFF_TIME = timedelta(minutes=env_int("AXES_COOLOFF_MINUTES", 15, minimum=1))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
-AXES_HANDLER = "dbops.throttling.PairAndAddressHandler"
+AXES_HANDLER = "dbops.signin.throttling.PairAndAddressHandler"
 AXES_RESET_ON_SUCCESS = True
 AXES_VERBOSE = False  # no banner on every command; lockouts are still logged as warnings
 AXES_COOLOFF_MESSAGE = (
@@ -190,7 +190,7 @@ AXES_COOLOFF_MESSAGE = (
     "administrator to unlock it (Access attempts in the admin)."
 )
 # The client's address: REMOTE_ADDR, or behind TRUSTED_PROXY_COUNT proxies that each
-# append to X-Forwarded-For, the entry the farthest of them wrote (dbops.throttling).
+# append to X-Forwarded-For, the entry the farthest of them wrote (dbops.signin.throttling).
 TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 1 if BEHIND_TLS_PROXY else 0)
 if BEHIND_TLS_PROXY and TRUSTED_PROXY_COUNT == 0:
     raise ImproperlyConfigured(
@@ -198,7 +198,7 @@ if BEHIND_TLS_PROXY and TRUSTED_PROXY_COUNT == 0:
         "from the proxy's address; set TRUSTED_PROXY_COUNT to the number of proxies in front "
         "of the site (1 for a load balancer alone)."
     )
-AXES_CLIENT_IP_CALLABLE = "dbops.throttling.client_address"
+AXES_CLIENT_IP_CALLABLE = "dbops.signin.throttling.client_address"
 # Staff sign in to the admin with a password and a TOTP token (`manage.py addtotp USER`
 # enrolls a device); a stolen or guessed password alone is not enough.
 ADMIN_REQUIRE_2FA = env_bool("ADMIN_REQUIRE_2FA", default=PRODUCTION)
@@ -239,7 +239,7 @@ if DB_POOL_MIN_SIZE > DB_POOL_MAX_SIZE:
         f"{DB_POOL_MAX_SIZE}: lower the first or raise the second."
     )
 
-# Bounded waits (dbops.waits): every connection of the application role gives up on a
+# Bounded waits (dbops.connections.waits): every connection of the application role gives up on a
 # statement, a lock or a transaction left idle after these; 0 turns one off.
 _TIMEOUT_DEFAULTS = {
     "statement_timeout": "30s",
@@ -249,7 +249,7 @@ _TIMEOUT_DEFAULTS = {
 
 
 def env_duration_ms(name: str, default: str) -> int:
-    from dbops.waits import DurationError, duration_ms
+    from dbops.connections.waits import DurationError, duration_ms
 
     try:
         return duration_ms(name, os.environ.get(name, "").strip() or default)
@@ -258,7 +258,7 @@ def env_duration_ms(name: str, default: str) -> int:
 
 
 def _timeouts() -> dict[str, int]:
-    from dbops.waits import TIMEOUTS
+    from dbops.connections.waits import TIMEOUTS
 
     return {
         parameter: env_duration_ms(name, _TIMEOUT_DEFAULTS[parameter])
@@ -362,7 +362,7 @@ def database_config(
         )
     # Django's backend, plus credentials from Secrets Manager when a secret id is set.
     config["ENGINE"] = "dbops.db.backends.postgresql"
-    # Connection errors name the variables to fix (dbops.connections).
+    # Connection errors name the variables to fix (dbops.connections.errors).
     config["SETTING"] = " and ".join(
         name for name, value in ((variable, url), (secret_variable, secret_id)) if value
     )
@@ -384,7 +384,7 @@ def database_config(
     if bounded:
         # The application role's sessions never wait unbounded (DB_TIMEOUTS); a URL's own
         # `options` come after and win.
-        from dbops.waits import session_options
+        from dbops.connections.waits import session_options
 
         options["options"] = session_options(DB_TIMEOUTS, str(options.get("options", "")))
     if DB_POOL:
@@ -429,7 +429,7 @@ else:
     # Nothing configured and no local cluster yet: system check dbops.E001 says what to do,
     # and the backend refuses to connect (libpq's defaults would find some other server).
     DATABASES = {"default": {"ENGINE": "dbops.db.backends.postgresql", "NAME": ""}}
-# Migrations run as the owner role when its URL is set (D4); see dbops.connections.
+# Migrations run as the owner role when its URL is set (D4); see dbops.connections.errors.
 MIGRATION_DATABASE = (
     database_config(
         MIGRATION_DATABASE_URL,
@@ -444,7 +444,7 @@ if MIGRATION_DATABASE and not MIGRATION_DATABASE["NAME"]:
     # The owner migrates the application's database unless told otherwise.
     MIGRATION_DATABASE["NAME"] = DATABASES["default"].get("NAME", "")
 if REPLICA_DATABASE_URL:
-    # Read-only reporting queries (dbops.routers); the server refuses writes on it too.
+    # Read-only reporting queries (dbops.connections.routers); the server refuses writes on it too.
     # An RDS replica has the primary's roles: with DB_SECRET_ID it logs in with that secret.
     DATABASES["replica"] = database_config(
         REPLICA_DATABASE_URL, "REPLICA_DATABASE_URL", DB_SECRET_ID, "DB_SECRET_ID", bounded=True
@@ -455,7 +455,7 @@ if REPLICA_DATABASE_URL:
     )
     DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
 REPORTING_MODELS = env.list("REPORTING_MODELS", default=[])
-DATABASE_ROUTERS = ["dbops.routers.ReplicaRouter"]
+DATABASE_ROUTERS = ["dbops.connections.routers.ReplicaRouter"]
 
 SQL_MIGRATIONS = {
     "LOCATION": BASE_DIR / "migrations_sql",
@@ -468,6 +468,8 @@ SQL_MIGRATIONS = {
 
 # --- Application ---------------------------------------------------------------------
 INSTALLED_APPS = [
+    # The migration engine first: its `migrate` replaces Django's.
+    "sqlmigrations",
     "dbops",
     "accounts",
     "chores",
@@ -479,7 +481,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "axes",
     "csp",
-    # A second factor for staff in the admin (dbops.twofactor, ADMIN_REQUIRE_2FA).
+    # A second factor for staff in the admin (dbops.signin.twofactor, ADMIN_REQUIRE_2FA).
     "django_otp",
     "django_otp.plugins.otp_totp",
     # OpClass in index expressions (the users trigram indexes) renders right only with it.
@@ -488,12 +490,12 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     # First: the request id covers every later record, and every request gets its line.
-    "dbops.requestlog.RequestLogMiddleware",
+    "dbops.web.requestlog.RequestLogMiddleware",
     # It sees every response, the 404 of an address that matches no view included.
-    "dbops.error_reports.MaskDebugErrorPagesMiddleware",
+    "dbops.web.error_reports.MaskDebugErrorPagesMiddleware",
     # Before the HTTPS redirect and the host check: the balancer's checks are plain HTTP
-    # to the target's address (dbops.healthz).
-    "dbops.healthz.HealthCheckMiddleware",
+    # to the target's address (dbops.health.healthz).
+    "dbops.health.healthz.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Static files (the admin's CSS and JavaScript) from STATIC_ROOT, before sessions.
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -506,7 +508,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # The database's trouble (timeouts, no connection, shutdown) answers 503, not 500.
-    "dbops.dbtrouble.DatabaseTroubleMiddleware",
+    "dbops.web.dbtrouble.DatabaseTroubleMiddleware",
     # Last, as django-axes requires: it turns a locked-out sign-in into the lockout page.
     "axes.middleware.AxesMiddleware",
 ]
@@ -660,8 +662,8 @@ STORAGES = {
 # --- Secrets stay out of logs and error pages (docs/security.md) ------------------------
 # Django's error page and error e-mails: settings, request data, local variables and
 # messages masked by name, by shape and by value, with DEBUG on too.
-DEFAULT_EXCEPTION_REPORTER = "dbops.error_reports.SecretsExceptionReporter"
-DEFAULT_EXCEPTION_REPORTER_FILTER = "dbops.error_reports.SecretsExceptionReporterFilter"
+DEFAULT_EXCEPTION_REPORTER = "dbops.web.error_reports.SecretsExceptionReporter"
+DEFAULT_EXCEPTION_REPORTER_FILTER = "dbops.web.error_reports.SecretsExceptionReporterFilter"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO").strip().upper()
 if LOG_LEVEL not in LOG_LEVELS:
@@ -673,7 +675,7 @@ if LOG_LEVEL not in LOG_LEVELS:
 # secret in them can be registered for masking: it logs at INFO at most.
 _AWS_SDK_LOG_LEVEL = "INFO" if LOG_LEVEL == "DEBUG" else LOG_LEVEL
 # One line per event with UTC time, level, logger, process, thread and request id; JSON
-# for CloudWatch Logs with LOG_FORMAT=json. Every handler masks secrets (dbops.logformat).
+# for CloudWatch Logs with LOG_FORMAT=json. Every handler masks secrets (dbops.web.logformat).
 LOG_FORMATS = ("text", "json")
 LOG_FORMAT = os.environ.get("LOG_FORMAT", "text").strip().lower()
 if LOG_FORMAT not in LOG_FORMATS:
@@ -681,5 +683,5 @@ if LOG_FORMAT not in LOG_FORMATS:
         f"LOG_FORMAT={os.environ['LOG_FORMAT']!r} is not a log format: use text or json."
     )
 LOGGING = logging_config(LOG_FORMAT, LOG_LEVEL, _AWS_SDK_LOG_LEVEL)
-# /healthz and /readyz requests allowed per second and process, each (dbops.healthz).
+# /healthz and /readyz requests allowed per second and process, each (dbops.health.healthz).
 HEALTH_CHECKS_PER_SECOND = env_int("HEALTH_CHECKS_PER_SECOND", 10, minimum=1)

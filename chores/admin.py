@@ -34,9 +34,9 @@ from chores.models import (
     Task,
     TaskTemplate,
 )
-from dbops.adminaccess import log_action
-from dbops.adminkit import LargeTableAdmin
-from dbops.adminrules import (
+from dbops.adminsite.access import log_action
+from dbops.adminsite.kit import LargeTableAdmin
+from dbops.adminsite.rules import (
     DatabaseRulesAdmin,
     DatabaseRulesForm,
     DatabaseRulesInline,

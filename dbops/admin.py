@@ -19,11 +19,13 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from dbops import engine, health, migration_states
-from dbops.adminaccess import requires
+from dbops import health
+from dbops.adminsite.access import requires
 from dbops.models import DatabaseHealth, FlywaySchemaHistory
-from dbops.redact import redact
-from dbops.sqlmigrations.exceptions import SqlMigrationError
+from sqlmigrations import engine
+from sqlmigrations import states as migration_states
+from sqlmigrations.lib.exceptions import SqlMigrationError
+from sqlmigrations.redact import redact
 
 STATE_CLASSES = {
     migration_states.APPLIED: "ok",

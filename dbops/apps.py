@@ -8,7 +8,7 @@ class DbopsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from dbops import checks, migration_checks  # noqa: F401  (registers the system checks)
+        from dbops import checks  # noqa: F401  (registers the system checks)
         from dbops.receivers import protect_migration_history
 
         post_migrate.connect(protect_migration_history, sender=self)

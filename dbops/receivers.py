@@ -7,7 +7,7 @@ from typing import Any
 from django.db import connections
 from django.db.migrations.recorder import MigrationRecorder
 
-from dbops.privileges import protect_history_table
+from dbops.roles.privileges import protect_history_table
 
 
 def protect_migration_history(sender: Any, using: str, **kwargs: Any) -> None:

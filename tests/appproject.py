@@ -63,7 +63,7 @@ COMMENT ON COLUMN probe.name IS 'What wrote the row.';
 V1_WRAPPER = """from django.db import migrations, models
 from django.db.models.functions import Now
 
-from dbops.operations import RunSQLFile, SQLFileMigration
+from sqlmigrations.operations import RunSQLFile, SQLFileMigration
 
 
 class Migration(SQLFileMigration):

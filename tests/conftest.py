@@ -22,9 +22,9 @@ from urllib.parse import quote
 import environ
 import pytest
 
+from dbops.connections.waits import lift_timeouts
 from dbops.localdb import LocalCluster
 from dbops.localdb.reaper import destroy_with_this_process
-from dbops.waits import lift_timeouts
 from tests.sqlproject import SqlProject, create_project, drop_project
 
 
@@ -167,7 +167,7 @@ def django_db_setup(
     from django.db import connections
     from django.test import TransactionTestCase
 
-    from dbops.roles import grant_application_privileges
+    from dbops.roles.provision import grant_application_privileges
 
     config = connections["default"].settings_dict
     with (

@@ -19,10 +19,10 @@ from typing import Any
 
 import psycopg
 
-from dbops import processes
 from dbops.localdb import LocalCluster
 from dbops.localdb.cluster import free_port
 from dbops.localdb.reaper import destroy_with_this_process
+from sqlmigrations.lib import processes
 from tests.helpers import REPO
 
 TABLE = "CREATE TABLE fault_rows (id bigserial PRIMARY KEY, note text NOT NULL)"

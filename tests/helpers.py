@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from dbops.databases import drop_database as drop_forcing
+from dbops.connections.databases import drop_database as drop_forcing
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -57,7 +57,7 @@ def create_database(server: Any, name: str, template: str | None = None) -> str:
 
 
 def drop_database(server: Any, name: str) -> None:
-    """DROP DATABASE IF EXISTS name WITH (FORCE), as the owner role (see dbops.databases)."""
+    """DROP DATABASE IF EXISTS name WITH (FORCE) as the owner (dbops.connections.databases)."""
     with psycopg.connect(**server.conninfo(), autocommit=True) as conn:
         drop_forcing(conn, name)
 

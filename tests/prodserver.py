@@ -2,7 +2,7 @@
 
 `production_env` is the environment a deploy would give it, on the test cluster; `serve`
 runs `collectstatic` into a temporary STATIC_ROOT, starts gunicorn on a free loopback port
-(dbops.processes: it dies with the test process), waits for /healthz and stops it after.
+(sqlmigrations.lib.processes: it dies with the test process), waits for /healthz and stops it after.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from dbops import processes
 from dbops.localdb.cluster import free_port
+from sqlmigrations.lib import processes
 
 REPO = Path(__file__).resolve().parents[1]
 START_SECONDS = 60

@@ -16,14 +16,14 @@ from typing import Any
 
 import psycopg
 
-from dbops.sqlmigrations.names import is_candidate, parse_name
+from sqlmigrations.lib.names import is_candidate, parse_name
 from tests.helpers import create_database, drop_database, project_env, run_manage
 
 _counter = itertools.count()
 
 WRAPPER = """from django.db import migrations
 
-from dbops.operations import RunSQLFile, SQLFileMigration
+from sqlmigrations.operations import RunSQLFile, SQLFileMigration
 
 
 class Migration(SQLFileMigration):

@@ -32,7 +32,7 @@ from tests.adminworld import World, make_world
 pytestmark = pytest.mark.django_db
 APPLICATION_APPS = ("accounts", "chores", "dbops")
 MISSING_ID = "987654321"
-REFUSED_LOGGER = "dbops.adminrules"
+REFUSED_LOGGER = "dbops.adminsite.rules"
 
 
 @dataclass(frozen=True, order=True)

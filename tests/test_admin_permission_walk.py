@@ -7,7 +7,7 @@ custom page a ModelAdmin adds (`get_urls`), every action (offered on the list, a
 forged POST), the index and each app's page. A request the permission does not allow must
 be refused (403, or for an action: not offered and not run) and write nothing; one it
 allows must not be a server error. A new admin, page or action is walked without a change
-here; a page that declares no permission (`dbops.adminaccess.requires`) or an action
+here; a page that declares no permission (`dbops.adminsite.access.requires`) or an action
 without `permissions=` fails.
 """
 
@@ -111,7 +111,9 @@ def custom_pages(model_admin: admin.ModelAdmin, row: Any) -> tuple[list[Step], l
         needs = getattr(pattern.callback, "admin_permission", None)
         needs = needs or OTHER_APPS_VIEWS.get(pattern.name)
         if needs is None:
-            problems.append(f"{pattern.name}: declares no permission (dbops.adminaccess.requires)")
+            problems.append(
+                f"{pattern.name}: declares no permission (dbops.adminsite.access.requires)"
+            )
             continue
         names = list(pattern.pattern.converters)
         missing = [n for n in names if n not in values]

@@ -7,7 +7,7 @@ import django.db.models.manager
 from django.db import migrations, models
 
 import accounts.validators
-from dbops.operations import RunSQLFile, SQLFileMigration
+from sqlmigrations.operations import RunSQLFile, SQLFileMigration
 
 
 class Migration(SQLFileMigration):

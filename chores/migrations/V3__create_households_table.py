@@ -3,7 +3,7 @@ from django.db import migrations, models
 
 import accounts.validators
 import chores.validators
-from dbops.operations import RunSQLFile, SQLFileMigration
+from sqlmigrations.operations import RunSQLFile, SQLFileMigration
 
 
 class Migration(SQLFileMigration):

@@ -5,7 +5,7 @@ import django.utils.timezone
 from django.db import migrations, models
 
 import chores.validators
-from dbops.operations import RunSQLFile, SQLFileMigration
+from sqlmigrations.operations import RunSQLFile, SQLFileMigration
 
 
 class Migration(SQLFileMigration):

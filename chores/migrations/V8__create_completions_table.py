@@ -4,7 +4,7 @@ import django.db.models.functions.datetime
 import django.utils.timezone
 from django.db import migrations, models
 
-from dbops.operations import RunSQLFile, SQLFileMigration
+from sqlmigrations.operations import RunSQLFile, SQLFileMigration
 
 
 class Migration(SQLFileMigration):

@@ -3,7 +3,7 @@ import django.db.models.deletion
 import django.db.models.functions.datetime
 from django.db import migrations, models
 
-from dbops.operations import RunSQLFile, SQLFileMigration
+from sqlmigrations.operations import RunSQLFile, SQLFileMigration
 
 
 class Migration(SQLFileMigration):

@@ -21,7 +21,7 @@ from django.core.files.storage import FileSystemStorage, Storage
 
 from dbops.backups.signing import KEY_SETTINGS, SigningKeyError, key_id, signing_key
 from dbops.backups.store import _is_s3
-from dbops.redact import redact
+from sqlmigrations.redact import redact
 
 DOC = 'docs/backups.md, "Securing the backup bucket"'
 BLOCKS = ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets")

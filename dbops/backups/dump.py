@@ -14,7 +14,6 @@ from typing import Any
 import psycopg
 from django.core.files.storage import FileSystemStorage, Storage
 
-from dbops import processes
 from dbops.backups import BackupError
 from dbops.backups.fingerprint import (
     TableFingerprint,
@@ -27,7 +26,8 @@ from dbops.backups.pgclient import DbTarget, find_tool, server_major, tool_major
 from dbops.backups.progress import Progress
 from dbops.backups.signing import key_for_signing, sign
 from dbops.backups.store import CHUNK, Backup, Partial, project_objects, write_manifest
-from dbops.redact import redact
+from sqlmigrations.lib import processes
+from sqlmigrations.redact import redact
 
 
 def _grow_pipe(pipe: Any) -> None:

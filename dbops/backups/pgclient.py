@@ -11,11 +11,11 @@ from typing import Any
 
 from django.conf import settings
 
-from dbops import processes
 from dbops.backups import BackupError
-from dbops.connections import SETTING_KEY, unavailable
+from dbops.connections.errors import SETTING_KEY, unavailable
 from dbops.localdb.binaries import candidates
-from dbops.redact import register_secret
+from sqlmigrations.lib import processes
+from sqlmigrations.redact import register_secret
 
 _VERSION = re.compile(r"\b(\d+)(?:\.\d+)*")
 # Client variables that would silently change where or how the tools connect.
@@ -83,8 +83,8 @@ def source_from_settings(alias: str = "default") -> DbTarget:
     user, password = str(config.get("USER") or ""), str(config.get("PASSWORD") or "")
     host, port, dbname = config.get("HOST"), config.get("PORT"), config.get("NAME")
     if config.get("SECRET"):
-        # Credentials from Secrets Manager (dbops.secrets), as the application logs in.
-        from dbops.secrets import SecretRef
+        # Credentials from Secrets Manager (dbops.connections.secrets), as the application logs in.
+        from dbops.connections.secrets import SecretRef
 
         secret = config["SECRET"]
         ref = SecretRef(secret["ID"], secret.get("REGION") or "", secret.get("SETTING") or "")

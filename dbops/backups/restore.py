@@ -11,13 +11,13 @@ from pathlib import Path
 import psycopg
 from django.core.files.storage import Storage
 
-from dbops import processes
 from dbops.backups import BackupError
 from dbops.backups.pgclient import DbTarget, find_tool, server_major
 from dbops.backups.progress import Progress
 from dbops.backups.store import Backup, open_read
 from dbops.backups.toc import ArchiveFormatError, TocEntry, read_entries
-from dbops.redact import redact
+from sqlmigrations.lib import processes
+from sqlmigrations.redact import redact
 
 # Entries that only decorate an object: its privileges, comment or security label.
 DECORATIONS = {"ACL", "COMMENT", "SECURITY LABEL"}

@@ -34,7 +34,7 @@ from dbops.backups.pgclient import DbTarget
 from dbops.backups.progress import Progress
 from dbops.backups.restore import run_pg_restore
 from dbops.backups.store import Backup, stored_sha256
-from dbops.redact import redact
+from sqlmigrations.redact import redact
 
 HOW = {"create": "created", "fill": "empty", "replace": "replaced"}
 STEPS = {

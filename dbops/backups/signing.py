@@ -26,7 +26,7 @@ from dbops.backups import BackupError
 from dbops.backups.manifest import ManifestError
 from dbops.backups.names import MANIFEST_SUFFIX
 from dbops.backups.store import Backup, find_backup
-from dbops.redact import redact, register_secret
+from sqlmigrations.redact import redact, register_secret
 
 ALGORITHM = "hmac-sha256"
 MIN_KEY_LENGTH = 32
@@ -40,7 +40,7 @@ class SigningKeyError(ManifestError):
 def _from_secrets_manager(secret_id: str) -> str:
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from dbops import secrets
+    from dbops.connections import secrets
 
     try:
         response = secrets.client(getattr(settings, "AWS_REGION", "") or "").get_secret_value(

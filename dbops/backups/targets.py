@@ -17,7 +17,7 @@ from psycopg import sql
 
 from dbops.backups import BackupError
 from dbops.backups.pgclient import DbTarget
-from dbops.databases import drop_database as drop_forcing
+from dbops.connections.databases import drop_database as drop_forcing
 
 MAINTENANCE_DB = "postgres"
 NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")

@@ -14,7 +14,7 @@ from typing import Any
 
 from django.db import DatabaseError, connections, transaction
 
-from dbops.connections import DatabaseUnavailable, one_line
+from dbops.connections.errors import DatabaseUnavailable, one_line
 from dbops.health.activity import (
     check_blocked_queries,
     check_connections,
@@ -46,7 +46,7 @@ from dbops.health.storage import (
     check_sequences,
     check_table_sizes,
 )
-from dbops.redact import redact
+from sqlmigrations.redact import redact
 
 __all__ = [
     "CHECKS",
@@ -125,7 +125,7 @@ def run_checks(using: str = "default", names: list[str] | None = None) -> list[C
 def unreachable(using: str, err: DatabaseError) -> CheckResult:
     """Return the connections check of a database the checks could not query: critical."""
     if isinstance(err, DatabaseUnavailable):
-        summary = str(err)  # one line naming the setting (dbops.connections)
+        summary = str(err)  # one line naming the setting (dbops.connections.errors)
     else:
         summary = f"cannot query the database {using!r}: {one_line(redact(str(err)))}"
     return CheckResult(

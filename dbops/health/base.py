@@ -10,7 +10,7 @@ from django.apps import apps
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from dbops.redact import redact
+from sqlmigrations.redact import redact
 
 OK, INFO, WARNING, CRITICAL = "ok", "info", "warning", "critical"
 SEVERITY = {OK: 0, INFO: 0, WARNING: 1, CRITICAL: 2}

@@ -14,7 +14,7 @@ from dbops.health.base import (
     third_party_tables,
     thresholds,
 )
-from dbops.sqlmigrations.invalid_indexes import invalid_indexes
+from sqlmigrations.lib.invalid_indexes import invalid_indexes
 
 
 def check_invalid_indexes(cursor: Any) -> CheckResult:

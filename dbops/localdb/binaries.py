@@ -7,7 +7,7 @@ import os
 import shutil
 from pathlib import Path
 
-from dbops import processes
+from sqlmigrations.lib import processes
 
 INSTALL_HINT = (
     "PostgreSQL server binaries (initdb, pg_ctl, postgres) were not found. Install them: "

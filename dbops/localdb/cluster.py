@@ -16,7 +16,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
-from dbops import processes
 from dbops.localdb.binaries import find_bindir
 from dbops.localdb.errors import LocalDBError
 from dbops.localdb.files import (
@@ -26,6 +25,7 @@ from dbops.localdb.files import (
     read_private,
     write_private,
 )
+from sqlmigrations.lib import processes
 
 DEFAULT_DATABASE = "choregarden_dev"
 OWNER_ROLE = "choregarden_owner"
@@ -426,7 +426,7 @@ class LocalCluster:
         """Create the owner and application roles and the database (idempotent)."""
         import psycopg
 
-        from dbops.roles import (
+        from dbops.roles.provision import (
             forget_password_statements,
             grant_application_privileges,
             provision_cluster,

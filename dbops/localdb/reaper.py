@@ -12,8 +12,8 @@ import contextlib
 import sys
 from pathlib import Path
 
-from dbops import processes
 from dbops.localdb.cluster import LocalCluster
+from sqlmigrations.lib import processes
 
 _CLEANERS: list[processes.Popen[bytes]] = []  # their pipes stay open while this process lives
 

@@ -9,8 +9,8 @@ from typing import Any
 from django.core import management
 from django.core.management.base import BaseCommand, CommandError
 
-from dbops.connections import DatabaseUnavailable, one_line
-from dbops.secrets import SecretError
+from dbops.connections.errors import DatabaseUnavailable, one_line
+from dbops.connections.secrets import SecretError
 
 
 class ManagementUtility(management.ManagementUtility):

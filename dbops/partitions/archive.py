@@ -48,7 +48,7 @@ from dbops.partitions.manifest import (
 )
 from dbops.partitions.store import new_part_key, verify_part, write_once
 from dbops.partitions.tables import Partition, Partitions, Step
-from dbops.redact import redact
+from sqlmigrations.redact import redact
 
 # DETACH takes an ACCESS EXCLUSIVE lock on the parent: wait this long for the
 # application's queries, then give up rather than queue every later query behind us.

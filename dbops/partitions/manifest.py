@@ -39,7 +39,7 @@ from dbops.partitions.store import (
     write_once,
 )
 from dbops.partitions.tables import partition_name
-from dbops.redact import redact
+from sqlmigrations.redact import redact
 
 FORMAT = 1
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024

@@ -38,7 +38,7 @@ from dbops.partitions.manifest import (
 )
 from dbops.partitions.store import PartStream, verify_part
 from dbops.partitions.tables import Partitions, Step, month_bounds, partition_name
-from dbops.redact import redact
+from sqlmigrations.redact import redact
 
 # How the target is reached: a new or an empty attached partition, a new or existing table.
 NEW_PARTITION, EMPTY_PARTITION, NEW_TABLE, TABLE = (

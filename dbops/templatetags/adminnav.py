@@ -1,4 +1,4 @@
-"""`{% nav_app_list %}`: the sidebar's app list, rendered by dbops.adminnav."""
+"""`{% nav_app_list %}`: the sidebar's app list, rendered by dbops.adminsite.nav."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 from django import template
 from django.utils.safestring import SafeString
 
-from dbops.adminnav import app_list_html
+from dbops.adminsite.nav import app_list_html
 
 register = template.Library()
 

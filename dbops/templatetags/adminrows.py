@@ -1,4 +1,4 @@
-"""`{% fast_result_list cl %}`: Django's `result_list` with rows from dbops.adminrows."""
+"""`{% fast_result_list cl %}`: Django's `result_list` with rows from dbops.adminsite.rows."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 from django import template
 from django.contrib.admin.templatetags.base import InclusionAdminNode
 
-from dbops.adminrows import result_list
+from dbops.adminsite.rows import result_list
 
 register = template.Library()
 

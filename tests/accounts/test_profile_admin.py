@@ -14,7 +14,7 @@ from django.urls import reverse
 
 from accounts.models import UserProfile
 from chores.models import Household, HouseholdMember
-from dbops.adminkit import EXACT_BELOW
+from dbops.adminsite.kit import EXACT_BELOW
 
 pytestmark = pytest.mark.django_db
 CHANGELIST = reverse("admin:accounts_userprofile_changelist")

@@ -9,7 +9,7 @@ from django.test import override_settings
 from django_otp.oath import TOTP
 from playwright.sync_api import Error, Page, expect
 
-from dbops.twofactor import add_device
+from dbops.signin.twofactor import add_device
 from tests.browser.conftest import STAFF_PASSWORD, STAFF_USER
 
 PAGES = (

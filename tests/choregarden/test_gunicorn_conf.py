@@ -63,7 +63,7 @@ def test_sizes_and_timeouts_follow_the_environment(monkeypatch: pytest.MonkeyPat
     assert conf["timeout"] > 90 + 10 and conf["graceful_timeout"] > 90
     assert conf["logconfig_dict"]["loggers"]["gunicorn.access"]["handlers"] == ["console"]
     formatter = conf["logconfig_dict"]["formatters"]["operator"]["()"]
-    assert formatter == "dbops.logformat.JsonFormatter"
+    assert formatter == "dbops.web.logformat.JsonFormatter"
 
 
 def test_threads_default_to_the_pool_size_when_it_is_smaller(

@@ -11,8 +11,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from dbops import processes
 from dbops.localdb.cluster import free_port
+from sqlmigrations.lib import processes
 from tests.helpers import REPO
 
 

@@ -18,7 +18,7 @@ from axes.models import AccessAttempt, AccessLog
 from django.conf import settings
 from django_otp.oath import TOTP
 
-from dbops.twofactor import add_device
+from dbops.signin.twofactor import add_device
 from tests.choregarden.test_hardening import PRODUCTION_ENV
 from tests.helpers import REPO
 

@@ -11,7 +11,7 @@ from django.test import Client, RequestFactory, override_settings
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dbops.throttling import client_address
+from dbops.signin.throttling import client_address
 from tests.choregarden.test_hardening import production, production_settings
 
 BALANCER = "10.0.0.2"  # REMOTE_ADDR of every request that came through the balancer

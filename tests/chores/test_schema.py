@@ -29,7 +29,7 @@ from chores.models import (
     TaskTemplate,
 )
 from dbops.localdb.cluster import APP_ROLE
-from dbops.roles import grant_application_privileges
+from dbops.roles.provision import grant_application_privileges
 from tests.dbschema import (
     CHECK,
     FOREIGN_KEY,

@@ -11,7 +11,7 @@ from django.template import engines
 from django.template.response import TemplateResponse
 from django.urls import path
 
-handler500 = "dbops.dbtrouble.server_error"
+handler500 = "dbops.web.dbtrouble.server_error"
 HOLD_MARK = "fault-hold"
 
 

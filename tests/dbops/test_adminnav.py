@@ -1,4 +1,4 @@
-"""The admin's sidebar rendered once per distinct app list (dbops.adminnav) is Django's."""
+"""The admin's sidebar rendered once per distinct app list (dbops.adminsite.nav) is Django's."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.test import Client
 
-from dbops import adminnav
+from dbops.adminsite import nav as adminnav
 from tests.adminworld import make_world
 
 pytestmark = pytest.mark.django_db

@@ -1,4 +1,4 @@
-"""The changelist rows of dbops.adminrows are Django's items_for_result, byte for byte."""
+"""The changelist rows of dbops.adminsite.rows are Django's items_for_result, byte for byte."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from accounts.models import UserProfile
-from dbops import adminrows
-from dbops.adminkit import LargeTableAdmin
+from dbops.adminsite import rows as adminrows
+from dbops.adminsite.kit import LargeTableAdmin
 from tests.adminworld import make_world
 
 QUERIES = [{}, {"q": "a"}, {"is_active__exact": "1", "o": "-2"}, {"deleted": "no", "p": "1"}]

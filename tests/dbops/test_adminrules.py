@@ -78,7 +78,7 @@ def test_a_trigger_the_form_does_not_check_is_a_form_error(
     world.assignment.status = "cancelled"
     world.assignment.save()
     url = reverse("admin:chores_assignment_change", args=[world.assignment.pk])
-    with caplog.at_level(logging.WARNING, logger="dbops.adminrules"):
+    with caplog.at_level(logging.WARNING, logger="dbops.adminsite.rules"):
         response = submit(admin_client, url, {"status": "open"})
     refused_as_form_error(caplog, response, "rule assignments_status_transition): assignment")
     world.assignment.refresh_from_db()
@@ -95,7 +95,7 @@ def test_a_rule_checked_at_commit_is_a_form_error_before_the_answer(
     monkeypatch.setattr(MemberFormSet, "clean", lambda self: None)
     url = reverse("admin:chores_household_add")
     rows = {"members-0-user": world.charlie.pk, "members-0-role": "member"}
-    with caplog.at_level(logging.WARNING, logger="dbops.adminrules"):
+    with caplog.at_level(logging.WARNING, logger="dbops.adminsite.rules"):
         response = submit(admin_client, url, {"name": "The Joneses", **rows})
     refused_as_form_error(caplog, response, "A household needs exactly one owner")
     assert not Household.objects.filter(name="The Joneses").exists()

@@ -10,8 +10,8 @@ from django.contrib import admin
 from django.urls import reverse
 
 from accounts.models import UserProfile
-from dbops.adminkit import plan_estimate
-from dbops.adminsite import QueryStringChecksAdmin
+from dbops.adminsite.kit import plan_estimate
+from dbops.adminsite.site import QueryStringChecksAdmin
 
 pytestmark = pytest.mark.django_db
 

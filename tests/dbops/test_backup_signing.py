@@ -20,10 +20,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
 
-from dbops import secrets
 from dbops.backups.dump import create_backup
 from dbops.backups.manifest import ManifestError
 from dbops.backups.signing import check_signature, key_id, sign
+from dbops.connections import secrets
 from tests.dbops.backupkit import ENV, run
 
 OTHER_KEY = "another-signing-key-of-32-characters-or-more"

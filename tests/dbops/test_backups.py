@@ -485,8 +485,8 @@ def test_progress_on_request(project_db, settings_folder, scratch, capsys):
 
 
 def test_it_logs_in_with_the_owner_secret_from_secrets_manager(source, folder, monkeypatch):
-    from dbops import secrets as db_secrets
     from dbops.backups.pgclient import source_from_settings
+    from dbops.connections import secrets as db_secrets
 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")

@@ -8,7 +8,7 @@ from tests.appproject import AppProject, app_project  # noqa: F401
 
 WRAPPER = """from django.db import migrations
 
-from dbops.operations import RunSQLFile, SQLFileMigration
+from sqlmigrations.operations import RunSQLFile, SQLFileMigration
 
 
 class Migration(SQLFileMigration):

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from dbops.sqlmigrations.checksum import flyway_checksum, text_checksum
-from dbops.sqlmigrations.exceptions import InvalidEncoding
+from sqlmigrations.lib.checksum import flyway_checksum, text_checksum
+from sqlmigrations.lib.exceptions import InvalidEncoding
 
 # A copy of ../shared/flyway-vectors, byte for byte, so a clone anywhere can run the tests.
 VECTORS = Path(__file__).resolve().parent / "flyway_vectors"

@@ -20,8 +20,8 @@ import psycopg
 import pytest
 from django.test import RequestFactory
 
-from dbops.dbtrouble import BUSY, READ_ONLY, UNAVAILABLE, server_error
 from dbops.localdb import LocalCluster
+from dbops.web.dbtrouble import BUSY, READ_ONLY, UNAVAILABLE, server_error
 from tests.dbops.fault_urls import HOLD_MARK
 from tests.faultserver import (
     Answer,

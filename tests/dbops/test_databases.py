@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from dbops.databases import drop_database
+from dbops.connections.databases import drop_database
 from tests.helpers import create_database
 from tests.helpers import drop_database as drop_test_database
 

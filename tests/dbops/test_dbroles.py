@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from dbops.roles import PASSWORD_STATEMENTS, ensure_role, forget_password_statements
+from dbops.roles.provision import PASSWORD_STATEMENTS, ensure_role, forget_password_statements
 from tests.helpers import assert_denied, create_pg_stat_statements, drop_database, run_manage
 
 

@@ -7,8 +7,8 @@ import pytest
 from django.db import utils
 from psycopg_pool import PoolTimeout
 
-from dbops.connections import DatabaseUnavailable
-from dbops.dbtrouble import BUSY, READ_ONLY, UNAVAILABLE, diagnose
+from dbops.connections.errors import DatabaseUnavailable
+from dbops.web.dbtrouble import BUSY, READ_ONLY, UNAVAILABLE, diagnose
 
 ERRORS = sorted(
     (

@@ -22,7 +22,7 @@ import pytest
 from dbops.localdb import LocalCluster
 from dbops.localdb.certs import write_certificates
 from dbops.localdb.reaper import destroy_with_this_process
-from dbops.roles import PASSWORD_STATEMENTS, ensure_role
+from dbops.roles.provision import PASSWORD_STATEMENTS, ensure_role
 from tests.helpers import run_manage
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from dbops.drift import same_default
+from dbops.drift.compare import same_default
 from tests.appproject import (  # noqa: F401
     AppProject,
     app_project,

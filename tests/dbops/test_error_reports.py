@@ -28,7 +28,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dbops.localdb.cluster import State
-from dbops.redact import RedactSecretsFilter, register_secret
+from sqlmigrations.redact import RedactSecretsFilter, register_secret
 from tests.dbops.error_page_probe import QUERY_TOKEN, SIGN_IN_PASSWORD
 from tests.helpers import REPO
 

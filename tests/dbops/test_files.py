@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from dbops.sqlmigrations.checksum import flyway_checksum, text_checksum
-from dbops.sqlmigrations.exceptions import (
+from sqlmigrations.lib.checksum import flyway_checksum, text_checksum
+from sqlmigrations.lib.exceptions import (
     DuplicateRepeatable,
     DuplicateVersion,
     InvalidEncoding,
@@ -15,8 +15,8 @@ from dbops.sqlmigrations.exceptions import (
     ScriptConfigError,
     SqlMigrationError,
 )
-from dbops.sqlmigrations.files import discover
-from dbops.sqlmigrations.scriptconfig import ScriptConfig, parse_script_config
+from sqlmigrations.lib.files import discover
+from sqlmigrations.lib.scriptconfig import ScriptConfig, parse_script_config
 
 
 def _tree(root: Path, files: dict[str, str | bytes]) -> Path:

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from dbops.sqlmigrations.files import discover
-from dbops.sqlmigrations.flywayconf import FlywayConfigError, load_flyway_config
-from dbops.sqlmigrations.lint import flyway_lock
+from sqlmigrations.lib.files import discover
+from sqlmigrations.lib.flywayconf import FlywayConfigError, load_flyway_config
+from sqlmigrations.lib.lint import flyway_lock
 from tests.helpers import REPO
 from tests.realproject import RealProject, real_project  # noqa: F401
 

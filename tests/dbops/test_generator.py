@@ -286,7 +286,7 @@ def test_an_irreversible_change_gets_an_undo_that_stops(db: None) -> None:
     from django.db import connection, migrations
     from django.db.migrations.state import ProjectState
 
-    from dbops.sqlmigrations.rendering import irreversible_statement, render
+    from sqlmigrations.generator.rendering import irreversible_statement, render
 
     migration = migrations.Migration("V9__data", "dbops")
     migration.operations = [migrations.RunSQL("SELECT 1")]  # no reverse_sql
@@ -377,8 +377,8 @@ def test_dry_run_lints_too(migrated_project: AppProject) -> None:
 @settings(max_examples=300, deadline=None)
 @given(st.text(alphabet=string.ascii_letters + string.digits + "_-. $/\\é\n", max_size=400))
 def test_a_name_it_accepts_makes_a_good_flyway_file(name: str) -> None:
-    from dbops.sqlmigrations.generate import MAX_NAME, GeneratorError, check_name
-    from dbops.sqlmigrations.names import convention_problems, parse_name
+    from sqlmigrations.generator.generate import MAX_NAME, GeneratorError, check_name
+    from sqlmigrations.lib.names import convention_problems, parse_name
 
     try:
         check_name(name, 12)

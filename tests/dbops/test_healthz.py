@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db import connections
 from django.test import Client, override_settings
 
-from dbops import healthz
+from dbops.health import healthz
 
 MIGRATIONS = Path(settings.BASE_DIR) / "migrations_sql"
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dbops.lambda_event import ACTIONS, DeployRequest, EventError, Option, parse_event
+from sqlmigrations.deploy_event import ACTIONS, DeployRequest, EventError, Option, parse_event
 
 
 @pytest.mark.parametrize("action", ["migrate", "validate", "info"])

@@ -49,7 +49,7 @@ def invoke(
         if secret is not None:
             client = boto3.client("secretsmanager", region_name=REGION)
             client.create_secret(Name=SECRET_ID, SecretString=secret)
-        from dbops.lambda_handler import handler
+        from sqlmigrations.deploy import handler
 
         if barrier is not None:
             barrier.wait(timeout=120)

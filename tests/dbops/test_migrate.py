@@ -12,8 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from dbops.sqlmigrations.checksum import flyway_checksum
-from dbops.sqlmigrations.lock import lock_key
+from sqlmigrations.lib.checksum import flyway_checksum
+from sqlmigrations.lib.lock import lock_key
 from tests.helpers import REPO
 from tests.sqlproject import SqlProject
 

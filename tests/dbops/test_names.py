@@ -8,14 +8,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dbops.sqlmigrations.exceptions import InvalidMigrationName, InvalidVersion
-from dbops.sqlmigrations.names import (
+from sqlmigrations.lib.exceptions import InvalidMigrationName, InvalidVersion
+from sqlmigrations.lib.names import (
     MigrationName,
     convention_problems,
     is_candidate,
     parse_name,
 )
-from dbops.sqlmigrations.versions import Version
+from sqlmigrations.lib.versions import Version
 
 
 def test_it_orders_versions_numerically_part_by_part() -> None:

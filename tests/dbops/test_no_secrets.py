@@ -24,7 +24,7 @@ import psycopg
 import pytest
 from django.core.management import call_command, get_commands
 
-from dbops.roles import grant_application_privileges
+from dbops.roles.provision import grant_application_privileges
 from tests.helpers import REPO, create_database, drop_database, run_manage
 
 # The module-scoped fixture needs the test database, which pytest-django makes only for

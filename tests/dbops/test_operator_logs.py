@@ -20,8 +20,8 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from dbops.logformat import logging_config
-from dbops.requestlog import MAX_REQUEST_ID_LENGTH, request_id_for, valid_request_id
+from dbops.web.logformat import logging_config
+from dbops.web.requestlog import MAX_REQUEST_ID_LENGTH, request_id_for, valid_request_id
 
 SECRET = "hunter2-Xq9Lm"
 UTC_TIME = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"

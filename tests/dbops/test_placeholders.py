@@ -6,8 +6,8 @@ from datetime import datetime
 
 import pytest
 
-from dbops.sqlmigrations.exceptions import PlaceholderError
-from dbops.sqlmigrations.placeholders import builtin_placeholders, substitute
+from sqlmigrations.lib.exceptions import PlaceholderError
+from sqlmigrations.lib.placeholders import builtin_placeholders, substitute
 
 
 def _builtins(**overrides: str | None) -> dict[str, str]:

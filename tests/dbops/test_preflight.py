@@ -9,8 +9,8 @@ from django.db import connection
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dbops.sqlmigrations.files import discover
-from dbops.sqlmigrations.preflight import missing_roles, role_references
+from sqlmigrations.lib.files import discover
+from sqlmigrations.lib.preflight import missing_roles, role_references
 
 SQL = """-- V1: rôles et privilèges, ñ → ü (the parser counts bytes).
 CREATE TABLE t (id int);

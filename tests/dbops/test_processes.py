@@ -16,7 +16,7 @@ import pytest
 from tests.helpers import REPO
 
 PACKAGES = ("dbops", "accounts", "chores", "choregarden")
-# Ways to start a process that bypass dbops.processes.
+# Ways to start a process that bypass sqlmigrations.lib.processes.
 STARTERS = {"system", "popen", "spawnv", "spawnve", "spawnl", "spawnle", "fork", "forkpty"}
 
 
@@ -38,9 +38,9 @@ def wait_gone(pid: int, seconds: float = 5) -> bool:
 
 
 def start_parent(*args: str) -> tuple[subprocess.Popen[str], int]:
-    """A Python process that starts `sleep 120` through dbops.processes; return it and the pid."""
+    """Start a Python process that starts `sleep 120` (sqlmigrations.lib.processes); return both."""
     code = (
-        "import sys, time; from dbops import processes; "
+        "import sys, time; from sqlmigrations.lib import processes; "
         "p = processes.popen(['sleep', '120'], run_as=sys.argv[1] or None); "
         "print(p.pid, flush=True); time.sleep(120)"
     )
@@ -98,7 +98,7 @@ def test_no_module_starts_a_process_but_dbops_processes() -> None:
 
 
 def test_stop_lets_a_process_end_gracefully_then_kills_one_that_does_not() -> None:
-    from dbops import processes
+    from sqlmigrations.lib import processes
 
     graceful = processes.popen([sys.executable, "-c", "import time; time.sleep(60)"])
     stubborn = processes.popen(

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from dbops.drift import Table, partitioned_key_matches
+from dbops.drift.compare import Table, partitioned_key_matches
 from tests.helpers import run_manage
 
 

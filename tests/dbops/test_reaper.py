@@ -10,8 +10,8 @@ import textwrap
 import time
 from pathlib import Path
 
-from dbops import processes
 from dbops.localdb import LocalCluster
+from sqlmigrations.lib import processes
 from tests.helpers import REPO
 
 MAKER = textwrap.dedent(

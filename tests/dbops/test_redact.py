@@ -1,4 +1,4 @@
-"""dbops.redact masks a secret in every shape a message, a repr or a log line gives it."""
+"""sqlmigrations.redact masks a secret in every shape a message, a repr or a log line gives it."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dbops.redact import MASK, redact
+from sqlmigrations.redact import MASK, redact
 
 SECRET_TEXT = st.text(
     alphabet=st.characters(codec="utf-8", exclude_categories=("Cs", "Cc", "Zl", "Zp")),

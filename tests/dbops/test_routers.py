@@ -19,8 +19,8 @@ from django.db import DatabaseError, connections, router
 from django.test import override_settings
 from psycopg import sql
 
+from dbops.connections.routers import REPLICA, reporting, reporting_alias, reporting_connection
 from dbops.models import MigrationTest
-from dbops.routers import REPLICA, reporting, reporting_alias, reporting_connection
 from tests.dbops.settings_probe import PRODUCTION, load_database_settings, parsed
 from tests.helpers import drop_database
 

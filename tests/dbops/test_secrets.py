@@ -15,10 +15,10 @@ from django.db import OperationalError
 from moto import mock_aws
 from psycopg import sql
 
-from dbops import secrets
-from dbops.connections import DatabaseUnavailable
-from dbops.redact import redact
-from dbops.secrets import SecretError, SecretRef
+from dbops.connections import secrets
+from dbops.connections.errors import DatabaseUnavailable
+from dbops.connections.secrets import SecretError, SecretRef
+from sqlmigrations.redact import redact
 from tests.dbops.settings_probe import PRODUCTION, load_database_settings, parsed
 
 REGION = "eu-west-1"
@@ -302,7 +302,7 @@ def test_the_login_retry_after_rotation_is_logged_without_the_password(
     whoami(wrapper)
     wrapper.close()
     rotate(pg_server, aws, "chore/app", login_role, NEW_PASSWORD)
-    with caplog.at_level(logging.WARNING, logger="dbops.secrets"):
+    with caplog.at_level(logging.WARNING, logger="dbops.connections.secrets"):
         whoami(wrapper)
     assert "'chore/app'" in caplog.text
     assert "password rotation" in caplog.text

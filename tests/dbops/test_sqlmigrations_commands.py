@@ -6,7 +6,7 @@ import json
 import subprocess
 from typing import Any
 
-from dbops.sqlmigrations.checksum import flyway_checksum
+from sqlmigrations.lib.checksum import flyway_checksum
 from tests.helpers import run_manage
 from tests.sqlproject import SqlProject
 

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from dbops.sqlmigrations.files import MigrationFile, discover
-from dbops.sqlmigrations.history import HistoryRow
-from dbops.sqlmigrations.info import State, ascii_table, current_version, migration_infos
-from dbops.sqlmigrations.repair import plan_repair
-from dbops.sqlmigrations.versions import Version
+from sqlmigrations.lib.files import MigrationFile, discover
+from sqlmigrations.lib.history import HistoryRow
+from sqlmigrations.lib.info import State, ascii_table, current_version, migration_infos
+from sqlmigrations.lib.repair import plan_repair
+from sqlmigrations.lib.versions import Version
 
 
 @pytest.fixture

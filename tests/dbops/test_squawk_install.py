@@ -11,8 +11,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from dbops.sqlmigrations import squawk
-from dbops.sqlmigrations.squawk import SQUAWK_VERSION, SquawkError, squawk_binary
+from sqlmigrations.lib import squawk
+from sqlmigrations.lib.squawk import SQUAWK_VERSION, SquawkError, squawk_binary
 from tests.helpers import REPO
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dbops.sqlmigrations.exceptions import line_at
-from dbops.sqlmigrations.statements import split_statements
+from sqlmigrations.lib.exceptions import line_at
+from sqlmigrations.lib.statements import split_statements
 
 SQL = """-- head; not a statement
 CREATE TABLE a (x text DEFAULT 'a;b', "we;ird" int);

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from dbops.sqlmigrations.files import discover
-from dbops.sqlmigrations.history import TYPE_DELETE, TYPE_SQL, HistoryRow
-from dbops.sqlmigrations.validation import validate
+from sqlmigrations.lib.files import discover
+from sqlmigrations.lib.history import TYPE_DELETE, TYPE_SQL, HistoryRow
+from sqlmigrations.lib.validation import validate
 
 
 def row(rank: int, version: str, script: str, checksum: int, kind: str = TYPE_SQL) -> HistoryRow:

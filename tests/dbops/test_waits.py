@@ -1,4 +1,4 @@
-"""Bounded waits (dbops.waits): the settings, the connection options, the named exception."""
+"""Bounded waits (dbops.connections.waits): settings, connection options, the named exception."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from django.db.utils import OperationalError
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dbops.waits import (
+from dbops.connections.waits import (
     UNITS_MS,
     DurationError,
     duration_ms,
@@ -93,7 +93,7 @@ def test_a_named_exception_runs_with_its_own_statement_timeout_then_the_configur
 def test_one_url_for_both_roles_runs_the_owners_jobs_without_the_timeouts(settings: Any) -> None:
     from django.db import connections
 
-    from dbops.connections import use_migration_role
+    from dbops.connections.errors import use_migration_role
 
     settings.MIGRATION_DATABASE = None
     alias = "waits_probe"

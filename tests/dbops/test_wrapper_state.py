@@ -8,7 +8,7 @@ import pytest
 from django.db import connection, migrations, models, transaction
 from django.db.migrations.state import ProjectState
 
-from dbops.operations import (
+from sqlmigrations.operations import (
     DeferredApps,
     LazyApps,
     RunSQLFile,

@@ -12,8 +12,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts.cognito import CognitoSyncError, cognito_client
 from accounts.sync import BATCH_SIZE, DEFAULT_LIMIT_PERCENT, SyncSummary, sync
-from dbops.connections import connect_or_explain
-from dbops.management.arguments import whole_number
+from dbops.connections.errors import connect_or_explain
+from sqlmigrations.management.arguments import whole_number
 
 
 class Command(BaseCommand):

@@ -10,7 +10,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 
 from chores import demo
-from dbops.redact import redact
+from sqlmigrations.redact import redact
 
 
 class Command(BaseCommand):

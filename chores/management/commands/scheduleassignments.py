@@ -9,8 +9,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from chores.schedule import MAX_NEW, ScheduleSummary, materialise
-from dbops.connections import connect_or_explain
-from dbops.management.arguments import whole_number
+from dbops.connections.errors import connect_or_explain
+from sqlmigrations.management.arguments import whole_number
 
 
 class Command(BaseCommand):

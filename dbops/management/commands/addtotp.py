@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
-from dbops.twofactor import add_device
+from dbops.signin.twofactor import add_device
 
 
 class Command(BaseCommand):

@@ -31,8 +31,8 @@ from dbops.backups.signing import signed_backup
 from dbops.backups.store import backup_storage, describe, scan, writer_alive
 from dbops.backups.targets import check_database_name
 from dbops.backups.verify import verify_backup
-from dbops.management.arguments import rate, whole_number
-from dbops.redact import redact
+from sqlmigrations.management.arguments import rate, whole_number
+from sqlmigrations.redact import redact
 
 
 def one_line(message: str) -> CommandError:

@@ -11,8 +11,9 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError, connections
 
-from dbops import cloudwatch, health
-from dbops.redact import redact
+from dbops import health
+from dbops.health import cloudwatch
+from sqlmigrations.redact import redact
 
 EXIT = {"warning": 1, "critical": 2}
 

@@ -13,11 +13,11 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db import Error as DjangoDatabaseError
 
-from dbops.connections import OWNER_KEYS, SETTING_KEY, DatabaseUnavailable, unavailable
-from dbops.privileges import DJANGO_HISTORY_TABLE, classify
-from dbops.redact import redact, register_secret
-from dbops.rolecheck import application_role_probes, check_application_role
-from dbops.roles import ProvisionError, ProvisionIncomplete, provision_database
+from dbops.connections.errors import OWNER_KEYS, SETTING_KEY, DatabaseUnavailable, unavailable
+from dbops.roles.check import application_role_probes, check_application_role
+from dbops.roles.privileges import DJANGO_HISTORY_TABLE, classify
+from dbops.roles.provision import ProvisionError, ProvisionIncomplete, provision_database
+from sqlmigrations.redact import redact, register_secret
 
 ALIAS = "dbroles"
 

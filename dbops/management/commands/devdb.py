@@ -9,10 +9,10 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from dbops import processes
 from dbops.localdb import LocalDBError, default_cluster
 from dbops.localdb.binaries import BinariesNotFound, find_bindir
-from dbops.redact import mask_url
+from sqlmigrations.lib import processes
+from sqlmigrations.redact import mask_url
 
 
 class Command(BaseCommand):

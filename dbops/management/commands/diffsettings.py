@@ -6,8 +6,8 @@ from typing import Any
 
 from django.core.management.commands.diffsettings import Command as DjangoDiffsettings
 
-from dbops.error_reports import SecretsExceptionReporterFilter
-from dbops.redact import MASK, redact
+from dbops.web.error_reports import SecretsExceptionReporterFilter
+from sqlmigrations.redact import MASK, redact
 
 
 class Command(DjangoDiffsettings):

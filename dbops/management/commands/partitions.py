@@ -14,8 +14,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from dbops.backups import BackupError
-from dbops.connections import unavailable
-from dbops.management.arguments import whole_number
+from dbops.connections.errors import unavailable
 from dbops.partitions import PartitionError, archive, restore
 from dbops.partitions.store import IDENTIFIER, archive_storage
 from dbops.partitions.tables import (
@@ -29,7 +28,8 @@ from dbops.partitions.tables import (
     retention_months,
     this_month,
 )
-from dbops.redact import redact
+from sqlmigrations.management.arguments import whole_number
+from sqlmigrations.redact import redact
 
 MAX_MONTHS_AHEAD = 60
 MAX_KEEP_MONTHS = 1200

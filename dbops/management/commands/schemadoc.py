@@ -10,8 +10,9 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 
-from dbops import engine, schemadoc
-from dbops.redact import redact
+from dbops.schemadoc import render as schemadoc
+from sqlmigrations import engine
+from sqlmigrations.redact import redact
 
 
 def framework_tables() -> set[str]:

@@ -12,10 +12,10 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.db.migrations.executor import MigrationExecutor
 
-from dbops.connections import use_migration_role
-from dbops.drift import detect_drift
-from dbops.redact import redact
-from dbops.wrappers import find_wrappers, sql_apps
+from dbops.connections.errors import use_migration_role
+from dbops.drift.compare import detect_drift
+from sqlmigrations.redact import redact
+from sqlmigrations.wrappers import find_wrappers, sql_apps
 
 
 class Command(BaseCommand):

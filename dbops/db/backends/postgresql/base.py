@@ -10,7 +10,7 @@ once, when the pool is made, so the pool gets a connection class that puts the c
 credentials in at each connect instead. That class also remembers the pool's last failed
 connect, and the backend which request holds each pooled connection, so that a pool
 timeout says whether the pool was exhausted or the server unreachable
-(dbops.db.pooltimeout).
+(dbops.connections.pooltimeout).
 """
 
 from __future__ import annotations
@@ -24,15 +24,15 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db.backends.postgresql import base as postgresql
 from django.db.backends.postgresql import client as postgresql_client
 
-from dbops.connections import configured, not_configured, unavailable
-from dbops.db.pooltimeout import (
+from dbops.connections.errors import configured, not_configured, unavailable
+from dbops.connections.pooltimeout import (
     ConnectFailures,
     RecordingConnection,
     checkouts,
     known_down,
     pool_timeout,
 )
-from dbops.secrets import DatabaseCredentials, SecretError, SecretRef
+from dbops.connections.secrets import DatabaseCredentials, SecretError, SecretRef
 
 Overlay = Callable[[DatabaseCredentials], dict[str, Any]]
 

@@ -1,0 +1,226 @@
+"""Deploy-time migrations: the AWS Lambda entry point `sqlmigrations.deploy.handler`.
+
+The event names the action (sqlmigrations.deploy_event; anything else is refused before any
+database work). It logs in as the owner role with the secret named by
+MIGRATION_DB_SECRET_ID, validates the files against the history, then, for "migrate",
+runs `migrate` in process (Flyway's advisory lock makes concurrent invocations wait, then
+find nothing to do). It returns a JSON summary and never raises: errors are in the
+summary, redacted, and logged. See docs/deploy.md.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import re
+import secrets
+import time
+from typing import Any
+
+from sqlmigrations.deploy_event import DeployRequest, EventError, parse_event
+from sqlmigrations.redact import redact
+
+logger = logging.getLogger("sqlmigrations.deploy")
+_REPEATABLE_LINE = re.compile(r"Applying repeatable (?P<script>\S+)\.\.\. OK")
+_django_ready = False
+
+
+def _setup() -> None:
+    """Set Django up once per process (a warm Lambda keeps it)."""
+    global _django_ready
+    if _django_ready:
+        return
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "choregarden.settings")
+    os.environ.setdefault("DJANGO_ENV", "production")
+    # A migration run signs nothing and serves no HTTP; the production settings still ask
+    # for both, so a function without them gets a throwaway key and a local host name.
+    os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
+    os.environ.setdefault("ALLOWED_HOSTS", "localhost")
+    import django
+
+    django.setup()
+    _django_ready = True
+
+
+def handler(event: object, context: Any) -> dict[str, Any]:
+    """Do what the event asks; return {status, action, applied, pending, errors, ...}."""
+    started = time.monotonic()
+    summary: dict[str, Any] = {
+        "status": "error",
+        "action": None,
+        "applied": [],
+        "django_migrations": [],
+        "pending": None,
+        "duration_ms": 0,
+        "errors": [],
+    }
+    try:
+        request = parse_event(event)
+    except EventError as err:
+        # Refused before Django, the secret or the database: nothing was done.
+        summary["errors"].append(f"event refused, nothing was done: {err}")
+        request = None
+    if request is not None:
+        summary["action"] = request.action
+        try:
+            _setup()
+            summary.update(run(request))
+        except Exception as err:  # noqa: BLE001 - the handler reports errors, it does not raise
+            summary["errors"].append(redact(describe(err)))
+        finally:
+            _close_connections()
+    summary["duration_ms"] = round((time.monotonic() - started) * 1000)
+    if summary["errors"]:
+        logger.error("Deploy migration %s: %s", summary["status"], json.dumps(summary))
+    else:
+        logger.info("Deploy migration %s: %s", summary["status"], json.dumps(summary))
+    return summary
+
+
+def _close_connections() -> None:
+    """Close the session: a frozen Lambda's idle connection may be dead by the next call."""
+    if not _django_ready:
+        return
+    from django.db import connections
+
+    try:
+        connections.close_all()
+    except Exception:  # noqa: BLE001 - closing a broken connection must not hide the summary
+        logger.warning("Could not close the database connection cleanly.")
+
+
+def describe(err: BaseException) -> str:
+    from django.core.exceptions import ImproperlyConfigured
+    from django.core.management.base import CommandError
+
+    from dbops.connections.errors import DatabaseUnavailable
+
+    if isinstance(err, (CommandError, ImproperlyConfigured, DatabaseUnavailable)):
+        return str(err)
+    return f"{type(err).__name__}: {err}"
+
+
+def run(request: DeployRequest) -> dict[str, Any]:
+    """Carry out an accepted request as the owner role."""
+    from django.conf import settings
+    from django.core.exceptions import ImproperlyConfigured
+    from django.core.management import call_command
+    from django.db import connections
+
+    from dbops.connections.errors import use_migration_role
+    from sqlmigrations import engine
+
+    if not getattr(settings, "MIGRATION_DB_SECRET_ID", ""):
+        raise ImproperlyConfigured(
+            "MIGRATION_DB_SECRET_ID is not set: set it to the name or ARN of the Secrets "
+            "Manager secret holding the owner role's credentials (RDS JSON)."
+        )
+    use_migration_role("default")
+    connection = connections["default"]
+    # Validate before migrate takes the lock, so that a bad deploy changes nothing and the
+    # summary lists every problem; migrate validates again under the lock.
+    engine.load_files(refresh=True)
+    with connection.cursor() as cursor:
+        rows = engine.history_for(cursor).rows()
+    if request.action == "info":
+        # The states themselves show an edited or missing file: info works on any history.
+        return {"status": "ok", **flyway_info(connection, rows)}
+    problems = engine.validate_database(connection, rows)
+    if problems:
+        return {
+            "status": "invalid",
+            "errors": [redact(str(p)) for p in problems],
+            "pending": pending_count(connection),
+        }
+    if request.action == "validate":
+        return {"status": "ok", "pending": pending_count(connection)}
+
+    command = recording_migrate()
+    out = io.StringIO()
+    errors: list[str] = []
+    try:
+        call_command(command, interactive=False, verbosity=1, stdout=out, stderr=out)
+    except Exception as err:  # noqa: BLE001 - report what did apply before the failure
+        errors.append(redact(describe(err)))
+    applied, django_migrations = split_applied(command.applied)
+    applied += _REPEATABLE_LINE.findall(out.getvalue())
+    return {
+        "status": "failed" if errors else "ok",
+        "applied": applied,
+        "django_migrations": django_migrations,
+        "pending": pending_count(connection),
+        "errors": errors,
+    }
+
+
+def flyway_info(connection: Any, rows: list[Any]) -> dict[str, Any]:
+    """Return the schema version and Flyway's info for every file and history row."""
+    from sqlmigrations import engine
+    from sqlmigrations.lib import info
+
+    with connection.cursor() as cursor:
+        values = engine.placeholders_for(cursor)
+    found = info.migration_infos(
+        engine.load_files(), rows, values=values, out_of_order=engine.option("OUT_OF_ORDER")
+    )
+    version = info.current_version(found)
+    return {
+        "schema_version": str(version) if version is not None else None,
+        "migrations": [i.as_json() for i in found],
+        "pending": pending_count(connection),
+    }
+
+
+def pending_count(connection: Any) -> int:
+    """Count the migrations (SQL wrappers and Django's own) not applied yet."""
+    from django.db.migrations.executor import MigrationExecutor
+
+    executor = MigrationExecutor(connection)
+    return len(executor.migration_plan(executor.loader.graph.leaf_nodes()))
+
+
+def recording_migrate() -> Any:
+    """Return our `migrate` command, made to remember what this run applied."""
+    from sqlmigrations.management.commands.migrate import Command
+
+    class RecordingMigrate(Command):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.applied: list[Any] = []
+
+        def migration_progress_callback(
+            self, action: str, migration: Any = None, fake: bool = False
+        ) -> None:
+            super().migration_progress_callback(action, migration, fake)
+            if action == "apply_success" and not fake:
+                self.applied.append(migration)
+
+    return RecordingMigrate()
+
+
+def split_applied(applied: list[Any]) -> tuple[list[str], list[str]]:
+    """Split applied migrations into SQL files (wrappers) and Django's own migrations."""
+    from django.db.migrations import SeparateDatabaseAndState
+
+    from sqlmigrations.operations import RunSQLFile
+
+    files: list[str] = []
+    others: list[str] = []
+    for migration in applied:
+        scripts = [
+            op.script
+            for outer in migration.operations
+            for op in (
+                outer.database_operations
+                if isinstance(outer, SeparateDatabaseAndState)
+                else [outer]
+            )
+            if isinstance(op, RunSQLFile)
+        ]
+        if scripts:
+            files += scripts
+        else:
+            others.append(f"{migration.app_label}.{migration.name}")
+    return files, others

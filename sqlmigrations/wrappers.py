@@ -1,0 +1,89 @@
+"""Find the Django migrations that wrap SQL files (RunSQLFile), across every app."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+from django.db import migrations
+from django.db.migrations.loader import MigrationLoader
+
+from sqlmigrations.operations import RunSQLFile
+
+
+@dataclass(frozen=True)
+class Wrapper:
+    """One Django migration and the SQL files its operations run."""
+
+    app_label: str
+    name: str
+    scripts: tuple[str, ...]
+    dependencies: tuple[tuple[str, str], ...]
+    module: str  # the migration's module, for `path` (computed only for messages)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.app_label, self.name)
+
+    @property
+    def path(self) -> str:
+        """Return the migration's .py file, relative to BASE_DIR where possible."""
+        return migration_file(self.module, self.key)
+
+    def __str__(self) -> str:
+        return f"{self.app_label}.{self.name} ({self.path})"
+
+
+def migration_file(module: str, key: tuple[str, str]) -> str:
+    """Return the .py file of a loaded migration module, relative to BASE_DIR if inside."""
+    filename = getattr(sys.modules.get(module), "__file__", None)
+    if not filename:
+        return f"{key[0]}/migrations/{key[1]}.py"
+    path = Path(filename)
+    try:
+        return path.relative_to(Path(settings.BASE_DIR)).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def scripts_of(migration: migrations.Migration) -> list[str]:
+    """Return the SQL files a migration runs, top level or inside SeparateDatabaseAndState."""
+    found: list[str] = []
+    for operation in migration.operations:
+        inner = (
+            operation.database_operations
+            if isinstance(operation, migrations.SeparateDatabaseAndState)
+            else [operation]
+        )
+        found.extend(op.script for op in inner if isinstance(op, RunSQLFile))
+    return found
+
+
+def find_wrappers(loader: MigrationLoader | None = None) -> list[Wrapper]:
+    """Return every migration on disk that runs at least one SQL file (no database needed)."""
+    if loader is None:
+        # Only read the files: building the graph would raise on the very broken
+        # dependencies the system check is there to explain.
+        loader = MigrationLoader(None, ignore_no_migrations=True, load=False)
+        loader.load_disk()
+    result: list[Wrapper] = []
+    for (app_label, name), migration in sorted(loader.disk_migrations.items()):
+        scripts = scripts_of(migration)
+        if scripts:
+            result.append(
+                Wrapper(
+                    app_label,
+                    name,
+                    tuple(scripts),
+                    tuple(tuple(d) for d in migration.dependencies),  # type: ignore[misc]
+                    type(migration).__module__,
+                )
+            )
+    return result
+
+
+def sql_apps(wrappers: list[Wrapper]) -> list[str]:
+    """Return the labels of the apps whose schema comes from SQL files, in a stable order."""
+    return sorted({w.app_label for w in wrappers})
