@@ -29,6 +29,7 @@ PARTS = (
     "choregarden",
     "accounts",
     "chores",
+    "sqlmigrations",
     "dbops",
     "templates",
     "migrations_sql",
