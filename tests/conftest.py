@@ -132,7 +132,7 @@ def django_db_modify_db_settings(pg_server: PgServer) -> None:
     # The same connection whether or not this checkout has a local cluster (whose settings
     # carry the application role's timeouts): a test's transaction may sit idle longer
     # than DB_IDLE_IN_TRANSACTION_TIMEOUT while a subprocess runs. The timeouts are tested
-    # through a real server (tests/dbops/test_database_trouble.py).
+    # through a real server (tests/dbops/web/test_database_trouble.py).
     lift_timeouts(config)
     settings.MIGRATION_DATABASE = None
 

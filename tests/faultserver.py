@@ -2,7 +2,7 @@
 
 The cluster is the project's own kind (dbops.localdb: SSL, the owner and application
 roles), made in a temporary folder so that tests may stop it, lock its tables and
-terminate its sessions. The server runs the fault views (tests/dbops/fault_urls.py) as
+terminate its sessions. The server runs the fault views (tests/dbops/web/fault_urls.py) as
 the application role, with the pool and settings each test gives it, and logs to a file.
 """
 
@@ -123,7 +123,7 @@ class FaultServer:
         }
         env.update(
             DJANGO_ENV="test",
-            DJANGO_SETTINGS_MODULE="tests.dbops.fault_settings",
+            DJANGO_SETTINGS_MODULE="tests.dbops.web.fault_settings",
             DATABASE_URL=self.cluster.url("app"),
             DB_SSLMODE="verify-full",
             DB_SSLROOTCERT=str(self.cluster.ca_file),

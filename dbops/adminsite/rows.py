@@ -8,7 +8,7 @@ through `static()`. On a 50-row, 10-column page that was over half the server's 
 looked up once, the change URL is reversed once with a marker in place of the key, and
 each boolean column renders its three icons once; every value is still displayed by
 Django's own display_for_field / display_for_value, so the HTML is Django's, byte for
-byte (tests/dbops/test_adminrows.py compares them). Pages this does not cover (editable
+byte (tests/dbops/adminsite/test_rows.py compares them). Pages this does not cover (editable
 lists, popups, columns that are model properties or lookups) use Django's code.
 """
 

@@ -240,7 +240,7 @@ def test_a_database_url_at_the_local_cluster_is_verified_with_its_ca(local_clust
 
 
 def test_the_local_clusters_ca_goes_to_its_address_only(local_cluster: Any) -> None:
-    from tests.dbops.settings_probe import load_database_settings, parsed
+    from tests.settings_probe import load_database_settings, parsed
 
     other = f"postgres://choregarden:pw@127.0.0.1:{local_cluster.port + 1}/choregarden_dev"
     env = development_env(

@@ -207,7 +207,7 @@ def test_an_assignments_form_shows_and_reads_the_households_zone(
 def test_delivered_channels_are_boxes_and_a_typed_percent_is_no_server_error(
     admin_client: Any, home: Household, typed: str
 ) -> None:
-    # Found by tests/test_admin_properties.py (hypothesis): the ArrayField's text input
+    # Found by tests/dbops/adminsite/test_properties.py (hypothesis): the ArrayField's text input
     # put "%1" through Django's error interpolation twice and answered 500.
     notification = Notification.objects.filter(household=home).first()
     assert notification is not None

@@ -1,6 +1,6 @@
 """Render Django's DEBUG error pages in a fresh process, with the settings its environment makes.
 
-Run `python -m tests.dbops.error_page_probe` with DJANGO_SETTINGS_MODULE and the database
+Run `python -m tests.dbops.web.error_page_probe` with DJANGO_SETTINGS_MODULE and the database
 variables set; stdin holds a JSON object, whose optional "secret" (the RDS JSON) is stored
 first in moto's Secrets Manager under DB_SECRET_ID. Two requests fail, as they would under
 `runserver` (whose requests carry the process environment in request.META): an admin
@@ -67,7 +67,7 @@ def main() -> None:
         from django.conf import settings
         from django.test import Client
 
-        settings.ROOT_URLCONF = "tests.dbops.error_page_urls"
+        settings.ROOT_URLCONF = "tests.dbops.web.error_page_urls"
         client = Client(raise_request_exception=False)
         sign_in = {"username": "alice", "password": SIGN_IN_PASSWORD}
         pages = {}

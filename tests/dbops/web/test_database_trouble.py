@@ -22,7 +22,7 @@ from django.test import RequestFactory
 
 from dbops.localdb import LocalCluster
 from dbops.web.dbtrouble import BUSY, READ_ONLY, UNAVAILABLE, server_error
-from tests.dbops.fault_urls import HOLD_MARK
+from tests.dbops.web.fault_urls import HOLD_MARK
 from tests.faultserver import (
     Answer,
     FaultServer,

@@ -18,7 +18,7 @@ from dbops.connections.waits import (
     session_options,
     statement_timeout,
 )
-from tests.dbops.settings_probe import PRODUCTION, load_database_settings, parsed
+from tests.settings_probe import PRODUCTION, load_database_settings, parsed
 
 APP_URL = "postgres://choregarden:App-pw-1@db.example.com:5432/prod"
 OWNER_URL = "postgres://choregarden_owner:Owner-pw-1@db.example.com:5432/prod"

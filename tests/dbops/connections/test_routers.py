@@ -21,8 +21,8 @@ from psycopg import sql
 
 from dbops.connections.routers import REPLICA, reporting, reporting_alias, reporting_connection
 from dbops.models import MigrationTest
-from tests.dbops.settings_probe import PRODUCTION, load_database_settings, parsed
 from tests.helpers import drop_database
+from tests.settings_probe import PRODUCTION, load_database_settings, parsed
 
 TABLE = """
 CREATE TABLE migration_test (

@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 
 from dbops.localdb.cluster import State
 from sqlmigrations.redact import RedactSecretsFilter, register_secret
-from tests.dbops.error_page_probe import QUERY_TOKEN, SIGN_IN_PASSWORD
+from tests.dbops.web.error_page_probe import QUERY_TOKEN, SIGN_IN_PASSWORD
 from tests.helpers import REPO
 
 # Characters that URLs, HTML and Python's repr escape, so each form is looked for.
@@ -83,7 +83,7 @@ def run_probe(
         LOG_LEVEL="DEBUG",
     )
     proc = subprocess.run(
-        [sys.executable, "-m", "tests.dbops.error_page_probe"],
+        [sys.executable, "-m", "tests.dbops.web.error_page_probe"],
         cwd=REPO,
         env={**base, **env},
         input=json.dumps({"secret": secret, "every_page": every_page}),

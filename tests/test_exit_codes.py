@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from tests.dbops.test_database_unavailable import DOWN_URL, base_env
 from tests.helpers import REPO, run_manage
 from tests.sqlproject import SqlProject
+from tests.test_database_unavailable import DOWN_URL, base_env
 
 DOCS = REPO / "docs" / "operations.md"
 
@@ -41,7 +41,7 @@ class Scenario:
     before: list[str] = field(default_factory=list)  # a command to run first, e.g. migrate
 
 
-HEALTH_SETTINGS = {"DJANGO_SETTINGS_MODULE": "tests.dbops.health_thresholds_settings"}
+HEALTH_SETTINGS = {"DJANGO_SETTINGS_MODULE": "tests.dbops.health.thresholds_settings"}
 PRODUCTION = {
     "DJANGO_ENV": "production",
     "SECRET_KEY": "k" * 30 + "0123456789abcdefghijklmnopqrstuvwxyz",
@@ -182,11 +182,14 @@ SCENARIOS = {
 }
 # Failures that take a whole project to set up: the test that drives each (code and message).
 ELSEWHERE = {
-    ("addtotp", 1): "tests.dbops.test_twofactor:test_addtotp_refuses_an_unknown_or_non_staff_user",
-    ("makesqlmigration", 1): "tests.dbops.test_generator_safety:"
+    (
+        "addtotp",
+        1,
+    ): "tests.dbops.signin.test_twofactor:test_addtotp_refuses_an_unknown_or_non_staff_user",
+    ("makesqlmigration", 1): "tests.sqlmigrations.generator.test_safeguards:"
     "test_a_rename_is_refused_with_or_without_a_terminal",
-    ("schemadrift", 1): "tests.dbops.test_drift:test_it_reports_every_hand_made_change",
-    ("dbroles", 1): "tests.dbops.test_dbroles:"
+    ("schemadrift", 1): "tests.dbops.drift.test_drift:test_it_reports_every_hand_made_change",
+    ("dbroles", 1): "tests.dbops.roles.test_dbroles:"
     "test_check_fails_on_an_extra_privilege_and_provision_takes_it_back",
 }
 # A bad value is a usage error (2): argparse's message, before any connection is made.

@@ -19,7 +19,7 @@ from dbops.connections import secrets
 from dbops.connections.errors import DatabaseUnavailable
 from dbops.connections.secrets import SecretError, SecretRef
 from sqlmigrations.redact import redact
-from tests.dbops.settings_probe import PRODUCTION, load_database_settings, parsed
+from tests.settings_probe import PRODUCTION, load_database_settings, parsed
 
 REGION = "eu-west-1"
 OLD_PASSWORD = "old-Rotation-pass-1"
