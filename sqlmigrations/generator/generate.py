@@ -24,9 +24,9 @@ from django.db.migrations.state import ProjectState
 from django.db.migrations.writer import MigrationWriter
 
 from sqlmigrations import engine
+from sqlmigrations.generator import safeguards
 from sqlmigrations.generator.generated import Generated
 from sqlmigrations.generator.parts import Names, empty_part, render_parts
-from sqlmigrations.lib import safeguards
 from sqlmigrations.lib.names import convention_problems, parse_name
 from sqlmigrations.wrappers import find_wrappers
 

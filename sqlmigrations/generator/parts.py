@@ -9,6 +9,7 @@ from django.db import migrations
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations.state import ProjectState
 
+from sqlmigrations.generator import safeguards
 from sqlmigrations.generator.generated import Part
 from sqlmigrations.generator.rendering import (
     IndexFile,
@@ -16,7 +17,6 @@ from sqlmigrations.generator.rendering import (
     render,
     render_indexes,
 )
-from sqlmigrations.lib import safeguards
 
 DATA_DROPPING = (migrations.RemoveField, migrations.DeleteModel)
 
