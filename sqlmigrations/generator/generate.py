@@ -260,7 +260,7 @@ def render_wrapper(
         "class Migration(migrations.Migration):", "class Migration(SQLFileMigration):"
     )
     # The writer names the operation by its module path; the wrapper imports it by name.
-    text = re.sub(r"(?:dbops\.operations\.)+RunSQLFile\(", "RunSQLFile(", text)
+    text = re.sub(r"(?:sqlmigrations\.operations\.)+RunSQLFile\(", "RunSQLFile(", text)
     text = text.replace("import sqlmigrations.operations\n", "")
     lines = text.splitlines(keepends=True)
     at = next(i for i, line in enumerate(lines) if line.startswith("from django.db import"))
