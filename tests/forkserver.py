@@ -49,6 +49,8 @@ PRELOAD = (
 
 def child(manage: Any, request: dict[str, Any], out: int, err: int) -> None:
     """In the forked child: become `python manage.py ARGV` in the request's environment."""
+    # The server's stdin carries the requests: a command that reads input gets none.
+    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
     os.dup2(out, 1)
     os.dup2(err, 2)
     signal.alarm(max(1, int(request["timeout"])))
