@@ -21,7 +21,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.helpers import create_database, drop_database, project_env, run_manage
+from tests import forkserver
+from tests.helpers import create_database, drop_database, project_env
 
 _counter = itertools.count()
 
@@ -122,8 +123,8 @@ class AppProject:
         return env
 
     def manage(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        """Run manage.py in the project folder with this project's settings."""
-        return run_manage(*args, env=self.env(), timeout=timeout, cwd=self.root)
+        """Run manage.py in the project folder with this project's settings (in a fork)."""
+        return forkserver.run_manage(*args, env=self.env(), timeout=timeout, cwd=self.root)
 
     def clone_database(self) -> AppProject:
         """Return this project on a fresh copy of its database (drop it when done)."""

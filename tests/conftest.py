@@ -25,7 +25,8 @@ import pytest
 from dbops.connections.waits import lift_timeouts
 from dbops.localdb import LocalCluster
 from dbops.localdb.reaper import destroy_with_this_process
-from tests.sqlproject import SqlProject, create_project, drop_project
+from tests.helpers import drop_database
+from tests.sqlproject import SqlProject, create_project, create_template, drop_project
 
 
 @dataclass
@@ -223,9 +224,29 @@ def manage_env(pg_server: PgServer, django_db_setup: None) -> dict[str, str]:
     return env
 
 
+@pytest.fixture(scope="session")
+def sqlproject_template(
+    tmp_path_factory: pytest.TempPathFactory, pg_server: PgServer
+) -> Iterator[str]:
+    """A database with Django's own apps migrated, copied for each throwaway project."""
+    name = create_template(tmp_path_factory.mktemp("sqlproject-template"), pg_server)
+    yield name
+    drop_database(pg_server, name)
+
+
 @pytest.fixture
-def sqlproject(tmp_path: Path, pg_server: PgServer) -> Iterator[SqlProject]:
-    """A throwaway SQL migrations project with a fresh database (see tests/sqlproject.py)."""
+def sqlproject(
+    tmp_path: Path, pg_server: PgServer, sqlproject_template: str
+) -> Iterator[SqlProject]:
+    """A throwaway SQL migrations project (see tests/sqlproject.py) on a copy of the template."""
+    project = create_project(tmp_path, pg_server, template=sqlproject_template)
+    yield project
+    drop_project(project)
+
+
+@pytest.fixture
+def empty_sqlproject(tmp_path: Path, pg_server: PgServer) -> Iterator[SqlProject]:
+    """A throwaway SQL migrations project on an empty database (not even Django's tables)."""
     project = create_project(tmp_path, pg_server)
     yield project
     drop_project(project)

@@ -3,6 +3,10 @@
 A test writes a few `migrations_sql` files; this module writes a settings module and a
 package of wrapper migrations for them in a temporary folder, creates a fresh database on
 the test server, and runs the real `manage.py` in a subprocess, as a developer would.
+
+The fresh database is a copy of a template made once per test session, in which Django's
+own apps (auth, contenttypes, sessions, ...) are migrated already: each project's first
+`migrate` runs only its own files. A test about an empty database asks for one.
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ from typing import Any
 import psycopg
 
 from sqlmigrations.lib.names import is_candidate, parse_name
-from tests.helpers import create_database, drop_database, project_env, run_manage
+from tests import forkserver
+from tests.helpers import create_database, drop_database, project_env
 
 _counter = itertools.count()
 
@@ -115,10 +120,14 @@ class SqlProject:
     def manage(
         self, *args: str, sync: bool = True, timeout: float = 120
     ) -> subprocess.CompletedProcess[str]:
-        """Run manage.py with this project's settings (writing the wrappers first)."""
+        """Run manage.py with this project's settings (writing the wrappers first).
+
+        The command runs in a fork of a process that imported Django once (tests/forkserver.py),
+        as `python manage.py` would run it.
+        """
         if sync:
             self.sync_wrappers()
-        return run_manage(*args, env=self.env(), timeout=timeout, cwd=self.root)
+        return forkserver.run_manage(*args, env=self.env(), timeout=timeout, cwd=self.root)
 
     def connect(self) -> psycopg.Connection[Any]:
         return psycopg.connect(**self.server.conninfo(self.database), autocommit=True)
@@ -136,11 +145,14 @@ class SqlProject:
         )
 
 
-def create_project(root: Path, server: Any) -> SqlProject:
-    """Make an empty SQL project with a fresh database owned by the owner role."""
+def create_project(root: Path, server: Any, template: str | None = None) -> SqlProject:
+    """Make an empty SQL project with a fresh database owned by the owner role.
+
+    With `template`, the database starts as a copy of that one (see `create_template`).
+    """
     n = next(_counter)
     database = f"sqlproj_{os.getpid()}_{n}"
-    create_database(server, database)
+    create_database(server, database, template=template)
     project = SqlProject(root=root, server=server, database=database, package=f"wrappers{n}")
     project.sql_dir.mkdir(parents=True, exist_ok=True)
     return project
@@ -148,3 +160,19 @@ def create_project(root: Path, server: Any) -> SqlProject:
 
 def drop_project(project: SqlProject) -> None:
     drop_database(project.server, project.database)
+
+
+def create_template(root: Path, server: Any) -> str:
+    """Make a database with Django's own apps migrated and none of a project's files run.
+
+    Return its name, to pass as `template` to `create_project`.
+    """
+    project = create_project(root, server)
+    result = project.manage("migrate", "--no-input")
+    if result.returncode != 0:
+        drop_project(project)
+        raise RuntimeError(f"migrating the template failed:\n{result.stdout}{result.stderr}")
+    # The engine's history starts with a project's first file, as on an empty database.
+    project.query("DROP TABLE IF EXISTS flyway_schema_history")
+    project.query("DELETE FROM django_migrations WHERE app = 'dbops'")
+    return project.database

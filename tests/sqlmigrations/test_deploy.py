@@ -125,13 +125,23 @@ def versions(project: SqlProject) -> list[str | None]:
     return [row[1] for row in project.history()]
 
 
+def with_files(project: SqlProject) -> SqlProject:
+    project.write("V1__create_a.sql", "CREATE TABLE a (id int);\n")
+    project.write("V2__create_b.sql", "CREATE TABLE b (id int);\n")
+    project.write("R__view_ab.sql", "CREATE OR REPLACE VIEW ab AS SELECT 1 AS one;\n")
+    project.sync_wrappers()
+    return project
+
+
 @pytest.fixture
 def project(sqlproject: SqlProject) -> SqlProject:
-    sqlproject.write("V1__create_a.sql", "CREATE TABLE a (id int);\n")
-    sqlproject.write("V2__create_b.sql", "CREATE TABLE b (id int);\n")
-    sqlproject.write("R__view_ab.sql", "CREATE OR REPLACE VIEW ab AS SELECT 1 AS one;\n")
-    sqlproject.sync_wrappers()
-    return sqlproject
+    return with_files(sqlproject)
+
+
+@pytest.fixture
+def empty_project(empty_sqlproject: SqlProject) -> SqlProject:
+    """The project on a database without Django's tables, to see that nothing ran."""
+    return with_files(empty_sqlproject)
 
 
 def test_first_invocation_applies_and_the_second_applies_nothing(project: SqlProject) -> None:
@@ -244,10 +254,12 @@ def test_a_failing_file_is_reported_with_what_applied_before_it(
     assert versions(project) == ["1", "2"]
 
 
-def test_refused_events_do_nothing_and_say_what_to_send(project: SqlProject) -> None:
+def test_refused_events_do_nothing_and_say_what_to_send(empty_project: SqlProject) -> None:
     """Each shape that used to migrate is refused, and the database is left as it was."""
     [summaries] = run_handlers(
-        handler_env(project), owner_secret(project), events=[*REFUSED, {"action": "validate"}]
+        handler_env(empty_project),
+        owner_secret(empty_project),
+        events=[*REFUSED, {"action": "validate"}],
     )
     *refused, validated = summaries
     for event, summary in zip(REFUSED, refused, strict=True):
@@ -258,8 +270,8 @@ def test_refused_events_do_nothing_and_say_what_to_send(project: SqlProject) -> 
         assert error.startswith("event refused, nothing was done: "), error
         assert '"migrate"' in error or '"validate"' in error, error  # what to send instead
     # Nothing ran: no history table, no Django tables; a valid event still works after them.
-    assert project.query("SELECT to_regclass('flyway_schema_history')") == [(None,)]
-    assert project.query("SELECT to_regclass('django_migrations')") == [(None,)]
+    assert empty_project.query("SELECT to_regclass('flyway_schema_history')") == [(None,)]
+    assert empty_project.query("SELECT to_regclass('django_migrations')") == [(None,)]
     assert validated["status"] == "ok", validated
     assert validated["pending"] > 2
 

@@ -1,11 +1,14 @@
-"""`manage.py migrate` with SQL migration files, against real PostgreSQL (issue 3).
+"""`manage.py migrate` forwards with SQL migration files, against real PostgreSQL (issue 3).
 
 Every test builds a throwaway project (tests/sqlproject.py): SQL files, a wrapper per file,
-a fresh database, and the real `manage.py` in a subprocess, as a developer runs it.
+a fresh database, and the real `manage.py` in a subprocess, as a developer runs it. Order
+and history, failures, adoption, non-transactional files, the lock, nothing pending, and
+one round trip per file; going backwards is in test_migrate_backwards.py.
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -13,7 +16,6 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from sqlmigrations.lib.checksum import flyway_checksum
-from sqlmigrations.lib.lock import lock_key
 from tests.helpers import REPO
 from tests.sqlproject import SqlProject
 
@@ -38,6 +40,12 @@ def failed(result: subprocess.CompletedProcess[str]) -> str:
 def tables(project: SqlProject) -> set[str]:
     rows = project.query("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
     return {r[0] for r in rows}
+
+
+def django_rows(project: SqlProject) -> list[str]:
+    """The wrappers Django recorded as applied, in the order it recorded them."""
+    rows = project.query("SELECT name FROM django_migrations WHERE app = 'dbops' ORDER BY id")
+    return [r[0] for r in rows]
 
 
 # --- order and history -------------------------------------------------------------------
@@ -110,30 +118,46 @@ def test_plan_and_showmigrations_work_as_in_django(sqlproject: SqlProject) -> No
 # --- failures ----------------------------------------------------------------------------
 
 
-def test_failing_file_rolls_back_names_file_and_line_then_rerun_proceeds(
-    sqlproject: SqlProject,
+@pytest.mark.parametrize(
+    ("broken", "message"),
+    [
+        # PostgreSQL gives the failing statement's position in the file's query string.
+        (
+            "CREATE TABLE b (id int);\n-- a comment\nINSERT INTO b VALUES ('not a number');\n",
+            "invalid input syntax for type integer",
+        ),
+        # A runtime error has no position: the rolled-back file is replayed to find its line.
+        (
+            "CREATE TABLE b (id int PRIMARY KEY);\nINSERT INTO b VALUES (7);\n"
+            "INSERT INTO b VALUES (7);\n",
+            "duplicate key",
+        ),
+    ],
+    ids=["position", "replayed"],
+)
+def test_a_failing_file_leaves_no_row_names_its_line_and_a_rerun_applies_the_fix(
+    sqlproject: SqlProject, broken: str, message: str
 ) -> None:
     sqlproject.write("V1__create_a.sql", "CREATE TABLE a (id int);\n")
-    sqlproject.write(
-        "V2__create_b.sql",
-        "CREATE TABLE b (id int);\n-- a comment\nINSERT INTO b VALUES ('not a number');\n",
-    )
+    sqlproject.write("V2__create_b.sql", broken)
     sqlproject.write("V3__create_c.sql", "CREATE TABLE c (id int);\n")
     err = failed(migrate(sqlproject))
     assert "V2__create_b.sql" in err
     assert "line 3" in err
-    assert "invalid input syntax for type integer" in err
+    assert message in err
     assert "rolled back" in err
 
     assert "a" in tables(sqlproject)
     assert not {"b", "c"} & tables(sqlproject)  # V2's first statement was rolled back too
     assert [r[1] for r in sqlproject.history()] == ["1"]  # nothing recorded for V2
+    assert django_rows(sqlproject) == ["V1__create_a"]  # in either history
 
     sqlproject.write(
         "V2__create_b.sql", "CREATE TABLE b (id int);\n-- a comment\nINSERT INTO b VALUES (7);\n"
     )
     ok(migrate(sqlproject))
     assert [r[1] for r in sqlproject.history()] == ["1", "2", "3"]
+    assert django_rows(sqlproject) == ["V1__create_a", "V2__create_b", "V3__create_c"]
     assert sqlproject.query("SELECT id FROM b") == [(7,)]
 
 
@@ -287,13 +311,13 @@ def test_django_rows_out_of_order_are_an_error_not_a_traceback(sqlproject: SqlPr
     assert "compare `manage.py showmigrations` with `manage.py sqlmigrations info`" in err
 
 
-def test_refuses_to_adopt_a_history_whose_checksum_differs(sqlproject: SqlProject) -> None:
-    sqlproject.write("V1__create_a.sql", "CREATE TABLE a (id int);\n")
-    flyway_ran(sqlproject, "V1__create_a.sql", checksum_offset=1)
-    err = failed(migrate(sqlproject))
+def test_refuses_to_adopt_a_history_whose_checksum_differs(empty_sqlproject: SqlProject) -> None:
+    empty_sqlproject.write("V1__create_a.sql", "CREATE TABLE a (id int);\n")
+    flyway_ran(empty_sqlproject, "V1__create_a.sql", checksum_offset=1)
+    err = failed(migrate(empty_sqlproject))
     assert "V1__create_a.sql" in err
     assert "checksum" in err or "edited since it was applied" in err
-    assert "django_migrations" not in tables(sqlproject)  # refused before anything ran
+    assert "django_migrations" not in tables(empty_sqlproject)  # refused before anything ran
 
 
 # --- non-transactional files, placeholders, repeatables ----------------------------------
@@ -463,10 +487,6 @@ def test_four_concurrent_migrators_apply_each_file_once(sqlproject: SqlProject) 
     assert [r[1] for r in sqlproject.history()] == [str(n) for n in range(1, 16)]
 
 
-def test_lock_key_is_flywayss() -> None:
-    assert lock_key('"public"."flyway_schema_history"') == FLYWAY_LOCK_KEY
-
-
 def test_waits_for_a_flyway_run_holding_the_lock(sqlproject: SqlProject) -> None:
     sqlproject.write("V1__create_a.sql", "CREATE TABLE a (id int);\n")
     sqlproject.sync_wrappers()
@@ -490,40 +510,6 @@ def test_waits_for_a_flyway_run_holding_the_lock(sqlproject: SqlProject) -> None
     _out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     assert "a" in tables(sqlproject)
-
-
-# --- undo ---------------------------------------------------------------------------------
-
-
-def test_migrating_backwards_runs_the_undo_file_and_removes_the_row(
-    sqlproject: SqlProject,
-) -> None:
-    sqlproject.write("V1__create_a.sql", "CREATE TABLE a (id int);\n")
-    sqlproject.write("V2__create_b.sql", "CREATE TABLE b (id int);\n")
-    sqlproject.write("U2__create_b.sql", "DROP TABLE b;\n")
-    ok(migrate(sqlproject))
-    plan = ok(migrate(sqlproject, "dbops", "V1__create_a", "--plan")).stdout
-    assert "Run U2__create_b.sql (undo of V2__create_b.sql)" in plan
-    ok(migrate(sqlproject, "dbops", "V1__create_a"))
-    assert "b" not in tables(sqlproject)
-    assert [r[1] for r in sqlproject.history()] == ["1"]
-
-    ok(migrate(sqlproject))  # and forwards again
-    assert "b" in tables(sqlproject)
-    assert [r[1] for r in sqlproject.history()] == ["1", "2"]
-
-
-def test_without_an_undo_file_the_wrapper_is_irreversible(sqlproject: SqlProject) -> None:
-    sqlproject.write("V1__create_a.sql", "CREATE TABLE a (id int);\n")
-    sqlproject.write("V2__create_b.sql", "CREATE TABLE b (id int);\n")
-    ok(migrate(sqlproject))
-    plan = ok(migrate(sqlproject, "dbops", "V1__create_a", "--plan")).stdout
-    assert "IRREVERSIBLE: V2__create_b.sql has no undo file" in plan
-    result = migrate(sqlproject, "dbops", "V1__create_a")
-    assert result.returncode != 0
-    assert "U2__create_b.sql" in result.stderr
-    assert "b" in tables(sqlproject)
-    assert [r[1] for r in sqlproject.history()] == ["1", "2"]
 
 
 def test_wrong_password_names_the_setting_and_hides_the_password(sqlproject: SqlProject) -> None:
@@ -569,3 +555,168 @@ def test_an_unreachable_host_is_a_clear_error(sqlproject: SqlProject) -> None:
     assert "cannot connect to the database u@127.0.0.1:1/nowhere (DATABASE_URL)" in result.stderr
     assert "Connection refused" in result.stderr
     assert "pw-hidden-9" not in result.stdout + result.stderr
+
+
+# --- nothing pending: no Django migration state rendered ------------------------------
+
+
+def test_nothing_pending_says_so_and_still_sends_post_migrate(
+    sqlproject: SqlProject,
+) -> None:
+    sqlproject.write("V1__create_a.sql", "CREATE TABLE a (id int PRIMARY KEY);\n")
+    ok(migrate(sqlproject))
+    # post_migrate receivers (contenttypes, auth) repair what is missing on every run.
+    sqlproject.query(
+        "DELETE FROM auth_permission WHERE content_type_id IN (SELECT id FROM"
+        " django_content_type WHERE app_label = 'auth' AND model = 'group')"
+    )
+    sqlproject.query("DELETE FROM django_content_type WHERE app_label = 'auth' AND model = 'group'")
+
+    out = ok(migrate(sqlproject)).stdout
+
+    applied = out.split("Apply all migrations: ")[1].split("\n")[0].split(", ")
+    assert {"auth", "contenttypes", "dbops"} <= set(applied)
+    assert out.rstrip().endswith("No migrations to apply.")
+    assert sqlproject.query(
+        "SELECT codename FROM auth_permission JOIN django_content_type ct"
+        " ON ct.id = content_type_id WHERE ct.app_label = 'auth' AND ct.model = 'group'"
+        " ORDER BY codename"
+    ) == [("add_group",), ("change_group",), ("delete_group",), ("view_group",)]
+
+
+def test_nothing_pending_still_applies_a_changed_repeatable(sqlproject: SqlProject) -> None:
+    sqlproject.write("V1__create_a.sql", "CREATE TABLE a (id int PRIMARY KEY);\n")
+    sqlproject.write("R__a_view.sql", "CREATE OR REPLACE VIEW a_view AS SELECT id FROM a;\n")
+    ok(migrate(sqlproject))
+    sqlproject.write(
+        "R__a_view.sql", "CREATE OR REPLACE VIEW a_view AS SELECT id, 1 AS one FROM a;\n"
+    )
+
+    out = ok(migrate(sqlproject)).stdout
+
+    assert "No migrations to apply." in out
+    assert "Applying repeatable R__a_view.sql... OK" in out
+    assert sqlproject.query("SELECT one FROM a_view") == []
+
+
+def test_a_pending_django_migration_is_applied_by_django(sqlproject: SqlProject) -> None:
+    sqlproject.write("V1__create_a.sql", "CREATE TABLE a (id int PRIMARY KEY);\n")
+    ok(migrate(sqlproject))
+    sqlproject.query("DROP TABLE django_session")
+    sqlproject.query("DELETE FROM django_migrations WHERE app = 'sessions'")
+
+    out = ok(migrate(sqlproject)).stdout
+
+    assert "Applying sessions.0001_initial... OK" in out
+    assert sqlproject.query("SELECT count(*) FROM django_session") == [(0,)]
+
+
+# --- one round trip per file: the file, its flyway row and its Django row -------------
+
+# Runs `migrate` in a process of its own, watching every query through Django's
+# instrumentation API and what pre_migrate/post_migrate receivers are given.
+PROBE = """
+import json, sys
+import django
+django.setup()
+from django.core.management import call_command
+from django.db import connection
+from django.db.models.signals import post_migrate, pre_migrate
+
+queries, seen = [], {}
+
+def watch(execute, sql, params, many, context):
+    queries.append(sql)
+    return execute(sql, params, many, context)
+
+def receiver(name):
+    def receive(sender, apps, **kwargs):
+        if sender.label != "contenttypes":
+            return
+        try:
+            apps.get_model("contenttypes", "ContentType")
+            seen[name] = "ContentType"
+        except LookupError:
+            seen[name] = "none"
+    return receive
+
+pre_migrate.connect(receiver("pre"), weak=False)
+post_migrate.connect(receiver("post"), weak=False)
+with connection.execute_wrapper(watch):
+    call_command("migrate", "--no-input", verbosity=0)
+json.dump({"queries": queries, "seen": seen}, sys.stdout)
+"""
+
+
+def probe(project: SqlProject) -> dict[str, object]:
+    project.sync_wrappers()
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE],
+        cwd=project.root,
+        env=project.env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_each_file_and_both_of_its_rows_go_in_one_query(sqlproject: SqlProject) -> None:
+    files = {
+        "V1__create_a.sql": "CREATE TABLE a (id int PRIMARY KEY);\n",
+        "V2__seed_a.sql": "INSERT INTO a VALUES (1);\nINSERT INTO a VALUES (2);\n",
+        "V3__create_b.sql": "CREATE TABLE b (a_id int REFERENCES a);\n",
+    }
+    for name, text in files.items():
+        sqlproject.write(name, text)
+
+    queries: list[str] = probe(sqlproject)["queries"]  # type: ignore[assignment]
+
+    for name, text in files.items():
+        carrying = [q for q in queries if text.strip() in q]
+        assert len(carrying) == 1, (name, carrying)
+        (query,) = carrying
+        assert "INSERT INTO" in query and name in query  # its flyway_schema_history row
+        assert '"django_migrations"' in query and name.removesuffix(".sql") in query
+        # Nothing else records the wrapper: Django's recorder is not called for it.
+        others = [q for q in queries if q is not query and name.removesuffix(".sql") in q]
+        assert others == []
+    assert sqlproject.query("SELECT count(*) FROM b") == [(0,)]
+    assert sqlproject.query(
+        "SELECT name FROM django_migrations WHERE app = 'dbops' ORDER BY id"
+    ) == [("V1__create_a",), ("V2__seed_a",), ("V3__create_b",)]
+    assert [row[1] for row in sqlproject.history()] == ["1", "2", "3"]
+
+
+def test_receivers_get_the_models_before_and_after_the_run(empty_sqlproject: SqlProject) -> None:
+    empty_sqlproject.write("V1__create_a.sql", "CREATE TABLE a (id int PRIMARY KEY);\n")
+
+    seen = probe(empty_sqlproject)["seen"]
+
+    # On an empty database contenttypes is not migrated yet before the run, and is after.
+    assert seen == {"pre": "none", "post": "ContentType"}
+    assert empty_sqlproject.query(
+        "SELECT count(*) > 0 FROM django_content_type WHERE app_label = 'contenttypes'"
+    ) == [(True,)]
+
+
+def test_files_with_awkward_endings_are_applied_and_recorded(sqlproject: SqlProject) -> None:
+    sqlproject.write("V1__no_final_semicolon.sql", "CREATE TABLE a (id int PRIMARY KEY)")
+    sqlproject.write(
+        "V2__ends_in_a_comment.sql", "INSERT INTO a VALUES (1);\n-- no newline after this"
+    )
+    sqlproject.write(
+        "V3__percent_and_quotes.sql",
+        "CREATE TABLE b (pattern text DEFAULT 'it''s 100% %s');\nINSERT INTO b DEFAULT VALUES;\n",
+    )
+    result = sqlproject.manage("migrate", "--no-input")
+    assert result.returncode == 0, result.stderr
+
+    rows = sqlproject.query(
+        "SELECT version, success, execution_time >= 0 FROM flyway_schema_history"
+        " ORDER BY installed_rank"
+    )
+    assert rows == [("1", True, True), ("2", True, True), ("3", True, True)]
+    assert sqlproject.query("SELECT id FROM a") == [(1,)]
+    assert sqlproject.query("SELECT pattern FROM b") == [("it's 100% %s",)]

@@ -198,3 +198,37 @@ def test_killed_during_the_undo_of_a_non_transactional_file_loses_no_record(
     assert "a_id" not in {r[0] for r in sqlproject.query("SELECT indexname FROM pg_indexes")}
     assert flyway_versions(sqlproject) == ["1"], rerun.stdout
     assert django_rows(sqlproject) == ["V1__create_a"]
+
+
+# --- one step back -----------------------------------------------------------------------
+
+
+def test_migrating_backwards_runs_the_undo_file_and_removes_the_row(
+    sqlproject: SqlProject,
+) -> None:
+    sqlproject.write("V1__create_a.sql", "CREATE TABLE a (id int);\n")
+    sqlproject.write("V2__create_b.sql", "CREATE TABLE b (id int);\n")
+    sqlproject.write("U2__create_b.sql", "DROP TABLE b;\n")
+    ok(migrate(sqlproject))
+    plan = ok(migrate(sqlproject, "dbops", "V1__create_a", "--plan")).stdout
+    assert "Run U2__create_b.sql (undo of V2__create_b.sql)" in plan
+    ok(migrate(sqlproject, "dbops", "V1__create_a"))
+    assert "b" not in tables(sqlproject)
+    assert [r[1] for r in sqlproject.history()] == ["1"]
+
+    ok(migrate(sqlproject))  # and forwards again
+    assert "b" in tables(sqlproject)
+    assert [r[1] for r in sqlproject.history()] == ["1", "2"]
+
+
+def test_without_an_undo_file_the_wrapper_is_irreversible(sqlproject: SqlProject) -> None:
+    sqlproject.write("V1__create_a.sql", "CREATE TABLE a (id int);\n")
+    sqlproject.write("V2__create_b.sql", "CREATE TABLE b (id int);\n")
+    ok(migrate(sqlproject))
+    plan = ok(migrate(sqlproject, "dbops", "V1__create_a", "--plan")).stdout
+    assert "IRREVERSIBLE: V2__create_b.sql has no undo file" in plan
+    result = migrate(sqlproject, "dbops", "V1__create_a")
+    assert result.returncode != 0
+    assert "U2__create_b.sql" in result.stderr
+    assert "b" in tables(sqlproject)
+    assert [r[1] for r in sqlproject.history()] == ["1", "2"]

@@ -377,7 +377,7 @@ def test_migrate_failing_on_the_first_file_above_a_baseline_says_the_baseline_ma
     assert "V3__fill_note.sql is the first file above it" in result.stderr
 
 
-# -- lint --------------------------------------------------------------------------------
+# -- lint (the rules themselves: tests/sqlmigrations/lib/test_lint.py) ----------------------
 
 
 def lint(project: SqlProject, *args: str) -> subprocess.CompletedProcess[str]:
@@ -394,52 +394,6 @@ def test_lint_passes_clean_files_with_placeholders_replaced(sqlproject: SqlProje
     result = lint(sqlproject)
     assert result.returncode == 1
     assert result.stdout.startswith("V1__create_a.sql:4: syntax-error:")
-
-
-def test_lint_refuses_a_dropped_column_without_a_deprecation_step(
-    sqlproject: SqlProject,
-) -> None:
-    sqlproject.write("V1__create_a.sql", A.replace("PRIMARY KEY", "PRIMARY KEY, note text"))
-    sqlproject.write("V2__drop_note.sql", "-- Rollback: none\n\nALTER TABLE a DROP COLUMN note;\n")
-    result = lint(sqlproject)
-    assert result.returncode == 1
-    assert result.stdout.startswith(
-        "V2__drop_note.sql:3: drop-column-without-deprecation: drops column a.note"
-    )
-    # With the deprecation shipped first, the drop is fine.
-    sqlproject.write(
-        "V2__deprecate_note.sql",
-        "-- Rollback: COMMENT ON COLUMN a.note IS NULL\n"
-        "COMMENT ON COLUMN a.note IS 'DEPRECATED: unused since 2.3, dropped in V3';\n",
-    )
-    sqlproject.remove("V2__drop_note.sql")
-    sqlproject.write("V3__drop_note.sql", "-- Rollback: none\nALTER TABLE a DROP COLUMN note;\n")
-    result = lint(sqlproject)
-    assert result.returncode == 0, result.stdout
-
-
-def test_lint_wants_concurrent_indexes_on_existing_tables(sqlproject: SqlProject) -> None:
-    sqlproject.write("V1__create_a.sql", A + "CREATE INDEX a_id ON a (id);\n")  # same file: ok
-    sqlproject.write(
-        "V2__index_a.sql", "-- Rollback: DROP INDEX a_id2\nCREATE INDEX a_id2 ON a (id);\n"
-    )
-    sqlproject.write(
-        "V3__index_a.sql",
-        "-- Rollback: DROP INDEX a_id3\nCREATE INDEX CONCURRENTLY IF NOT EXISTS a_id3 ON a (id);\n",
-    )
-    result, data = run_json(sqlproject, "lint", "--no-git")
-    assert result.returncode == 1
-    found = {(f["file"], f["line"], f["rule"]) for f in data["findings"]}
-    assert found == {
-        ("V2__index_a.sql", 2, "index-not-concurrent"),
-        ("V3__index_a.sql", 2, "concurrently-in-transaction"),
-    }
-    hint = next(f["help"] for f in data["findings"] if f["file"] == "V3__index_a.sql")
-    assert "executeInTransaction=false" in hint and "V3__index_a.sql.conf" in hint
-    sqlproject.write("V3__index_a.sql.conf", "executeInTransaction=false\n")
-    sqlproject.remove("V2__index_a.sql")
-    sqlproject.write("V2__note.sql", "-- Rollback: nothing to undo\nSELECT 1;\n")
-    assert lint(sqlproject).returncode == 0
 
 
 def test_lint_reports_squawk_findings_at_file_and_line(sqlproject: SqlProject) -> None:
