@@ -12,9 +12,9 @@ from django.urls import reverse
 
 pytestmark = pytest.mark.django_db
 
-HISTORY = reverse("admin:dbops_flywayschemahistory_changelist")
-STATES = reverse("admin:dbops_migration_states")
-VALIDATE = reverse("admin:dbops_migration_validate")
+HISTORY = reverse("admin:sqlmigrations_flywayschemahistory_changelist")
+STATES = reverse("admin:sqlmigrations_states")
+VALIDATE = reverse("admin:sqlmigrations_validate")
 HEALTH = reverse("admin:dbops_databasehealth_changelist")
 V1 = "V1__create_migration_test_table.sql"
 
@@ -50,13 +50,15 @@ def test_staff_without_the_view_permission_is_refused(client: Any) -> None:
 
 
 def test_history_is_read_only(admin_client: Any) -> None:
-    assert admin_client.get(reverse("admin:dbops_flywayschemahistory_add")).status_code == 403
-    change = reverse("admin:dbops_flywayschemahistory_change", args=[1])
+    assert (
+        admin_client.get(reverse("admin:sqlmigrations_flywayschemahistory_add")).status_code == 403
+    )
+    change = reverse("admin:sqlmigrations_flywayschemahistory_change", args=[1])
     page = admin_client.get(change)
     assert page.status_code == 200
     assert 'name="_save"' not in page.content.decode()
     assert admin_client.post(change, {"script": "x"}).status_code == 403
-    delete = reverse("admin:dbops_flywayschemahistory_delete", args=[1])
+    delete = reverse("admin:sqlmigrations_flywayschemahistory_delete", args=[1])
     assert admin_client.post(delete, {"post": "yes"}).status_code == 403
     response = admin_client.post(HISTORY, {"action": "delete_selected", "_selected_action": [1]})
     assert "delete_selected" not in response.content.decode()
@@ -65,12 +67,12 @@ def test_history_is_read_only(admin_client: Any) -> None:
 def test_history_lists_rows_with_their_state(admin_client: Any) -> None:
     page = admin_client.get(HISTORY).content.decode()
     assert V1 in page
-    assert "dbops-badge dbops-ok" in page
+    assert "sqlmigrations-badge sqlmigrations-ok" in page
     assert "Schema version <strong>11</strong>" in page
 
 
 def test_a_history_row_shows_its_files_sql(admin_client: Any) -> None:
-    page = admin_client.get(reverse("admin:dbops_flywayschemahistory_change", args=[1]))
+    page = admin_client.get(reverse("admin:sqlmigrations_flywayschemahistory_change", args=[1]))
     text = page.content.decode()
     assert "CREATE TABLE" in text and "migration_test" in text
     assert "applied" in text and "Flyway: Success" in text
@@ -86,11 +88,11 @@ def test_states_show_edited_missing_and_pending(admin_client: Any, changed_files
 
 
 def test_file_page_shows_the_sql_and_history(admin_client: Any) -> None:
-    page = admin_client.get(reverse("admin:dbops_migration_file", args=[V1])).content.decode()
+    page = admin_client.get(reverse("admin:sqlmigrations_file", args=[V1])).content.decode()
     assert 'id="migration-sql"' in page
     assert "CREATE TABLE" in page
     assert "Flyway: Success" in page
-    missing = reverse("admin:dbops_migration_file", args=["V99__nothing.sql"])
+    missing = reverse("admin:sqlmigrations_file", args=["V99__nothing.sql"])
     assert admin_client.get(missing).status_code == 404
 
 
