@@ -607,6 +607,11 @@ else:
             "file_permissions_mode": 0o600,
         },
     }
+# --- Partitions (docs/operations.md, "Partitions of completions") -----------------------
+# The chores app's monthly-partitioned tables and their partition keys (timestamptz):
+# `manage.py partitions --table` offers these, the first by default.
+PARTITIONED_TABLES = {"completions": "completed_at"}
+
 # --- User uploads: avatars (docs/security.md, "User uploads") ---------------------------
 # Only real PNG, JPEG, WebP and GIF images, within these limits (accounts/avatars.py).
 AVATAR_MAX_BYTES = env_int("AVATAR_MAX_BYTES", 2 * 1024 * 1024, minimum=1)

@@ -1,4 +1,4 @@
-"""System checks of the SQL files and their Django wrappers (dbops.E002-E008, E010, E011).
+"""System checks of the SQL files and their Django wrappers (sqlmigrations.E002-E008, E010, E011).
 
 They read file names and migration modules only, never the database or the files' contents,
 so `manage.py check` stays fast with a thousand files.
@@ -95,7 +95,7 @@ def _bad_name(rel: str, problems: list[str], fix: str) -> Error:
         f"bad migration file name: {message}",
         hint=fix[:1].upper() + fix[1:].rstrip(".") + ".",
         obj=rel,
-        id="dbops.E007",
+        id="sqlmigrations.E007",
     )
 
 
@@ -123,7 +123,7 @@ def sequence_errors(
                     hint="Give all but one of them the next free version (rename the file "
                     "and its wrapper).",
                     obj=sorted(scripts)[-1],
-                    id="dbops.E005",
+                    id="sqlmigrations.E005",
                 )
             )
     if not engine.option("CHECK_CONVENTION"):
@@ -150,7 +150,7 @@ def sequence_errors(
                     f"{what}.",
                     hint=fix[:1].upper() + fix[1:] + ".",
                     obj=problem.script,
-                    id="dbops.E006",
+                    id="sqlmigrations.E006",
                 )
             )
     for rel, messages in convention.items():
@@ -184,7 +184,7 @@ def wrapper_errors(
                         f"RunSQLFile(...), or delete {wrapper.path} if the migration was "
                         "never applied anywhere.",
                         obj=wrapper.path,
-                        id="dbops.E003",
+                        id="sqlmigrations.E003",
                     )
                 )
     for script, holders in sorted(wrapped.items()):
@@ -195,7 +195,7 @@ def wrapper_errors(
                     f"{', '.join(str(w) for w in holders)}.",
                     hint="Keep exactly one wrapper per SQL file; delete the others.",
                     obj=script,
-                    id="dbops.E008",
+                    id="sqlmigrations.E008",
                 )
             )
     # A wrapper whose file was deleted still holds its place in the chain (E003 asks to
@@ -226,7 +226,7 @@ def wrapper_errors(
                         script=script,
                     ),
                     obj=script,
-                    id="dbops.E002",
+                    id="sqlmigrations.E002",
                 )
             )
         elif previous is not None and previous[1] is not None and script not in after_gap:
@@ -240,7 +240,7 @@ def wrapper_errors(
                         "the wrapper of V{n} must depend on the wrapper of V{n-1}.",
                         hint=f"Add {before.key!r} to the dependencies of {holder.path}.",
                         obj=holder.path,
-                        id="dbops.E004",
+                        id="sqlmigrations.E004",
                     )
                 )
         previous = (script, holder)
@@ -281,8 +281,8 @@ def check_sql_migrations(app_configs: Any = None, **kwargs: Any) -> list[Error]:
         if script not in versioned and (name := versioned_name(script)) is not None
     }
     errors.extend(sequence_errors(versioned, orphans, recorded))
-    badly_named = {str(e.obj) for e in errors if e.id == "dbops.E007"}
-    after_gap = {str(e.obj) for e in errors if e.id == "dbops.E006"}
+    badly_named = {str(e.obj) for e in errors if e.id == "sqlmigrations.E007"}
+    after_gap = {str(e.obj) for e in errors if e.id == "sqlmigrations.E006"}
     errors.extend(wrapper_errors(versioned, wrappers, badly_named, after_gap))
     errors.extend(graph_errors(loader.disk_migrations, sql_apps(wrappers), wrappers))
     return errors

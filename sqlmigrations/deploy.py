@@ -94,10 +94,10 @@ def _close_connections() -> None:
 def describe(err: BaseException) -> str:
     from django.core.exceptions import ImproperlyConfigured
     from django.core.management.base import CommandError
+    from django.db import OperationalError
 
-    from dbops.connections.errors import DatabaseUnavailable
-
-    if isinstance(err, (CommandError, ImproperlyConfigured, DatabaseUnavailable)):
+    # A failed connection's message already says where, which setting and what to do.
+    if isinstance(err, (CommandError, ImproperlyConfigured, OperationalError)):
         return str(err)
     return f"{type(err).__name__}: {err}"
 

@@ -81,7 +81,7 @@ def _two_leaves(
     )
     if not wrapped:
         hint = f"Run `manage.py makemigrations --merge {app}`."
-        return Error(message, hint=hint, obj=app, id="dbops.E010")
+        return Error(message, hint=hint, obj=app, id="sqlmigrations.E010")
     newest = max(wrapped, key=lambda k: versions[k])
     others = [k for k in leaves if k != newest]
     path = migration_path(newest, migrations[newest])
@@ -90,7 +90,7 @@ def _two_leaves(
         + (" and remove its `initial = True`" if migrations[newest].initial else "")
         + ": the newest wrapper comes after the app's other migrations."
     )
-    return Error(message, hint=hint, obj=path, id="dbops.E010")
+    return Error(message, hint=hint, obj=path, id="sqlmigrations.E010")
 
 
 def _late_initials(
@@ -115,7 +115,7 @@ def _late_initials(
                 "it without running its SQL on a database where its tables exist.",
                 hint=f"Remove `initial = True` from {path}.",
                 obj=path,
-                id="dbops.E011",
+                id="sqlmigrations.E011",
             )
         )
     return errors

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -21,13 +21,21 @@ from psycopg import sql
 from dbops.backups.pgclient import source_from_settings
 from dbops.partitions import PartitionError
 
-# Each partitioned table of the project, with its partition key (a timestamptz).
-PARTITION_KEYS = {"completions": "completed_at"}
-PARTITIONED_TABLES = tuple(PARTITION_KEYS)
 # A partition whose table is smaller than this is counted exactly (a few ms); a larger one
 # gets the planner's estimate. 8 MiB of completions is about 80,000 rows.
 EXACT_BELOW_BYTES = 8 * 1024 * 1024
 _MONTH = re.compile(r"([0-9]{4})-([0-9]{2})")
+
+
+def partitioned_tables() -> dict[str, str]:
+    """Each monthly-partitioned table with its partition key (settings.PARTITIONED_TABLES)."""
+    # The tables belong to the apps that own them: settings name them, read at call time.
+    return dict(getattr(settings, "PARTITIONED_TABLES", {}))
+
+
+def default_table() -> str:
+    """The table the partition tools work on when none is named: the first one in settings."""
+    return next(iter(partitioned_tables()), "")
 
 
 @dataclass
@@ -95,7 +103,7 @@ def _name_re(table: str) -> re.Pattern[str]:
 @dataclass
 class Partitions:
     conn: psycopg.Connection[Any]
-    table: str = "completions"
+    table: str = field(default_factory=default_table)
     exact_below_bytes: int = EXACT_BELOW_BYTES
 
     def list(self) -> list[Partition]:
@@ -216,7 +224,7 @@ class Partitions:
     @property
     def key(self) -> str:
         """The partition key column."""
-        return PARTITION_KEYS[self.table]
+        return partitioned_tables()[self.table]
 
     def rows_of_month(self, month: date, table: str | None = None) -> int:
         """Rows of `month` in `table` (default: the parent, its partition or DEFAULT one)."""
@@ -233,12 +241,15 @@ class Partitions:
         return int(row[0]) if row else 0
 
 
-def open_partitions(table: str = "completions") -> Partitions:
+def open_partitions(table: str | None = None) -> Partitions:
     """Connect as the owner role (DDL) with the project's SSL settings."""
-    if table not in PARTITIONED_TABLES:
+    table = table or default_table()
+    known = partitioned_tables()
+    if table not in known:
         raise PartitionError(
-            f"{table} is not a partitioned table of this project "
-            f"(known: {', '.join(PARTITIONED_TABLES)})"
+            f"{table or 'no table'} is not a partitioned table of this project "
+            f"(known: {', '.join(known) or 'none'}): name it and its partition key in "
+            "settings.PARTITIONED_TABLES"
         )
     target = source_from_settings()
     info = {**target.conninfo(), "application_name": "choregarden-partitions"}

@@ -142,8 +142,8 @@ def wrapper_dependencies(
     latest = max(on_disk, key=lambda mf: mf.name.version, default=None)  # type: ignore[arg-type,return-value]
     if latest is not None and latest.name.version not in by_version:
         raise GeneratorError(
-            f"{latest.script} has no wrapper migration (see `manage.py check`, dbops.E002): "
-            "the new migration must depend on it; add its wrapper first"
+            f"{latest.script} has no wrapper migration (see `manage.py check`, "
+            "sqlmigrations.E002): the new migration must depend on it; add its wrapper first"
         )
     deps: list[tuple[str, str]] = []
     if by_version:

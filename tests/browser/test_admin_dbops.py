@@ -28,13 +28,13 @@ def test_migration_history_file_sql_and_validate(admin_page: Page, screenshot: A
     page.get_by_role("link", name="Migration history").click()
     expect(page.locator("h1")).to_have_text("Migration history")
     expect(page.locator("#result_list")).to_contain_text(V1)
-    expect(page.locator("#result_list .dbops-badge").first).to_have_text("applied")
+    expect(page.locator("#result_list .sqlmigrations-badge").first).to_have_text("applied")
     screenshot(page, "migration-history")
 
     page.get_by_role("link", name="Files and states").click()
     table = page.locator("#migration-states")
     expect(table).to_contain_text("V11__index_users_created_at.sql")
-    expect(table.locator(".dbops-badge").first).to_have_text("applied")
+    expect(table.locator(".sqlmigrations-badge").first).to_have_text("applied")
     screenshot(page, "migration-states")
 
     table.get_by_role("link", name=V1).click()
@@ -43,16 +43,16 @@ def test_migration_history_file_sql_and_validate(admin_page: Page, screenshot: A
     screenshot(page, "migration-file-sql")
 
     page.locator(".breadcrumbs").get_by_role("link", name="Files and states").click()
-    page.locator("#dbops-validate").click()
+    page.locator("#sqlmigrations-validate").click()
     expect(page.locator("#validation-result")).to_contain_text("Validation passed")
     screenshot(page, "migration-validate")
 
 
 def test_a_history_rows_detail_shows_its_sql(admin_page: Page) -> None:
     page = admin_page
-    page.goto("/admin/dbops/flywayschemahistory/")
+    page.goto("/admin/sqlmigrations/flywayschemahistory/")
     page.locator("#result_list").get_by_role("link", name="1", exact=True).first.click()
-    expect(page.locator(".dbops-sql")).to_contain_text("migration_test")
+    expect(page.locator(".sqlmigrations-sql")).to_contain_text("migration_test")
     expect(page.locator("input[name=_save]")).to_have_count(0)
 
 
@@ -84,14 +84,14 @@ def test_edited_missing_and_pending_files(
     settings.SQL_MIGRATIONS = {**settings.SQL_MIGRATIONS, "LOCATION": location}
 
     page = admin_page
-    page.goto("/admin/dbops/flywayschemahistory/states/")
+    page.goto("/admin/sqlmigrations/flywayschemahistory/states/")
     table = page.locator("#migration-states")
     expect(table.locator("tr.state-edited-since-applied")).to_contain_text(V1)
     expect(table.locator("tr.state-missing-from-disk")).to_contain_text("V11__")
     expect(table.locator("tr.state-pending")).to_contain_text("V12__add_chore_colour.sql")
     screenshot(page, "migration-states-problems")
 
-    page.locator("#dbops-validate").click()
+    page.locator("#sqlmigrations-validate").click()
     result = page.locator("#validation-result")
     expect(result).to_contain_text("2 problems")
     expect(result).to_contain_text("edited since it was applied")

@@ -40,7 +40,7 @@ def test_migration_history_fits_1400px_with_rows_of_one_height(
         request.getfixturevalue("long_history_row")
     page = admin_page
     page.set_viewport_size({"width": WIDTH, "height": 900})
-    page.goto("/admin/dbops/flywayschemahistory/")
+    page.goto("/admin/sqlmigrations/flywayschemahistory/")
     expect(page.locator("#result_list tbody tr")).to_have_count(12 if extra else 11)
     screenshot(page, f"migration-history-{WIDTH}{'-long-name' if extra else ''}")
     box = page.evaluate(

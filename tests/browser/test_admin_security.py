@@ -19,7 +19,7 @@ PAGES = (
     "/admin/chores/task/add/",
     "/admin/auth/user/",
     "/admin/dbops/databasehealth/",
-    "/admin/dbops/flywayschemahistory/",
+    "/admin/sqlmigrations/flywayschemahistory/",
     "/admin/password_change/",
 )
 

@@ -320,16 +320,16 @@ def test_admin_pages_answer_for_a_signed_in_superuser(made: Operator, site: str)
             if status != 200:
                 failures.append((first[1], status))
     for extra in (
-        "/admin/dbops/flywayschemahistory/states/",
-        "/admin/dbops/flywayschemahistory/validate/",
-        "/admin/dbops/flywayschemahistory/file/V1__create_migration_test_table.sql/",
+        "/admin/sqlmigrations/flywayschemahistory/states/",
+        "/admin/sqlmigrations/flywayschemahistory/validate/",
+        "/admin/sqlmigrations/flywayschemahistory/file/V1__create_migration_test_table.sql/",
     ):
         status, _ = browser.get(extra)
         if status != 200:
             failures.append((extra, status))
     assert failures == []
-    _, history = browser.get("/admin/dbops/flywayschemahistory/")
-    assert history.count("dbops-badge dbops-ok") == 11
+    _, history = browser.get("/admin/sqlmigrations/flywayschemahistory/")
+    assert history.count("sqlmigrations-badge sqlmigrations-ok") == 11
 
 
 def test_a_locked_out_staff_user_is_unlocked_by_axes_reset_username(

@@ -1,4 +1,4 @@
-"""System checks dbops.E002-E008, E010, E011: SQL files, wrappers, sequence and graph."""
+"""System checks sqlmigrations.E002-E008, E010, E011: SQL files, wrappers, sequence and graph."""
 
 from __future__ import annotations
 
@@ -60,9 +60,9 @@ def test_it_reports_a_file_without_a_wrapper(app_project: AppProject) -> None:  
     result = check(app_project)
 
     assert result.returncode == 1
-    assert "V2__create_items.sql: (dbops.E002) no Django migration runs V2__create_items.sql" in (
-        result.stderr
-    )
+    assert (
+        "V2__create_items.sql: (sqlmigrations.E002) no Django migration runs V2__create_items.sql"
+    ) in result.stderr
     assert "dependencies = [('base', 'V1__create_probe_table')]" in result.stderr
 
 
@@ -72,7 +72,7 @@ def test_it_reports_a_wrapper_whose_file_is_missing(app_project: AppProject) -> 
     result = check(app_project)
 
     assert result.returncode == 1
-    assert "(dbops.E003) migration shop.V2__create_items runs V2__create_itmes.sql" in (
+    assert "(sqlmigrations.E003) migration shop.V2__create_items runs V2__create_itmes.sql" in (
         result.stderr
     )
     assert "V2__create_items.py" in result.stderr
@@ -86,8 +86,8 @@ def test_it_reports_a_broken_dependency_chain(app_project: AppProject) -> None: 
 
     assert result.returncode == 1
     assert (
-        "(dbops.E004) migration shop.V2__create_items runs V2__create_items.sql but does not "
-        "depend on base.V1__create_probe_table"
+        "(sqlmigrations.E004) migration shop.V2__create_items runs V2__create_items.sql "
+        "but does not depend on base.V1__create_probe_table"
     ) in result.stderr
     assert "Add ('base', 'V1__create_probe_table') to the dependencies of" in result.stderr
 
@@ -102,7 +102,7 @@ def test_it_reports_duplicate_versions(app_project: AppProject) -> None:  # noqa
 
     assert result.returncode == 1
     assert (
-        "(dbops.E005) duplicate version 2 in V2__create_items.sql and V2__create_orders.sql"
+        "(sqlmigrations.E005) duplicate version 2 in V2__create_items.sql and V2__create_orders.sql"
     ) in result.stderr
 
 
@@ -114,9 +114,9 @@ def test_it_reports_a_gap_in_the_versions(app_project: AppProject) -> None:  # n
 
     assert result.returncode == 1
     assert (
-        "V3__create_items.sql: (dbops.E006) version 3 follows V1__create_probe_table.sql but V2 is"
-        in (result.stderr)
-    )
+        "V3__create_items.sql: (sqlmigrations.E006) version 3 follows "
+        "V1__create_probe_table.sql but V2 is"
+    ) in (result.stderr)
     # Outside version control nobody can tell whether V3 ran somewhere: both ways out.
     assert "If V2 was deleted, restore the deleted V2 file and its wrapper" in result.stderr
     assert "rename this file to V2__create_items.sql (and its wrapper) only if it has never" in (
@@ -144,13 +144,13 @@ def test_a_gap_after_a_committed_file_never_asks_to_rename_it(app_project: AppPr
 
     assert result.returncode == 1
     assert (
-        "V3__add_sku.sql: (dbops.E006) version 3 follows V1__create_probe_table.sql but V2 is"
-        in (result.stderr)
-    )
+        "V3__add_sku.sql: (sqlmigrations.E006) version 3 follows "
+        "V1__create_probe_table.sql but V2 is"
+    ) in (result.stderr)
     assert "V3__add_sku.sql is committed, so it may already be applied somewhere" in result.stderr
     assert "restore the deleted V2 file and its wrapper from version control" in result.stderr
     assert "Rename" not in result.stderr
-    assert "(dbops.E004)" not in result.stderr  # no dependency to add across a deleted file
+    assert "(sqlmigrations.E004)" not in result.stderr  # no dependency to add across a deleted file
 
 
 def test_a_gap_after_an_uncommitted_file_asks_to_rename_it(app_project: AppProject) -> None:  # noqa: F811
@@ -174,12 +174,12 @@ def test_a_deleted_file_whose_wrapper_is_left_is_asked_back(app_project: AppProj
     result = check(app_project)
 
     assert result.returncode == 1
-    assert "(dbops.E003) migration shop.V2__create_items runs V2__create_items.sql" in (
+    assert "(sqlmigrations.E003) migration shop.V2__create_items runs V2__create_items.sql" in (
         result.stderr
     )
     assert "Restore migrations_sql/V2__create_items.sql" in result.stderr
-    assert "(dbops.E006)" not in result.stderr
-    assert "(dbops.E004)" not in result.stderr
+    assert "(sqlmigrations.E006)" not in result.stderr
+    assert "(sqlmigrations.E004)" not in result.stderr
 
 
 def test_it_reports_bad_file_names(app_project: AppProject) -> None:  # noqa: F811
@@ -190,8 +190,8 @@ def test_it_reports_bad_file_names(app_project: AppProject) -> None:  # noqa: F8
     result = check(app_project)
 
     assert result.returncode == 1
-    assert "V2_create_items.sql: (dbops.E007) bad migration file name" in result.stderr
-    assert "V2__Create-Items.sql: (dbops.E007) bad migration file name" in result.stderr
+    assert "V2_create_items.sql: (sqlmigrations.E007) bad migration file name" in result.stderr
+    assert "V2__Create-Items.sql: (sqlmigrations.E007) bad migration file name" in result.stderr
     assert "Rename it to V2__create_items.sql" in result.stderr
     assert "Rename the file as the message says.\n" in result.stderr
 
@@ -205,7 +205,7 @@ def test_a_dotted_version_is_never_asked_to_take_a_version_another_file_has(
 
     result = check(app_project)
 
-    assert "V4_1__late_fix.sql: (dbops.E007) bad migration file name" in result.stderr
+    assert "V4_1__late_fix.sql: (sqlmigrations.E007) bad migration file name" in result.stderr
     assert "use the next free integer, e.g. 5" in result.stderr
     assert "Rename it to V5__late_fix.sql." in result.stderr
     assert "V4__late_fix.sql" not in result.stderr
@@ -217,8 +217,8 @@ def test_a_badly_named_file_is_only_asked_to_be_renamed(app_project: AppProject)
     result = check(app_project)
 
     assert result.returncode == 1
-    assert "V2__Create-Items.sql: (dbops.E007)" in result.stderr
-    assert "(dbops.E002)" not in result.stderr  # its wrapper is named after the new name
+    assert "V2__Create-Items.sql: (sqlmigrations.E007)" in result.stderr
+    assert "(sqlmigrations.E002)" not in result.stderr  # its wrapper is named after the new name
 
 
 def test_it_reports_a_file_run_by_two_wrappers(app_project: AppProject) -> None:  # noqa: F811
@@ -229,7 +229,7 @@ def test_it_reports_a_file_run_by_two_wrappers(app_project: AppProject) -> None:
     result = check(app_project)
 
     assert result.returncode == 1
-    assert "(dbops.E008) V2__create_items.sql is run by 2 migrations" in result.stderr
+    assert "(sqlmigrations.E008) V2__create_items.sql is run by 2 migrations" in result.stderr
 
 
 def test_it_reports_an_app_with_two_latest_migrations(app_project: AppProject) -> None:  # noqa: F811
@@ -259,7 +259,7 @@ def test_it_reports_an_app_with_two_latest_migrations(app_project: AppProject) -
 
     assert result.returncode == 1
     assert (
-        "/shop/migrations/V4__add_fault_table.py: (dbops.E010) app 'shop' has 2 latest "
+        "/shop/migrations/V4__add_fault_table.py: (sqlmigrations.E010) app 'shop' has 2 latest "
         "migrations (V2__create_items, V4__add_fault_table): `migrate` refuses it"
     ) in result.stderr
     assert (
@@ -267,7 +267,7 @@ def test_it_reports_an_app_with_two_latest_migrations(app_project: AppProject) -
     ) in result.stderr
     assert "HINT: Add ('shop', 'V2__create_items') to the dependencies of " in result.stderr
     assert (
-        "(dbops.E011) shop.V4__add_fault_table says `initial = True` but is not the app's "
+        "(sqlmigrations.E011) shop.V4__add_fault_table says `initial = True` but is not the app's "
         "first migration (shop.V2__create_items comes before it)"
     ) in result.stderr
     # The check says what migrate would say.
@@ -289,9 +289,10 @@ def test_it_reports_initial_on_a_later_wrapper(app_project: AppProject) -> None:
     result = check(app_project)
 
     assert result.returncode == 1
-    assert "(dbops.E010)" not in result.stderr
+    assert "(sqlmigrations.E010)" not in result.stderr
     assert (
-        "/shop/migrations/V3__add_sku.py: (dbops.E011) shop.V3__add_sku says `initial = True` "
-        "but is not the app's first migration (shop.V2__create_items comes before it)"
+        "/shop/migrations/V3__add_sku.py: (sqlmigrations.E011) shop.V3__add_sku says "
+        "`initial = True` but is not the app's first migration "
+        "(shop.V2__create_items comes before it)"
     ) in result.stderr
     assert "/shop/migrations/V3__add_sku.py.\n" in result.stderr.split("HINT: Remove `initial")[1]

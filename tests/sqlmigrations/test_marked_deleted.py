@@ -44,7 +44,7 @@ def test_validate_check_and_migrate_agree_on_a_file_marked_deleted(
     migrated = sqlproject.manage("migrate", "--no-input")
 
     assert "no problems" in ok(validated).stdout
-    assert "dbops.E006" not in checked.stderr
+    assert "sqlmigrations.E006" not in checked.stderr
     ok(checked)
     assert "No migrations to apply" in ok(migrated).stdout
 

@@ -20,14 +20,14 @@ def test_check_and_validate_find_files_in_the_wrong_folder(real_project: RealPro
 
     assert checked.returncode == 1
     assert (
-        "U1__create_migration_test_table.sql: (dbops.E007) bad migration file name: an undo "
-        "file in migrations_sql/, where Flyway Community cannot parse its name"
+        "U1__create_migration_test_table.sql: (sqlmigrations.E007) bad migration file name: "
+        "an undo file in migrations_sql/, where Flyway Community cannot parse its name"
     ) in checked.stderr
     assert "HINT: Move it to migrations_undo/ (SQL_MIGRATIONS['UNDO_LOCATION'])." in (
         checked.stderr
     )
     assert (
-        "V9__create_notifications_table.sql: (dbops.E007) bad migration file name: not an "
+        "V9__create_notifications_table.sql: (sqlmigrations.E007) bad migration file name: not an "
         "undo file, in migrations_undo/: Flyway does not read that folder"
     ) in checked.stderr
     assert validated.returncode == 1

@@ -18,13 +18,14 @@ from dbops.connections.errors import unavailable
 from dbops.partitions import PartitionError, archive, restore
 from dbops.partitions.store import IDENTIFIER, archive_storage
 from dbops.partitions.tables import (
-    PARTITIONED_TABLES,
     Partitions,
     Step,
     as_dict,
+    default_table,
     month_add,
     open_partitions,
     parse_month,
+    partitioned_tables,
     retention_months,
     this_month,
 )
@@ -67,7 +68,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--table", choices=PARTITIONED_TABLES, default="completions")
+        parser.add_argument("--table", choices=partitioned_tables(), default=default_table())
         parser.add_argument("--json", action="store_true", help="Machine-readable output.")
         sub = parser.add_subparsers(dest="action", required=True)
         sub.add_parser("status", help="List partitions with sizes; warn about the default one.")

@@ -14,7 +14,7 @@ from django.db import connections, migrations
 from django.db.migrations.exceptions import InconsistentMigrationHistory, IrreversibleError
 from django.utils.module_loading import module_has_submodule
 
-from dbops.connections.errors import connect_or_explain, use_migration_role, without_pool
+from dbops.connections.errors import use_migration_role, without_pool
 from sqlmigrations import engine
 from sqlmigrations.backwards import blockers, refusal, requested_plan
 from sqlmigrations.executor import SQLMigrationExecutor, post_migrate_apps
@@ -43,7 +43,8 @@ class Command(DjangoMigrate):
         alias = options["database"]
         use_migration_role(alias)
         without_pool(alias)
-        connect_or_explain(alias)
+        # Connect now: an unreachable database fails before any work, in one line.
+        connections[alias].ensure_connection()
         return super().execute(*args, **options)
 
     @no_translations

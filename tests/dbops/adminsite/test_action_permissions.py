@@ -82,22 +82,22 @@ def test_a_user_who_may_change_members_moves_ownership(world: World) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["dbops_migration_states", "dbops_migration_validate", "dbops_migration_file"]
+    "name", ["sqlmigrations_states", "sqlmigrations_validate", "sqlmigrations_file"]
 )
 def test_migration_pages_need_the_history_view_permission(name: str) -> None:
-    args = ["V1__create_migration_test_table.sql"] if name == "dbops_migration_file" else []
+    args = ["V1__create_migration_test_table.sql"] if name == "sqlmigrations_file" else []
     url = reverse(f"admin:{name}", args=args)
     assert client_for(staff_user("nobody")).get(url).status_code == 403
     health_only = client_for(staff_user("health", "dbops.view_databasehealth"))
     assert health_only.get(url).status_code == 403
-    history = client_for(staff_user("history", "dbops.view_flywayschemahistory"))
+    history = client_for(staff_user("history", "sqlmigrations.view_flywayschemahistory"))
     assert history.get(url).status_code == 200
 
 
 def test_the_health_page_needs_its_view_permission() -> None:
     url = reverse("admin:dbops_databasehealth_changelist")
     assert client_for(staff_user("nobody")).get(url).status_code == 403
-    history = client_for(staff_user("history", "dbops.view_flywayschemahistory"))
+    history = client_for(staff_user("history", "sqlmigrations.view_flywayschemahistory"))
     assert history.get(url).status_code == 403
 
 

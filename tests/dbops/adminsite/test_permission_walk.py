@@ -28,7 +28,7 @@ from django.test import Client
 from django.urls import NoReverseMatch, URLPattern, reverse
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from dbops.models import FlywaySchemaHistory
+from sqlmigrations.models import FlywaySchemaHistory
 from tests.adminstaff import action_choices, client_for, rows_written, staff_user
 from tests.adminworld import make_world
 

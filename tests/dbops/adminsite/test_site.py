@@ -32,7 +32,7 @@ def assert_invalid_lookup(response: Any, url: str) -> None:
         ("chores_notification", {"kind__exact": "owner\x00"}),
         ("chores_auditlog", {"table_name": "\x00"}),
         ("chores_assignment", {"status__exact": "\x00", "q": "a@example.com"}),
-        ("dbops_flywayschemahistory", {"type__exact": "\x00"}),
+        ("sqlmigrations_flywayschemahistory", {"type__exact": "\x00"}),
         ("axes_accessattempt", {"path_info": "/admin/\x00"}),
         ("accounts_userprofile", {"role\x00": "owner"}),
     ],

@@ -737,6 +737,21 @@ def test_bad_arguments_are_usage_errors(env: dict[str, str], args: tuple[str, ..
     assert line.startswith("manage.py partitions") and "error:" in line, line
 
 
+def test_the_partitioned_tables_come_from_settings(
+    owner: psycopg.Connection[Any], settings: Any
+) -> None:
+    # dbops names no table of the chores app: settings do, read when the tools run.
+    assert tables.Partitions(owner).key == "completed_at"
+    settings.PARTITIONED_TABLES = {"reminders": "sent_at", "completions": "completed_at"}
+    assert tables.Partitions(owner).table == "reminders"
+    assert tables.Partitions(owner, "completions").key == "completed_at"
+    del settings.PARTITIONED_TABLES
+    with pytest.raises(
+        PartitionError, match=r"no table is not a partitioned table.*PARTITIONED_TABLES"
+    ):
+        tables.open_partitions()
+
+
 def test_a_future_month_is_refused_for_archive_and_restore(env: dict[str, str]) -> None:
     month = f"{tables.this_month():%Y-%m}"
     for args in (("archive", "--month", month), ("restore", month)):

@@ -327,7 +327,7 @@ def test_it_refuses_when_the_latest_file_has_no_wrapper(migrated_project: AppPro
     unchecked = p.manage("makesqlmigration", "shop", "create_items", "--skip-checks")
 
     assert result.returncode == 1
-    assert "V2__by_hand.sql: (dbops.E002) no Django migration runs" in result.stderr
+    assert "V2__by_hand.sql: (sqlmigrations.E002) no Django migration runs" in result.stderr
     assert unchecked.returncode == 1
     assert "V2__by_hand.sql has no wrapper migration" in unchecked.stderr
     assert not list(p.sql_dir.glob("V3*"))
