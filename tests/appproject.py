@@ -21,7 +21,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.helpers import create_database, drop_database, project_env, run_manage
+from dbops.connections.databases import drop_database
+from tests.helpers import create_database, project_env, run_manage
 
 _counter = itertools.count()
 
@@ -176,7 +177,7 @@ def create_app_project(
 
 
 def drop_app_project(project: AppProject) -> None:
-    drop_database(project.server, project.database)
+    drop_database(project.server.conninfo(), project.database)
 
 
 @pytest.fixture

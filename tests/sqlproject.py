@@ -16,8 +16,9 @@ from typing import Any
 
 import psycopg
 
+from dbops.connections.databases import drop_database
 from sqlmigrations.lib.names import is_candidate, parse_name
-from tests.helpers import create_database, drop_database, project_env, run_manage
+from tests.helpers import create_database, project_env, run_manage
 
 _counter = itertools.count()
 
@@ -147,4 +148,4 @@ def create_project(root: Path, server: Any) -> SqlProject:
 
 
 def drop_project(project: SqlProject) -> None:
-    drop_database(project.server, project.database)
+    drop_database(project.server.conninfo(), project.database)

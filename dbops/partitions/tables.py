@@ -18,7 +18,7 @@ import psycopg
 from django.conf import settings
 from psycopg import sql
 
-from dbops.backups.pgclient import source_from_settings
+from dbops.connections.config import connect
 from dbops.partitions import PartitionError
 
 # Each partitioned table of the project, with its partition key (a timestamptz).
@@ -240,10 +240,7 @@ def open_partitions(table: str = "completions") -> Partitions:
             f"{table} is not a partitioned table of this project "
             f"(known: {', '.join(PARTITIONED_TABLES)})"
         )
-    target = source_from_settings()
-    info = {**target.conninfo(), "application_name": "choregarden-partitions"}
-    conn = psycopg.connect(**info, autocommit=True)
-    return Partitions(conn, table)
+    return Partitions(connect("owner", application_name="choregarden-partitions"), table)
 
 
 def retention_months() -> int:

@@ -14,7 +14,7 @@ from django.db import connections, migrations
 from django.db.migrations.exceptions import InconsistentMigrationHistory, IrreversibleError
 from django.utils.module_loading import module_has_submodule
 
-from dbops.connections.errors import connect_or_explain, use_migration_role, without_pool
+from dbops.connections.errors import connect_or_explain
 from sqlmigrations import engine
 from sqlmigrations.backwards import blockers, refusal, requested_plan
 from sqlmigrations.executor import SQLMigrationExecutor, post_migrate_apps
@@ -40,9 +40,7 @@ class Command(DjangoMigrate):
     def execute(self, *args: Any, **options: Any) -> Any:
         # Before the system checks: they read the history through this connection, as the
         # role that migrates, so a file `repair` marked deleted is judged as validate does.
-        alias = options["database"]
-        use_migration_role(alias)
-        without_pool(alias)
+        alias = options["database"] = engine.migration_alias(options["database"])
         connect_or_explain(alias)
         return super().execute(*args, **options)
 
