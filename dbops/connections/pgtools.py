@@ -21,7 +21,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from dbops.connections.config import APPLICATION_NAME, CONNECT_TIMEOUT, SETTING_KEY, ConnInfo
 from sqlmigrations.lib import processes
-from sqlmigrations.redact import redact
+from sqlmigrations.redact import redact, register_secret
 
 _VERSION = re.compile(r"\b(\d+)(?:\.\d+)*")
 # Client variables that would silently change where or how the tools connect.
@@ -42,6 +42,7 @@ def environment(info: ConnInfo | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG") or k in _PG_ENV_KEEP}
     if info is None:
         return env
+    register_secret(info.password)  # whatever the tool says back is masked
     env.update(
         PGPASSWORD=info.password,
         PGSSLMODE=info.sslmode,
