@@ -453,12 +453,12 @@ def from_url(url: str, variable: str, *, sslmode: str, sslrootcert: str = "") ->
 
     try:
         params = psycopg.conninfo.conninfo_to_dict(url)
-    except psycopg.Error:
+        register_secret(str(params.get("password") or ""))
+        host, port = str(params.get("host") or "localhost"), int(params.get("port") or 5432)
+    except (psycopg.Error, ValueError):
         raise ImproperlyConfigured(
             f"{variable} is not a valid PostgreSQL URL: use postgres://USER:PASSWORD@HOST:PORT/NAME."
         ) from None
-    register_secret(str(params.get("password") or ""))
-    host, port = str(params.get("host") or "localhost"), int(params.get("port") or 5432)
     user = str(params.get("user") or os.environ.get("USER", ""))
     if not params.get("sslrootcert") and not sslrootcert:
         cluster = at_local_cluster(host, port)

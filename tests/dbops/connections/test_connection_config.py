@@ -27,6 +27,7 @@ from dbops.connections.config import (
     resolve,
 )
 from dbops.connections.errors import DatabaseUnavailable
+from dbops.localdb import default_cluster
 from sqlmigrations.redact import redact
 from tests.helpers import REPO
 
@@ -105,7 +106,11 @@ def test_nothing_configured_outside_production_means_the_local_cluster() -> None
             "The sslmode for DATABASE_URL is 'require'",
         ),
         (
-            {"database_url": APP_URL, "migration_database_url": "mysql://u:Owner-pw-1234@h/x"},
+            {
+                "database_url": APP_URL,
+                "migration_database_url": "mysql://u:Owner-pw-1234@h/x",
+                "sslrootcert": "/ca.pem",
+            },
             "MIGRATION_DATABASE_URL does not point at PostgreSQL",
         ),
     ],
@@ -179,7 +184,7 @@ def manage_shell(code: str, **extra: str) -> str:
         timeout=60,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    return proc.stdout.strip()
+    return proc.stdout.strip().splitlines()[-1]
 
 
 def test_a_one_off_command_connects_directly_unless_db_pool_says_otherwise() -> None:
@@ -194,7 +199,7 @@ def test_a_one_off_command_connects_directly_unless_db_pool_says_otherwise() -> 
 # --- connection time: the roles on the real server ---------------------------------------
 
 
-def test_each_role_logs_in_as_itself(pg_server: Any, django_db_setup: None) -> None:
+def test_each_role_logs_in_as_itself(pg_server: Any, db: None) -> None:
     for role, user in (("app", pg_server.app_user), ("owner", pg_server.user)):
         info = conninfo(role)
         with connect(role) as conn:
@@ -203,7 +208,7 @@ def test_each_role_logs_in_as_itself(pg_server: Any, django_db_setup: None) -> N
             assert info.dbname.startswith("test_")
 
 
-def test_the_owner_alias_runs_without_timeouts(pg_server: Any, django_db_setup: None) -> None:
+def test_the_owner_alias_runs_without_timeouts(pg_server: Any, db: None) -> None:
     with connect("owner") as conn:
         assert conn.execute("SHOW statement_timeout").fetchone()[0] == "0"
 
@@ -282,13 +287,14 @@ def test_a_local_role_gets_the_clusters_address_login_and_ca(local_cluster: Any)
 
     resolved = resolve(config)
 
-    info = local_cluster.conninfo("owner")
+    # The checkout's cluster as DEVDB_DIR names it (`devdb url` gives the same).
+    info = default_cluster().conninfo("owner")
     assert (resolved["HOST"], resolved["PORT"], resolved["USER"]) == (
         info.host,
         info.port,
         info.user,
     )
-    assert resolved["NAME"] == local_cluster.database
+    assert resolved["NAME"] == info.dbname
     assert resolved["OPTIONS"]["sslrootcert"] == str(local_cluster.ca_file)
     assert info.password not in redact(f"the owner's password is {info.password}")
     assert LOCAL_KEY in config and config["NAME"] == ""  # the settings are left as they were
