@@ -277,7 +277,6 @@ def connect_directly() -> None:
         options = config.get("OPTIONS", {})
         if "pool" in options:
             config["OPTIONS"] = {k: v for k, v in options.items() if k != "pool"}
-            config.pop("CONN_MAX_AGE", None)
 
 
 # -- connection time: the local cluster and the secret fill in what settings left open ------
