@@ -369,6 +369,16 @@ def settings_for(alias: str) -> dict[str, Any]:
     return resolve(config)
 
 
+def database_name(alias: str) -> str:
+    """Return the name of the database `alias` connects to, for reports; the alias if unknown."""
+    from django.db.utils import OperationalError
+
+    try:
+        return str(settings_for(alias).get("NAME") or alias)
+    except (ImproperlyConfigured, OperationalError):  # not configured, no local cluster yet
+        return alias
+
+
 def conninfo(role: str = "owner", *, database: str | None = None) -> ConnInfo:
     """Return the connection parameters of `role`, with a secret's login read and registered.
 
