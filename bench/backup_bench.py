@@ -71,13 +71,8 @@ def in_process(cluster: LocalCluster, folder: Path) -> Callable[[], object]:
     from django.core.files.storage import FileSystemStorage
 
     from dbops.backups.dump import create_backup
-    from dbops.backups.pgclient import DbTarget
 
-    info = cluster.conninfo("owner", DATABASE)
-    source = DbTarget(
-        str(info["host"]), int(info["port"]), str(info["user"]), str(info["password"]),
-        DATABASE, "verify-full", str(cluster.ca_file),
-    )  # fmt: skip
+    source = cluster.conninfo("owner", DATABASE)
     return lambda: create_backup(source, FileSystemStorage(location=folder), "bench")
 
 

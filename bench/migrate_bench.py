@@ -41,7 +41,7 @@ from psycopg import sql
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from dbops.connections.databases import drop_database as drop_forcing  # noqa: E402
+from dbops.connections.databases import drop_database  # noqa: E402
 from dbops.localdb import LocalCluster  # noqa: E402
 from dbops.localdb.binaries import find_bindir  # noqa: E402
 
@@ -198,8 +198,7 @@ class Bench:
         return name
 
     def drop_database(self, name: str) -> None:
-        with psycopg.connect(**self.cluster.conninfo("owner"), autocommit=True) as conn:
-            drop_forcing(conn, name)
+        drop_database(self.cluster.conninfo("owner"), name)
 
     def settle(self) -> None:
         """Checkpoint the cluster before a timed run, so no run writes out the dirty

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
-import warnings
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -218,6 +216,11 @@ if not ADMIN_URL_SEGMENTS.fullmatch(ADMIN_URL):
     )
 
 # --- Database ----------------------------------------------------------------------------
+# The environment's variables become DATABASES in dbops.connections.config, the one owner of
+# connection parameters (D8): `default` is the application role, `owner` the owner role
+# (migrations, backups, partitions; no timeouts, no pool), `replica` the read replica.
+# With no DATABASE_URL outside production the local cluster (D6) is the server, read when
+# a connection is made.
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 DB_SSLMODE = os.environ.get("DB_SSLMODE", "verify-full")
 if DB_SSLMODE not in SSL_MODES:
@@ -225,11 +228,9 @@ if DB_SSLMODE not in SSL_MODES:
         f"DB_SSLMODE={DB_SSLMODE!r} is not a libpq sslmode: use one of {', '.join(SSL_MODES)}."
     )
 DB_SSLROOTCERT = os.environ.get("DB_SSLROOTCERT", "")
-# A management command (other than runserver) is one process doing one job: a pool would
-# only hold connections it never reuses and turn a refused connection into a
-# DB_POOL_TIMEOUT-long wait, so commands connect directly unless DB_POOL says otherwise.
-_MANAGEMENT_COMMAND = Path(sys.argv[0]).name == "manage.py" and sys.argv[1:2] != ["runserver"]
-DB_POOL = env_bool("DB_POOL", default=not _MANAGEMENT_COMMAND)
+# Unset: servers pool, and `manage.py`'s one-off commands connect directly
+# (dbops.management.utility); true or false decides for both.
+DB_POOL: bool | None = env_bool("DB_POOL", default=True) if os.environ.get("DB_POOL") else None
 DB_POOL_MIN_SIZE = env_int("DB_POOL_MIN_SIZE", 10 if PRODUCTION else 5, minimum=0)
 DB_POOL_MAX_SIZE = env_int("DB_POOL_MAX_SIZE", 20 if PRODUCTION else 10, minimum=1)
 DB_POOL_TIMEOUT = env_int("DB_POOL_TIMEOUT", 10, minimum=1)
@@ -283,177 +284,42 @@ if DB_PORT and not (DB_PORT.isdigit() and 1 <= int(DB_PORT) <= 65535):
     raise ImproperlyConfigured(
         f"DB_PORT={DB_PORT!r} is not a port: use a whole number from 1 to 65535, e.g. 5432."
     )
-# With no DATABASE_URL outside production, the project runs its own cluster (D6).
-LOCAL_DATABASE = not (DATABASE_URL or DB_SECRET_ID or MIGRATION_DB_SECRET_ID or PRODUCTION)
-# The address and CA of this checkout's cluster, once made: a URL at that address (one
-# copied from `devdb url`, say) is verified with its CA whether DATABASE_URL is set or not.
-LOCAL_CLUSTER_HOSTS = ("127.0.0.1", "localhost")
-LOCAL_CLUSTER_PORT: int | None = None
-LOCAL_CLUSTER_CA = ""
-if not PRODUCTION:
-    from dbops.localdb import LocalDBError, default_cluster
-
-    _cluster = default_cluster()
-    try:
-        _initialised = _cluster.initialised()
-        _port = _cluster.state().port if _initialised else None
-    except LocalDBError as _err:  # a folder another user could change: named, with the fix
-        raise ImproperlyConfigured(str(_err)) from None
-    if _initialised:
-        LOCAL_CLUSTER_PORT = _port
-        LOCAL_CLUSTER_CA = str(_cluster.ca_file)
-        if LOCAL_DATABASE:
-            DATABASE_URL = _cluster.url("app")
-            MIGRATION_DATABASE_URL = MIGRATION_DATABASE_URL or _cluster.url("owner")
-            DB_SSLROOTCERT = DB_SSLROOTCERT or LOCAL_CLUSTER_CA
-if PRODUCTION and not (DATABASE_URL or DB_SECRET_ID or MIGRATION_DB_SECRET_ID):
-    raise ImproperlyConfigured(
-        "DATABASE_URL is not set in production: set it to the application role's URL, "
-        "postgres://choregarden:<password>@<rds-endpoint>:5432/choregarden_prod, or set "
-        "DB_SECRET_ID to the Secrets Manager secret that holds its credentials."
-    )
 
 
-def local_cluster_ca(config: dict[str, Any]) -> str:
-    """Return the local cluster's CA when `config` is at the cluster's address, else ""."""
-    at_cluster = (
-        LOCAL_CLUSTER_PORT is not None
-        and config.get("HOST") in LOCAL_CLUSTER_HOSTS
-        and str(config.get("PORT")) == str(LOCAL_CLUSTER_PORT)
-    )
-    return LOCAL_CLUSTER_CA if at_cluster else ""
+def _databases() -> dict[str, dict[str, Any]]:
+    from dbops.connections.config import DatabaseEnvironment, databases
 
-
-def database_config(
-    url: str,
-    variable: str,
-    secret_id: str = "",
-    secret_variable: str = "",
-    *,
-    bounded: bool = False,
-) -> dict[str, Any]:
-    """Turn a postgres:// URL (or a secret id) into a DATABASES entry with SSL and pool options."""
-    if url:
-        try:
-            with warnings.catch_warnings():
-                # django-environ warns with the parsed URL, password included, about a
-                # scheme it does not know; the ENGINE check below says what to do instead.
-                warnings.simplefilter("ignore")
-                config = environ.Env.db_url_config(url)
-        except Exception:  # noqa: BLE001 - the message must not echo the URL
-            raise ImproperlyConfigured(
-                f"{variable} is not a valid database URL: use "
-                "postgres://USER:PASSWORD@HOST:PORT/NAME."
-            ) from None
-    else:
-        # Everything but the address comes from the secret; DB_* fill what it leaves out.
-        config = {
-            "ENGINE": "django.db.backends.postgresql",
-            "NAME": os.environ.get("DB_NAME", ""),
-            "HOST": os.environ.get("DB_HOST", ""),
-            "PORT": DB_PORT,
-            "USER": "",
-            "PASSWORD": "",
-        }
-    if config.get("ENGINE") != "django.db.backends.postgresql":
-        raise ImproperlyConfigured(
-            f"{variable} does not point at PostgreSQL: use a postgres:// URL "
-            "(this project supports PostgreSQL only)."
-        )
-    # Django's backend, plus credentials from Secrets Manager when a secret id is set.
-    config["ENGINE"] = "dbops.db.backends.postgresql"
-    # Connection errors name the variables to fix (dbops.connections.errors).
-    config["SETTING"] = " and ".join(
-        name for name, value in ((variable, url), (secret_variable, secret_id)) if value
-    )
-    if secret_id:
-        config["SECRET"] = {"ID": secret_id, "REGION": AWS_REGION, "SETTING": secret_variable}
-    options = config.setdefault("OPTIONS", {})
-    sslmode = options.setdefault("sslmode", DB_SSLMODE)
-    if PRODUCTION and sslmode != "verify-full":
-        raise ImproperlyConfigured(
-            f"The sslmode for {variable} is {sslmode!r}; production requires verify-full: "
-            "set DB_SSLMODE=verify-full (and remove sslmode from the URL), with "
-            "DB_SSLROOTCERT pointing at the RDS CA bundle."
-        )
-    sslrootcert = DB_SSLROOTCERT or local_cluster_ca(config)
-    if sslrootcert:
-        options.setdefault("sslrootcert", sslrootcert)
-    options.setdefault("application_name", "choregarden")
-    options.setdefault("connect_timeout", 10)
-    if bounded:
-        # The application role's sessions never wait unbounded (DB_TIMEOUTS); a URL's own
-        # `options` come after and win.
-        from dbops.connections.waits import session_options
-
-        options["options"] = session_options(DB_TIMEOUTS, str(options.get("options", "")))
-    if DB_POOL:
-        options["pool"] = {
-            "min_size": DB_POOL_MIN_SIZE,
-            "max_size": DB_POOL_MAX_SIZE,
-            "timeout": DB_POOL_TIMEOUT,
-            # psycopg_pool retries a failed connect with a doubling delay until this many
-            # seconds, then stops and opens connections again on demand. Its default (5
-            # min) let the delay reach 16 s, so the site stayed down up to that long after
-            # the database was back; with 2 s a request is at most a second behind it.
-            "reconnect_timeout": 2,
-        }
-        config["CONN_MAX_AGE"] = 0  # Django refuses persistent connections with a pool
-    config["CONN_HEALTH_CHECKS"] = True
-    return config
-
-
-if PRODUCTION and not DB_SSLROOTCERT:
-    raise ImproperlyConfigured(
-        "DB_SSLROOTCERT is not set in production: verify-full needs the CA bundle; set it "
-        "to the path of the RDS CA bundle (global-bundle.pem)."
-    )
-
-if DATABASE_URL or DB_SECRET_ID:
-    DATABASES = {
-        "default": database_config(
-            DATABASE_URL, "DATABASE_URL", DB_SECRET_ID, "DB_SECRET_ID", bounded=True
-        )
+    pool = {
+        "min_size": DB_POOL_MIN_SIZE,
+        "max_size": DB_POOL_MAX_SIZE,
+        "timeout": DB_POOL_TIMEOUT,
+        # psycopg_pool retries a failed connect with a doubling delay until this many
+        # seconds, then stops and opens connections again on demand. Its default (5
+        # min) let the delay reach 16 s, so the site stayed down up to that long after
+        # the database was back; with 2 s a request is at most a second behind it.
+        "reconnect_timeout": 2,
     }
-elif MIGRATION_DB_SECRET_ID:
-    # Only the owner's secret (the migration handler): the default database is the owner's.
-    DATABASES = {
-        "default": database_config(
-            MIGRATION_DATABASE_URL,
-            "MIGRATION_DATABASE_URL",
-            MIGRATION_DB_SECRET_ID,
-            "MIGRATION_DB_SECRET_ID",
+    return databases(
+        DatabaseEnvironment(
+            production=PRODUCTION,
+            database_url=DATABASE_URL,
+            migration_database_url=MIGRATION_DATABASE_URL,
+            replica_database_url=REPLICA_DATABASE_URL,
+            secret_id=DB_SECRET_ID,
+            migration_secret_id=MIGRATION_DB_SECRET_ID,
+            region=AWS_REGION,
+            name=os.environ.get("DB_NAME", ""),
+            host=os.environ.get("DB_HOST", ""),
+            port=DB_PORT,
+            sslmode=DB_SSLMODE,
+            sslrootcert=DB_SSLROOTCERT,
+            pool=None if DB_POOL is False else pool,
+            timeouts=DB_TIMEOUTS,
         )
-    }
-else:
-    # Nothing configured and no local cluster yet: system check dbops.E001 says what to do,
-    # and the backend refuses to connect (libpq's defaults would find some other server).
-    DATABASES = {"default": {"ENGINE": "dbops.db.backends.postgresql", "NAME": ""}}
-# Migrations run as the owner role when its URL is set (D4); see dbops.connections.errors.
-MIGRATION_DATABASE = (
-    database_config(
-        MIGRATION_DATABASE_URL,
-        "MIGRATION_DATABASE_URL",
-        MIGRATION_DB_SECRET_ID,
-        "MIGRATION_DB_SECRET_ID",
     )
-    if MIGRATION_DATABASE_URL or MIGRATION_DB_SECRET_ID
-    else None
-)
-if MIGRATION_DATABASE and not MIGRATION_DATABASE["NAME"]:
-    # The owner migrates the application's database unless told otherwise.
-    MIGRATION_DATABASE["NAME"] = DATABASES["default"].get("NAME", "")
-if REPLICA_DATABASE_URL:
-    # Read-only reporting queries (dbops.connections.routers); the server refuses writes on it too.
-    # An RDS replica has the primary's roles: with DB_SECRET_ID it logs in with that secret.
-    DATABASES["replica"] = database_config(
-        REPLICA_DATABASE_URL, "REPLICA_DATABASE_URL", DB_SECRET_ID, "DB_SECRET_ID", bounded=True
-    )
-    _replica_options = DATABASES["replica"]["OPTIONS"]
-    _replica_options["options"] = (
-        f"-c default_transaction_read_only=on {_replica_options['options']}"
-    )
-    DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
+
+
+DATABASES = _databases()
 REPORTING_MODELS = env.list("REPORTING_MODELS", default=[])
 DATABASE_ROUTERS = ["dbops.connections.routers.ReplicaRouter"]
 
@@ -464,6 +330,8 @@ SQL_MIGRATIONS = {
     "SCHEMA": "public",
     "TABLE": "flyway_schema_history",
     "PLACEHOLDERS": {"app_role": "choregarden"},
+    # Migrations run as the owner role (D4), on its own connection.
+    "DATABASE": "owner",
 }
 
 # --- Application ---------------------------------------------------------------------

@@ -8,13 +8,19 @@ from typing import Any
 
 from django.conf import settings
 from django.core.checks import Error, register
+from django.core.exceptions import ImproperlyConfigured
 
 
 @register()
 def check_database_configured(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     """Report a project with no database: no DATABASE_URL and no local cluster yet."""
-    if settings.DATABASES["default"].get("NAME") or settings.DATABASES["default"].get("SECRET"):
-        return []
+    from dbops.connections.config import configured
+
+    try:
+        if configured(settings.DATABASES["default"]):
+            return []
+    except ImproperlyConfigured as err:  # the local cluster's folder is not safe to use
+        return [Error(str(err), hint="Set DEVDB_DIR to a folder of your own.", id="dbops.E001")]
     return [
         Error(
             "No database is configured.",

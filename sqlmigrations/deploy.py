@@ -109,7 +109,6 @@ def run(request: DeployRequest) -> dict[str, Any]:
     from django.core.management import call_command
     from django.db import connections
 
-    from dbops.connections.errors import use_migration_role
     from sqlmigrations import engine
 
     if not getattr(settings, "MIGRATION_DB_SECRET_ID", ""):
@@ -117,8 +116,7 @@ def run(request: DeployRequest) -> dict[str, Any]:
             "MIGRATION_DB_SECRET_ID is not set: set it to the name or ARN of the Secrets "
             "Manager secret holding the owner role's credentials (RDS JSON)."
         )
-    use_migration_role("default")
-    connection = connections["default"]
+    connection = connections[engine.migration_alias()]
     # Validate before migrate takes the lock, so that a bad deploy changes nothing and the
     # summary lists every problem; migrate validates again under the lock.
     engine.load_files(refresh=True)

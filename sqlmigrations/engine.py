@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from sqlmigrations.lib.committed import is_committed
@@ -36,6 +37,8 @@ DEFAULTS: dict[str, Any] = {
     "PLACEHOLDERS": {},
     "CHECK_CONVENTION": True,
     "OUT_OF_ORDER": False,
+    # The connection alias that migrates (a role that may run DDL).
+    "DATABASE": DEFAULT_DB_ALIAS,
 }
 
 
@@ -51,6 +54,11 @@ def option(name: str) -> Any:
     if name == "UNDO_LOCATION" and value is not None:
         return Path(value)
     return value
+
+
+def migration_alias(requested: str = DEFAULT_DB_ALIAS) -> str:
+    """Return the alias to migrate with: SQL_MIGRATIONS["DATABASE"] unless another was asked for."""
+    return str(option("DATABASE")) if requested == DEFAULT_DB_ALIAS else requested
 
 
 _files_cache: dict[str, list[MigrationFile]] = {}

@@ -53,9 +53,8 @@ def configured_secrets() -> Iterable[str]:
     yield from _extra_secrets
     if not settings.configured:
         return
-    configs = list(getattr(settings, "DATABASES", {}).values())
-    configs.append(getattr(settings, "MIGRATION_DATABASE", None) or {})
-    for config in configs:
+    # Every role's alias is in DATABASES (the owner's too); secrets read later register.
+    for config in getattr(settings, "DATABASES", {}).values():
         if config.get("PASSWORD"):
             yield str(config["PASSWORD"])
     if getattr(settings, "SECRET_KEY", None):

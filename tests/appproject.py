@@ -21,8 +21,9 @@ from typing import Any
 import psycopg
 import pytest
 
+from dbops.connections.databases import drop_database
 from tests import forkserver
-from tests.helpers import create_database, drop_database, project_env
+from tests.helpers import create_database, project_env
 
 _counter = itertools.count()
 
@@ -177,7 +178,7 @@ def create_app_project(
 
 
 def drop_app_project(project: AppProject) -> None:
-    drop_database(project.server, project.database)
+    drop_database(project.server.conninfo(), project.database)
 
 
 @pytest.fixture

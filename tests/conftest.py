@@ -9,23 +9,23 @@ the application role `choregarden` (CRUD, no DDL), as the product does (D4).
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
-import environ
 import pytest
 
+from dbops.connections.config import LOCAL_KEY, OWNER_ALIAS, ConnInfo, from_url
+from dbops.connections.databases import drop_database
 from dbops.connections.waits import lift_timeouts
 from dbops.localdb import LocalCluster
 from dbops.localdb.reaper import destroy_with_this_process
-from tests.helpers import drop_database
 from tests.sqlproject import SqlProject, create_project, create_template, drop_project
 
 
@@ -33,41 +33,58 @@ from tests.sqlproject import SqlProject, create_project, create_template, drop_p
 class PgServer:
     """Where the test server is and how to reach it as the owner (or the application) role."""
 
-    host: str
-    port: int
-    user: str
-    password: str
-    dbname: str
-    options: dict[str, str]
+    owner: ConnInfo
+    app: ConnInfo
     cluster: LocalCluster | None = None
-    app_user: str = "choregarden"
-    app_password: str = ""
+
+    @property
+    def host(self) -> str:
+        return self.owner.host
+
+    @property
+    def port(self) -> int:
+        return self.owner.port
+
+    @property
+    def user(self) -> str:
+        return self.owner.user
+
+    @property
+    def password(self) -> str:
+        return self.owner.password
+
+    @property
+    def dbname(self) -> str:
+        return self.owner.dbname
+
+    @property
+    def app_user(self) -> str:
+        return self.app.user
+
+    @property
+    def app_password(self) -> str:
+        return self.app.password
+
+    @property
+    def options(self) -> dict[str, str]:
+        """The SSL keywords every connection to the server takes."""
+        pairs = (("sslmode", self.owner.sslmode), ("sslrootcert", self.owner.sslrootcert))
+        return {key: value for key, value in pairs if value}
 
     def credentials(self, role: str = "owner") -> tuple[str, str]:
-        return (self.app_user, self.app_password) if role == "app" else (self.user, self.password)
+        info = self.conninfo(role=role)
+        return info.user, info.password
+
+    def conninfo(self, dbname: str | None = None, role: str = "owner") -> ConnInfo:
+        return (self.app if role == "app" else self.owner).on(dbname or self.dbname)
 
     def url(self, dbname: str | None = None, role: str = "owner") -> str:
-        user, password = self.credentials(role)
-        return (
-            f"postgres://{quote(user)}:{quote(password, safe='')}@{self.host}:"
-            f"{self.port}/{dbname or self.dbname}"
-        )
+        return self.conninfo(dbname, role).url()
 
     def ssl_env(self) -> dict[str, str]:
         """DB_SSLMODE/DB_SSLROOTCERT for a `manage.py` subprocess, from the server's options."""
         names = {"sslmode": "DB_SSLMODE", "sslrootcert": "DB_SSLROOTCERT"}
         return {names[key]: value for key, value in self.options.items()}
-
-    def conninfo(self, dbname: str | None = None, role: str = "owner") -> dict[str, object]:
-        user, password = self.credentials(role)
-        return {
-            "host": self.host,
-            "port": self.port,
-            "user": user,
-            "password": password,
-            "dbname": dbname or self.dbname,
-            **self.options,
-        }
 
 
 @pytest.fixture(scope="session")
@@ -81,61 +98,47 @@ def pg_server() -> Iterator[PgServer]:
                 "the application role; set TEST_APP_DATABASE_URL=postgres://choregarden:"
                 "<password>@<host>:<port>/<db> (the database part is ignored)."
             )
-        cfg = environ.Env.db_url_config(url)
-        app_cfg = environ.Env.db_url_config(app_url)
-        yield PgServer(
-            host=cfg["HOST"] or "127.0.0.1",
-            port=int(cfg["PORT"] or 5432),
-            user=cfg["USER"],
-            password=cfg["PASSWORD"],
-            dbname=cfg["NAME"],
-            options={k: str(v) for k, v in cfg.get("OPTIONS", {}).items()},
-            app_user=app_cfg["USER"],
-            app_password=app_cfg["PASSWORD"],
-        )
+        owner = from_url(url, "TEST_DATABASE_URL", sslmode="prefer")
+        app = from_url(app_url, "TEST_APP_DATABASE_URL", sslmode=owner.sslmode)
+        yield PgServer(owner=owner, app=replace(app, dbname=owner.dbname))
         return
     base = Path(tempfile.mkdtemp(prefix="choregarden-test-"))
     cluster = LocalCluster(base, database="choregarden")
     cluster.start()
     destroy_with_this_process(cluster)  # also when the run is killed
-    info = cluster.conninfo("owner")
-    app_user, app_password = cluster.credentials("app")
-    yield PgServer(
-        host=str(info["host"]),
-        port=int(info["port"]),
-        user=str(info["user"]),
-        password=str(info["password"]),
-        dbname=str(info["dbname"]),
-        options={"sslmode": "verify-full", "sslrootcert": str(cluster.ca_file)},
-        cluster=cluster,
-        app_user=app_user,
-        app_password=app_password,
-    )
+    yield PgServer(owner=cluster.conninfo("owner"), app=cluster.conninfo("app"), cluster=cluster)
     cluster.destroy()
     shutil.rmtree(base, ignore_errors=True)
 
 
+def _on_server(config: dict[str, Any], info: ConnInfo) -> None:
+    """Point a DATABASES entry at the test server as `info`'s role (not the local cluster)."""
+    config.pop(LOCAL_KEY, None)
+    config.update(
+        NAME=info.dbname, USER=info.user, PASSWORD=info.password, HOST=info.host, PORT=info.port
+    )
+    options = config.setdefault("OPTIONS", {})
+    options.update(sslmode=info.sslmode)
+    if info.sslrootcert:
+        options["sslrootcert"] = info.sslrootcert
+
+
 @pytest.fixture(scope="session")
 def django_db_modify_db_settings(pg_server: PgServer) -> None:
-    """Point Django's default database at the test server, as the owner role."""
+    """Point Django's databases at the test server; the owner creates and migrates it."""
     from django.conf import settings
 
     config = settings.DATABASES["default"]
-    config.update(
-        NAME=pg_server.dbname,
-        USER=pg_server.user,
-        PASSWORD=pg_server.password,
-        HOST=pg_server.host,
-        PORT=pg_server.port,
-    )
-    options = config.setdefault("OPTIONS", {})
-    options.update(pg_server.options)
+    _on_server(config, pg_server.owner)
     # The same connection whether or not this checkout has a local cluster (whose settings
     # carry the application role's timeouts): a test's transaction may sit idle longer
     # than DB_IDLE_IN_TRANSACTION_TIMEOUT while a subprocess runs. The timeouts are tested
     # through a real server (tests/dbops/web/test_database_trouble.py).
     lift_timeouts(config)
-    settings.MIGRATION_DATABASE = None
+    _on_server(settings.DATABASES[OWNER_ALIAS], pg_server.owner)
+    # Django's test set-up migrates the new database through `default`, which is the owner
+    # until the tests start; the owner's own alias only knows the test database after it.
+    settings.SQL_MIGRATIONS["DATABASE"] = "default"
 
 
 def _set_role(pg_server: PgServer, role: str) -> None:
@@ -147,6 +150,25 @@ def _set_role(pg_server: PgServer, role: str) -> None:
     connection.close_pool()  # a pool keeps the credentials it was made with
     user, password = pg_server.credentials(role)
     connection.settings_dict.update(USER=user, PASSWORD=password)
+
+
+def _owner_alias(pg_server: PgServer, name: str) -> None:
+    """Give the owner's alias a settings dict of its own on the test database `name`."""
+    from django.db import connections
+
+    default = connections["default"].settings_dict
+    owner = {
+        **copy.deepcopy(default),
+        "NAME": name,
+        "USER": pg_server.user,
+        "PASSWORD": pg_server.password,
+    }
+    owner["OPTIONS"] = {k: v for k, v in owner["OPTIONS"].items() if k != "pool"}
+    lift_timeouts(owner)
+    connection = connections[OWNER_ALIAS]
+    connection.close()
+    connections.settings[OWNER_ALIAS] = owner
+    connection.settings_dict = owner
 
 
 @contextmanager
@@ -178,13 +200,9 @@ def django_db_setup(
         grant_application_privileges(
             conn, database=config["NAME"], owner=pg_server.user, app=pg_server.app_user
         )
-    # Commands that switch to the owner (migrate) find it on the test database.
-    settings.MIGRATION_DATABASE = {
-        **config,
-        "USER": pg_server.user,
-        "PASSWORD": pg_server.password,
-        "OPTIONS": {k: v for k, v in config["OPTIONS"].items() if k != "pool"},
-    }
+    # Commands that migrate (the `owner` alias) find the owner on the test database.
+    _owner_alias(pg_server, config["NAME"])
+    settings.SQL_MIGRATIONS["DATABASE"] = OWNER_ALIAS
     _set_role(pg_server, "app")
     # Django empties the tables after a transactional test with TRUNCATE and resets
     # sequences with setval, which only the owner may do (the app role must not): that
@@ -207,8 +225,9 @@ def django_db_setup(
     for name, method in originals.items():
         setattr(TransactionTestCase, name, method)
     with django_db_blocker.unblock():
+        connections[OWNER_ALIAS].close()
         _set_role(pg_server, "owner")  # the owner drops the test database
-    settings.MIGRATION_DATABASE = None
+    settings.SQL_MIGRATIONS["DATABASE"] = "default"
 
 
 @pytest.fixture
@@ -231,7 +250,7 @@ def sqlproject_template(
     """A database with Django's own apps migrated, copied for each throwaway project."""
     name = create_template(tmp_path_factory.mktemp("sqlproject-template"), pg_server)
     yield name
-    drop_database(pg_server, name)
+    drop_database(pg_server.conninfo(), name)
 
 
 @pytest.fixture

@@ -11,8 +11,6 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from dbops.connections.databases import drop_database as drop_forcing
-
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -54,12 +52,6 @@ def create_database(server: Any, name: str, template: str | None = None) -> str:
     with psycopg.connect(**server.conninfo(), autocommit=True) as conn:
         conn.execute(statement)
     return name
-
-
-def drop_database(server: Any, name: str) -> None:
-    """DROP DATABASE IF EXISTS name WITH (FORCE) as the owner (dbops.connections.databases)."""
-    with psycopg.connect(**server.conninfo(), autocommit=True) as conn:
-        drop_forcing(conn, name)
 
 
 def create_pg_stat_statements(

@@ -19,7 +19,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.helpers import REPO, create_database, drop_database, project_env
+from dbops.connections.databases import drop_database
+from tests.helpers import REPO, create_database, project_env
 
 # What a clone holds that `manage.py` reads (docs, tests and benchmarks are left out).
 PARTS = (
@@ -100,4 +101,4 @@ def real_project(tmp_path: Path, pg_server: Any) -> Iterator[RealProject]:
     """A copy of this project on a fresh database (import it in a test module)."""
     project = copy_real_project(tmp_path, pg_server)
     yield project
-    drop_database(pg_server, project.database)
+    drop_database(pg_server.conninfo(), project.database)

@@ -21,7 +21,7 @@ PRODUCTION = {
 }
 _PRINT = (
     "import json, django; django.setup(); from django.conf import settings as s; "
-    "print(json.dumps({'databases': s.DATABASES, 'owner': s.MIGRATION_DATABASE}, default=str))"
+    "print(json.dumps({'databases': s.DATABASES, 'owner': s.DATABASES['owner']}, default=str))"
 )
 
 

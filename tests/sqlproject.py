@@ -20,9 +20,10 @@ from typing import Any
 
 import psycopg
 
+from dbops.connections.databases import drop_database
 from sqlmigrations.lib.names import is_candidate, parse_name
 from tests import forkserver
-from tests.helpers import create_database, drop_database, project_env
+from tests.helpers import create_database, project_env
 
 _counter = itertools.count()
 
@@ -159,7 +160,7 @@ def create_project(root: Path, server: Any, template: str | None = None) -> SqlP
 
 
 def drop_project(project: SqlProject) -> None:
-    drop_database(project.server, project.database)
+    drop_database(project.server.conninfo(), project.database)
 
 
 def create_template(root: Path, server: Any) -> str:

@@ -24,8 +24,9 @@ import psycopg
 import pytest
 from django.core.management import call_command, get_commands
 
+from dbops.connections.databases import drop_database
 from dbops.roles.provision import grant_application_privileges
-from tests.helpers import REPO, create_database, drop_database, run_manage
+from tests.helpers import REPO, create_database, run_manage
 
 # The module-scoped fixture needs the test database, which pytest-django makes only for
 # sessions with database tests.
@@ -289,7 +290,7 @@ def scratch_env(
             )
         yield env
     finally:
-        drop_database(pg_server, name)
+        drop_database(pg_server.conninfo(), name)
 
 
 def test_every_command_run_for_real_prints_no_secret(

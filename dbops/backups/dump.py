@@ -22,10 +22,12 @@ from dbops.backups.fingerprint import (
     to_json,
 )
 from dbops.backups.names import dump_name
-from dbops.backups.pgclient import DbTarget, find_tool, server_major, tool_major
 from dbops.backups.progress import Progress
 from dbops.backups.signing import key_for_signing, sign
 from dbops.backups.store import CHUNK, Backup, Partial, project_objects, write_manifest
+from dbops.connections import pgtools
+from dbops.connections.config import ConnInfo
+from dbops.connections.pgtools import find_tool, server_major, tool_major
 from sqlmigrations.lib import processes
 from sqlmigrations.redact import redact
 
@@ -62,7 +64,7 @@ def pump(source: Any, out: Any, progress: Progress | None, max_rate: int | None)
 class Snapshot:
     """An exported snapshot for pg_dump, fingerprinted in a thread while pg_dump reads it."""
 
-    def __init__(self, source: DbTarget) -> None:
+    def __init__(self, source: ConnInfo) -> None:
         self.conn = snapshot_connection(source)
         row = self.conn.execute("SELECT pg_export_snapshot()").fetchone()
         assert row is not None
@@ -98,7 +100,7 @@ class Snapshot:
         self.conn.close()
 
 
-def _fail(proc: processes.Popen[bytes], source: DbTarget, stderr: Any) -> BackupError:
+def _fail(proc: processes.Popen[bytes], source: ConnInfo, stderr: Any) -> BackupError:
     return BackupError(
         f"pg_dump of {source.dbname!r} failed (exit {proc.returncode}): {_stderr_text(stderr)}"
     )
@@ -106,7 +108,7 @@ def _fail(proc: processes.Popen[bytes], source: DbTarget, stderr: Any) -> Backup
 
 def _dump_to_folder(
     argv: list[str],
-    source: DbTarget,
+    source: ConnInfo,
     partial: Partial,
     progress: Progress | None,
     snapshot: Snapshot | None,
@@ -117,12 +119,12 @@ def _dump_to_folder(
     """
     path = partial.path
     with tempfile.TemporaryFile() as stderr:
-        proc = processes.popen(
+        proc = pgtools.popen(
             [*argv, f"--file={path}"],
+            source,
             stdin=processes.DEVNULL,
             stdout=processes.DEVNULL,
             stderr=stderr,
-            env=source.client_env(),
             pass_fds=[partial.lock_fd] if partial.lock_fd is not None else [],
         )
         if snapshot is not None:
@@ -156,7 +158,7 @@ def _dump_to_folder(
 
 def _dump_through_pipe(
     argv: list[str],
-    source: DbTarget,
+    source: ConnInfo,
     partial: Partial,
     progress: Progress | None,
     max_rate: int | None,
@@ -164,10 +166,9 @@ def _dump_through_pipe(
 ) -> tuple[int, str]:
     """pg_dump writes to a pipe that we copy into the storage (S3: multipart upload)."""
     with tempfile.TemporaryFile() as stderr:
-        proc = processes.popen(
-            argv, stdin=processes.DEVNULL, stdout=processes.PIPE, stderr=stderr,
-            env=source.client_env(),
-        )  # fmt: skip
+        proc = pgtools.popen(
+            argv, source, stdin=processes.DEVNULL, stdout=processes.PIPE, stderr=stderr
+        )
         assert proc.stdout is not None
         _grow_pipe(proc.stdout)
         out = partial.open()
@@ -188,7 +189,7 @@ def _dump_through_pipe(
 
 
 def create_backup(
-    source: DbTarget,
+    source: ConnInfo,
     storage: Storage,
     env: str,
     *,
@@ -209,7 +210,7 @@ def create_backup(
     name = dump_name(env, created)
     if storage.exists(name) or any(o.dump == name for o in project_objects(storage, env)):
         raise BackupError(f"{name} already exists: wait a second and run the backup again.")
-    argv = [str(pg_dump), "--format=custom", "--no-password", *source.client_args()]
+    argv = pgtools.command(pg_dump, source, "--format=custom")
     partial = Partial(storage, name)
     try:
         with contextlib.ExitStack() as stack:

@@ -9,7 +9,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from dbops.backups.pgclient import DbTarget
+from dbops.connections.config import ConnInfo
 
 TABLES = """
 SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -50,9 +50,9 @@ class Comparison:
         return self.source is not None and self.source == self.restored
 
 
-def snapshot_connection(target: DbTarget) -> psycopg.Connection[Any]:
+def snapshot_connection(target: ConnInfo) -> psycopg.Connection[Any]:
     """A read-only REPEATABLE READ connection: one snapshot for all tables, even under writes."""
-    conn = psycopg.connect(**target.conninfo())
+    conn = psycopg.connect(**target)
     conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
     conn.read_only = True
     return conn
@@ -72,7 +72,7 @@ def fingerprint_in(conn: psycopg.Connection[Any]) -> dict[str, TableFingerprint]
     return result
 
 
-def fingerprint(target: DbTarget) -> dict[str, TableFingerprint]:
+def fingerprint(target: ConnInfo) -> dict[str, TableFingerprint]:
     with snapshot_connection(target) as conn:
         return fingerprint_in(conn)
 

@@ -12,10 +12,12 @@ import psycopg
 from django.core.files.storage import Storage
 
 from dbops.backups import BackupError
-from dbops.backups.pgclient import DbTarget, find_tool, server_major
 from dbops.backups.progress import Progress
 from dbops.backups.store import Backup, open_read
 from dbops.backups.toc import ArchiveFormatError, TocEntry, read_entries
+from dbops.connections import pgtools
+from dbops.connections.config import ConnInfo
+from dbops.connections.pgtools import find_tool, server_major
 from sqlmigrations.lib import processes
 from sqlmigrations.redact import redact
 
@@ -27,15 +29,12 @@ TEMPLATE_SCHEMAS = {"", "pg_catalog", "information_schema"}
 _TOC_EXTENSION = re.compile(r"^\d+; \d+ \d+ EXTENSION - (?P<name>\S+)")
 
 
-def read_toc(storage: Storage, backup: Backup, pg_restore: Path, target: DbTarget) -> list[str]:
+def read_toc(storage: Storage, backup: Backup, pg_restore: Path, target: ConnInfo) -> list[str]:
     """The archive's table of contents (`pg_restore --list`), read from its first bytes."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as stderr:
-        proc = processes.popen(
-            [str(pg_restore), "--list"],
-            stdin=processes.PIPE,
-            stdout=out,
-            stderr=stderr,
-            env=target.client_env(),
+        # Reads the archive only: no login.
+        proc = pgtools.popen(
+            [str(pg_restore), "--list"], None, stdin=processes.PIPE, stdout=out, stderr=stderr
         )
         assert proc.stdin is not None
         try:
@@ -54,12 +53,12 @@ def read_toc(storage: Storage, backup: Backup, pg_restore: Path, target: DbTarge
         return out.read().decode(errors="replace").splitlines()
 
 
-def extensions_to_skip(target: DbTarget, toc: list[str]) -> set[str]:
+def extensions_to_skip(target: ConnInfo, toc: list[str]) -> set[str]:
     """Extensions in the archive that this role cannot create, or that already exist."""
     names = {m["name"] for line in toc if (m := _TOC_EXTENSION.match(line))}
     if not names:
         return set()
-    with psycopg.connect(**target.conninfo()) as conn:
+    with psycopg.connect(**target) as conn:
         row = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
         if row and row[0]:
             return set()
@@ -120,7 +119,7 @@ def describe_entry(entry: TocEntry) -> str:
 def run_pg_restore(
     storage: Storage,
     backup: Backup,
-    target: DbTarget,
+    target: ConnInfo,
     *,
     progress: Progress | None = None,
     privileges: bool = True,
@@ -136,15 +135,14 @@ def run_pg_restore(
     skipped = extensions_to_skip(target, toc)
     left_out = entries_to_leave_out(_archive_entries(storage, backup), skipped) if skipped else []
     with contextlib.ExitStack() as stack:
-        argv = [
-            str(pg_restore),
+        argv = pgtools.command(
+            pg_restore,
+            target,
             "--no-owner",
             "--exit-on-error",
             "--single-transaction",
-            "--no-password",
             *([] if privileges else ["--no-privileges"]),
-            *target.client_args(),
-        ]
+        )
         if left_out:
             ids = {str(entry.dump_id) for entry in left_out}
             listing = stack.enter_context(tempfile.NamedTemporaryFile("w", suffix=".list"))
@@ -160,14 +158,14 @@ def run_pg_restore(
 def _stream_into(
     storage: Storage,
     backup: Backup,
-    target: DbTarget,
+    target: ConnInfo,
     argv: list[str],
     progress: Progress | None,
 ) -> None:
     digest = hashlib.sha256()
     size = 0
     with tempfile.TemporaryFile() as stderr:
-        proc = processes.popen(argv, stdin=processes.PIPE, stderr=stderr, env=target.client_env())
+        proc = pgtools.popen(argv, target, stdin=processes.PIPE, stderr=stderr)
         assert proc.stdin is not None
         try:
             for chunk in open_read(storage, backup.name):

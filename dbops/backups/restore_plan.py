@@ -30,10 +30,11 @@ from django.core.files.storage import Storage
 from dbops.backups import BackupError
 from dbops.backups import targets as db
 from dbops.backups.fingerprint import compare, fingerprint, from_json
-from dbops.backups.pgclient import DbTarget
 from dbops.backups.progress import Progress
 from dbops.backups.restore import run_pg_restore
 from dbops.backups.store import Backup, stored_sha256
+from dbops.connections.config import ConnInfo
+from dbops.connections.databases import drop_database
 from sqlmigrations.redact import redact
 
 HOW = {"create": "created", "fill": "empty", "replace": "replaced"}
@@ -96,7 +97,7 @@ class RestoreResult:
 
 def plan_restore(
     backup: Backup,
-    admin: DbTarget,
+    admin: ConnInfo,
     database: str,
     *,
     force: bool = False,
@@ -162,7 +163,7 @@ def check_stored_bytes(storage: Storage, backup: Backup) -> None:
 
 
 @contextlib.contextmanager
-def _exclusive(admin: DbTarget, database: str) -> Iterator[None]:
+def _exclusive(admin: ConnInfo, database: str) -> Iterator[None]:
     """Hold a lock that a second restore into `database` on this server is refused by."""
     with db.connect(admin, database) as conn:
         row = conn.execute(
@@ -177,7 +178,7 @@ def _exclusive(admin: DbTarget, database: str) -> Iterator[None]:
 def restore_into_new(
     storage: Storage,
     backup: Backup,
-    admin: DbTarget,
+    admin: ConnInfo,
     name: str,
     *,
     progress: Progress | None = None,
@@ -196,11 +197,11 @@ def restore_into_new(
         )
     except BaseException:
         with contextlib.suppress(psycopg.Error):
-            db.drop_database(admin, name)
+            drop_database(admin, name)
         raise
 
 
-def _verify(admin: DbTarget, backup: Backup, scratch: str) -> None:
+def _verify(admin: ConnInfo, backup: Backup, scratch: str) -> None:
     tables = backup.manifest.get("tables")
     if not tables:
         return
@@ -217,7 +218,7 @@ def _verify(admin: DbTarget, backup: Backup, scratch: str) -> None:
 def execute_restore(
     storage: Storage,
     plan: RestorePlan,
-    admin: DbTarget,
+    admin: ConnInfo,
     *,
     progress: Progress | None = None,
     privileges: bool = True,
@@ -254,17 +255,17 @@ def execute_restore(
             done.append("swap")
         except BaseException:
             with contextlib.suppress(psycopg.Error):
-                db.drop_database(admin, scratch)
+                drop_database(admin, scratch)
             raise
         try:
-            db.drop_database(admin, aside)
+            drop_database(admin, aside)
             done.append("drop")
         except psycopg.Error as err:
             result.kept_aside = f"{aside} ({redact(str(err).strip())})"
     return result
 
 
-def _swap(admin: DbTarget, database: str, scratch: str, aside: str) -> None:
+def _swap(admin: ConnInfo, database: str, scratch: str, aside: str) -> None:
     with db.connect(admin, database) as conn:
         connected = db.sessions(conn, database)
     if connected:
@@ -280,7 +281,7 @@ def _swap(admin: DbTarget, database: str, scratch: str, aside: str) -> None:
 def restore_backup(
     storage: Storage,
     backup: Backup,
-    admin: DbTarget,
+    admin: ConnInfo,
     database: str,
     *,
     force: bool = False,

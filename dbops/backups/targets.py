@@ -16,10 +16,9 @@ import psycopg
 from psycopg import sql
 
 from dbops.backups import BackupError
-from dbops.backups.pgclient import DbTarget
-from dbops.connections.databases import drop_database as drop_forcing
+from dbops.connections.config import ConnInfo
+from dbops.connections.databases import maintenance
 
-MAINTENANCE_DB = "postgres"
 NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 RESERVED = {"postgres", "template0", "template1"}
 # The names a restore gives its scratch database and the database it replaced.
@@ -105,13 +104,8 @@ def aside_name(target: str, stamp: str) -> str:
     return f"{target[:PREFIX_LENGTH]}{ASIDE_INFIX}{stamp}"
 
 
-def maintenance(admin: DbTarget, *avoid: str) -> DbTarget:
-    """Where to connect for CREATE/ALTER/DROP DATABASE: none of the databases acted on."""
-    return admin.on(MAINTENANCE_DB) if admin.dbname in avoid else admin
-
-
-def connect(admin: DbTarget, *avoid: str) -> psycopg.Connection[Any]:
-    return psycopg.connect(**maintenance(admin, *avoid).conninfo(), autocommit=True)
+def connect(admin: ConnInfo, *avoid: str) -> psycopg.Connection[Any]:
+    return psycopg.connect(**maintenance(admin, *avoid), autocommit=True)
 
 
 def sessions(conn: psycopg.Connection[Any], name: str) -> tuple[Session, ...]:
@@ -119,28 +113,28 @@ def sessions(conn: psycopg.Connection[Any], name: str) -> tuple[Session, ...]:
     return tuple(Session(*row) for row in conn.execute(SESSIONS, [name]).fetchall())
 
 
-def can_create_databases(admin: DbTarget) -> bool:
-    with psycopg.connect(**admin.conninfo()) as conn:
+def can_create_databases(admin: ConnInfo) -> bool:
+    with psycopg.connect(**admin) as conn:
         row = conn.execute(
             "SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user"
         ).fetchone()
     return bool(row and row[0])
 
 
-def inspect(admin: DbTarget, name: str) -> TargetState:
+def inspect(admin: ConnInfo, name: str) -> TargetState:
     """Whether `name` exists, what is in it, who owns it and who is connected."""
     with connect(admin, name) as conn:
         row = conn.execute(DATABASE, [name]).fetchone()
         if row is None:
             return TargetState(name, exists=False)
         connected = sessions(conn, name)
-    with psycopg.connect(**admin.on(name).conninfo()) as conn:
+    with psycopg.connect(**admin.on(name)) as conn:
         counted = conn.execute(USER_RELATIONS).fetchone()
     relations = int(counted[0]) if counted else 0
     return TargetState(name, True, relations, str(row[0]), bool(row[1]), connected)
 
 
-def leftovers(admin: DbTarget, target: str) -> list[str]:
+def leftovers(admin: ConnInfo, target: str) -> list[str]:
     """Scratch and replaced databases that killed restores into `target` left behind."""
     prefix = target[:PREFIX_LENGTH]
     pattern = rf"^{re.escape(prefix)}({SCRATCH_INFIX}[0-9a-f]{{8}}|{ASIDE_INFIX}\d{{8}}T\d{{6}}Z)$"
@@ -151,17 +145,12 @@ def leftovers(admin: DbTarget, target: str) -> list[str]:
     return [row[0] for row in rows]
 
 
-def create_database(admin: DbTarget, name: str) -> None:
+def create_database(admin: ConnInfo, name: str) -> None:
     with connect(admin, name) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
-def drop_database(admin: DbTarget, name: str) -> None:
-    with connect(admin, name) as conn:
-        drop_forcing(conn, name)
-
-
-def copy_properties(admin: DbTarget, old: str, new: str) -> None:
+def copy_properties(admin: ConnInfo, old: str, new: str) -> None:
     """Give `new` what `old` has as a database: owner, privileges, settings, limit, comment.
 
     pg_dump without --create carries none of these, and the application role's CONNECT
@@ -216,7 +205,7 @@ def _value(key: str, value: str) -> sql.Composable:
     return sql.SQL(", ").join(sql.Identifier(item.strip('"')) for item in items)
 
 
-def swap(admin: DbTarget, target: str, scratch: str, aside: str) -> None:
+def swap(admin: ConnInfo, target: str, scratch: str, aside: str) -> None:
     """Rename target to aside and scratch to target, in one transaction."""
     with connect(admin, target, scratch, aside) as conn, conn.transaction():
         conn.execute(
@@ -231,7 +220,7 @@ def swap(admin: DbTarget, target: str, scratch: str, aside: str) -> None:
         )
 
 
-def rename(admin: DbTarget, old: str, new: str) -> None:
+def rename(admin: ConnInfo, old: str, new: str) -> None:
     with connect(admin, old, new) as conn:
         conn.execute(
             sql.SQL("ALTER DATABASE {} RENAME TO {}").format(

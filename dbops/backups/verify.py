@@ -10,11 +10,11 @@ import psycopg
 from django.core.files.storage import Storage
 
 from dbops.backups.fingerprint import Comparison, compare, fingerprint, from_json
-from dbops.backups.pgclient import DbTarget
 from dbops.backups.progress import Progress
 from dbops.backups.restore_plan import restore_into_new
 from dbops.backups.store import Backup, find_backup
-from dbops.backups.targets import drop_database
+from dbops.connections.config import ConnInfo
+from dbops.connections.databases import drop_database
 
 
 @dataclass
@@ -29,14 +29,14 @@ class VerifyResult:
         return all(t.ok for t in self.tables)
 
 
-def scratch_name(source: DbTarget) -> str:
+def scratch_name(source: ConnInfo) -> str:
     return f"{source.dbname[:40]}_verify_{secrets.token_hex(4)}"
 
 
 def verify_backup(
     storage: Storage,
     env: str,
-    source: DbTarget,
+    source: ConnInfo,
     *,
     name: str = "latest",
     progress: Progress | None = None,

@@ -1,4 +1,4 @@
-"""Drop a database even while an autovacuum worker is in it."""
+"""Drop a database even while an autovacuum worker is in it: the project's one drop_database."""
 
 from __future__ import annotations
 
@@ -8,9 +8,18 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from dbops.connections.config import ConnInfo
 
-def drop_database(conn: Any, name: str, *, timeout: float = 30.0) -> None:
-    """DROP DATABASE IF EXISTS name WITH (FORCE), on an autocommit psycopg connection.
+MAINTENANCE_DB = "postgres"
+
+
+def maintenance(server: ConnInfo, *avoid: str) -> ConnInfo:
+    """Where to connect for CREATE/ALTER/DROP DATABASE: none of the databases acted on."""
+    return server.on(MAINTENANCE_DB) if server.dbname in avoid else server
+
+
+def drop_database(server: ConnInfo, name: str, *, timeout: float = 30.0) -> None:
+    """DROP DATABASE IF EXISTS name WITH (FORCE), as `server`'s role, from another database.
 
     FORCE ends the other sessions in the database, but a role that is neither a superuser
     nor a member of pg_signal_backend (the owner role here and on RDS) may not end an
@@ -19,6 +28,11 @@ def drop_database(conn: Any, name: str, *, timeout: float = 30.0) -> None:
     and waits up to five seconds for the sessions to go, so on that refusal this tries it,
     then FORCE again, until `timeout`. Any other error (not the owner, say) is raised.
     """
+    with psycopg.connect(**maintenance(server, name), autocommit=True) as conn:
+        _drop(conn, name, timeout)
+
+
+def _drop(conn: Any, name: str, timeout: float) -> None:
     ident = sql.Identifier(name)
     force = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident)
     plain = sql.SQL("DROP DATABASE IF EXISTS {}").format(ident)

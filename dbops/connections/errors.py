@@ -1,4 +1,4 @@
-"""Point a Django connection at the owner role (D4), and say in one line why one failed."""
+"""Say in one line why a connection failed: where, which setting, the cause, what to do."""
 
 from __future__ import annotations
 
@@ -9,13 +9,9 @@ from django.conf import settings
 from django.db import connections
 from django.db.utils import OperationalError
 
-from dbops.connections.waits import bounded, lift_timeouts
+from dbops.connections.config import LOCAL_KEY, SETTING_KEY, at_local_cluster
 from sqlmigrations.redact import redact
 
-OWNER_KEYS = ("NAME", "USER", "PASSWORD", "HOST", "PORT")
-# The settings key (set by choregarden.settings) naming the variables that configure a
-# connection, e.g. "DATABASE_URL" or "MIGRATION_DB_SECRET_ID": messages name it.
-SETTING_KEY = "SETTING"
 START_LOCAL = "python manage.py devdb start"
 RUNBOOK = "docs/operations.md, 'Connection problems'"
 
@@ -24,53 +20,9 @@ class DatabaseUnavailable(OperationalError):
     """A connection could not be opened: no database configured, unreachable, or no login."""
 
 
-def use_migration_role(alias: str = "default") -> bool:
-    """Switch `alias` to MIGRATION_DATABASE_URL's role, if set; return whether it did."""
-    owner = getattr(settings, "MIGRATION_DATABASE", None)
-    connection = connections[alias]
-    if not owner:
-        # One URL for both roles: its connections still run the owner's long jobs.
-        if bounded(connection.settings_dict):
-            connection.close()
-            if getattr(connection, "pool", None) is not None:
-                connection.close_pool()
-            lift_timeouts(connection.settings_dict)
-        return False
-    if connection.connection is not None:
-        connection.close()
-    if getattr(connection, "pool", None) is not None:
-        connection.close_pool()
-    for key in OWNER_KEYS:
-        connection.settings_dict[key] = owner[key]
-    connection.settings_dict["SECRET"] = owner.get(
-        "SECRET"
-    )  # Secrets Manager (dbops.connections.secrets)
-    connection.settings_dict[SETTING_KEY] = owner.get(SETTING_KEY, "MIGRATION_DATABASE_URL")
-    options = {k: v for k, v in owner.get("OPTIONS", {}).items() if k != "pool"}
-    # One migrator needs one connection, not a pool of them.
-    connection.settings_dict["OPTIONS"] = options
-    return True
-
-
-def without_pool(alias: str = "default") -> None:
-    """A one-off command needs one connection: no pool, so a failure is reported at once."""
-    connection = connections[alias]
-    if getattr(connection, "pool", None) is not None:
-        connection.close_pool()
-    options = connection.settings_dict.get("OPTIONS", {})
-    if "pool" in options:
-        connection.close()
-        connection.settings_dict["OPTIONS"] = {k: v for k, v in options.items() if k != "pool"}
-
-
 def connect_or_explain(alias: str = "default") -> None:
     """Connect now, so a command fails before its work with DatabaseUnavailable's one line."""
     connections[alias].ensure_connection()
-
-
-def configured(config: Mapping[str, Any]) -> bool:
-    """Tell whether settings gave this connection an address (not libpq's defaults)."""
-    return bool(config.get(SETTING_KEY) or config.get("HOST") or config.get("SECRET"))
 
 
 def not_configured() -> DatabaseUnavailable:
@@ -96,7 +48,8 @@ def unavailable(
 
     from dbops.connections.secrets import SecretError
 
-    local = at_local_cluster(config, params)
+    params = params or {}
+    local = bool(config.get(LOCAL_KEY)) or _at_local_cluster(config, params)
     setting = str(config.get(SETTING_KEY) or "")
     which = "the local database" if local else "the database"
     named = f" ({setting})" if setting and not local else ""
@@ -157,13 +110,14 @@ def address(config: Mapping[str, Any], params: Mapping[str, Any] | None = None) 
     return f"{user + '@' if user else ''}{host}:{port}/{name or 'postgres'}"
 
 
-def at_local_cluster(config: Mapping[str, Any], params: Mapping[str, Any] | None = None) -> bool:
+def _at_local_cluster(config: Mapping[str, Any], params: Mapping[str, Any]) -> bool:
     """Tell whether the connection goes to this checkout's own cluster (`devdb`)."""
-    port = getattr(settings, "LOCAL_CLUSTER_PORT", None)
-    if port is None:
+    try:
+        return (
+            at_local_cluster(
+                params.get("host") or config.get("HOST"), params.get("port") or config.get("PORT")
+            )
+            is not None
+        )
+    except Exception:  # noqa: BLE001 - an unreadable cluster folder must not hide the cause
         return False
-    params = params or {}
-    host = params.get("host") or config.get("HOST")
-    return host in settings.LOCAL_CLUSTER_HOSTS and str(
-        params.get("port") or config.get("PORT")
-    ) == str(port)

@@ -59,11 +59,6 @@ def without_timeouts(options: str) -> str:
     return _OURS.sub("", options).strip()
 
 
-def bounded(settings_dict: Mapping[str, Any]) -> bool:
-    """Tell whether a connection's settings carry the timeouts."""
-    return bool(_OURS.search(str(settings_dict.get("OPTIONS", {}).get("options", ""))))
-
-
 def lift_timeouts(settings_dict: dict[str, Any]) -> None:
     """Drop the timeouts from a connection's settings (the owner's jobs run as long as needed)."""
     options = dict(settings_dict.get("OPTIONS", {}))

@@ -14,8 +14,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from urllib.parse import quote
 
+from dbops.connections.config import ConnInfo
 from dbops.localdb.binaries import find_bindir
 from dbops.localdb.errors import LocalDBError
 from dbops.localdb.files import (
@@ -402,25 +402,21 @@ class LocalCluster:
             "superuser": (SUPERUSER, state.superuser_password),
         }[role]
 
-    def conninfo(self, role: str = "app", database: str | None = None) -> dict[str, str | int]:
-        """Return libpq keyword arguments for a verify-full SSL connection."""
+    def conninfo(self, role: str = "app", database: str | None = None) -> ConnInfo:
+        """Return the connection parameters of `role`: verify-full SSL with the cluster's CA."""
         user, password = self.credentials(role)
-        return {
-            "host": "127.0.0.1",
-            "port": self.state().port,
-            "dbname": database or self.database,
-            "user": user,
-            "password": password,
-            "sslmode": "verify-full",
-            "sslrootcert": str(self.ca_file),
-        }
+        return ConnInfo(
+            host="127.0.0.1",
+            port=self.state().port,
+            user=user,
+            password=password,
+            dbname=database or self.database,
+            sslmode="verify-full",
+            sslrootcert=str(self.ca_file),
+        )
 
     def url(self, role: str = "app", database: str | None = None) -> str:
-        user, password = self.credentials(role)
-        return (
-            f"postgres://{quote(user)}:{quote(password, safe='')}@127.0.0.1:"
-            f"{self.state().port}/{database or self.database}"
-        )
+        return self.conninfo(role, database).url()
 
     def ensure_roles(self) -> None:
         """Create the owner and application roles and the database (idempotent)."""

@@ -9,6 +9,7 @@ from typing import Any
 from django.core import management
 from django.core.management.base import BaseCommand, CommandError
 
+from dbops.connections.config import connect_directly
 from dbops.connections.errors import DatabaseUnavailable, one_line
 from dbops.connections.secrets import SecretError
 
@@ -18,6 +19,9 @@ class ManagementUtility(management.ManagementUtility):
 
     def fetch_command(self, subcommand: str) -> BaseCommand:
         command = super().fetch_command(subcommand)
+        if subcommand != "runserver":
+            # One process doing one job: it connects directly unless DB_POOL says otherwise.
+            connect_directly()
         # Django's own commands (showmigrations, dumpdata, createsuperuser, ...) connect in
         # many places and let the error out with a traceback: wrap every command's run.
         command.execute = explain_database_errors(command.execute)  # type: ignore[method-assign]

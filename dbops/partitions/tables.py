@@ -18,7 +18,7 @@ import psycopg
 from django.conf import settings
 from psycopg import sql
 
-from dbops.backups.pgclient import source_from_settings
+from dbops.connections.config import connect
 from dbops.partitions import PartitionError
 
 # A partition whose table is smaller than this is counted exactly (a few ms); a larger one
@@ -251,10 +251,7 @@ def open_partitions(table: str | None = None) -> Partitions:
             f"(known: {', '.join(known) or 'none'}): name it and its partition key in "
             "settings.PARTITIONED_TABLES"
         )
-    target = source_from_settings()
-    info = {**target.conninfo(), "application_name": "choregarden-partitions"}
-    conn = psycopg.connect(**info, autocommit=True)
-    return Partitions(conn, table)
+    return Partitions(connect("owner", application_name="choregarden-partitions"), table)
 
 
 def retention_months() -> int:

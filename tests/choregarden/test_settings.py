@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -222,7 +223,7 @@ def test_a_database_url_at_the_local_cluster_is_verified_with_its_ca(local_clust
         "import django; django.setup(); from django.conf import settings; "
         "from django.db import connection; cursor = connection.cursor(); "
         "cursor.execute('SELECT ssl, current_user FROM pg_stat_ssl WHERE pid = pg_backend_pid()'); "
-        "print(*cursor.fetchone(), settings.DATABASES['default']['OPTIONS']['sslrootcert'])"
+        "print(*cursor.fetchone(), connection.get_connection_params()['sslrootcert'])"
     )
     for host in ("127.0.0.1", "localhost"):
         url = local_cluster.url(role="app").replace("@127.0.0.1:", f"@{host}:")
@@ -239,9 +240,22 @@ def test_a_database_url_at_the_local_cluster_is_verified_with_its_ca(local_clust
         assert proc.stdout.split() == ["True", local_cluster.app_user, str(ca)]
 
 
-def test_the_local_clusters_ca_goes_to_its_address_only(local_cluster: Any) -> None:
-    from tests.settings_probe import load_database_settings, parsed
+def resolved_cas(env: dict[str, str]) -> dict[str, str | None]:
+    """Return each alias's CA as a connection gets it (dbops.connections.config.resolve)."""
+    code = (
+        "import django, json; django.setup(); from django.conf import settings; "
+        "from dbops.connections.config import resolve; print(json.dumps({alias: "
+        "resolve(config)['OPTIONS'].get('sslrootcert') for alias, config in "
+        "settings.DATABASES.items()}))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout)
 
+
+def test_the_local_clusters_ca_goes_to_its_address_only(local_cluster: Any) -> None:
     other = f"postgres://choregarden:pw@127.0.0.1:{local_cluster.port + 1}/choregarden_dev"
     env = development_env(
         local_cluster,
@@ -249,12 +263,8 @@ def test_the_local_clusters_ca_goes_to_its_address_only(local_cluster: Any) -> N
         MIGRATION_DATABASE_URL=local_cluster.url(),
         REPLICA_DATABASE_URL=local_cluster.url(role="app").replace("127.0.0.1", "db.example"),
     )
-    config = parsed(load_database_settings(**env))
     ca = str(local_cluster.cluster.ca_file)
-    assert "sslrootcert" not in config["databases"]["default"]["OPTIONS"]
-    assert "sslrootcert" not in config["databases"]["replica"]["OPTIONS"]
-    assert config["owner"]["OPTIONS"]["sslrootcert"] == ca
+    assert resolved_cas(env) == {"default": None, "owner": ca, "replica": None}
     # DB_SSLROOTCERT, when set, is the CA for every URL.
     env["DB_SSLROOTCERT"] = "/etc/ssl/other-ca.pem"
-    config = parsed(load_database_settings(**env))
-    assert config["owner"]["OPTIONS"]["sslrootcert"] == "/etc/ssl/other-ca.pem"
+    assert set(resolved_cas(env).values()) == {"/etc/ssl/other-ca.pem"}

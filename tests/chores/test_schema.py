@@ -28,6 +28,7 @@ from chores.models import (
     Task,
     TaskTemplate,
 )
+from dbops.connections.databases import drop_database
 from dbops.localdb.cluster import APP_ROLE
 from dbops.roles.provision import grant_application_privileges
 from tests.dbschema import (
@@ -38,7 +39,7 @@ from tests.dbschema import (
     rejects,
     sql,
 )
-from tests.helpers import drop_database, run_manage
+from tests.helpers import run_manage
 
 APP_TABLES = [
     "users",
@@ -76,7 +77,7 @@ def provisioned_db(pg_server: Any, django_db_setup: None) -> Iterator[str]:
         assert result.returncode == 0, result.stderr
         yield name
     finally:
-        drop_database(pg_server, name)
+        drop_database(pg_server.conninfo(), name)
 
 
 @pytest.fixture

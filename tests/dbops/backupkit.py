@@ -8,21 +8,13 @@ from typing import Any
 from django.core.files.storage import FileSystemStorage
 from django.core.management import call_command
 
-from dbops.backups.pgclient import DbTarget
+from dbops.connections.config import ConnInfo
 
 ENV = "test"
 
 
-def target_for(pg_server: Any, dbname: str) -> DbTarget:
-    return DbTarget(
-        host=pg_server.host,
-        port=pg_server.port,
-        user=pg_server.user,
-        password=pg_server.password,
-        dbname=dbname,
-        sslmode=pg_server.options.get("sslmode", "prefer"),
-        sslrootcert=pg_server.options.get("sslrootcert", ""),
-    )
+def target_for(pg_server: Any, dbname: str) -> ConnInfo:
+    return pg_server.conninfo(dbname)
 
 
 def storages_with(storage: FileSystemStorage) -> dict:

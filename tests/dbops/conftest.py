@@ -12,8 +12,8 @@ from django.core.files.storage import FileSystemStorage
 from django.test import override_settings
 from psycopg import sql
 
-from dbops.backups.pgclient import DbTarget
-from dbops.backups.targets import drop_database
+from dbops.connections.config import ConnInfo
+from dbops.connections.databases import drop_database
 from tests.dbops.backupkit import ENV, storages_with, target_for
 
 SEED = """
@@ -31,14 +31,14 @@ INSERT INTO audit.event (what) SELECT md5(i::text) FROM generate_series(1, 300) 
 
 
 @pytest.fixture
-def source(pg_server) -> Iterator[DbTarget]:
+def source(pg_server) -> Iterator[ConnInfo]:
     """A fresh database with a few tables and rows, dropped afterwards."""
     admin = target_for(pg_server, pg_server.dbname)
     name = f"bk_src_{secrets.token_hex(4)}"
-    with psycopg.connect(**admin.conninfo(), autocommit=True) as conn:
+    with psycopg.connect(**admin, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     target = admin.on(name)
-    with psycopg.connect(**target.conninfo(), autocommit=True) as conn:
+    with psycopg.connect(**target, autocommit=True) as conn:
         conn.execute(SEED)
     yield target
     drop_database(admin, name)
@@ -58,19 +58,19 @@ def folder(tmp_path: Path) -> FileSystemStorage:
 
 
 @pytest.fixture
-def project_db(pg_server, db) -> Iterator[DbTarget]:
+def project_db(pg_server, db) -> Iterator[ConnInfo]:
     """The migrated test database, with a table of ours in it (committed, then dropped)."""
     from django.conf import settings
 
     target = target_for(pg_server, settings.DATABASES["default"]["NAME"])
     assert target.dbname.startswith("test_")
-    with psycopg.connect(**target.conninfo(), autocommit=True) as conn:
+    with psycopg.connect(**target, autocommit=True) as conn:
         conn.execute(
             "CREATE TABLE backup_probe (id int PRIMARY KEY, note text);"
             "INSERT INTO backup_probe SELECT i, md5(i::text) FROM generate_series(1, 500) i"
         )
     yield target
-    with psycopg.connect(**target.conninfo(), autocommit=True) as conn:
+    with psycopg.connect(**target, autocommit=True) as conn:
         conn.execute("DROP TABLE IF EXISTS backup_probe, backup_filler")
 
 

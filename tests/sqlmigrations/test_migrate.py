@@ -620,8 +620,11 @@ import json, sys
 import django
 django.setup()
 from django.core.management import call_command
-from django.db import connection
+from django.db import connections
 from django.db.models.signals import post_migrate, pre_migrate
+from sqlmigrations.engine import migration_alias
+
+connection = connections[migration_alias()]  # the alias migrate runs on
 
 queries, seen = [], {}
 

@@ -19,7 +19,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.helpers import REPO, create_database, drop_database
+from dbops.connections.databases import drop_database
+from tests.helpers import REPO, create_database
 
 pytestmark = pytest.mark.slow
 
@@ -125,7 +126,7 @@ def other_project(tmp_path: Path, pg_server: Any) -> Iterator[OtherProject]:
         "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)]),
     }
     yield OtherProject(tmp_path, env, info)
-    drop_database(pg_server, database)
+    drop_database(pg_server.conninfo(), database)
 
 
 def test_another_project_installs_the_engine_and_migrates(other_project: OtherProject) -> None:

@@ -17,7 +17,6 @@ from dbops.backups import BackupError
 from dbops.backups.doctor import examine
 from dbops.backups.dump import create_backup
 from dbops.backups.names import check_env
-from dbops.backups.pgclient import source_from_settings
 from dbops.backups.progress import Progress, human_size
 from dbops.backups.prune import execute_prune, plan_prune
 from dbops.backups.restore_plan import (
@@ -31,6 +30,7 @@ from dbops.backups.signing import signed_backup
 from dbops.backups.store import backup_storage, describe, scan, writer_alive
 from dbops.backups.targets import check_database_name
 from dbops.backups.verify import verify_backup
+from dbops.connections.config import ConnInfo, conninfo
 from sqlmigrations.management.arguments import rate, whole_number
 from sqlmigrations.redact import redact
 
@@ -47,6 +47,11 @@ def age(created: datetime, now: datetime) -> str:
     if seconds < 86400:
         return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
     return f"{seconds // 86400}d{seconds % 86400 // 3600}h"
+
+
+def owner_database() -> ConnInfo:
+    """Return the project's database as the owner role, named for pg_stat_activity."""
+    return conninfo("owner").named("choregarden-backup")
 
 
 class Command(BaseCommand):
@@ -168,7 +173,7 @@ class Command(BaseCommand):
     def do_create(self, storage: Any, env: str, options: dict[str, Any]) -> None:
         started = datetime.now(UTC)
         backup = create_backup(
-            source_from_settings(),
+            owner_database(),
             storage,
             env,
             progress=self.progress("pg_dump", options),
@@ -263,8 +268,8 @@ class Command(BaseCommand):
         if options["replace_live"] and not options["force"]:
             raise CommandError("--replace-live goes with --force: it only allows the target.")
         backup = self.signed(storage, env, options["name"], options)
-        admin = source_from_settings()
-        live = {admin.dbname, str(settings.DATABASES["default"].get("NAME") or "")}
+        admin = owner_database()
+        live = {admin.dbname, conninfo("app").dbname}
         plan = plan_restore(
             backup,
             admin,
@@ -375,7 +380,7 @@ class Command(BaseCommand):
         return backup
 
     def do_verify(self, storage: Any, env: str, options: dict[str, Any]) -> None:
-        source = source_from_settings()
+        source = owner_database()
         backup = self.signed(storage, env, options["backup"], options)
         result = verify_backup(
             storage,

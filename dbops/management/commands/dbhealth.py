@@ -9,9 +9,10 @@ from typing import Any, NoReturn
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import DatabaseError, connections
+from django.db import DatabaseError
 
 from dbops import health
+from dbops.connections.config import database_name
 from dbops.health import cloudwatch
 from sqlmigrations.redact import redact
 
@@ -57,7 +58,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         alias = options["database"]
-        database = str(connections[alias].settings_dict.get("NAME") or alias)
+        database = database_name(alias)
         try:
             results = health.run_checks(using=alias, names=options["check"])
         except DatabaseError as err:

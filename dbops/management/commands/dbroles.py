@@ -3,72 +3,39 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import psycopg
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import DEFAULT_DB_ALIAS, connections
 from django.db import Error as DjangoDatabaseError
 
-from dbops.connections.errors import OWNER_KEYS, SETTING_KEY, DatabaseUnavailable, unavailable
+from dbops.connections.config import ConnInfo, conninfo, from_url, open_connection
+from dbops.connections.errors import DatabaseUnavailable
 from dbops.roles.check import application_role_probes, check_application_role
 from dbops.roles.privileges import DJANGO_HISTORY_TABLE, classify
 from dbops.roles.provision import ProvisionError, ProvisionIncomplete, provision_database
-from sqlmigrations.redact import redact, register_secret
+from sqlmigrations.redact import redact
 
-ALIAS = "dbroles"
+APPLICATION_NAME = "choregarden-dbroles"
 
 
 def history_table() -> str:
     return str(settings.SQL_MIGRATIONS.get("TABLE", "flyway_schema_history"))
 
 
-@contextmanager
-def settings_connection(config: dict[str, Any]) -> Iterator[Any]:
-    """Open one psycopg connection the way the project's backend would, without its pool."""
-    base = connections[DEFAULT_DB_ALIAS].settings_dict
-    options = {k: v for k, v in config.get("OPTIONS", {}).items() if k != "pool"}
-    # A connection alias of its own: signal receivers (django.contrib.postgres) look it up.
-    connections.settings[ALIAS] = {
-        **base,
-        **{k: config[k] for k in OWNER_KEYS},
-        SETTING_KEY: config.get(SETTING_KEY, ""),
-        "OPTIONS": options,
-    }
-    wrapper = connections[ALIAS]
+def target(url: str | None, role: str) -> ConnInfo:
+    """Return --url's connection (the configured SSL unless it sets its own), else `role`'s."""
+    if not url:
+        return conninfo(role).named(APPLICATION_NAME)
     try:
-        wrapper.ensure_connection()
-        yield wrapper.connection
-    finally:
-        wrapper.close()
-        del connections[ALIAS]
-        del connections.settings[ALIAS]
-
-
-@contextmanager
-def url_connection(url: str) -> Iterator[Any]:
-    """Open a connection from --url; the configured sslmode/sslrootcert unless it sets its own."""
-    try:
-        params = psycopg.conninfo.conninfo_to_dict(url)
-    except psycopg.Error:
-        raise CommandError(
-            "--url is not a valid PostgreSQL URL: use postgres://USER:PASSWORD@HOST:PORT/NAME."
-        ) from None
-    register_secret(str(params.get("password") or ""))
-    params.setdefault("sslmode", settings.DB_SSLMODE)
-    if getattr(settings, "DB_SSLROOTCERT", ""):
-        params.setdefault("sslrootcert", settings.DB_SSLROOTCERT)
-    params.setdefault("application_name", "choregarden-dbroles")
-    params.setdefault("connect_timeout", 10)
-    try:
-        conn = psycopg.connect(**params, autocommit=True)
-    except psycopg.OperationalError as err:
-        raise unavailable("--url", {SETTING_KEY: "--url"}, err, params) from err
-    with conn:
-        yield conn
+        info = from_url(
+            url, "--url", sslmode=settings.DB_SSLMODE, sslrootcert=settings.DB_SSLROOTCERT
+        )
+    except ImproperlyConfigured as err:
+        raise CommandError(str(err)) from None
+    return info.named(APPLICATION_NAME)
 
 
 class Command(BaseCommand):
@@ -103,19 +70,17 @@ class Command(BaseCommand):
         except (psycopg.Error, DjangoDatabaseError) as err:
             raise CommandError(f"Database error: {redact(str(err)).strip()}") from None
 
-    def _connection(self, url: str | None, config: dict[str, Any]) -> Any:
-        return url_connection(url) if url else settings_connection(config)
-
     def _provision(self, url: str | None, *, as_json: bool) -> None:
-        app = connections[DEFAULT_DB_ALIAS].settings_dict
-        owner = getattr(settings, "MIGRATION_DATABASE", None) or app
-        with self._connection(url, owner) as conn:
+        app, owner = conninfo("app"), conninfo("owner")
+        # One URL for both roles: there is no owner of its own to give a password.
+        separate = owner.user != app.user
+        with open_connection(target(url, "owner")) as conn:
             steps = provision_database(
                 conn,
-                owner=owner["USER"] or conn.info.user,
-                app=app["USER"],
-                app_password=app.get("PASSWORD") or None,
-                owner_password=(owner.get("PASSWORD") or None) if owner is not app else None,
+                owner=owner.user or conn.info.user,
+                app=app.user,
+                app_password=app.password or None,
+                owner_password=(owner.password or None) if separate else None,
                 schema=settings.SQL_MIGRATIONS.get("SCHEMA", "public"),
                 history_tables=(history_table(), DJANGO_HISTORY_TABLE),
                 timeouts=settings.DB_TIMEOUTS,
@@ -133,9 +98,8 @@ class Command(BaseCommand):
             self.stdout.write(f"  {step}")
 
     def _check(self, url: str | None, *, as_json: bool) -> None:
-        config = connections[DEFAULT_DB_ALIAS].settings_dict
         history = history_table()
-        with self._connection(url, config) as conn:
+        with open_connection(target(url, "app")) as conn:
             role, database = conn.info.user, conn.info.dbname
             relations = classify(conn, app=role, history_tables=(history, DJANGO_HISTORY_TABLE))
             probes = application_role_probes(

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from dbops.localdb import LocalDBError, default_cluster
+from dbops.connections import pgtools
+from dbops.connections.config import uses_local_cluster
+from dbops.localdb import LocalDBError, UnsafeFolderError, default_cluster
 from dbops.localdb.binaries import BinariesNotFound, find_bindir
-from sqlmigrations.lib import processes
 from sqlmigrations.redact import mask_url
 
 
@@ -44,7 +43,7 @@ class Command(BaseCommand):
         action = options["action"]
         try:
             if action == "start":
-                if options["if_no_database_url"] and not settings.LOCAL_DATABASE:
+                if options["if_no_database_url"] and not uses_local_cluster():
                     self.stdout.write("DATABASE_URL is set: not starting the local database.")
                     return
                 find_bindir()
@@ -65,6 +64,9 @@ class Command(BaseCommand):
                 self.stdout.write(url if options["reveal"] else mask_url(url))
             elif action == "psql":
                 self._psql(cluster, options["role"])
+        except UnsafeFolderError as err:
+            # A configuration refused, as settings refuse one: exit 2 (DEVDB_DIR is the fix).
+            raise CommandError(str(err), returncode=2) from err
         except (LocalDBError, BinariesNotFound) as err:
             raise CommandError(str(err)) from err
 
@@ -90,9 +92,7 @@ class Command(BaseCommand):
 
     def _psql(self, cluster: Any, role: str) -> None:
         info = cluster.conninfo(role)
-        env = dict(os.environ, PGPASSWORD=str(info.pop("password")))
-        conninfo = " ".join(f"{k}={v}" for k, v in info.items())
         psql = find_bindir() / "psql"
         # psql takes this process's place: Ctrl-C reaches psql alone, and no parent is left
-        # whose death could leave it running.
-        processes.become([str(psql), conninfo], env)
+        # whose death could leave it running. The password goes in its environment.
+        pgtools.become(pgtools.command(psql, info), info)

@@ -10,11 +10,8 @@ from datetime import date
 from typing import Any
 
 import psycopg
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from dbops.backups import BackupError
-from dbops.connections.errors import unavailable
 from dbops.partitions import PartitionError, archive, restore
 from dbops.partitions.store import IDENTIFIER, archive_storage
 from dbops.partitions.tables import (
@@ -103,12 +100,8 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         try:
             parts = open_partitions(options["table"])
-        except (PartitionError, BackupError) as err:
+        except PartitionError as err:
             raise CommandError(str(err)) from err
-        except psycopg.OperationalError as err:
-            # The owner role's connection (source_from_settings), told as every command does.
-            owner = getattr(settings, "MIGRATION_DATABASE", None) or settings.DATABASES["default"]
-            raise unavailable("partitions", owner, err) from err
         changes = (options["action"] == "archive" and options["execute"]) or (
             options["action"] == "restore" and not options["dry_run"]
         )

@@ -12,8 +12,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.db.migrations.executor import MigrationExecutor
 
-from dbops.connections.errors import use_migration_role
 from dbops.drift.compare import detect_drift
+from sqlmigrations import engine
 from sqlmigrations.redact import redact
 from sqlmigrations.wrappers import find_wrappers, sql_apps
 
@@ -40,8 +40,7 @@ class Command(BaseCommand):
             except LookupError as err:
                 raise CommandError(f"{err}; give installed app labels") from None
         # The expected schema is built in a scratch schema (rolled back): owner role.
-        use_migration_role(options["database"])
-        connection = connections[options["database"]]
+        connection = connections[engine.migration_alias(options["database"])]
         try:
             executor = MigrationExecutor(connection)
             pending = executor.migration_plan(executor.loader.graph.leaf_nodes())

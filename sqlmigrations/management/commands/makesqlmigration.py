@@ -11,7 +11,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS, connections
 
-from dbops.connections.errors import use_migration_role
+from sqlmigrations import engine
 from sqlmigrations.generator.generate import GeneratorError, UnsafeMigration, generate
 from sqlmigrations.generator.generated import FileExists, Generated
 from sqlmigrations.generator.rendering import RenderError
@@ -55,8 +55,7 @@ class Command(BaseCommand):
         allow_unsafe = options["allow_unsafe"]
         connection = None
         if not options["empty"]:
-            use_migration_role(options["database"])
-            connection = connections[options["database"]]
+            connection = connections[engine.migration_alias(options["database"])]
         try:
             result = generate(
                 app_label,

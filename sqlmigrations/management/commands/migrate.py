@@ -14,7 +14,6 @@ from django.db import connections, migrations
 from django.db.migrations.exceptions import InconsistentMigrationHistory, IrreversibleError
 from django.utils.module_loading import module_has_submodule
 
-from dbops.connections.errors import use_migration_role, without_pool
 from sqlmigrations import engine
 from sqlmigrations.backwards import blockers, refusal, requested_plan
 from sqlmigrations.executor import SQLMigrationExecutor, post_migrate_apps
@@ -40,9 +39,7 @@ class Command(DjangoMigrate):
     def execute(self, *args: Any, **options: Any) -> Any:
         # Before the system checks: they read the history through this connection, as the
         # role that migrates, so a file `repair` marked deleted is judged as validate does.
-        alias = options["database"]
-        use_migration_role(alias)
-        without_pool(alias)
+        alias = options["database"] = engine.migration_alias(options["database"])
         # Connect now: an unreachable database fails before any work, in one line.
         connections[alias].ensure_connection()
         return super().execute(*args, **options)

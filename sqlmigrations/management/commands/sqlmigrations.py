@@ -11,7 +11,6 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from dbops.connections.errors import use_migration_role
 from sqlmigrations import engine
 from sqlmigrations.lib import info as infos
 from sqlmigrations.lib import lint as linting
@@ -74,6 +73,8 @@ class Command(BaseCommand):
         p.add_argument("--progress", action="store_true", help="report progress on stderr")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["subcommand"] in ("repair", "baseline"):
+            options["database"] = engine.migration_alias(options["database"])  # the owner role
         connection = connections[options["database"]]
         try:
             getattr(self, "_" + options["subcommand"])(connection, options)
@@ -217,7 +218,6 @@ class Command(BaseCommand):
     # -- repair / baseline: owner role, advisory lock, one transaction ----------------------
 
     def _locked(self, connection: BaseDatabaseWrapper, options: dict[str, Any]) -> Any:
-        use_migration_role(options["database"])
         connection.ensure_connection()
         cursor = connection.cursor()
         history = engine.history_for(cursor)

@@ -28,12 +28,13 @@ from dbops.backups import BackupError
 from dbops.backups.dump import create_backup
 from dbops.backups.fingerprint import fingerprint
 from dbops.backups.names import dump_name, parse, partial_name, this_host
-from dbops.backups.pgclient import DbTarget, find_tool, server_major
 from dbops.backups.prune import plan_prune
 from dbops.backups.restore_plan import restore_backup
 from dbops.backups.signing import sign
 from dbops.backups.store import complete_backups, find_backup, open_read
 from dbops.backups.toc import ArchiveFormatError, read_entries
+from dbops.connections.config import ConnInfo, from_settings
+from dbops.connections.pgtools import find_tool, server_major
 from tests.dbops.backupkit import ENV, run, storages_with
 from tests.helpers import REPO, create_pg_stat_statements
 
@@ -227,7 +228,7 @@ def test_a_damaged_backup_is_refused(source, folder, scratch):
     with pytest.raises(BackupError, match=r"pg_restore|does not match its manifest"):
         restore_backup(folder, backup, source, scratch)
 
-    with psycopg.connect(**source.conninfo()) as conn:
+    with psycopg.connect(**source) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [scratch]).fetchone()
     assert exists is None  # the database made for the failed restore is gone
 
@@ -264,12 +265,12 @@ def test_verify_passes_then_detects_a_difference(project_db, settings_folder):
     report = run("verify")
     assert "public.backup_probe" in report and "Done!" in report
 
-    with psycopg.connect(**project_db.conninfo(), autocommit=True) as conn:
+    with psycopg.connect(**project_db, autocommit=True) as conn:
         conn.execute("UPDATE backup_probe SET note = 'tampered' WHERE id = 7")
     with pytest.raises(CommandError, match=r"differs .* 1 table\(s\): public.backup_probe"):
         run("verify")
 
-    with psycopg.connect(**project_db.conninfo()) as conn:
+    with psycopg.connect(**project_db) as conn:
         leftovers = conn.execute(
             "SELECT datname FROM pg_database WHERE datname LIKE %s",
             [f"{project_db.dbname}_verify_%"],
@@ -308,7 +309,7 @@ def kill_backup_once_it_writes(
 
 
 def test_a_backup_killed_midway_leaves_nothing_to_take(project_db, manage_env, tmp_path, scratch):
-    with psycopg.connect(**project_db.conninfo(), autocommit=True) as conn:
+    with psycopg.connect(**project_db, autocommit=True) as conn:
         # ~2 MB that does not compress, so the throttled dump takes a minute.
         conn.execute(
             "CREATE TABLE backup_filler AS SELECT i, decode(md5(random()::text) || "
@@ -347,7 +348,7 @@ def child_pg_dump(parent: int) -> int | None:
 def test_kill_9_of_backup_create_takes_pg_dump_along_and_prune_removes_the_partial(
     project_db, manage_env, tmp_path, scratch
 ):
-    with psycopg.connect(**project_db.conninfo(), autocommit=True) as conn:
+    with psycopg.connect(**project_db, autocommit=True) as conn:
         # ~20 MB that does not compress: pg_dump is still writing when it is caught.
         conn.execute(
             "CREATE TABLE backup_filler AS SELECT i, decode(md5(random()::text) || "
@@ -405,7 +406,7 @@ def test_kill_9_of_backup_create_takes_pg_dump_along_and_prune_removes_the_parti
 
 
 def test_prune_keeps_the_partial_of_a_running_backup(project_db, settings_folder):
-    with psycopg.connect(**project_db.conninfo()) as locker:
+    with psycopg.connect(**project_db) as locker:
         locker.execute("LOCK TABLE backup_probe IN ACCESS EXCLUSIVE MODE")  # pg_dump waits
         writer = threading.Thread(target=run, args=("create",))
         writer.start()
@@ -438,7 +439,7 @@ def test_fingerprints_taken_in_the_dumps_snapshot_survive_concurrent_writes(
     stop = threading.Event()
 
     def write_while_dumping() -> None:
-        with psycopg.connect(**project_db.conninfo(), autocommit=True) as conn:
+        with psycopg.connect(**project_db, autocommit=True) as conn:
             n = 1000
             while not stop.is_set():
                 conn.execute("INSERT INTO backup_probe VALUES (%s, 'during the dump')", [n])
@@ -485,7 +486,6 @@ def test_progress_on_request(project_db, settings_folder, scratch, capsys):
 
 
 def test_it_logs_in_with_the_owner_secret_from_secrets_manager(source, folder, monkeypatch):
-    from dbops.backups.pgclient import source_from_settings
     from dbops.connections import secrets as db_secrets
 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
@@ -509,11 +509,11 @@ def test_it_logs_in_with_the_owner_secret_from_secrets_manager(source, folder, m
             "OPTIONS": {"sslmode": source.sslmode, "sslrootcert": source.sslrootcert},
             "SECRET": {"ID": "prod/owner", "REGION": "eu-west-1", "SETTING": "X"},
         }
-        with override_settings(MIGRATION_DATABASE=owner):
-            target = source_from_settings()
+        target = from_settings(owner)
     db_secrets.reset()
 
-    assert target == source
+    fields = ("host", "port", "user", "password", "dbname", "sslmode", "sslrootcert")
+    assert [getattr(target, f) for f in fields] == [getattr(source, f) for f in fields]
     assert create_backup(target, folder, ENV).size > 0
 
 
@@ -544,13 +544,13 @@ CATALOG = {
 }
 
 
-def catalog(target: DbTarget) -> dict[str, list[tuple]]:
-    with psycopg.connect(**target.conninfo()) as conn:
+def catalog(target: ConnInfo) -> dict[str, list[tuple]]:
+    with psycopg.connect(**target) as conn:
         return {key: conn.execute(query).fetchall() for key, query in CATALOG.items()}
 
 
 def test_a_restore_of_a_verified_backup_loses_nothing(project_db, settings_folder, scratch):
-    with psycopg.connect(**project_db.conninfo(), autocommit=True) as conn:
+    with psycopg.connect(**project_db, autocommit=True) as conn:
         conn.execute("CREATE SEQUENCE backup_probe_seq; SELECT setval('backup_probe_seq', 41)")
     try:
         run("create")
@@ -565,7 +565,7 @@ def test_a_restore_of_a_verified_backup_loses_nothing(project_db, settings_folde
         assert len(before["relations"]) > 20 and before["constraints"] and before["grants"]
         assert ("backup_probe_seq", 41) in after["sequences"]
     finally:
-        with psycopg.connect(**project_db.conninfo(), autocommit=True) as conn:
+        with psycopg.connect(**project_db, autocommit=True) as conn:
             conn.execute("DROP SEQUENCE IF EXISTS backup_probe_seq")
 
 
@@ -576,7 +576,7 @@ def test_a_backup_killed_while_pg_dump_writes_its_file_leaves_nothing_to_take(
     # that the kill lands while the file is open and incomplete.
     folder = tmp_path / "killed-direct"
     env = dict(manage_env, BACKUP_DIR=str(folder), BACKUP_ENV=ENV)
-    with psycopg.connect(**project_db.conninfo()) as locker:
+    with psycopg.connect(**project_db) as locker:
         locker.execute("LOCK TABLE backup_probe IN ACCESS EXCLUSIVE MODE")
         kill_backup_once_it_writes(env, folder, min_bytes=0)
 

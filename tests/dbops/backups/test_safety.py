@@ -279,7 +279,7 @@ def test_a_prune_killed_midway_leaves_a_consistent_listing(
 
 
 def databases(project_db: Any, like: str) -> list[str]:
-    with psycopg.connect(**project_db.conninfo()) as conn:
+    with psycopg.connect(**project_db) as conn:
         rows = conn.execute(
             "SELECT datname FROM pg_database WHERE datname LIKE %s ORDER BY 1", [like]
         ).fetchall()
@@ -287,7 +287,7 @@ def databases(project_db: Any, like: str) -> list[str]:
 
 
 def database_acl_and_comment(project_db: Any, name: str) -> tuple[Any, ...]:
-    with psycopg.connect(**project_db.conninfo()) as conn:
+    with psycopg.connect(**project_db) as conn:
         row = conn.execute(
             "SELECT datacl::text[], shobj_description(oid, 'pg_database'), datconnlimit "
             "FROM pg_database WHERE datname = %s",
@@ -298,7 +298,7 @@ def database_acl_and_comment(project_db: Any, name: str) -> tuple[Any, ...]:
 
 def mark(project_db: Any, name: str, note: str) -> None:
     """Make `name` differ from the backup: one row in a table of its own."""
-    with psycopg.connect(**project_db.on(name).conninfo(), autocommit=True) as conn:
+    with psycopg.connect(**project_db.on(name), autocommit=True) as conn:
         conn.execute("CREATE TABLE IF NOT EXISTS restore_mark (note text)")
         conn.execute("INSERT INTO restore_mark VALUES (%s)", [note])
 
@@ -308,7 +308,7 @@ def test_restore_force_swaps_the_database_in_and_keeps_its_privileges(
 ) -> None:
     run("create")
     run("restore", "latest", "--database", scratch)
-    with psycopg.connect(**project_db.conninfo(), autocommit=True) as conn:
+    with psycopg.connect(**project_db, autocommit=True) as conn:
         ident = sql.Identifier(scratch)
         conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(ident))
         conn.execute(
@@ -329,7 +329,7 @@ def test_restore_force_swaps_the_database_in_and_keeps_its_privileges(
     assert fingerprint(project_db.on(scratch)) == fingerprint(project_db)  # no restore_mark
     assert database_acl_and_comment(project_db, scratch) == properties
     assert databases(project_db, f"{scratch}_%") == []
-    with psycopg.connect(**project_db.on(scratch).conninfo()) as conn:
+    with psycopg.connect(**project_db.on(scratch)) as conn:
         assert conn.execute("SHOW search_path").fetchone() == ('"$user", public',)
 
 
@@ -382,7 +382,7 @@ def test_the_dry_run_of_a_restore_says_what_the_real_run_does(
 ) -> None:
     run("create")
     if target != "absent":
-        with psycopg.connect(**project_db.conninfo(), autocommit=True) as conn:
+        with psycopg.connect(**project_db, autocommit=True) as conn:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(scratch)))
     if target == "full":
         mark(project_db, scratch, "old")
@@ -420,7 +420,7 @@ def replaced(
     project_db: Any, settings_folder: Any, scratch: str, manage_env: dict[str, str]
 ) -> Any:
     """A backup, and a non-empty target that differs from it: (target, env, before)."""
-    with psycopg.connect(**project_db.conninfo(), autocommit=True) as conn:
+    with psycopg.connect(**project_db, autocommit=True) as conn:
         # ~2 MB that does not compress: pg_restore is still loading it when it is caught.
         conn.execute(
             "CREATE TABLE backup_filler AS SELECT i, decode(md5(random()::text) || "
@@ -476,7 +476,7 @@ def test_a_restore_killed_during_pg_restore_leaves_the_old_database(
 
 
 def drop_all(project_db: Any, names: list[str]) -> None:
-    from dbops.backups.targets import drop_database
+    from dbops.connections.databases import drop_database
 
     for name in names:
         drop_database(project_db, name)
@@ -487,7 +487,7 @@ def drop_all(project_db: Any, names: list[str]) -> None:
     [
         ("dbops.backups.targets:copy_properties", "", "old"),
         ("dbops.backups.targets:swap", "", "old"),
-        ("dbops.backups.targets:drop_database", "_old_", "new"),
+        ("dbops.connections.databases:drop_database", "_old_", "new"),
     ],
 )
 def test_a_restore_killed_at_each_step_keeps_a_whole_database_under_the_name(

@@ -48,7 +48,7 @@ def rewrite_manifest(folder: Any, name: str, **changes: Any) -> dict[str, Any]:
 
 
 def database_exists(project_db: Any, name: str) -> bool:
-    with psycopg.connect(**project_db.conninfo()) as conn:
+    with psycopg.connect(**project_db) as conn:
         row = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
     return row is not None
 

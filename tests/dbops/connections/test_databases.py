@@ -13,7 +13,6 @@ from psycopg import sql
 
 from dbops.connections.databases import drop_database
 from tests.helpers import create_database
-from tests.helpers import drop_database as drop_test_database
 
 # An autovacuum worker is such a session: the owner role may not end it, and PostgreSQL
 # itself cancels it on a plain DROP DATABASE. A session of the application role stands in.
@@ -29,18 +28,20 @@ def exists(pg_server: Any, name: str) -> bool:
 def database(pg_server: Any) -> Any:
     name = create_database(pg_server, f"dropme_{os.getpid()}_{time.monotonic_ns()}")
     yield name
-    drop_test_database(pg_server, name)
+    drop_database(pg_server.conninfo(), name)
 
 
 def test_it_waits_out_a_session_that_force_may_not_end(pg_server: Any, database: str) -> None:
     other = psycopg.connect(**pg_server.conninfo(database, role="app"))
     force = sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(database))
-    with psycopg.connect(**pg_server.conninfo(), autocommit=True) as conn:
-        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="member of the role"):
-            conn.execute(force)  # what the plain FORCE did: the drop failed
-        threading.Timer(1.0, other.close).start()
+    with (
+        psycopg.connect(**pg_server.conninfo(), autocommit=True) as conn,
+        pytest.raises(psycopg.errors.InsufficientPrivilege, match="member of the role"),
+    ):
+        conn.execute(force)  # what the plain FORCE did: the drop failed
+    threading.Timer(1.0, other.close).start()
 
-        drop_database(conn, database)
+    drop_database(pg_server.conninfo(), database)
 
     assert other.closed
     assert not exists(pg_server, database)
@@ -49,17 +50,13 @@ def test_it_waits_out_a_session_that_force_may_not_end(pg_server: Any, database:
 def test_a_session_that_stays_is_reported_after_the_timeout(pg_server: Any, database: str) -> None:
     with (
         psycopg.connect(**pg_server.conninfo(database, role="app")),
-        psycopg.connect(**pg_server.conninfo(), autocommit=True) as conn,
         pytest.raises(psycopg.errors.ObjectInUse, match="is being accessed by other users"),
     ):
-        drop_database(conn, database, timeout=0)
+        drop_database(pg_server.conninfo(), database, timeout=0)
     assert exists(pg_server, database)
 
 
 def test_a_role_that_does_not_own_it_is_refused_at_once(pg_server: Any, database: str) -> None:
-    with (
-        psycopg.connect(**pg_server.conninfo(role="app"), autocommit=True) as conn,
-        pytest.raises(psycopg.errors.InsufficientPrivilege, match="must be owner"),
-    ):
-        drop_database(conn, database)
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="must be owner"):
+        drop_database(pg_server.conninfo(role="app"), database)
     assert exists(pg_server, database)

@@ -19,9 +19,9 @@ from django.db import DatabaseError, connections, router
 from django.test import override_settings
 from psycopg import sql
 
+from dbops.connections.databases import drop_database
 from dbops.connections.routers import REPLICA, reporting, reporting_alias, reporting_connection
 from dbops.models import MigrationTest
-from tests.helpers import drop_database
 from tests.settings_probe import PRODUCTION, load_database_settings, parsed
 
 TABLE = """
@@ -59,7 +59,7 @@ def replica(pg_server: Any, django_db_setup: None, django_db_blocker: Any) -> It
             connections[REPLICA].close()
             del connections[REPLICA]
             del settings.DATABASES[REPLICA]
-            drop_database(pg_server, name)
+            drop_database(pg_server.conninfo(), name)
 
 
 def current_database(alias: str) -> str:

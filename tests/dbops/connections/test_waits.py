@@ -90,20 +90,11 @@ def test_a_named_exception_runs_with_its_own_statement_timeout_then_the_configur
     assert show() == before
 
 
-def test_one_url_for_both_roles_runs_the_owners_jobs_without_the_timeouts(settings: Any) -> None:
-    from django.db import connections
-
-    from dbops.connections.errors import use_migration_role
-
-    settings.MIGRATION_DATABASE = None
-    alias = "waits_probe"
-    connections.settings[alias] = {
-        **connections["default"].settings_dict,
-        "OPTIONS": {"options": "-c statement_timeout=30000 -c search_path=public"},
-    }
-    try:
-        assert use_migration_role(alias) is False
-        assert connections[alias].settings_dict["OPTIONS"] == {"options": "-c search_path=public"}
-    finally:
-        del connections[alias]
-        del connections.settings[alias]
+def test_one_url_for_both_roles_runs_the_owners_jobs_without_the_timeouts() -> None:
+    url = APP_URL + "?options=-c%20search_path%3Dpublic"
+    config = parsed(load_database_settings(**PRODUCTION, DATABASE_URL=url))
+    assert config["databases"]["default"]["OPTIONS"]["options"].startswith("-c statement_timeout")
+    owner = config["owner"]
+    assert (owner["USER"], owner["NAME"]) == ("choregarden", "prod")
+    assert owner["OPTIONS"]["options"] == "-c search_path=public"
+    assert "pool" not in owner["OPTIONS"]

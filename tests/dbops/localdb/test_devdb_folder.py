@@ -77,7 +77,7 @@ def test_manage_py_names_the_folder_and_the_fix_in_one_line(
     proc = run_manage("devdb", "start", env=env)
     assert proc.returncode == 2, proc.stderr
     [line] = proc.stderr.splitlines()
-    assert line.startswith(f"error: The local database folder {fallback.base_dir} belongs to")
+    assert line.startswith(f"CommandError: The local database folder {fallback.base_dir} belongs")
     assert "set DEVDB_DIR to a folder of your own" in line
     assert roots_file.read_text() == ROOT_SECRET
 

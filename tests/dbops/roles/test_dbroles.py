@@ -12,8 +12,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from dbops.connections.databases import drop_database
 from dbops.roles.provision import PASSWORD_STATEMENTS, ensure_role, forget_password_statements
-from tests.helpers import assert_denied, create_pg_stat_statements, drop_database, run_manage
+from tests.helpers import assert_denied, create_pg_stat_statements, run_manage
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +35,7 @@ def fresh_db(pg_server: Any, django_db_setup: None) -> Iterator[tuple[str, dict[
         assert migrate.returncode == 0, migrate.stderr
         yield name, env
     finally:
-        drop_database(pg_server, name)
+        drop_database(pg_server.conninfo(), name)
 
 
 def owner_sql(pg_server: Any, database: str, statement: str) -> list[tuple[Any, ...]]:
@@ -301,7 +302,7 @@ def test_check_on_an_unmigrated_database_says_to_migrate(
         )
         assert "OK    CREATE TABLE: denied" in proc.stdout
     finally:
-        drop_database(pg_server, name)
+        drop_database(pg_server.conninfo(), name)
 
 
 def test_provision_as_a_superuser_creates_the_roles(pg_server: Any, tmp_path: Any) -> None:

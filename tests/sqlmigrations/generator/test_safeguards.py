@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import drop_database
+from dbops.connections.databases import drop_database
 from tests.realproject import RealProject, copy_real_project
 
 pytestmark = pytest.mark.slow
@@ -29,7 +29,7 @@ def migrated_database(tmp_path_factory: pytest.TempPathFactory, pg_server: Any) 
     migrated = project.manage("migrate", "--no-input")
     assert migrated.returncode == 0, migrated.stderr
     yield project.database
-    drop_database(pg_server, project.database)
+    drop_database(pg_server.conninfo(), project.database)
 
 
 @pytest.fixture
@@ -37,7 +37,7 @@ def project(tmp_path: Path, pg_server: Any, migrated_database: str) -> Iterator[
     """A fresh copy of the project on a copy of the migrated database."""
     p = copy_real_project(tmp_path, pg_server, template=migrated_database)
     yield p
-    drop_database(pg_server, p.database)
+    drop_database(pg_server.conninfo(), p.database)
 
 
 def edit_users(project: RealProject, *, fields: str = "", indexes: str = "") -> None:

@@ -11,7 +11,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tests.helpers import create_database, drop_database
+from dbops.connections.databases import drop_database
+from tests.helpers import create_database
 
 _schemas = itertools.count()
 
@@ -23,7 +24,7 @@ def library_database(pg_server: Any) -> Iterator[str]:
     """One database for the library's tests; each test works in a schema of its own."""
     name = create_database(pg_server, f"sqlmigrations_lib_{os.getpid()}")
     yield name
-    drop_database(pg_server, name)
+    drop_database(pg_server.conninfo(), name)
 
 
 @pytest.fixture

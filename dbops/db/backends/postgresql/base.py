@@ -1,16 +1,17 @@
 """Django's PostgreSQL backend, logging in with credentials from AWS Secrets Manager.
 
-ENGINE "dbops.db.backends.postgresql". Without a "SECRET" entry in the database settings it
-is Django's backend, except that a connection that cannot be opened (no database configured,
-unreachable, refused login, unreadable secret) raises DatabaseUnavailable with one line that
-names the setting to fix. With a "SECRET" ({"ID", "REGION", "SETTING"}), every new physical
-connection, pooled or not, logs in with the process's cached secret, and a refused password
-makes it read the secret again once (rotation). Django's pool builds its connection keywords
-once, when the pool is made, so the pool gets a connection class that puts the current
-credentials in at each connect instead. That class also remembers the pool's last failed
-connect, and the backend which request holds each pooled connection, so that a pool
-timeout says whether the pool was exhausted or the server unreachable
-(dbops.connections.pooltimeout).
+ENGINE "dbops.db.backends.postgresql". Each new connection asks dbops.connections.config for
+what settings leave open (the local cluster's address, login and CA). Without a "SECRET"
+entry in the database settings it is Django's backend, except that a connection that cannot
+be opened (no database configured, unreachable, refused login, unreadable secret) raises
+DatabaseUnavailable with one line that names the setting to fix. With a "SECRET" ({"ID",
+"REGION", "SETTING"}), every new physical connection, pooled or not, logs in with the
+process's cached secret, and a refused password makes it read the secret again once
+(rotation). Django's pool builds its connection keywords once, when the pool is made, so the
+pool gets a connection class that puts the current credentials in at each connect instead.
+That class also remembers the pool's last failed connect, and the backend which request
+holds each pooled connection, so that a pool timeout says whether the pool was exhausted or
+the server unreachable (dbops.connections.pooltimeout).
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db.backends.postgresql import base as postgresql
 from django.db.backends.postgresql import client as postgresql_client
 
-from dbops.connections.errors import configured, not_configured, unavailable
+from dbops.connections.config import configured, resolve
+from dbops.connections.errors import not_configured, unavailable
 from dbops.connections.pooltimeout import (
     ConnectFailures,
     RecordingConnection,
@@ -104,11 +106,8 @@ class DatabaseClient(postgresql_client.DatabaseClient):
         # lines followed by Django's "returned non-zero exit status 2".
         connection.ensure_connection()
         connection.close()
-        ref = connection.secret_ref()
-        if ref is None:
-            return super().runshell(parameters)
         original = connection.settings_dict
-        connection.settings_dict = connection.settings_with_secret(ref, ref.get())
+        connection.settings_dict = connection.resolved_settings()
         try:
             return super().runshell(parameters)
         finally:
@@ -135,10 +134,18 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
             name_set=s.get("NAME") != "",
         )
 
-    def settings_with_secret(self, ref: SecretRef, creds: DatabaseCredentials) -> dict[str, Any]:
-        """Return the settings with the secret's login, and its address where they have none."""
+    def resolved_settings(self) -> dict[str, Any]:
+        """Return the settings with the local cluster and the secret's login filled in."""
+        resolved = resolve(self.settings_dict)
+        ref = self.secret_ref()
+        return resolved if ref is None else self.settings_with_secret(ref, ref.get(), resolved)
+
+    def settings_with_secret(
+        self, ref: SecretRef, creds: DatabaseCredentials, base: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Return `base` with the secret's login, and its address where it has none."""
         params = self.secret_overlay(ref)(creds)
-        filled = {**self.settings_dict, "USER": params["user"], "PASSWORD": params["password"]}
+        filled = {**base, "USER": params["user"], "PASSWORD": params["password"]}
         for key, setting in (("host", "HOST"), ("port", "PORT"), ("dbname", "NAME")):
             if key in params:
                 filled[setting] = params[key]
@@ -159,12 +166,9 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
             raise unavailable(self.alias, self.settings_dict, err) from err
 
     def _connection_params(self) -> dict[str, Any]:
-        ref = self.secret_ref()
-        if ref is None:
-            return super().get_connection_params()
         original = self.settings_dict
         # Django reads (and checks) the settings to build the keywords; wrappers are per thread.
-        self.settings_dict = self.settings_with_secret(ref, ref.get())
+        self.settings_dict = self.resolved_settings()
         try:
             return super().get_connection_params()
         finally:
