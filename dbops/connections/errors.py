@@ -7,9 +7,9 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connections
-from django.db.utils import OperationalError
 
 from dbops.connections.waits import bounded, lift_timeouts
+from sqlmigrations.dberrors import ConnectionFailed
 from sqlmigrations.redact import redact
 
 OWNER_KEYS = ("NAME", "USER", "PASSWORD", "HOST", "PORT")
@@ -20,7 +20,7 @@ START_LOCAL = "python manage.py devdb start"
 RUNBOOK = "docs/operations.md, 'Connection problems'"
 
 
-class DatabaseUnavailable(OperationalError):
+class DatabaseUnavailable(ConnectionFailed):
     """A connection could not be opened: no database configured, unreachable, or no login."""
 
 

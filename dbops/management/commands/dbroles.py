@@ -9,14 +9,14 @@ from typing import Any
 
 import psycopg
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS, connections
-from django.db import Error as DjangoDatabaseError
 
-from dbops.connections.errors import OWNER_KEYS, SETTING_KEY, DatabaseUnavailable, unavailable
+from dbops.connections.errors import OWNER_KEYS, SETTING_KEY, unavailable
 from dbops.roles.check import application_role_probes, check_application_role
 from dbops.roles.privileges import DJANGO_HISTORY_TABLE, classify
 from dbops.roles.provision import ProvisionError, ProvisionIncomplete, provision_database
+from sqlmigrations.management.base import DatabaseCommand
 from sqlmigrations.redact import redact, register_secret
 
 ALIAS = "dbroles"
@@ -71,7 +71,7 @@ def url_connection(url: str) -> Iterator[Any]:
         yield conn
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = (
         "provision: create/update the owner and application roles and their privileges "
         "(idempotent). check: connect as the application role and prove what it may do."
@@ -98,10 +98,6 @@ class Command(BaseCommand):
             raise CommandError(redact(str(err))) from None
         except ProvisionError as err:
             raise CommandError(redact(str(err))) from None
-        except DatabaseUnavailable:
-            raise  # its one line names the setting
-        except (psycopg.Error, DjangoDatabaseError) as err:
-            raise CommandError(f"Database error: {redact(str(err)).strip()}") from None
 
     def _connection(self, url: str | None, config: dict[str, Any]) -> Any:
         return url_connection(url) if url else settings_connection(config)

@@ -7,15 +7,16 @@ import os
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from dbops.localdb import LocalDBError, default_cluster
 from dbops.localdb.binaries import BinariesNotFound, find_bindir
 from sqlmigrations.lib import processes
+from sqlmigrations.management.base import DatabaseCommand
 from sqlmigrations.redact import mask_url
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = "Manage the local development PostgreSQL cluster (SSL only) in var/devdb."
     requires_system_checks: list[str] = []
 

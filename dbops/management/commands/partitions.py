@@ -11,7 +11,7 @@ from typing import Any
 
 import psycopg
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from dbops.backups import BackupError
 from dbops.connections.errors import unavailable
@@ -29,7 +29,7 @@ from dbops.partitions.tables import (
     this_month,
 )
 from sqlmigrations.management.arguments import whole_number
-from sqlmigrations.redact import redact
+from sqlmigrations.management.base import DatabaseCommand
 
 MAX_MONTHS_AHEAD = 60
 MAX_KEEP_MONTHS = 1200
@@ -59,7 +59,7 @@ def _table_name(text: str) -> str:
     return text
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = (
         "Monthly partitions of the large history tables: `status`, `create` ahead, "
         "`archive` those past retention (detach, export to storage, verify, drop; a dry run "
@@ -117,10 +117,6 @@ class Command(BaseCommand):
                     getattr(self, f"_{options['action']}")(parts, options)
             except PartitionError as err:
                 raise CommandError(str(err)) from err
-            except psycopg.Error as err:
-                raise CommandError(
-                    redact(f"the database refused: {err}; nothing more was done").replace("\n", " ")
-                ) from err
 
     def _emit(self, options: dict[str, Any], data: Any, lines: list[str]) -> None:
         if options["json"]:

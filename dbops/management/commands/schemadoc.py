@@ -7,12 +7,12 @@ from typing import Any
 
 from django.apps import apps
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
+from django.core.management.base import CommandError, CommandParser
+from django.db import DEFAULT_DB_ALIAS, connections
 
 from dbops.schemadoc import render as schemadoc
 from sqlmigrations import engine
-from sqlmigrations.redact import redact
+from sqlmigrations.management.base import DatabaseCommand
 
 
 def framework_tables() -> set[str]:
@@ -26,7 +26,7 @@ def framework_tables() -> set[str]:
     return tables
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = "Write the schema reference (tables, keys, indexes, ER diagram) from the database."
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -46,11 +46,8 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         output: Path = options["output"] or Path(settings.BASE_DIR) / "docs" / "schema.md"
         schema = engine.option("SCHEMA")
-        try:
-            with connections[options["database"]].cursor() as cursor:
-                catalog = schemadoc.collect(cursor, schema)
-        except DatabaseError as err:
-            raise CommandError(f"Could not read the catalog: {redact(str(err))}") from err
+        with connections[options["database"]].cursor() as cursor:
+            catalog = schemadoc.collect(cursor, schema)
         if not catalog.tables:
             raise CommandError(
                 f"Schema {schema!r} has no tables: run `python manage.py migrate` first."

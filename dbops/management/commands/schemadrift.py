@@ -8,17 +8,17 @@ from typing import Any
 
 from django.apps import apps
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
+from django.core.management.base import CommandError
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.migrations.executor import MigrationExecutor
 
 from dbops.connections.errors import use_migration_role
 from dbops.drift.compare import detect_drift
-from sqlmigrations.redact import redact
+from sqlmigrations.management.base import DatabaseCommand
 from sqlmigrations.wrappers import find_wrappers, sql_apps
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = (
         "Compare the models of the SQL-migrated apps (or the apps given) with the database: "
         "tables, columns, types, nullability, defaults, keys, constraints, indexes. "
@@ -42,18 +42,9 @@ class Command(BaseCommand):
         # The expected schema is built in a scratch schema (rolled back): owner role.
         use_migration_role(options["database"])
         connection = connections[options["database"]]
-        try:
-            executor = MigrationExecutor(connection)
-            pending = executor.migration_plan(executor.loader.graph.leaf_nodes())
-            report = detect_drift(connection, labels)
-        except DatabaseError as err:
-            hint = ""
-            if "permission denied" in str(err):
-                hint = (
-                    "; schemadrift creates the models in a scratch schema (rolled back) and "
-                    "needs the owner role: set MIGRATION_DATABASE_URL"
-                )
-            raise CommandError(f"could not read the database: {redact(str(err))}{hint}") from err
+        executor = MigrationExecutor(connection)
+        pending = executor.migration_plan(executor.loader.graph.leaf_nodes())
+        report = detect_drift(connection, labels)
         # Known, intentional differences, each with a reason in settings (e.g. a
         # partitioned table's primary key that must include the partition key).
         report.accept(getattr(settings, "SCHEMADRIFT_IGNORE", []))
