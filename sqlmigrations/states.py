@@ -79,11 +79,7 @@ def read_overview(using: str = "default") -> Overview:
 
 def validate(using: str = "default") -> list[Problem]:
     """Run the same validation as `migrate` and `sqlmigrations validate`; change nothing."""
-    connection = connections[using]
-    engine.load_files(refresh=True)
-    with connection.cursor() as cursor:
-        rows = engine.history_for(cursor).rows()
-    return engine.validate_database(connection, rows)
+    return engine.read_and_validate(connections[using]).problems
 
 
 def find_file(script: str) -> MigrationFile | None:
