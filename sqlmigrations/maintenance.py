@@ -6,7 +6,8 @@ the deploy handler read them too. Nothing here prints.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from sqlmigrations.lib.committed import committed_checksums
 from sqlmigrations.lib.exceptions import InvalidMigrationName, SqlMigrationError
 from sqlmigrations.lib.files import MigrationFile, discover, rendered, scan_names
 from sqlmigrations.lib.flywayconf import load_flyway_config
-from sqlmigrations.lib.history import BASELINE_DESCRIPTION, HistoryRow
+from sqlmigrations.lib.history import BASELINE_DESCRIPTION, HistoryRow, SchemaHistory
 from sqlmigrations.lib.invalid_indexes import InvalidIndex, creators, invalid_indexes
 from sqlmigrations.lib.repair import (
     MARK_DELETED,
@@ -218,16 +219,24 @@ def _files_for_validation() -> tuple[list[MigrationFile] | None, list[Problem]]:
         return None, [*problems, Problem("files", err.path, err.detail)]
 
 
-def repair(
-    connection: BaseDatabaseWrapper, *, dry_run: bool = False, on_wait: OnWait = None
-) -> RepairResult:
-    """Remove failed rows, mark missing files deleted, realign checksums, under the lock."""
+@contextmanager
+def _changing_history(
+    connection: BaseDatabaseWrapper, on_wait: OnWait
+) -> Iterator[tuple[list[MigrationFile], Any, SchemaHistory, dict[str, Any]]]:
+    """Read the files, then hold the advisory lock and one transaction for a change."""
     files = engine.load_files(refresh=True)
     with (
         engine.migration_lock(connection, on_wait=on_wait) as (cursor, history),
         transaction.atomic(using=connection.alias),
     ):
-        values = engine.placeholders_for(cursor)
+        yield files, cursor, history, engine.placeholders_for(cursor)
+
+
+def repair(
+    connection: BaseDatabaseWrapper, *, dry_run: bool = False, on_wait: OnWait = None
+) -> RepairResult:
+    """Remove failed rows, mark missing files deleted, realign checksums, under the lock."""
+    with _changing_history(connection, on_wait) as (files, cursor, history, values):
         actions = plan_repair(
             files, history.rows(), values=values, out_of_order=engine.option("OUT_OF_ORDER")
         )
@@ -245,12 +254,7 @@ def baseline(
     on_wait: OnWait = None,
 ) -> BaselineResult:
     """Record `version` as the schema's baseline, checking its objects exist, under the lock."""
-    files = engine.load_files(refresh=True)
-    with (
-        engine.migration_lock(connection, on_wait=on_wait) as (cursor, history),
-        transaction.atomic(using=connection.alias),
-    ):
-        values = engine.placeholders_for(cursor)
+    with _changing_history(connection, on_wait) as (files, _, history, values):
         upto = [
             (mf, mf.render(values))
             for mf in files
