@@ -11,7 +11,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import migrations
 from django.db.migrations.exceptions import AmbiguityError, NodeNotFoundError
 from django.db.migrations.executor import MigrationExecutor
 
@@ -19,6 +18,7 @@ from sqlmigrations import engine
 from sqlmigrations.lib.exceptions import SqlMigrationError
 from sqlmigrations.lib.files import MigrationFile
 from sqlmigrations.operations import RunSQLFile
+from sqlmigrations.wrappers import database_operations
 
 Plan = list[tuple[Any, bool]]
 
@@ -43,7 +43,7 @@ def blockers(plan: Plan, placeholders: Mapping[str, str | None]) -> list[Blocker
             continue
         label = f"{migration.app_label}.{migration.name}"
         for operation in migration.operations:
-            for op in _database_operations(operation):
+            for op in database_operations(operation):
                 if isinstance(op, RunSQLFile):
                     undo, reason = engine.undo_file(op.script)
                     if undo is not None:
@@ -53,12 +53,6 @@ def blockers(plan: Plan, placeholders: Mapping[str, str | None]) -> list[Blocker
                 elif not op.reversible:
                     found.append(Blocker(label, f"{label} ({op.describe()})", "is irreversible"))
     return found
-
-
-def _database_operations(operation: Any) -> list[Any]:
-    if isinstance(operation, migrations.SeparateDatabaseAndState):
-        return [operation, *operation.database_operations]
-    return [operation]
 
 
 def _render_problem(undo: MigrationFile, placeholders: Mapping[str, str | None]) -> str | None:

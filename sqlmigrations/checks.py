@@ -6,7 +6,6 @@ so `manage.py check` stays fast with a thousand files.
 
 from __future__ import annotations
 
-import os
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -16,10 +15,9 @@ from django.db import DatabaseError, connections
 from django.db.migrations.loader import MigrationLoader
 
 from sqlmigrations import engine
+from sqlmigrations.lib import files
 from sqlmigrations.lib.committed import is_committed
-from sqlmigrations.lib.exceptions import InvalidMigrationName
-from sqlmigrations.lib.files import _walk
-from sqlmigrations.lib.names import MigrationName, is_candidate, parse_name, versioned_name
+from sqlmigrations.lib.names import MigrationName, versioned_name
 from sqlmigrations.lib.sequence import Recorded, sequence_problems
 from sqlmigrations.lib.versions import Version
 from sqlmigrations.wrapper_graph import graph_errors
@@ -35,24 +33,10 @@ WRAPPER_HINT = (
 
 def scan_names(location: Path) -> tuple[dict[str, MigrationName], list[Error]]:
     """Parse the name of every migration file under `location`; unparsable ones are errors."""
-    names: dict[str, MigrationName] = {}
-    errors: list[Error] = []
-    if not location.is_dir():
-        return names, errors
-    root = location.resolve()
-    prefix = str(root) + os.sep
-    for folder, filenames in _walk(root):
-        for filename in sorted(filenames):
-            if not is_candidate(filename):
-                continue
-            full = os.path.join(folder, filename)
-            rel = full.removeprefix(prefix).replace(os.sep, "/")
-            try:
-                name = parse_name(filename, path=rel)
-            except InvalidMigrationName as err:
-                errors.append(_bad_name(rel, [str(err)], "Rename the file as the message says."))
-                continue
-            names[rel] = name
+    names, bad = files.scan_names(location)
+    errors = [
+        _bad_name(err.path, [str(err)], "Rename the file as the message says.") for err in bad
+    ]
     return names, errors
 
 

@@ -157,6 +157,21 @@ def placeholders_for(cursor: Any) -> dict[str, str | None]:
     return values
 
 
+def offline_placeholders() -> dict[str, str | None]:
+    """Return placeholder values for linting without a database (user and database "lint")."""
+    values: dict[str, str | None] = dict(
+        builtin_placeholders(
+            schema=option("SCHEMA"),
+            user="lint",
+            database="lint",
+            table=option("TABLE"),
+            filename="",
+        )
+    )
+    values.update(option("PLACEHOLDERS"))
+    return values
+
+
 def snapshot(cursor: Any) -> Run:
     """Read the history and placeholder values (the table may not exist yet)."""
     rows = history_for(cursor).rows()
@@ -182,6 +197,24 @@ def validate_database(connection: BaseDatabaseWrapper, rows: list[HistoryRow]) -
     return file_problems(load_files(), rows)
 
 
+@dataclass
+class Validation:
+    """The history as read and every problem of the files against it."""
+
+    rows: list[HistoryRow]
+    problems: list[Problem]
+
+
+def read_and_validate(
+    connection: BaseDatabaseWrapper, files: list[MigrationFile] | None = None
+) -> Validation:
+    """Read the history, then validate the files (read afresh unless given); change nothing."""
+    files = load_files(refresh=True) if files is None else files
+    with connection.cursor() as cursor:
+        rows = history_for(cursor).rows()
+    return Validation(rows, file_problems(files, rows))
+
+
 def file_problems(files: list[MigrationFile], rows: list[HistoryRow]) -> list[Problem]:
     """Return every problem of the files against the history: what `validate`, `migrate`
     and the admin report (the system check shares the names and gaps part)."""
@@ -201,24 +234,33 @@ def layout_problems(files: list[MigrationFile]) -> list[Problem]:
 
 
 @contextmanager
+def migration_lock(
+    connection: BaseDatabaseWrapper, *, on_wait: Callable[[], None] | None = None
+) -> Iterator[tuple[Any, SchemaHistory]]:
+    """Hold Flyway's advisory lock on the history table; yield the cursor and the history."""
+    connection.ensure_connection()
+    with connection.cursor() as cursor:
+        history = history_for(cursor)
+        with advisory_lock(cursor, lock_key(history.quoted_name), on_wait=on_wait):
+            yield cursor, history
+
+
+@contextmanager
 def locked_run(
     connection: BaseDatabaseWrapper, *, on_wait: Callable[[], None] | None = None
 ) -> Iterator[Run]:
     """Hold Flyway's advisory lock, make sure the history exists, and snapshot it."""
     load_files(refresh=True)
-    connection.ensure_connection()
-    with connection.cursor() as cursor:
-        history = history_for(cursor)
-        with advisory_lock(cursor, lock_key(history.quoted_name), on_wait=on_wait):
-            if not history.has_table():
-                with _atomic(connection):
-                    history.ensure_table()
-            run = snapshot(cursor)
-            token = _current_run.set(run)
-            try:
-                yield run
-            finally:
-                _current_run.reset(token)
+    with migration_lock(connection, on_wait=on_wait) as (cursor, history):
+        if not history.has_table():
+            with _atomic(connection):
+                history.ensure_table()
+        run = snapshot(cursor)
+        token = _current_run.set(run)
+        try:
+            yield run
+        finally:
+            _current_run.reset(token)
 
 
 @contextmanager

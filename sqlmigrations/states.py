@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from django.db import connections
 
-from sqlmigrations import engine
+from sqlmigrations import engine, maintenance
 from sqlmigrations.lib.files import MigrationFile
 from sqlmigrations.lib.info import MigrationInfo, State, current_version, migration_infos
 from sqlmigrations.lib.validation import Problem
@@ -69,9 +69,7 @@ class Overview:
 def read_overview(using: str = "default") -> Overview:
     """Read the files on disk and the history table (it only reads)."""
     files = engine.load_files(refresh=True)
-    with connections[using].cursor() as cursor:
-        rows = engine.history_for(cursor).rows()
-        values = engine.placeholders_for(cursor)
+    rows, values = maintenance.read_history(connections[using])
     infos = migration_infos(files, rows, values=values, out_of_order=engine.option("OUT_OF_ORDER"))
     version = current_version(infos)
     return Overview(infos, str(version) if version is not None else None, files)
@@ -79,11 +77,7 @@ def read_overview(using: str = "default") -> Overview:
 
 def validate(using: str = "default") -> list[Problem]:
     """Run the same validation as `migrate` and `sqlmigrations validate`; change nothing."""
-    connection = connections[using]
-    engine.load_files(refresh=True)
-    with connection.cursor() as cursor:
-        rows = engine.history_for(cursor).rows()
-    return engine.validate_database(connection, rows)
+    return engine.read_and_validate(connections[using]).problems
 
 
 def find_file(script: str) -> MigrationFile | None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import migrations
 from django.db.migrations.loader import MigrationLoader
+from django.db.migrations.operations.base import Operation
 
 from sqlmigrations.operations import RunSQLFile
 
@@ -48,17 +49,21 @@ def migration_file(module: str, key: tuple[str, str]) -> str:
         return str(path)
 
 
+def database_operations(operation: Operation) -> list[Operation]:
+    """Return what an operation runs on the database: its own, or SeparateDatabaseAndState's."""
+    if isinstance(operation, migrations.SeparateDatabaseAndState):
+        return list(operation.database_operations)
+    return [operation]
+
+
 def scripts_of(migration: migrations.Migration) -> list[str]:
     """Return the SQL files a migration runs, top level or inside SeparateDatabaseAndState."""
-    found: list[str] = []
-    for operation in migration.operations:
-        inner = (
-            operation.database_operations
-            if isinstance(operation, migrations.SeparateDatabaseAndState)
-            else [operation]
-        )
-        found.extend(op.script for op in inner if isinstance(op, RunSQLFile))
-    return found
+    return [
+        op.script
+        for operation in migration.operations
+        for op in database_operations(operation)
+        if isinstance(op, RunSQLFile)
+    ]
 
 
 def find_wrappers(loader: MigrationLoader | None = None) -> list[Wrapper]:

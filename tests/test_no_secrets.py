@@ -32,7 +32,7 @@ from tests.helpers import REPO, create_database, run_manage
 # sessions with database tests.
 pytestmark = pytest.mark.django_db
 
-PROJECT_APPS = ("dbops", "accounts", "chores")
+PROJECT_APPS = ("sqlmigrations", "dbops", "accounts", "chores")
 SECRET_KEY = "marker-secret-key-4c1d9e-never-printed-anywhere-0123456789"
 # Characters that URLs escape, so both the raw and the %-encoded forms are looked for.
 WRONG_PASSWORD = "Wrong:Pw@MARKER/7e2b#"

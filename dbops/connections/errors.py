@@ -7,16 +7,16 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connections
-from django.db.utils import OperationalError
 
 from dbops.connections.config import LOCAL_KEY, SETTING_KEY, at_local_cluster
+from sqlmigrations.dberrors import ConnectionFailed
 from sqlmigrations.redact import redact
 
 START_LOCAL = "python manage.py devdb start"
 RUNBOOK = "docs/operations.md, 'Connection problems'"
 
 
-class DatabaseUnavailable(OperationalError):
+class DatabaseUnavailable(ConnectionFailed):
     """A connection could not be opened: no database configured, unreachable, or no login."""
 
 

@@ -27,7 +27,7 @@ import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,14 @@ from dbops.partitions.manifest import (
     write_manifest,
 )
 from dbops.partitions.store import new_part_key, verify_part, write_once
-from dbops.partitions.tables import Partition, Partitions, Step
+from dbops.partitions.tables import (
+    Partition,
+    Partitions,
+    Step,
+    as_dict,
+    month_add,
+    this_month,
+)
 from sqlmigrations.redact import redact
 
 # DETACH takes an ACCESS EXCLUSIVE lock on the parent: wait this long for the
@@ -135,6 +142,66 @@ def plan_month(parts: Partitions, storage: Storage, partition: Partition) -> Mon
 def plan(parts: Partitions, storage: Storage, due: list[Partition]) -> list[MonthPlan]:
     """Pre-check every due partition; refuse at the first that cannot be archived."""
     return [plan_month(parts, storage, partition) for partition in due]
+
+
+@dataclass
+class ArchiveResult:
+    """What `partitions archive` did (or, without execute, would do)."""
+
+    keep_months: int
+    execute: bool
+    plans: list[MonthPlan]
+    steps: list[Step]
+
+    @property
+    def rows(self) -> int:
+        return sum(p.rows for p in self.plans)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "execute": self.execute,
+            "keep_months": self.keep_months,
+            "steps": [as_dict(s) for s in self.steps],
+        }
+
+
+def due(parts: Partitions, keep_months: int, month: date | None = None) -> list[Partition]:
+    """Return the partitions past the retention, or the one month asked for (refused if kept)."""
+    if month is None:
+        return parts.due(keep_months)
+    cutoff = month_add(this_month(), -keep_months)
+    if month >= cutoff:
+        raise PartitionError(
+            f"{month:%Y-%m} is within the {keep_months}-month retention (months before "
+            f"{cutoff:%Y-%m} are archived): pass a smaller --keep-months to archive it"
+        )
+    found = parts.find(month)
+    if found is None:
+        raise PartitionError(
+            f"there is no partition of {month:%Y-%m} to archive; its archive, if any: "
+            f"`partitions restore {month:%Y-%m} --dry-run`"
+        )
+    return [found]
+
+
+def archive_months(
+    parts: Partitions,
+    storage: Storage,
+    keep_months: int,
+    month: date | None = None,
+    *,
+    execute: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> ArchiveResult:
+    """Archive the due partitions, each checked first (without execute: only the checks)."""
+    plans = plan(parts, storage, due(parts, keep_months, month))  # refuses before any change
+    steps: list[Step] = []
+    for month_plan in plans:
+        if execute:
+            steps += run_month(parts, storage, month_plan, progress=progress)
+        else:
+            steps += month_plan.steps
+    return ArchiveResult(keep_months, execute, plans, steps)
 
 
 def _locked(name: str, err: psycopg.errors.LockNotAvailable, after: str) -> PartitionError:

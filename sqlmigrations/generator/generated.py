@@ -113,9 +113,7 @@ class Generated:
             return linting.lint(
                 [*existing, *new],
                 new,
-                values=linting.offline_values(
-                    engine.option("SCHEMA"), engine.option("TABLE"), engine.option("PLACEHOLDERS")
-                ),
+                values=engine.offline_placeholders(),
                 flyway=load_flyway_config(Path(settings.BASE_DIR)),
             )
 

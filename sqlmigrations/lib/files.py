@@ -117,7 +117,7 @@ def _scan(directory: Path, *, strict: bool) -> list[MigrationFile]:
             path=str(root),
         )
     found: list[MigrationFile] = []
-    for folder, names in _walk(root):
+    for folder, names in walk(root):
         for filename in names:
             if not is_candidate(filename):
                 continue  # README.md, *.sql.conf, callbacks like afterMigrate.sql
@@ -141,7 +141,34 @@ def _scan(directory: Path, *, strict: bool) -> list[MigrationFile]:
     return found
 
 
-def _walk(root: Path) -> list[tuple[str, set[str]]]:
+def scan_names(
+    directory: Path,
+) -> tuple[dict[str, MigrationName], list[InvalidMigrationName]]:
+    """Parse the name of every migration file under `directory`, reading no file.
+
+    Return the names by path (relative, with "/", in path order) and the error of each name
+    Flyway cannot parse; a missing directory holds no files.
+    """
+    names: dict[str, MigrationName] = {}
+    bad: list[InvalidMigrationName] = []
+    if not Path(directory).is_dir():
+        return names, bad
+    root = Path(directory).resolve()
+    found = []
+    for folder, filenames in walk(root):
+        for filename in filenames:
+            if is_candidate(filename):
+                full = os.path.join(folder, filename)
+                found.append((os.path.relpath(full, root).replace(os.sep, "/"), filename))
+    for rel, filename in sorted(found):
+        try:
+            names[rel] = parse_name(filename, path=rel)
+        except InvalidMigrationName as err:
+            bad.append(err)
+    return names, bad
+
+
+def walk(root: Path) -> list[tuple[str, set[str]]]:
     """List each readable folder with its readable file names, skipping hidden folders."""
     # FileSystemScanner recurses into sub-folders, skips hidden ones (#1807, Kubernetes'
     # ..data links) and anything File.canRead() says no to. Symlinks are followed.

@@ -34,7 +34,6 @@ from sqlmigrations.lib.exceptions import SqlMigrationError, line_at
 from sqlmigrations.lib.files import MigrationFile
 from sqlmigrations.lib.flywayconf import TOML, FlywayConfig
 from sqlmigrations.lib.history import TYPE_SQL, HistoryRow
-from sqlmigrations.lib.placeholders import builtin_placeholders
 from sqlmigrations.lib.squawk import run_squawk
 from sqlmigrations.lib.statements import first_token
 from sqlmigrations.lib.validation import applied_versions
@@ -70,15 +69,6 @@ class Finding:
             "message": self.message,
             "help": self.help,
         }
-
-
-def offline_values(schema: str, table: str, placeholders: Mapping[str, Any]) -> dict[str, Any]:
-    """Return placeholder values for linting without a database (user and database "lint")."""
-    values: dict[str, Any] = dict(
-        builtin_placeholders(schema=schema, user="lint", database="lint", table=table, filename="")
-    )
-    values.update(placeholders)
-    return values
 
 
 def lint(

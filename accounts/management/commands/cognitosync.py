@@ -8,15 +8,16 @@ import sys
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from accounts.cognito import CognitoSyncError, cognito_client
 from accounts.sync import BATCH_SIZE, DEFAULT_LIMIT_PERCENT, SyncSummary, sync
 from dbops.connections.errors import connect_or_explain
 from sqlmigrations.management.arguments import whole_number
+from sqlmigrations.management.base import DatabaseCommand
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = (
         "Sync user profiles from the Cognito user pool: create or update them by sub "
         "(email, verified flag, name) and deactivate those whose Cognito user is gone or "

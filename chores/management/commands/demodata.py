@@ -6,14 +6,13 @@ import json
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import DatabaseError
+from django.core.management.base import CommandError, CommandParser
 
 from chores import demo
-from sqlmigrations.redact import redact
+from sqlmigrations.management.base import DatabaseCommand
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = (
         "Create demo users, households, tasks, assignments and completions (idempotent: "
         "what exists is left alone). Refused in production."
@@ -25,12 +24,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         if getattr(settings, "PRODUCTION", False):
             raise CommandError("demodata refuses to run with DJANGO_ENV=production.")
-        try:
-            made = demo.load()
-        except DatabaseError as err:
-            raise CommandError(
-                f"Could not write the demo data: {redact(str(err))}. Run `manage.py migrate` first."
-            ) from err
+        made = demo.load()
         if options["json"]:
             self.stdout.write(json.dumps({"created": made}))
         else:

@@ -6,14 +6,15 @@ import json
 import sys
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from chores.schedule import MAX_NEW, ScheduleSummary, materialise
 from dbops.connections.errors import connect_or_explain
 from sqlmigrations.management.arguments import whole_number
+from sqlmigrations.management.base import DatabaseCommand
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = (
         "Create the assignments of every active task for the next N days from its RRULE, "
         "rotating assignees among the household's members. Idempotent: run it from cron. "

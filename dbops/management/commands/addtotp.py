@@ -6,13 +6,14 @@ from base64 import b32encode
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.db import transaction
 
 from dbops.signin.twofactor import add_device
+from sqlmigrations.management.base import DatabaseCommand
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = (
         "Create a TOTP device for a staff user and print its otpauth:// URI and secret "
         "once, for the user's authenticator app. The admin asks for its tokens when "

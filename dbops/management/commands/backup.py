@@ -7,11 +7,10 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-import psycopg
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from dbops.backups import BackupError
 from dbops.backups.doctor import examine
@@ -32,6 +31,7 @@ from dbops.backups.targets import check_database_name
 from dbops.backups.verify import verify_backup
 from dbops.connections.config import ConnInfo, conninfo
 from sqlmigrations.management.arguments import rate, whole_number
+from sqlmigrations.management.base import DatabaseCommand
 from sqlmigrations.redact import redact
 
 
@@ -54,7 +54,7 @@ def owner_database() -> ConnInfo:
     return conninfo("owner").named("choregarden-backup")
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = "Back up the database to storage (pg_dump -Fc), list, prune, restore and verify."
     # A backup must not wait for, or be blocked by, the project's system checks (some of
     # which query the database): during an incident it has to run whatever they say.
@@ -153,8 +153,6 @@ class Command(BaseCommand):
                 "BACKUP_REGION, the AWS credentials and the role's s3:PutObject/GetObject/"
                 "DeleteObject/ListBucket permissions on the prefix."
             ) from err
-        except psycopg.Error as err:
-            raise one_line(f"Database error: {redact(str(err).strip())}") from err
         except OSError as err:
             raise one_line(
                 f"{err.strerror or err}: {err.filename or ''} - check BACKUP_DIR and its "

@@ -8,18 +8,19 @@ from typing import Any, NoReturn
 
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.db import DatabaseError
 
 from dbops import health
 from dbops.connections.config import database_name
 from dbops.health import cloudwatch
+from sqlmigrations.management.base import DatabaseCommand
 from sqlmigrations.redact import redact
 
 EXIT = {"warning": 1, "critical": 2}
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = (
         "Check the database's health (connections, long-running and blocked queries, cache, "
         "indexes, sequences, vacuum, slow queries). Exit status with --fail-on: 1 warning, "

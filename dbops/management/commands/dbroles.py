@@ -5,17 +5,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import psycopg
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import Error as DjangoDatabaseError
+from django.core.management.base import CommandError, CommandParser
 
 from dbops.connections.config import ConnInfo, conninfo, from_url, open_connection
-from dbops.connections.errors import DatabaseUnavailable
 from dbops.roles.check import application_role_probes, check_application_role
 from dbops.roles.privileges import DJANGO_HISTORY_TABLE, classify
 from dbops.roles.provision import ProvisionError, ProvisionIncomplete, provision_database
+from sqlmigrations.management.base import DatabaseCommand
 from sqlmigrations.redact import redact
 
 APPLICATION_NAME = "choregarden-dbroles"
@@ -38,7 +36,7 @@ def target(url: str | None, role: str) -> ConnInfo:
     return info.named(APPLICATION_NAME)
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = (
         "provision: create/update the owner and application roles and their privileges "
         "(idempotent). check: connect as the application role and prove what it may do."
@@ -65,10 +63,6 @@ class Command(BaseCommand):
             raise CommandError(redact(str(err))) from None
         except ProvisionError as err:
             raise CommandError(redact(str(err))) from None
-        except DatabaseUnavailable:
-            raise  # its one line names the setting
-        except (psycopg.Error, DjangoDatabaseError) as err:
-            raise CommandError(f"Database error: {redact(str(err)).strip()}") from None
 
     def _provision(self, url: str | None, *, as_json: bool) -> None:
         app, owner = conninfo("app"), conninfo("owner")

@@ -5,16 +5,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from dbops.connections import pgtools
 from dbops.connections.config import uses_local_cluster
 from dbops.localdb import LocalDBError, UnsafeFolderError, default_cluster
 from dbops.localdb.binaries import BinariesNotFound, find_bindir
+from sqlmigrations.management.base import DatabaseCommand
 from sqlmigrations.redact import mask_url
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = "Manage the local development PostgreSQL cluster (SSL only) in var/devdb."
     requires_system_checks: list[str] = []
 

@@ -7,10 +7,11 @@ from typing import Any
 from django.core.management.commands.diffsettings import Command as DjangoDiffsettings
 
 from dbops.web.error_reports import SecretsExceptionReporterFilter
+from sqlmigrations.management.base import DatabaseCommand
 from sqlmigrations.redact import MASK, redact
 
 
-class Command(DjangoDiffsettings):
+class Command(DatabaseCommand, DjangoDiffsettings):
     def output_hash(
         self, user_settings: dict[str, str], default_settings: dict[str, str], **options: Any
     ) -> list[str]:

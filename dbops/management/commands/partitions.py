@@ -9,14 +9,12 @@ from contextlib import nullcontext
 from datetime import date
 from typing import Any
 
-import psycopg
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from dbops.partitions import PartitionError, archive, restore
 from dbops.partitions.store import IDENTIFIER, archive_storage
 from dbops.partitions.tables import (
     Partitions,
-    Step,
     as_dict,
     default_table,
     month_add,
@@ -27,7 +25,7 @@ from dbops.partitions.tables import (
     this_month,
 )
 from sqlmigrations.management.arguments import whole_number
-from sqlmigrations.redact import redact
+from sqlmigrations.management.base import DatabaseCommand
 
 MAX_MONTHS_AHEAD = 60
 MAX_KEEP_MONTHS = 1200
@@ -57,7 +55,7 @@ def _table_name(text: str) -> str:
     return text
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = (
         "Monthly partitions of the large history tables: `status`, `create` ahead, "
         "`archive` those past retention (detach, export to storage, verify, drop; a dry run "
@@ -111,10 +109,6 @@ class Command(BaseCommand):
                     getattr(self, f"_{options['action']}")(parts, options)
             except PartitionError as err:
                 raise CommandError(str(err)) from err
-            except psycopg.Error as err:
-                raise CommandError(
-                    redact(f"the database refused: {err}; nothing more was done").replace("\n", " ")
-                ) from err
 
     def _emit(self, options: dict[str, Any], data: Any, lines: list[str]) -> None:
         if options["json"]:
@@ -172,58 +166,33 @@ class Command(BaseCommand):
         self._emit(options, {"steps": [as_dict(s) for s in steps]}, lines)
 
     def _archive(self, parts: Partitions, options: dict[str, Any]) -> None:
-        keep = options["keep_months"] or retention_months()
-        cutoff = month_add(this_month(), -keep)
-        month = options["month"]
-        if month is None:
-            due = parts.due(keep)
-        elif month >= cutoff:
-            raise CommandError(
-                f"{month:%Y-%m} is within the {keep}-month retention (months before "
-                f"{cutoff:%Y-%m} are archived): pass a smaller --keep-months to archive it"
-            )
-        else:
-            found = parts.find(month)
-            if found is None:
-                raise CommandError(
-                    f"there is no partition of {month:%Y-%m} to archive; its archive, if any: "
-                    f"`partitions restore {month:%Y-%m} --dry-run`"
-                )
-            due = [found]
-        execute = options["execute"]
-        storage = archive_storage()
-        plans = archive.plan(parts, storage, due)  # the pre-check: refuses before any change
         show = not options["json"] and options["verbosity"] >= 1
-        steps: list[Step] = []
-        for plan in plans:
-            if not execute:
-                steps += plan.steps
-                continue
-            steps += archive.run_month(
-                parts,
-                storage,
-                plan,
-                progress=(lambda msg: sys.stderr.write(msg + "\n")) if show else None,
-            )
+        result = archive.archive_months(
+            parts,
+            archive_storage(),
+            options["keep_months"] or retention_months(),
+            options["month"],
+            execute=options["execute"],
+            progress=(lambda msg: sys.stderr.write(msg + "\n")) if show else None,
+        )
+        keep, plans = result.keep_months, result.plans
         lines = [
-            f"{s.partition}: {s.action} — {s.detail}{'' if s.done else ' (dry run)'}" for s in steps
+            f"{s.partition}: {s.action} — {s.detail}{'' if s.done else ' (dry run)'}"
+            for s in result.steps
         ]
-        rows = sum(p.rows for p in plans)
         if not plans:
             lines.append(f"nothing to archive: no partition is older than {keep} months")
-        elif not execute:
+        elif not result.execute:
             lines.append(
-                f"DRY RUN: {len(plans)} partition(s) ({rows} rows) are past the {keep}-month "
-                "retention; run again with --execute to archive them"
+                f"DRY RUN: {len(plans)} partition(s) ({result.rows} rows) are past the "
+                f"{keep}-month retention; run again with --execute to archive them"
             )
         else:
             where = plans[0].archive.location
-            lines.append(f"Done! Archived {len(plans)} partition(s) ({rows} rows) to {where}.")
-        self._emit(
-            options,
-            {"execute": execute, "keep_months": keep, "steps": [as_dict(s) for s in steps]},
-            lines,
-        )
+            lines.append(
+                f"Done! Archived {len(plans)} partition(s) ({result.rows} rows) to {where}."
+            )
+        self._emit(options, result.as_json(), lines)
 
     def _restore(self, parts: Partitions, options: dict[str, Any]) -> None:
         storage = archive_storage()

@@ -5,28 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from django.apps import apps
-from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
+from django.core.management.base import CommandError, CommandParser
+from django.db import DEFAULT_DB_ALIAS, connections
 
-from dbops.schemadoc import render as schemadoc
-from sqlmigrations import engine
-from sqlmigrations.redact import redact
+from dbops.schemadoc.document import EmptySchema, document
+from sqlmigrations.management.base import DatabaseCommand
 
 
-def framework_tables() -> set[str]:
-    """Return the tables of Django's and installed packages' apps, and the two histories."""
-    tables = {"django_migrations", engine.option("TABLE")}
-    for app_config in apps.get_app_configs():
-        installed = "site-packages" in Path(app_config.path).parts
-        if installed or app_config.name.startswith("django."):
-            for model in app_config.get_models(include_auto_created=True):
-                tables.add(model._meta.db_table)
-    return tables
-
-
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = "Write the schema reference (tables, keys, indexes, ER diagram) from the database."
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -44,30 +30,19 @@ class Command(BaseCommand):
         parser.add_argument("--database", default=DEFAULT_DB_ALIAS, help="database alias")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        output: Path = options["output"] or Path(settings.BASE_DIR) / "docs" / "schema.md"
-        schema = engine.option("SCHEMA")
         try:
-            with connections[options["database"]].cursor() as cursor:
-                catalog = schemadoc.collect(cursor, schema)
-        except DatabaseError as err:
-            raise CommandError(f"Could not read the catalog: {redact(str(err))}") from err
-        if not catalog.tables:
-            raise CommandError(
-                f"Schema {schema!r} has no tables: run `python manage.py migrate` first."
-            )
-        text = schemadoc.render(catalog, framework_tables())
-        current = output.read_text() if output.exists() else None
+            doc = document(connections[options["database"]], options["output"])
+        except EmptySchema as err:
+            raise CommandError(str(err)) from err
         if options["check"]:
-            if current != text:
+            if not doc.up_to_date:
                 raise CommandError(
-                    f"{output} is out of date with the database schema: "
+                    f"{doc.output} is out of date with the database schema: "
                     "run `python manage.py schemadoc` to update it, and commit it."
                 )
-            self.stdout.write(f"{output} is up to date.")
-            return
-        if current == text:
-            self.stdout.write(f"{output} is up to date ({len(catalog.tables)} tables).")
-            return
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(text)
-        self.stdout.write(f"Wrote {output} ({len(catalog.tables)} tables and views).")
+            self.stdout.write(f"{doc.output} is up to date.")
+        elif doc.up_to_date:
+            self.stdout.write(f"{doc.output} is up to date ({doc.tables} tables).")
+        else:
+            doc.write()
+            self.stdout.write(f"Wrote {doc.output} ({doc.tables} tables and views).")

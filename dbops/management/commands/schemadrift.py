@@ -6,19 +6,15 @@ import json
 import sys
 from typing import Any
 
-from django.apps import apps
-from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
-from django.db.migrations.executor import MigrationExecutor
+from django.core.management.base import CommandError
+from django.db import DEFAULT_DB_ALIAS, connections
 
-from dbops.drift.compare import detect_drift
+from dbops.drift.check import UnknownApp, check_drift
 from sqlmigrations import engine
-from sqlmigrations.redact import redact
-from sqlmigrations.wrappers import find_wrappers, sql_apps
+from sqlmigrations.management.base import DatabaseCommand
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = (
         "Compare the models of the SQL-migrated apps (or the apps given) with the database: "
         "tables, columns, types, nullability, defaults, keys, constraints, indexes. "
@@ -33,41 +29,16 @@ class Command(BaseCommand):
         parser.add_argument("--database", default=DEFAULT_DB_ALIAS, choices=tuple(connections))
 
     def handle(self, *args: Any, **options: Any) -> None:
-        labels = options["app_label"] or sql_apps(find_wrappers())
-        for label in labels:
-            try:
-                apps.get_app_config(label)
-            except LookupError as err:
-                raise CommandError(f"{err}; give installed app labels") from None
         # The expected schema is built in a scratch schema (rolled back): owner role.
         connection = connections[engine.migration_alias(options["database"])]
         try:
-            executor = MigrationExecutor(connection)
-            pending = executor.migration_plan(executor.loader.graph.leaf_nodes())
-            report = detect_drift(connection, labels)
-        except DatabaseError as err:
-            hint = ""
-            if "permission denied" in str(err):
-                hint = (
-                    "; schemadrift creates the models in a scratch schema (rolled back) and "
-                    "needs the owner role: set MIGRATION_DATABASE_URL"
-                )
-            raise CommandError(f"could not read the database: {redact(str(err))}{hint}") from err
-        # Known, intentional differences, each with a reason in settings (e.g. a
-        # partitioned table's primary key that must include the partition key).
-        report.accept(getattr(settings, "SCHEMADRIFT_IGNORE", []))
-        differences = report.differences
-        unapplied = [f"{m.app_label}.{m.name}" for m, backwards in pending if not backwards]
+            result = check_drift(connection, options["app_label"])
+        except UnknownApp as err:
+            raise CommandError(str(err)) from None
+        labels, unapplied, report = result.apps, result.unapplied, result.report
+        differences = result.differences
         if options["json"]:
-            payload = {
-                "apps": labels,
-                "drift": bool(differences),
-                "unapplied_migrations": unapplied,
-                "warnings": report.warnings,
-                "accepted": [d.as_dict() for d in report.accepted],
-                "differences": [d.as_dict() for d in differences],
-            }
-            self.stdout.write(json.dumps(payload, indent=2))
+            self.stdout.write(json.dumps(result.as_json(), indent=2))
             if differences:
                 sys.exit(1)
             return

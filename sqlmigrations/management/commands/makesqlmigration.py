@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.db import DEFAULT_DB_ALIAS, connections
 
 from sqlmigrations import engine
@@ -17,9 +17,10 @@ from sqlmigrations.generator.generated import FileExists, Generated
 from sqlmigrations.generator.rendering import RenderError
 from sqlmigrations.lib import processes
 from sqlmigrations.lib.exceptions import SqlMigrationError
+from sqlmigrations.management.base import DatabaseCommand
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = (
         "Write migrations_sql/V{n}__<name>.sql (the SQL Django's schema editor would run for "
         "the app's model changes, made safe while the previous release runs), its undo file "

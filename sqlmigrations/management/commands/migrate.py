@@ -21,6 +21,7 @@ from sqlmigrations.lib.exceptions import SqlMigrationError
 from sqlmigrations.lib.executor import MigrationFailed, locate
 from sqlmigrations.lib.history import TYPE_SQL
 from sqlmigrations.lib.validation import baseline_version
+from sqlmigrations.management.base import DatabaseCommand
 from sqlmigrations.operations import (
     LazyApps,
     RunSQLFile,
@@ -30,7 +31,7 @@ from sqlmigrations.operations import (
 )
 
 
-class Command(DjangoMigrate):
+class Command(DatabaseCommand, DjangoMigrate):
     help = (
         "Apply migrations_sql/ files (through their Django wrappers) and Django's own "
         "migrations, validated first, under Flyway's advisory lock."

@@ -12,8 +12,8 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
 
-from dbops.management.commands.schemadoc import framework_tables
 from dbops.schemadoc import render as schemadoc
+from dbops.schemadoc.document import framework_tables
 from tests.helpers import REPO
 
 SMALL_SCHEMA = """
