@@ -71,7 +71,9 @@ def migrate(
             if not options["app_label"]:
                 for applied in applying.apply_repeatables(connection):
                     if options["verbosity"] >= 1:
-                        command.stdout.write(f"  Applying repeatable {applied.script}... OK")
+                        # As Django's line for a migration: the time from verbosity 2.
+                        took = f" ({applied.seconds:.3f}s)" if options["verbosity"] > 1 else ""
+                        command.stdout.write(f"  Applying repeatable {applied.script}... OK{took}")
     return result
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,20 +32,29 @@ from sqlmigrations.lib.versions import Version
 from tests.conftest import PgServer
 
 
-@pytest.fixture
-def conn(pg_server: PgServer) -> Iterator[psycopg.Connection[Any]]:
-    """An autocommit connection to a new, empty database, dropped afterwards."""
-    name = f"apply_{secrets.token_hex(4)}"
+@contextmanager
+def scratch_database(pg_server: PgServer, prefix: str) -> Iterator[str]:
+    """Make a new empty database as the owner; drop it afterwards."""
+    name = f"{prefix}_{secrets.token_hex(4)}"
     with psycopg.connect(**pg_server.conninfo(), autocommit=True) as admin:
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
-        with psycopg.connect(**pg_server.conninfo(name), autocommit=True) as connection:
-            yield connection
+        yield name
     finally:
         with psycopg.connect(**pg_server.conninfo(), autocommit=True) as admin:
             admin.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
+
+
+@pytest.fixture
+def conn(pg_server: PgServer) -> Iterator[psycopg.Connection[Any]]:
+    """An autocommit connection to a new, empty database."""
+    with (
+        scratch_database(pg_server, "apply") as name,
+        psycopg.connect(**pg_server.conninfo(name), autocommit=True) as connection,
+    ):
+        yield connection
 
 
 @pytest.fixture
@@ -284,3 +294,65 @@ def test_a_wrappers_files_count_once_django_reports_it_applied() -> None:
         "django_migrations": ["chores.0001_initial"],
         "nothing_to_do": False,
     }
+
+
+@pytest.fixture
+def scratch_alias(
+    pg_server: PgServer, django_db_setup: None, django_db_blocker: Any
+) -> Iterator[str]:
+    """A database alias, as the owner, on a new empty database; removed afterwards."""
+    from django.db import connections
+
+    with scratch_database(pg_server, "migrate") as name:
+        alias = f"scratch_{name}"
+        config = connections["default"].settings_dict
+        connections.settings[alias] = {
+            **config,
+            "NAME": name,
+            "USER": pg_server.user,
+            "PASSWORD": pg_server.password,
+            "OPTIONS": {k: v for k, v in config["OPTIONS"].items() if k != "pool"},
+        }
+        try:
+            with django_db_blocker.unblock():
+                yield alias
+                connections[alias].close()
+        finally:
+            del connections[alias]
+            del connections.settings[alias]
+
+
+def run_migrate(alias: str) -> tuple[MigrateResult, str]:
+    """Run the migrate command's body in process; return its result and its output."""
+    import io
+
+    from sqlmigrations.management.commands.migrate import Command
+
+    out = io.StringIO()
+    command = Command(stdout=out, stderr=out)
+    parser = command.create_parser("manage.py", "migrate")
+    command.handle(**vars(parser.parse_args(["--database", alias, "--no-input"])))
+    return command.result, out.getvalue()
+
+
+def test_migrate_returns_what_it_applied_then_that_nothing_was_to_do(
+    scratch_alias: str,
+) -> None:
+    from sqlmigrations import engine
+
+    first, out = run_migrate(scratch_alias)
+
+    versions = [mf for mf in engine.load_files() if mf.kind == "V"]
+    assert [a.script for a in first.files] == [mf.script for mf in versions]
+    assert [a.version for a in first.files] == [str(mf.name.version) for mf in versions]
+    assert {a.outcome for a in first.files} == {"applied"}
+    assert all(a.seconds > 0 for a in first.files)
+    assert "contenttypes.0001_initial" in first.django_migrations
+    assert not any(name.startswith("chores.") for name in first.django_migrations)
+    assert not first.nothing_to_do
+    assert "Applying chores.V3__create_households_table... OK" in out
+
+    second, out = run_migrate(scratch_alias)
+
+    assert second.nothing_to_do and second.as_json()["nothing_to_do"]
+    assert "No migrations to apply." in out
