@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from sqlmigrations import django_internals
 from sqlmigrations.django_internals import MigrationExecutor
-from sqlmigrations.operations import DeferredApps, SQLFileMigration
+from sqlmigrations.operations import SQLFileMigration
 
 
 class SQLMigrationExecutor(MigrationExecutor):
@@ -34,22 +34,10 @@ class SQLMigrationExecutor(MigrationExecutor):
         if self.progress_callback:
             self.progress_callback("apply_start", migration, fake)
         self.recorder.ensure_schema()
-        state = migration.apply_in_one_trip(state, self.connection, self.record_sql(migration))
+        record = django_internals.record_applied_sql(
+            self.connection, migration.app_label, migration.name, timezone.now()
+        )
+        state = migration.apply_in_one_trip(state, self.connection, record)
         if self.progress_callback:
             self.progress_callback("apply_success", migration, fake)
         return state
-
-    def record_sql(self, migration: Any) -> str:
-        """Return the INSERT that MigrationRecorder.record_applied would run."""
-        return django_internals.record_applied_sql(
-            self.connection, migration.app_label, migration.name, timezone.now()
-        )
-
-
-def post_migrate_apps(state: Any) -> Any:
-    """Render a migrated state for post_migrate receivers, as Django's `migrate` does."""
-    return django_internals.post_migrate_apps(state, _rendered)
-
-
-def _rendered(apps: Any) -> Any:
-    return apps.render() if isinstance(apps, DeferredApps) else apps

@@ -24,14 +24,21 @@ from sqlmigrations.backwards import blockers, refusal, requested_plan
 from sqlmigrations.django_internals import (
     emit_post_migrate_signal,
     emit_pre_migrate_signal,
+    post_migrate_apps,
     project_state,
 )
-from sqlmigrations.executor import SQLMigrationExecutor, post_migrate_apps
+from sqlmigrations.executor import SQLMigrationExecutor
 from sqlmigrations.lib.executor import MigrationFailed
 from sqlmigrations.lib.files import MigrationFile
 from sqlmigrations.lib.history import TYPE_SQL
 from sqlmigrations.lib.validation import baseline_version
-from sqlmigrations.operations import LazyApps, SQLFileMigration, defer_rendering, recorded_only
+from sqlmigrations.operations import (
+    LazyApps,
+    SQLFileMigration,
+    defer_rendering,
+    recorded_only,
+    rendered,
+)
 
 
 def migrate(
@@ -180,7 +187,7 @@ def migrate_plain(
         interactive,
         alias,
         stdout=stdout,
-        apps=LazyApps(lambda: post_migrate_apps(after)),
+        apps=LazyApps(lambda: post_migrate_apps(after, rendered)),
         plan=plan,
     )
     return True

@@ -166,7 +166,7 @@ class SQLFileMigration(migrations.Migration):
         if ops is None or collect_sql or self.replaces:
             return super().unapply(project_state, schema_editor, collect_sql)
         connection = schema_editor.connection
-        forget = unapplied_sql(connection, self.app_label, self.name)
+        forget = record_unapplied_sql(connection, self.app_label, self.name)
         for n, op in enumerate(reversed(ops), start=1):
             op.undo_file(connection, also=forget if n == len(ops) else "")
         return project_state
@@ -199,11 +199,6 @@ class SQLFileMigration(migrations.Migration):
         _state_forwards(self, project_state)
         op.run_file(connection, also=record)
         return project_state
-
-
-def unapplied_sql(connection: Any, app_label: str, name: str) -> str:
-    """Return the DELETE that MigrationRecorder.record_unapplied would run."""
-    return record_unapplied_sql(connection, app_label, name)
 
 
 def _state_forwards(migration: SQLFileMigration, state: Any) -> None:
@@ -264,6 +259,11 @@ class DeferredApps:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.render(), name)
+
+
+def rendered(apps: Any) -> Any:
+    """Return the rendered apps behind what `state.apps` returned."""
+    return apps.render() if isinstance(apps, DeferredApps) else apps
 
 
 def defer_rendering(state: Any) -> Any:
