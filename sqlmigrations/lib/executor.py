@@ -9,6 +9,7 @@ repeatables and the undo files come through here.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -267,7 +268,7 @@ def _run_statements(
     sql: str,
     started: float,
     *,
-    on_failure: Any = None,
+    on_failure: Callable[[], None] | None = None,
     undo: bool = False,
 ) -> None:
     """Send a non-transactional file statement by statement, as Flyway does.
