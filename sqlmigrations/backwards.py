@@ -11,10 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.migrations.exceptions import AmbiguityError, NodeNotFoundError
-from django.db.migrations.executor import MigrationExecutor
-
 from sqlmigrations import engine
+from sqlmigrations.django_internals import AmbiguityError, MigrationExecutor, NodeNotFoundError
 from sqlmigrations.lib.exceptions import SqlMigrationError
 from sqlmigrations.lib.files import MigrationFile
 from sqlmigrations.operations import RunSQLFile

@@ -12,9 +12,9 @@ from typing import Any
 
 from django.core.checks import Error, register
 from django.db import DatabaseError, connections
-from django.db.migrations.loader import MigrationLoader
 
 from sqlmigrations import engine
+from sqlmigrations.django_internals import MigrationLoader
 from sqlmigrations.lib import files
 from sqlmigrations.lib.committed import is_committed
 from sqlmigrations.lib.names import MigrationName, versioned_name

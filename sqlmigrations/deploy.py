@@ -14,7 +14,6 @@ import io
 import json
 import logging
 import os
-import re
 import secrets
 import time
 from typing import Any
@@ -23,7 +22,6 @@ from sqlmigrations.deploy_event import DeployRequest, EventError, parse_event
 from sqlmigrations.redact import redact
 
 logger = logging.getLogger("sqlmigrations.deploy")
-_REPEATABLE_LINE = re.compile(r"Applying repeatable (?P<script>\S+)\.\.\. OK")
 _django_ready = False
 
 
@@ -135,19 +133,20 @@ def run(request: DeployRequest) -> dict[str, Any]:
     if request.action == "validate":
         return {"status": "ok", "pending": pending_count(connection)}
 
-    command = recording_migrate()
+    from sqlmigrations.management.commands.migrate import Command as Migrate
+
+    command = Migrate()
     out = io.StringIO()
     errors: list[str] = []
     try:
         call_command(command, interactive=False, verbosity=1, stdout=out, stderr=out)
     except Exception as err:  # noqa: BLE001 - report what did apply before the failure
         errors.append(redact(describe(err)))
-    applied, django_migrations = split_applied(command.applied)
-    applied += _REPEATABLE_LINE.findall(out.getvalue())
+    result = command.result  # complete up to a failure
     return {
         "status": "failed" if errors else "ok",
-        "applied": applied,
-        "django_migrations": django_migrations,
+        "applied": result.scripts,
+        "django_migrations": result.django_migrations,
         "pending": pending_count(connection),
         "errors": errors,
     }
@@ -173,52 +172,7 @@ def flyway_info(connection: Any, rows: list[Any]) -> dict[str, Any]:
 
 def pending_count(connection: Any) -> int:
     """Count the migrations (SQL wrappers and Django's own) not applied yet."""
-    from django.db.migrations.executor import MigrationExecutor
+    from sqlmigrations.django_internals import MigrationExecutor
 
     executor = MigrationExecutor(connection)
     return len(executor.migration_plan(executor.loader.graph.leaf_nodes()))
-
-
-def recording_migrate() -> Any:
-    """Return our `migrate` command, made to remember what this run applied."""
-    from sqlmigrations.management.commands.migrate import Command
-
-    class RecordingMigrate(Command):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self.applied: list[Any] = []
-
-        def migration_progress_callback(
-            self, action: str, migration: Any = None, fake: bool = False
-        ) -> None:
-            super().migration_progress_callback(action, migration, fake)
-            if action == "apply_success" and not fake:
-                self.applied.append(migration)
-
-    return RecordingMigrate()
-
-
-def split_applied(applied: list[Any]) -> tuple[list[str], list[str]]:
-    """Split applied migrations into SQL files (wrappers) and Django's own migrations."""
-    from django.db.migrations import SeparateDatabaseAndState
-
-    from sqlmigrations.operations import RunSQLFile
-
-    files: list[str] = []
-    others: list[str] = []
-    for migration in applied:
-        scripts = [
-            op.script
-            for outer in migration.operations
-            for op in (
-                outer.database_operations
-                if isinstance(outer, SeparateDatabaseAndState)
-                else [outer]
-            )
-            if isinstance(op, RunSQLFile)
-        ]
-        if scripts:
-            files += scripts
-        else:
-            others.append(f"{migration.app_label}.{migration.name}")
-    return files, others

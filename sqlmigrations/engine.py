@@ -287,21 +287,6 @@ def pending_repeatables(
     return pending
 
 
-def apply_repeatables(connection: BaseDatabaseWrapper) -> list[str]:
-    """Apply each R file that is new or changed since it last ran, one transaction each."""
-    from sqlmigrations.lib.executor import apply_repeatable
-
-    applied: list[str] = []
-    with connection.cursor() as cursor:
-        history = history_for(cursor)
-        values = placeholders_for(cursor)
-        for mf, checksum in pending_repeatables(history.rows(), values):
-            with _atomic(connection):
-                apply_repeatable(cursor, history, mf, mf.render(values), checksum)
-            applied.append(mf.script)
-    return applied
-
-
 def require_roles(connection: BaseDatabaseWrapper, run: Run, files: list[MigrationFile]) -> None:
     """Refuse, before anything runs, when the files about to run name a missing role."""
     with connection.cursor() as cursor:

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.apps import apps as global_apps
-from django.db.migrations.executor import MigrationExecutor
-from django.db.migrations.state import ModelState
 from django.utils import timezone
-from psycopg import sql
 
-from sqlmigrations.operations import DeferredApps, SQLFileMigration
+from sqlmigrations import django_internals
+from sqlmigrations.django_internals import MigrationExecutor
+from sqlmigrations.operations import SQLFileMigration
 
 
 class SQLMigrationExecutor(MigrationExecutor):
@@ -36,40 +34,10 @@ class SQLMigrationExecutor(MigrationExecutor):
         if self.progress_callback:
             self.progress_callback("apply_start", migration, fake)
         self.recorder.ensure_schema()
-        state = migration.apply_in_one_trip(state, self.connection, self.record_sql(migration))
+        record = django_internals.record_applied_sql(
+            self.connection, migration.app_label, migration.name, timezone.now()
+        )
+        state = migration.apply_in_one_trip(state, self.connection, record)
         if self.progress_callback:
             self.progress_callback("apply_success", migration, fake)
         return state
-
-    def record_sql(self, migration: Any) -> str:
-        """Return the INSERT that MigrationRecorder.record_applied would run."""
-        table = self.recorder.Migration._meta.db_table
-        self.connection.ensure_connection()
-        return (
-            sql.SQL("INSERT INTO {} (app, name, applied) VALUES ({}, {}, {})")
-            .format(
-                sql.Identifier(table),
-                sql.Literal(migration.app_label),
-                sql.Literal(migration.name),
-                sql.Literal(timezone.now()),
-            )
-            .as_string(self.connection.connection)
-        )
-
-
-def post_migrate_apps(state: Any) -> Any:
-    """Render a migrated state for post_migrate receivers, as Django's `migrate` does."""
-    state.clear_delayed_apps_cache()
-    apps = state.apps
-    if isinstance(apps, DeferredApps):
-        apps = apps.render()
-    # Re-render models of apps without migrations to include their relations now that
-    # the state is final (django/core/management/commands/migrate.py).
-    with apps.bulk_update():
-        model_keys = []
-        for model_state in apps.real_models:
-            model_key = model_state.app_label, model_state.name_lower
-            model_keys.append(model_key)
-            apps.unregister_model(*model_key)
-    apps.render_multiple([ModelState.from_model(global_apps.get_model(*key)) for key in model_keys])
-    return apps

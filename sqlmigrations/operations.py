@@ -8,19 +8,24 @@ from typing import Any
 
 from django.db import migrations
 from django.db.migrations.operations.base import Operation
-from django.db.migrations.recorder import MigrationRecorder
-from psycopg import sql
 
-from sqlmigrations import engine
+from sqlmigrations import applying, engine
+from sqlmigrations.django_internals import (
+    IrreversibleError,
+    cached_apps,
+    forget_cached_apps,
+    in_atomic_block,
+    record_unapplied_sql,
+    set_cached_apps,
+)
 from sqlmigrations.lib.exceptions import SqlMigrationError
-from sqlmigrations.lib.executor import apply_versioned, undo_versioned
+from sqlmigrations.lib.executor import below_baseline
 from sqlmigrations.lib.files import MigrationFile
 from sqlmigrations.lib.history import TYPE_BASELINE
-from sqlmigrations.lib.invalid_indexes import require_no_invalid_index
 from sqlmigrations.lib.validation import baseline_version
 
 
-class IrreversibleSQLMigration(migrations.exceptions.IrreversibleError):
+class IrreversibleSQLMigration(IrreversibleError):
     """A V file without a U file cannot be migrated backwards."""
 
 
@@ -57,30 +62,8 @@ class RunSQLFile(Operation):
         self.run_file(schema_editor.connection)
 
     def run_file(self, connection: Any, also: str = "") -> None:
-        """Run the file and record it in flyway_schema_history, then run `also` (see
-        apply_versioned); a file below the baseline or already run by Flyway only records."""
-        mf = engine.find_file(self.script)
-        run = engine.current_run(connection)
-        with connection.cursor() as cursor:
-            if _below_baseline(mf, run):
-                # `sqlmigrations baseline` says the schema already has it: record only.
-                if also:
-                    cursor.execute(also)
-                return
-            text = run.render(mf)
-            if not mf.config.execute_in_transaction:
-                # Only a build outside a transaction (CONCURRENTLY) can leave an invalid
-                # index behind; a transactional file's failure rolls its index back.
-                require_no_invalid_index(cursor, mf, text)
-            apply_versioned(
-                cursor,
-                engine.history_for(cursor),
-                mf,
-                text,
-                transactional=mf.config.execute_in_transaction,
-                existing=run.applied.get(mf.name.version),  # type: ignore[arg-type]
-                also=also,
-            )
+        """Apply the file and record it, then run `also` (see applying.apply_file)."""
+        applying.apply_file(connection, engine.find_file(self.script), also=also)
 
     def database_backwards(
         self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any
@@ -94,13 +77,9 @@ class RunSQLFile(Operation):
 
     def undo_file(self, connection: Any, also: str = "") -> None:
         """Run the file's undo file and remove its history row, then run `also` (Django's
-        record of the wrapper), all committed together (see undo_versioned)."""
+        record of the wrapper), all committed together (see applying.undo_file)."""
         undo = self._undo()
-        text = engine.current_run(connection).render(undo)
-        with connection.cursor() as cursor:
-            undo_versioned(
-                cursor, engine.history_for(cursor), engine.find_file(self.script), undo, text, also
-            )
+        applying.undo_file(connection, engine.find_file(self.script), undo, also)
 
     def _undo(self) -> MigrationFile:
         undo, reason = engine.undo_file(self.script)
@@ -136,12 +115,8 @@ def recorded_only(migration: Any, run: engine.Run) -> str | None:
 
 def _below_baseline(mf: MigrationFile, run: engine.Run) -> bool:
     """Tell whether a baseline row at or above this file's version stands in for it."""
-    version = mf.name.version
-    floor = baseline_version(run.rows)
-    if version is None or floor is None or version > floor:
-        return False
-    existing = run.applied.get(version)
-    return existing is None or existing.type == TYPE_BASELINE
+    existing = run.applied.get(mf.name.version)  # type: ignore[arg-type]
+    return below_baseline(mf, existing, baseline_version(run.rows))
 
 
 def _sql_operations(migration: migrations.Migration) -> list[RunSQLFile] | None:
@@ -191,7 +166,7 @@ class SQLFileMigration(migrations.Migration):
         if ops is None or collect_sql or self.replaces:
             return super().unapply(project_state, schema_editor, collect_sql)
         connection = schema_editor.connection
-        forget = unapplied_sql(connection, self.app_label, self.name)
+        forget = record_unapplied_sql(connection, self.app_label, self.name)
         for n, op in enumerate(reversed(ops), start=1):
             op.undo_file(connection, also=forget if n == len(ops) else "")
         return project_state
@@ -210,7 +185,7 @@ class SQLFileMigration(migrations.Migration):
             and self.atomic
             and not self.replaces
             and connection.get_autocommit()
-            and not connection.in_atomic_block
+            and not in_atomic_block(connection)
         )
 
     def apply_in_one_trip(self, project_state: Any, connection: Any, record: str) -> Any:
@@ -226,17 +201,6 @@ class SQLFileMigration(migrations.Migration):
         return project_state
 
 
-def unapplied_sql(connection: Any, app_label: str, name: str) -> str:
-    """Return the DELETE that MigrationRecorder.record_unapplied would run."""
-    table = MigrationRecorder(connection).Migration._meta.db_table
-    connection.ensure_connection()
-    return (
-        sql.SQL("DELETE FROM {} WHERE app = {} AND name = {}")
-        .format(sql.Identifier(table), sql.Literal(app_label), sql.Literal(name))
-        .as_string(connection.connection)
-    )
-
-
 def _state_forwards(migration: SQLFileMigration, state: Any) -> None:
     """Apply a wrapper's state operations, deferring the rendering of the models it creates."""
     creates = [
@@ -245,7 +209,7 @@ def _state_forwards(migration: SQLFileMigration, state: Any) -> None:
         for op in wrapper.state_operations
         if isinstance(op, migrations.CreateModel)
     ]
-    apps = state.__dict__.get("apps")
+    apps = cached_apps(state)
     total = sum(len(wrapper.state_operations) for wrapper in migration.operations)
     if apps is None or len(creates) != total:
         if isinstance(apps, DeferredApps):
@@ -258,12 +222,12 @@ def _state_forwards(migration: SQLFileMigration, state: Any) -> None:
     # quadratic. Nothing reads the apps between two wrappers, so render them on first use.
     if not isinstance(apps, DeferredApps):
         apps = DeferredApps(state, apps)
-    del state.__dict__["apps"]  # add the model states without rendering them
+    forget_cached_apps(state)  # add the model states without rendering them
     try:
         for operation in migration.operations:
             operation.state_forwards(migration.app_label, state)
     finally:
-        state.__dict__["apps"] = apps
+        set_cached_apps(state, apps)
     apps.defer((migration.app_label, op.name_lower) for op in creates)
 
 
@@ -283,12 +247,12 @@ class DeferredApps:
 
     def render(self) -> Any:
         """Render the pending models (and the models related to them) and return the apps."""
-        if self._state.__dict__.get("apps") is self:
+        if cached_apps(self._state) is self:
             if self._apps is None:
-                del self._state.__dict__["apps"]
+                forget_cached_apps(self._state)
                 self._apps = self._state.apps  # ProjectState renders every model it holds
             else:
-                self._state.__dict__["apps"] = self._apps
+                set_cached_apps(self._state, self._apps)
                 self._state.reload_models(sorted(self._pending), delay=False)
             self._pending.clear()
         return self._apps
@@ -297,14 +261,19 @@ class DeferredApps:
         return getattr(self.render(), name)
 
 
+def rendered(apps: Any) -> Any:
+    """Return the rendered apps behind what `state.apps` returned."""
+    return apps.render() if isinstance(apps, DeferredApps) else apps
+
+
 def defer_rendering(state: Any) -> Any:
     """Make a state render its models on first use instead of before the first migration.
 
     Django's executor renders the whole state before it applies the first migration; a
     run of wrappers never reads it, and an operation that does renders it then.
     """
-    if "apps" not in state.__dict__:
-        state.__dict__["apps"] = DeferredApps(state)
+    if cached_apps(state) is None:
+        set_cached_apps(state, DeferredApps(state))
     return state
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import migrations
-from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.operations.base import Operation
 
+from sqlmigrations.django_internals import MigrationLoader
 from sqlmigrations.operations import RunSQLFile
 
 

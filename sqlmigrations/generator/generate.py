@@ -16,14 +16,16 @@ from typing import Any
 from django.apps import apps
 from django.db import migrations
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.migrations.autodetector import MigrationAutodetector
-from django.db.migrations.executor import MigrationExecutor
-from django.db.migrations.loader import MigrationLoader
-from django.db.migrations.questioner import MigrationQuestioner
-from django.db.migrations.state import ProjectState
-from django.db.migrations.writer import MigrationWriter
 
 from sqlmigrations import engine
+from sqlmigrations.django_internals import (
+    MigrationAutodetector,
+    MigrationExecutor,
+    MigrationLoader,
+    MigrationQuestioner,
+    MigrationWriter,
+    ProjectState,
+)
 from sqlmigrations.generator import safeguards
 from sqlmigrations.generator.generated import Generated
 from sqlmigrations.generator.parts import Names, empty_part, render_parts

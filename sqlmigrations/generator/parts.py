@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import django
 from django.db import migrations
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.migrations.state import ProjectState
 
+from sqlmigrations.django_internals import ProjectState
 from sqlmigrations.generator import safeguards
 from sqlmigrations.generator.generated import Part
 from sqlmigrations.generator.rendering import (

@@ -13,9 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import DatabaseError, migrations, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.migrations.exceptions import IrreversibleError
 from django.db.migrations.operations.base import Operation
-from django.db.migrations.state import ProjectState
+
+from sqlmigrations.django_internals import (
+    IrreversibleError,
+    ProjectState,
+    alter_column_comment_sql,
+)
 
 if TYPE_CHECKING:
     from sqlmigrations.generator.safeguards import IndexStep
@@ -158,7 +162,7 @@ class CommentOnly(Operation):
     ) -> None:
         model = to_state.apps.get_model(app_label, self.alter.model_name)
         f = model._meta.get_field(self.alter.name)
-        editor.execute(*editor._alter_column_comment_sql(model, f, None, f.db_comment))
+        editor.execute(*alter_column_comment_sql(editor, model, f, f.db_comment))
 
     def database_backwards(
         self, app_label: str, editor: Any, from_state: Any, to_state: Any

@@ -18,8 +18,8 @@ from typing import Any
 from django.db import migrations, models
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.base.schema import BaseDatabaseSchemaEditor
-from django.db.migrations.state import ProjectState
 
+from sqlmigrations.django_internals import ProjectState, effective_default, field_indexes_sql
 from sqlmigrations.generator.rendering import CommentOnly
 
 SURROGATE_KEY = "Surrogate key."  # the comment every V file gives an auto-created id
@@ -187,7 +187,7 @@ class _Planner:
                     f"(e.g. db_default=Now()), {recipe}"
                 )
             return op.field
-        value = BaseDatabaseSchemaEditor._effective_default(f)
+        value = effective_default(f)
         if value is None:
             return op.field
         self.result.notes.append(
@@ -199,7 +199,7 @@ class _Planner:
 
     def _index_field(self, model_name: str, name: str, f: Any) -> None:
         def statements(model: Any, editor: BaseDatabaseSchemaEditor) -> list[Any]:
-            return editor._field_indexes_sql(model, model._meta.get_field(name))
+            return field_indexes_sql(editor, model, model._meta.get_field(name))
 
         state = migrations.AlterField(model_name, name, f)
         self.result.indexes.append(IndexStep(state, model_name, statements))

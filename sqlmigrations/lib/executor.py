@@ -1,17 +1,47 @@
-"""Apply one migration file and record it in the history (D3)."""
+"""Apply one migration file and record it in the history (D3).
+
+`apply_file` is the one place that decides how a file runs: in a transaction or not (its
+script config), its history row, its timing and its error, which names the line. Both
+ways `migrate` applies a wrapper (Django's executor and the one-round-trip path), the
+repeatables and the undo files come through here.
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from sqlmigrations.lib.exceptions import SqlMigrationError, line_at
 from sqlmigrations.lib.files import MigrationFile
-from sqlmigrations.lib.history import TYPE_SQL, HistoryRow, SchemaHistory
+from sqlmigrations.lib.history import TYPE_BASELINE, TYPE_SQL, HistoryRow, SchemaHistory
+from sqlmigrations.lib.invalid_indexes import require_no_invalid_index
 from sqlmigrations.lib.statements import split_statements
 from sqlmigrations.lib.validation import applied_versions
+from sqlmigrations.lib.versions import Version
 
-Outcome = Literal["applied", "adopted"]
+# applied: the file ran; adopted: the history already held it (the Flyway CLI ran it);
+# baselined: a baseline row stands in for it; undone: its undo file ran.
+Outcome = Literal["applied", "adopted", "baselined", "undone"]
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What applying one file did, and how long it took."""
+
+    script: str
+    version: str | None
+    outcome: Outcome
+    seconds: float
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "script": self.script,
+            "version": self.version,
+            "outcome": self.outcome,
+            "ms": round(self.seconds * 1000),
+        }
 
 
 class MigrationFailed(SqlMigrationError):
@@ -156,89 +186,111 @@ def find_applied(history: SchemaHistory, mf: MigrationFile) -> HistoryRow | None
     return applied_versions(history.rows()).get(mf.name.version)
 
 
-def apply_versioned(
+def apply_file(
     cursor: Any,
     history: SchemaHistory,
     mf: MigrationFile,
     sql: str,
     *,
-    transactional: bool,
-    existing: HistoryRow | None,
+    existing: HistoryRow | None = None,
+    baseline: Version | None = None,
+    checksum: int | None = None,
     also: str = "",
-) -> Outcome:
-    """Run a V file in one execute() and record it; adopt it if Flyway already ran it.
+) -> Applied:
+    """Run a V or R file and record it; adopt a V file the history already holds.
 
-    `existing` is the history's successful row for this version, read under the lock.
-    `also` is SQL to run once the file is recorded or adopted (Django's own record of its
+    `existing` is the history's successful row for a V file's version, read under the
+    lock; `baseline` the version of the baseline row, if any: a file at or below it only
+    records. `checksum` is an R file's effective checksum (placeholders replaced). `also`
+    is SQL to run once the file is recorded or adopted (Django's own record of its
     wrapper): for a transactional file it goes in the same query string, so on a
     connection in autocommit mode the file, both rows and the commit cost one round trip.
     """
-    if existing is not None:
-        if existing.checksum != mf.checksum:
-            raise ChecksumMismatch(
-                f"version {existing.version} is already in the history with checksum "
-                f"{existing.checksum}, but the file's checksum is {mf.checksum}: the file "
-                "differs from what ran; restore the applied file or run "
-                "`manage.py sqlmigrations repair` if the edit is intentional",
-                path=mf.script,
-            )
-        if also:
-            cursor.execute(also)
-        return "adopted"
     started = time.perf_counter()
-    if transactional:
+    version = str(mf.name.version) if mf.name.version is not None else None
+    if mf.kind == "V":
+        if below_baseline(mf, existing, baseline):
+            # `sqlmigrations baseline` says the schema already has it: record only.
+            if also:
+                cursor.execute(also)
+            return Applied(mf.script, version, "baselined", time.perf_counter() - started)
+        if existing is not None:
+            if existing.checksum != mf.checksum:
+                raise ChecksumMismatch(
+                    f"version {existing.version} is already in the history with checksum "
+                    f"{existing.checksum}, but the file's checksum is {mf.checksum}: the file "
+                    "differs from what ran; restore the applied file or run "
+                    "`manage.py sqlmigrations repair` if the edit is intentional",
+                    path=mf.script,
+                )
+            if also:
+                cursor.execute(also)
+            return Applied(mf.script, version, "adopted", time.perf_counter() - started)
+    row = _row(mf, mf.checksum if checksum is None else checksum)
+    if mf.config.execute_in_transaction:
         # The file and its history row go over in one round trip; the row comes after the
         # file, so PostgreSQL's error positions still point into the file. Outside a
         # transaction the server runs a multi-statement string as one implicit transaction.
-        row = history.insert_after(**_row(mf, mf.checksum), success=True)
+        insert = history.insert_after(**row, success=True)
         try:
-            cursor.execute(f"{sql}\n;\n{row};\n{also}" if also else f"{sql}\n;\n{row}")
+            cursor.execute(f"{sql}\n;\n{insert};\n{also}" if also else f"{sql}\n;\n{insert}")
         except Exception as error:
             elapsed = time.perf_counter() - started
-            raise failure(mf, sql, error, transactional, elapsed=elapsed) from error
-        return "applied"
-    # A non-transactional file is sent statement by statement, as Flyway does: PostgreSQL
-    # runs a multi-statement query string as one implicit transaction, where CREATE INDEX
-    # CONCURRENTLY, VACUUM or ALTER TYPE ... ADD VALUE would fail; sending them one by one
-    # also names the line.
+            raise failure(mf, sql, error, True, elapsed=elapsed) from error
+        return Applied(mf.script, version, "applied", time.perf_counter() - started)
+    # Only a build outside a transaction (CONCURRENTLY) can leave an invalid index behind;
+    # a transactional file's failure rolls its index back.
+    require_no_invalid_index(cursor, mf, sql)
+
+    def failed_row() -> None:
+        _record(history, row, started, success=False)
+
+    _run_statements(cursor, mf, sql, started, on_failure=failed_row)
+    _record(history, row, started, success=True)
+    if also:
+        cursor.execute(also)
+    return Applied(mf.script, version, "applied", time.perf_counter() - started)
+
+
+def below_baseline(
+    mf: MigrationFile, existing: HistoryRow | None, baseline: Version | None
+) -> bool:
+    """Tell whether a baseline row at or above this file's version stands in for it."""
+    version = mf.name.version
+    if version is None or baseline is None or version > baseline:
+        return False
+    return existing is None or existing.type == TYPE_BASELINE
+
+
+def _run_statements(
+    cursor: Any,
+    mf: MigrationFile,
+    sql: str,
+    started: float,
+    *,
+    on_failure: Callable[[], None] | None = None,
+    undo: bool = False,
+) -> None:
+    """Send a non-transactional file statement by statement, as Flyway does.
+
+    PostgreSQL runs a multi-statement query string as one implicit transaction, where
+    CREATE INDEX CONCURRENTLY, VACUUM or ALTER TYPE ... ADD VALUE would fail; sending them
+    one by one also names the line.
+    """
     for offset, statement in split_statements(sql):
         try:
             cursor.execute(statement)
         except Exception as error:
-            _record(history, mf, started, success=False)
+            if on_failure is not None:
+                on_failure()
             elapsed = time.perf_counter() - started
             line = line_at(sql, offset)
-            raise failure(mf, sql, error, transactional, line=line, elapsed=elapsed) from error
-    _record(history, mf, started, success=True)
-    if also:
-        cursor.execute(also)
-    return "applied"
+            raise failure(mf, sql, error, False, line=line, elapsed=elapsed, undo=undo) from error
 
 
-def apply_repeatable(
-    cursor: Any, history: SchemaHistory, mf: MigrationFile, sql: str, checksum: int
-) -> None:
-    """Run an R file and record it with its effective checksum."""
-    started = time.perf_counter()
-    try:
-        cursor.execute(sql)
-    except Exception as error:
-        raise failure(mf, sql, error, transactional=True) from error
-    _record(history, mf, started, success=True, checksum=checksum)
-
-
-def _record(
-    history: SchemaHistory,
-    mf: MigrationFile,
-    started: float,
-    *,
-    success: bool,
-    checksum: int | None = None,
-) -> None:
+def _record(history: SchemaHistory, row: dict[str, Any], started: float, *, success: bool) -> None:
     history.insert(
-        **_row(mf, mf.checksum if checksum is None else checksum),
-        execution_time=int((time.perf_counter() - started) * 1000),
-        success=success,
+        **row, execution_time=int((time.perf_counter() - started) * 1000), success=success
     )
 
 
@@ -253,14 +305,14 @@ def _row(mf: MigrationFile, checksum: int) -> dict[str, Any]:
     }
 
 
-def undo_versioned(
+def undo_file(
     cursor: Any,
     history: SchemaHistory,
     v_file: MigrationFile,
     u_file: MigrationFile,
     sql: str,
     also: str = "",
-) -> None:
+) -> Applied:
     """Run the U file of an applied V file and remove the V file's history row.
 
     `also` is SQL to run with the removal (Django's record of the wrapper). For a
@@ -269,19 +321,18 @@ def undo_versioned(
     statement by statement and the two removals together after it. Either way a kill
     leaves both histories saying the same thing.
     """
+    started = time.perf_counter()
     row = find_applied(history, v_file)
     forget = ";\n".join(q for q in (history.delete_sql(row) if row else "", also) if q)
     if u_file.config.execute_in_transaction:
         try:
             cursor.execute(f"{sql}\n;\n{forget}" if forget else sql)
         except Exception as error:
-            raise failure(u_file, sql, error, transactional=True, undo=True) from error
-        return
-    for offset, statement in split_statements(sql):
-        try:
-            cursor.execute(statement)
-        except Exception as error:
-            line = line_at(sql, offset)
-            raise failure(u_file, sql, error, False, line=line, undo=True) from error
-    if forget:
-        cursor.execute(forget)
+            elapsed = time.perf_counter() - started
+            raise failure(u_file, sql, error, True, elapsed=elapsed, undo=True) from error
+    else:
+        _run_statements(cursor, u_file, sql, started, undo=True)
+        if forget:
+            cursor.execute(forget)
+    version = str(v_file.name.version) if v_file.name.version is not None else None
+    return Applied(v_file.script, version, "undone", time.perf_counter() - started)

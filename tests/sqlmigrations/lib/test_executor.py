@@ -1,4 +1,8 @@
-"""The executor applies, adopts and undoes one file with its history row (real PostgreSQL)."""
+"""The executor applies, adopts and undoes one file with its history row (real PostgreSQL).
+
+apply_file is the one place that decides how a file runs: in a transaction unless its
+script config says not, its history row, its timing, an error naming the line.
+"""
 
 from __future__ import annotations
 
@@ -11,14 +15,16 @@ import pytest
 from sqlmigrations.lib.executor import (
     ChecksumMismatch,
     MigrationFailed,
-    apply_repeatable,
-    apply_versioned,
+    apply_file,
     find_applied,
     locate,
-    undo_versioned,
+    undo_file,
 )
 from sqlmigrations.lib.files import MigrationFile, discover
-from sqlmigrations.lib.history import SchemaHistory
+from sqlmigrations.lib.history import TYPE_BASELINE, SchemaHistory
+from sqlmigrations.lib.versions import Version
+
+NOT_IN_A_TRANSACTION = "executeInTransaction=false\n"
 
 
 def migration_files(folder: Path, files: dict[str, str]) -> dict[str, MigrationFile]:
@@ -63,17 +69,22 @@ def test_a_transactional_file_its_row_and_the_extra_sql_go_in_one_execute(
         "V1__create_a.sql"
     ]
     cursor = CountingCursor(conn.cursor())
-    outcome = apply_versioned(
-        cursor,
-        history,
-        mf,
-        mf.read_text(),
-        transactional=True,
-        existing=None,
-        also="CREATE TABLE django_record (id int)",
+    applied = apply_file(
+        cursor, history, mf, mf.read_text(), also="CREATE TABLE django_record (id int)"
     )
 
-    assert outcome == "applied"
+    assert (applied.script, applied.version, applied.outcome) == (
+        "V1__create_a.sql",
+        "1",
+        "applied",
+    )
+    assert applied.seconds > 0
+    assert applied.as_json() == {
+        "script": "V1__create_a.sql",
+        "version": "1",
+        "outcome": "applied",
+        "ms": round(applied.seconds * 1000),
+    }
     assert len(cursor.queries) == 1
     assert tables(conn) == ["a", "django_record"]
     (row,) = history.rows()
@@ -95,7 +106,7 @@ def test_a_failing_transactional_file_leaves_nothing_and_names_its_line(
     mf = migration_files(tmp_path, {"V1__broken.sql": sql})["V1__broken.sql"]
 
     with pytest.raises(MigrationFailed) as failed:
-        apply_versioned(conn.cursor(), history, mf, sql, transactional=True, existing=None)
+        apply_file(conn.cursor(), history, mf, sql, also="CREATE TABLE django_record (id int)")
 
     assert failed.value.path == "V1__broken.sql"
     assert failed.value.line == 3
@@ -122,17 +133,16 @@ def test_a_file_already_in_the_history_is_adopted_and_not_run_again(
     )
     existing = find_applied(history, mf)
 
-    outcome = apply_versioned(
+    applied = apply_file(
         conn.cursor(),
         history,
         mf,
         mf.read_text(),
-        transactional=True,
         existing=existing,
         also="CREATE TABLE django_record (id int)",
     )
 
-    assert outcome == "adopted"
+    assert applied.outcome == "adopted"
     assert tables(conn) == ["django_record"]
     assert len(history.rows()) == 1
 
@@ -154,14 +164,7 @@ def test_a_file_whose_checksum_differs_from_the_history_is_refused(
     )
 
     with pytest.raises(ChecksumMismatch) as refused:
-        apply_versioned(
-            conn.cursor(),
-            history,
-            mf,
-            mf.read_text(),
-            transactional=True,
-            existing=find_applied(history, mf),
-        )
+        apply_file(conn.cursor(), history, mf, mf.read_text(), existing=find_applied(history, mf))
 
     assert refused.value.path == "V1__create_a.sql"
     assert "sqlmigrations repair" in str(refused.value)
@@ -173,12 +176,15 @@ def test_a_non_transactional_file_runs_statement_by_statement(
 ) -> None:
     conn.execute("CREATE TABLE a (id int)")
     sql = "CREATE INDEX CONCURRENTLY a_id ON a (id);\nANALYZE a;\n"
-    mf = migration_files(tmp_path, {"V2__index_a.sql": sql})["V2__index_a.sql"]
+    mf = migration_files(
+        tmp_path, {"V2__index_a.sql": sql, "V2__index_a.sql.conf": NOT_IN_A_TRANSACTION}
+    )["V2__index_a.sql"]
 
-    outcome = apply_versioned(conn.cursor(), history, mf, sql, transactional=False, existing=None)
+    applied = apply_file(conn.cursor(), history, mf, sql)
 
-    assert outcome == "applied"
-    assert conn.execute("SELECT indisvalid FROM pg_index WHERE indexrelid = 'a_id'::regclass")
+    assert applied.outcome == "applied"
+    valid = conn.execute("SELECT indisvalid FROM pg_index WHERE indexrelid = 'a_id'::regclass")
+    assert valid.fetchall() == [(True,)]
     (row,) = history.rows()
     assert (row.script, row.success) == ("V2__index_a.sql", True)
 
@@ -187,16 +193,69 @@ def test_a_failing_non_transactional_file_records_a_failed_row_and_keeps_earlier
     conn: psycopg.Connection[Any], history: SchemaHistory, tmp_path: Path
 ) -> None:
     sql = "CREATE TABLE a (id int);\nCREATE TABLE a (id int);\n"
-    mf = migration_files(tmp_path, {"V1__twice.sql": sql})["V1__twice.sql"]
+    mf = migration_files(
+        tmp_path, {"V1__twice.sql": sql, "V1__twice.sql.conf": NOT_IN_A_TRANSACTION}
+    )["V1__twice.sql"]
 
     with pytest.raises(MigrationFailed) as failed:
-        apply_versioned(conn.cursor(), history, mf, sql, transactional=False, existing=None)
+        apply_file(conn.cursor(), history, mf, sql)
 
     assert failed.value.line == 2
     assert "a failed row was recorded" in str(failed.value)
     assert tables(conn) == ["a"]
     (row,) = history.rows()
     assert (row.version, row.success) == ("1", False)
+
+
+def test_a_file_at_or_below_the_baseline_only_records(
+    conn: psycopg.Connection[Any], history: SchemaHistory, tmp_path: Path
+) -> None:
+    files = migration_files(
+        tmp_path,
+        {"V1__create_a.sql": "CREATE TABLE a (id int)", "V2__create_b.sql": "CREATE TABLE b ()"},
+    )
+    history.insert(
+        version="1",
+        description="<< Flyway Baseline >>",
+        type=TYPE_BASELINE,
+        script="<< Flyway Baseline >>",
+        checksum=None,
+        execution_time=0,
+        success=True,
+    )
+    floor = Version("1")
+    cursor = conn.cursor()
+
+    first = apply_file(
+        cursor,
+        history,
+        files["V1__create_a.sql"],
+        "CREATE TABLE a (id int)",
+        baseline=floor,
+        also="CREATE TABLE django_record (id int)",
+    )
+    second = apply_file(
+        cursor, history, files["V2__create_b.sql"], "CREATE TABLE b ()", baseline=floor
+    )
+
+    assert (first.outcome, second.outcome) == ("baselined", "applied")
+    assert tables(conn) == ["b", "django_record"]
+    assert [row.version for row in history.rows()] == ["1", "2"]
+
+
+def test_a_non_transactional_repeatable_runs_outside_a_transaction(
+    conn: psycopg.Connection[Any], history: SchemaHistory, tmp_path: Path
+) -> None:
+    conn.execute("CREATE TABLE a (id int)")
+    sql = "CREATE INDEX CONCURRENTLY IF NOT EXISTS a_id ON a (id);\n"
+    mf = migration_files(
+        tmp_path, {"R__index_a.sql": sql, "R__index_a.sql.conf": NOT_IN_A_TRANSACTION}
+    )["R__index_a.sql"]
+
+    apply_file(conn.cursor(), history, mf, sql, checksum=7)
+
+    (row,) = history.rows()
+    assert (row.script, row.checksum, row.success) == ("R__index_a.sql", 7, True)
 
 
 def test_a_repeatable_is_recorded_with_the_checksum_it_is_given(
@@ -206,8 +265,9 @@ def test_a_repeatable_is_recorded_with_the_checksum_it_is_given(
         "R__view.sql"
     ]
 
-    apply_repeatable(conn.cursor(), history, mf, mf.read_text(), checksum=4242)
+    applied = apply_file(conn.cursor(), history, mf, mf.read_text(), checksum=4242)
 
+    assert (applied.version, applied.outcome) == (None, "applied")
     assert conn.execute("SELECT one FROM v").fetchall() == [(1,)]
     (row,) = history.rows()
     assert (row.version, row.description, row.checksum, row.success) == (None, "view", 4242, True)
@@ -228,15 +288,14 @@ def test_undo_runs_the_u_file_and_removes_the_v_row_with_the_extra_sql(
         (tmp_path / "U1__create_a.sql.conf").write_text("executeInTransaction=false\n")
         files = migration_files(tmp_path, {})
     v_file, u_file = files["V1__create_a.sql"], files["U1__create_a.sql"]
-    apply_versioned(
-        conn.cursor(), history, v_file, v_file.read_text(), transactional=True, existing=None
-    )
+    apply_file(conn.cursor(), history, v_file, v_file.read_text())
     conn.execute("CREATE TABLE django_record (id int)")
 
-    undo_versioned(
+    undone = undo_file(
         conn.cursor(), history, v_file, u_file, u_file.read_text(), also="DROP TABLE django_record"
     )
 
+    assert (undone.script, undone.version, undone.outcome) == ("V1__create_a.sql", "1", "undone")
     assert tables(conn) == ["undone"]
     assert history.rows() == []
 
@@ -249,12 +308,10 @@ def test_a_failing_undo_says_its_migration_stays_applied(
         {"V1__create_a.sql": "CREATE TABLE a (id int)", "U1__create_a.sql": "DROP TABLE b;\n"},
     )
     v_file, u_file = files["V1__create_a.sql"], files["U1__create_a.sql"]
-    apply_versioned(
-        conn.cursor(), history, v_file, v_file.read_text(), transactional=True, existing=None
-    )
+    apply_file(conn.cursor(), history, v_file, v_file.read_text())
 
     with pytest.raises(MigrationFailed) as failed:
-        undo_versioned(conn.cursor(), history, v_file, u_file, u_file.read_text())
+        undo_file(conn.cursor(), history, v_file, u_file, u_file.read_text())
 
     assert failed.value.path == "U1__create_a.sql"
     assert failed.value.undo
@@ -270,7 +327,7 @@ def test_locate_replays_a_rolled_back_file_to_find_a_runtime_errors_line(
     sql = "CREATE TABLE a (n int);\nINSERT INTO a VALUES (1);\n\nSELECT 1 / (n - 1) FROM a;\n"
     mf = migration_files(tmp_path, {"V1__divide.sql": sql})["V1__divide.sql"]
     with pytest.raises(MigrationFailed) as failed:
-        apply_versioned(conn.cursor(), history, mf, sql, transactional=True, existing=None)
+        apply_file(conn.cursor(), history, mf, sql)
     assert failed.value.line is None
 
     located = locate(conn, failed.value)
@@ -285,9 +342,11 @@ def test_locate_leaves_a_non_transactional_failure_alone(
     conn: psycopg.Connection[Any], history: SchemaHistory, tmp_path: Path
 ) -> None:
     sql = "CREATE TABLE a (n int);\nSELECT 1 / 0;\n"
-    mf = migration_files(tmp_path, {"V1__divide.sql": sql})["V1__divide.sql"]
+    mf = migration_files(
+        tmp_path, {"V1__divide.sql": sql, "V1__divide.sql.conf": NOT_IN_A_TRANSACTION}
+    )["V1__divide.sql"]
     with pytest.raises(MigrationFailed) as failed:
-        apply_versioned(conn.cursor(), history, mf, sql, transactional=False, existing=None)
+        apply_file(conn.cursor(), history, mf, sql)
 
     assert locate(conn, failed.value) is failed.value
     assert failed.value.line == 2

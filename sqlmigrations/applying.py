@@ -1,0 +1,131 @@
+"""Apply one file on a Django connection, and collect what a `migrate` run applied.
+
+Django's executor and the one-round-trip path (sqlmigrations.executor) both run a
+wrapper's file through `apply_file`, the repeatables run through `apply_repeatables`, so
+how a file is applied (lib.executor.apply_file) and what the run reports are decided once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+from sqlmigrations import engine
+from sqlmigrations.lib import executor
+from sqlmigrations.lib.executor import Applied
+from sqlmigrations.lib.files import MigrationFile
+from sqlmigrations.lib.validation import baseline_version
+
+
+@dataclass
+class MigrateResult:
+    """What one `migrate` run applied, in order; complete up to a failure."""
+
+    files: list[Applied] = field(default_factory=list)
+    repeatables: list[Applied] = field(default_factory=list)
+    django_migrations: list[str] = field(default_factory=list)
+    # Files of the wrapper being applied: they count once Django reports it applied,
+    # because a wrapper's transaction may still roll back after its file ran.
+    _running: list[Applied] = field(default_factory=list, repr=False)
+
+    @property
+    def nothing_to_do(self) -> bool:
+        return not (self.files or self.repeatables or self.django_migrations)
+
+    @property
+    def scripts(self) -> list[str]:
+        """Return the scripts applied: the wrappers' files, then the repeatables."""
+        return [a.script for a in self.files] + [a.script for a in self.repeatables]
+
+    def file_applied(self, applied: Applied) -> None:
+        """Note a wrapper's file as applied, pending its wrapper's commit."""
+        self._running.append(applied)
+
+    def migration_started(self) -> None:
+        """Forget files of a wrapper that did not finish (its transaction rolled back)."""
+        self._running = []
+
+    def migration_applied(self, migration: Any) -> None:
+        """Count a migration Django reports applied: a wrapper's files, or Django's own."""
+        if getattr(migration, "sql_scripts", None):
+            self.files += self._running
+        else:
+            self.django_migrations.append(f"{migration.app_label}.{migration.name}")
+        self._running = []
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "files": [a.as_json() for a in self.files],
+            "repeatables": [a.as_json() for a in self.repeatables],
+            "django_migrations": list(self.django_migrations),
+            "nothing_to_do": self.nothing_to_do,
+        }
+
+
+_collecting: ContextVar[MigrateResult | None] = ContextVar("sqlmigrations_result", default=None)
+
+
+@contextmanager
+def collecting(result: MigrateResult) -> Iterator[MigrateResult]:
+    """Add every file applied in this block to `result`."""
+    token = _collecting.set(result)
+    try:
+        yield result
+    finally:
+        _collecting.reset(token)
+
+
+def active_result() -> MigrateResult | None:
+    """Return the result of the `migrate` run in progress, if any."""
+    return _collecting.get()
+
+
+def apply_file(connection: BaseDatabaseWrapper, mf: MigrationFile, *, also: str = "") -> Applied:
+    """Apply a wrapper's V file with the run's snapshot, then run `also` (see
+    lib.executor.apply_file); a file below the baseline or already run by Flyway only
+    records."""
+    run = engine.current_run(connection)
+    with connection.cursor() as cursor:
+        applied = executor.apply_file(
+            cursor,
+            engine.history_for(cursor),
+            mf,
+            run.render(mf),
+            existing=run.applied.get(mf.name.version),  # type: ignore[arg-type]
+            baseline=baseline_version(run.rows),
+            also=also,
+        )
+    result = _collecting.get()
+    if result is not None:
+        result.file_applied(applied)
+    return applied
+
+
+def apply_repeatables(connection: BaseDatabaseWrapper) -> list[Applied]:
+    """Apply each R file that is new or changed since it last ran, one transaction each."""
+    result = _collecting.get()
+    done: list[Applied] = []
+    with connection.cursor() as cursor:
+        history = engine.history_for(cursor)
+        values = engine.placeholders_for(cursor)
+        for mf, checksum in engine.pending_repeatables(history.rows(), values):
+            applied = executor.apply_file(cursor, history, mf, mf.render(values), checksum=checksum)
+            done.append(applied)
+            if result is not None:
+                result.repeatables.append(applied)
+    return done
+
+
+def undo_file(
+    connection: BaseDatabaseWrapper, v_file: MigrationFile, u_file: MigrationFile, also: str = ""
+) -> Applied:
+    """Run a V file's undo file and remove its history row, then run `also` (Django's
+    record of the wrapper), all committed together (see lib.executor.undo_file)."""
+    text = engine.current_run(connection).render(u_file)
+    with connection.cursor() as cursor:
+        return executor.undo_file(cursor, engine.history_for(cursor), v_file, u_file, text, also)

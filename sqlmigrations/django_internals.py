@@ -1,0 +1,210 @@
+"""Every Django API the engine uses that Django does not document, and nothing else.
+
+Django's migration framework (loader, executor, recorder, state, autodetector, writer)
+and a few schema editor helpers are internal: they change between feature releases
+without a deprecation period. The rest of the engine uses Django's documented API and
+reaches these only through this module, so that a Django upgrade is checked here and by
+tests/sqlmigrations/test_django_internals.py, which pins SUPPORTED and names each entry
+of USED when another Django is installed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.apps import apps as global_apps
+from django.core.management.sql import emit_post_migrate_signal, emit_pre_migrate_signal
+from django.db.migrations.autodetector import MigrationAutodetector
+from django.db.migrations.exceptions import (
+    AmbiguityError,
+    InconsistentMigrationHistory,
+    IrreversibleError,
+    NodeNotFoundError,
+)
+from django.db.migrations.executor import MigrationExecutor
+from django.db.migrations.loader import MigrationLoader
+from django.db.migrations.questioner import MigrationQuestioner
+from django.db.migrations.recorder import MigrationRecorder
+from django.db.migrations.state import ModelState, ProjectState
+from django.db.migrations.writer import MigrationWriter
+from psycopg import sql
+
+__all__ = [
+    "SUPPORTED",
+    "USED",
+    "AmbiguityError",
+    "InconsistentMigrationHistory",
+    "IrreversibleError",
+    "MigrationAutodetector",
+    "MigrationExecutor",
+    "MigrationLoader",
+    "MigrationQuestioner",
+    "MigrationWriter",
+    "ModelState",
+    "NodeNotFoundError",
+    "ProjectState",
+    "alter_column_comment_sql",
+    "cached_apps",
+    "effective_default",
+    "emit_post_migrate_signal",
+    "emit_pre_migrate_signal",
+    "field_indexes_sql",
+    "forget_cached_apps",
+    "in_atomic_block",
+    "post_migrate_apps",
+    "project_state",
+    "record_applied_sql",
+    "record_unapplied_sql",
+    "set_cached_apps",
+]
+
+# The Django feature release (major, minor) this module was written and tested for.
+SUPPORTED = (5, 2)
+
+# Each undocumented Django name the engine relies on, and what for.
+USED: dict[str, str] = {
+    "django.core.management.sql.emit_pre_migrate_signal": "migrate's plain path",
+    "django.core.management.sql.emit_post_migrate_signal": "migrate's plain path",
+    "django.core.management.commands.migrate.Command.migration_progress_callback": (
+        "overridden by our migrate: 'Adopting' lines and the run's result"
+    ),
+    "django.core.management.commands.migrate.Command.describe_operation": (
+        "overridden by our migrate: --plan names the SQL file a wrapper runs"
+    ),
+    "django.db.migrations.autodetector.MigrationAutodetector": "makesqlmigration",
+    "django.db.migrations.exceptions.AmbiguityError": "backward plans",
+    "django.db.migrations.exceptions.InconsistentMigrationHistory": "migrate's error",
+    "django.db.migrations.exceptions.IrreversibleError": "files without an undo file",
+    "django.db.migrations.exceptions.NodeNotFoundError": "backward plans",
+    "django.db.migrations.executor.MigrationExecutor": "the one-round-trip executor",
+    "django.db.migrations.executor.MigrationExecutor._create_project_state": (
+        "the state before migrate's plain path, as Django's migrate makes it"
+    ),
+    "django.db.migrations.executor.MigrationExecutor.apply_migration": "overridden",
+    "django.db.migrations.executor.MigrationExecutor.migration_plan": "plans",
+    "django.db.migrations.graph.MigrationGraph.leaf_nodes": "plans",
+    "django.db.migrations.loader.MigrationLoader": "wrappers, checks, plans",
+    "django.db.migrations.loader.MigrationLoader.check_consistent_history": "migrate",
+    "django.db.migrations.loader.MigrationLoader.detect_conflicts": "migrate",
+    "django.db.migrations.questioner.MigrationQuestioner": "makesqlmigration",
+    "django.db.migrations.recorder.MigrationRecorder.Migration": (
+        "django_migrations' table, written in the file's own query string"
+    ),
+    "django.db.migrations.state.ModelState.from_model": "post_migrate's apps",
+    "django.db.migrations.state.ProjectState": "model state of wrappers",
+    "django.db.migrations.state.ProjectState.apps": (
+        "a cached_property kept in the instance __dict__: wrappers defer its rendering"
+    ),
+    "django.db.migrations.state.ProjectState.reload_models": "deferred rendering",
+    "django.db.migrations.state.ProjectState.clear_delayed_apps_cache": "post_migrate",
+    "django.db.migrations.state.StateApps.bulk_update": "post_migrate's apps",
+    "django.db.migrations.state.StateApps.real_models": "post_migrate's apps",
+    "django.db.migrations.state.StateApps.render_multiple": "post_migrate's apps",
+    "django.db.migrations.state.StateApps.unregister_model": "post_migrate's apps",
+    "django.db.migrations.writer.MigrationWriter": "makesqlmigration's wrapper source",
+    "django.db.backends.base.base.BaseDatabaseWrapper.in_atomic_block": (
+        "the one-round-trip path needs autocommit outside any atomic block"
+    ),
+    "django.db.backends.base.schema.BaseDatabaseSchemaEditor._effective_default": (
+        "makesqlmigration keeps a model default in the database"
+    ),
+    "django.db.backends.base.schema.BaseDatabaseSchemaEditor._field_indexes_sql": (
+        "makesqlmigration's index steps"
+    ),
+    "django.db.backends.base.schema.BaseDatabaseSchemaEditor._alter_column_comment_sql": (
+        "makesqlmigration's COMMENT ON COLUMN"
+    ),
+}
+
+
+def project_state(executor: MigrationExecutor) -> ProjectState:
+    """Return the project state with the applied migrations, as Django's migrate does."""
+    return executor._create_project_state(with_applied_migrations=True)
+
+
+def cached_apps(state: ProjectState) -> Any:
+    """Return the state's rendered apps if it rendered them, else None (renders nothing)."""
+    return state.__dict__.get("apps")
+
+
+def set_cached_apps(state: ProjectState, apps: Any) -> None:
+    """Make `apps` what `state.apps` returns without rendering."""
+    state.__dict__["apps"] = apps
+
+
+def forget_cached_apps(state: ProjectState) -> None:
+    """Drop the rendered apps, so that model states can be added without rendering them."""
+    del state.__dict__["apps"]
+
+
+def post_migrate_apps(state: ProjectState, resolve: Callable[[Any], Any] = lambda a: a) -> Any:
+    """Render a migrated state for post_migrate receivers, as Django's `migrate` does.
+
+    `resolve` turns what `state.apps` returns into the rendered apps (see DeferredApps).
+    """
+    state.clear_delayed_apps_cache()
+    apps = resolve(state.apps)
+    # Re-render models of apps without migrations to include their relations now that
+    # the state is final (django/core/management/commands/migrate.py).
+    with apps.bulk_update():
+        model_keys = []
+        for model_state in apps.real_models:
+            model_key = model_state.app_label, model_state.name_lower
+            model_keys.append(model_key)
+            apps.unregister_model(*model_key)
+    apps.render_multiple([ModelState.from_model(global_apps.get_model(*key)) for key in model_keys])
+    return apps
+
+
+def _recorder_table(connection: Any) -> str:
+    return MigrationRecorder(connection).Migration._meta.db_table
+
+
+def record_applied_sql(connection: Any, app_label: str, name: str, applied: Any) -> str:
+    """Return the INSERT that MigrationRecorder.record_applied would run."""
+    table = _recorder_table(connection)
+    connection.ensure_connection()
+    return (
+        sql.SQL("INSERT INTO {} (app, name, applied) VALUES ({}, {}, {})")
+        .format(
+            sql.Identifier(table),
+            sql.Literal(app_label),
+            sql.Literal(name),
+            sql.Literal(applied),
+        )
+        .as_string(connection.connection)
+    )
+
+
+def record_unapplied_sql(connection: Any, app_label: str, name: str) -> str:
+    """Return the DELETE that MigrationRecorder.record_unapplied would run."""
+    table = _recorder_table(connection)
+    connection.ensure_connection()
+    return (
+        sql.SQL("DELETE FROM {} WHERE app = {} AND name = {}")
+        .format(sql.Identifier(table), sql.Literal(app_label), sql.Literal(name))
+        .as_string(connection.connection)
+    )
+
+
+def in_atomic_block(connection: Any) -> bool:
+    """Tell whether the connection is inside transaction.atomic."""
+    return bool(connection.in_atomic_block)
+
+
+def effective_default(field: Any) -> Any:
+    """Return the database value of a field's default, as the schema editor computes it."""
+    from django.db.backends.base.schema import BaseDatabaseSchemaEditor
+
+    return BaseDatabaseSchemaEditor._effective_default(field)
+
+
+def field_indexes_sql(editor: Any, model: Any, field: Any) -> list[Any]:
+    """Return the statements that create a field's indexes (db_index, unique LIKE)."""
+    return list(editor._field_indexes_sql(model, field))
+
+
+def alter_column_comment_sql(editor: Any, model: Any, field: Any, comment: str) -> Any:
+    """Return the (sql, params) that set a column's comment."""
+    return editor._alter_column_comment_sql(model, field, None, comment)
