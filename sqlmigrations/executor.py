@@ -23,6 +23,8 @@ class SQLMigrationExecutor(MigrationExecutor):
     as one implicit transaction: all of it is committed, or none of it.
     """
 
+    _record_head: str | None = None
+
     def apply_migration(
         self, state: Any, migration: Any, fake: bool = False, fake_initial: bool = False
     ) -> Any:
@@ -43,18 +45,18 @@ class SQLMigrationExecutor(MigrationExecutor):
 
     def record_sql(self, migration: Any) -> str:
         """Return the INSERT that MigrationRecorder.record_applied would run."""
-        table = self.recorder.Migration._meta.db_table
         self.connection.ensure_connection()
-        return (
-            sql.SQL("INSERT INTO {} (app, name, applied) VALUES ({}, {}, {})")
-            .format(
-                sql.Identifier(table),
-                sql.Literal(migration.app_label),
-                sql.Literal(migration.name),
-                sql.Literal(timezone.now()),
+        conn = self.connection.connection
+        if self._record_head is None:
+            # Composed once: only the values change from wrapper to wrapper.
+            table = sql.Identifier(self.recorder.Migration._meta.db_table)
+            self._record_head = (
+                sql.SQL("INSERT INTO {} (app, name, applied) VALUES (")
+                .format(table)
+                .as_string(conn)
             )
-            .as_string(self.connection.connection)
-        )
+        values = (migration.app_label, migration.name, timezone.now())
+        return f"{self._record_head}{', '.join(sql.Literal(v).as_string(conn) for v in values)})"
 
 
 def post_migrate_apps(state: Any) -> Any:
