@@ -194,10 +194,17 @@ def layout_problems(files: list[MigrationFile]) -> list[Problem]:
 
 @contextmanager
 def locked_run(
-    connection: BaseDatabaseWrapper, *, on_wait: Callable[[], None] | None = None
+    connection: BaseDatabaseWrapper,
+    *,
+    on_wait: Callable[[], None] | None = None,
+    refresh: bool = True,
 ) -> Iterator[Run]:
-    """Hold Flyway's advisory lock, make sure the history exists, and snapshot it."""
-    load_files(refresh=True)
+    """Hold Flyway's advisory lock, make sure the history exists, and snapshot it.
+
+    The files are read first unless `refresh` is False: the caller read them already.
+    """
+    if refresh:
+        load_files(refresh=True)
     connection.ensure_connection()
     with connection.cursor() as cursor:
         history = history_for(cursor)

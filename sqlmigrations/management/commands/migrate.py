@@ -36,6 +36,7 @@ class Command(DjangoMigrate):
         "Apply migrations_sql/ files (through their Django wrappers) and Django's own "
         "migrations, validated first, under Flyway's advisory lock."
     )
+    files_read = False  # whether execute() read the SQL files for this run
 
     def execute(self, *args: Any, **options: Any) -> Any:
         # Before the system checks: they read the history through this connection, as the
@@ -44,6 +45,14 @@ class Command(DjangoMigrate):
         use_migration_role(alias)
         without_pool(alias)
         connect_or_explain(alias)
+        # Read the files once for the run, before the checks (each wrapper looks its file
+        # up as it loads), so the locked run need not read them again: it read them before
+        # taking the lock too. When they cannot be read, it reads them and says why.
+        try:
+            engine.load_files(refresh=True)
+            self.files_read = True
+        except SqlMigrationError:
+            self.files_read = False
         return super().execute(*args, **options)
 
     @no_translations
@@ -60,7 +69,9 @@ class Command(DjangoMigrate):
                         )
                     )
                 return
-            with engine.locked_run(connection, on_wait=self._waiting) as run:
+            with engine.locked_run(
+                connection, on_wait=self._waiting, refresh=not self.files_read
+            ) as run:
                 problems = engine.validate_database(connection, run.rows)
                 if problems:
                     raise CommandError(
