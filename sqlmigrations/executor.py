@@ -6,11 +6,35 @@ from typing import Any
 
 from django.apps import apps as global_apps
 from django.db.migrations.executor import MigrationExecutor
+from django.db.migrations.loader import MigrationLoader
+from django.db.migrations.recorder import MigrationRecorder
 from django.db.migrations.state import ModelState
 from django.utils import timezone
 from psycopg import sql
 
 from sqlmigrations.operations import DeferredApps, SQLFileMigration
+from sqlmigrations.wrappers import shared_disk_loader
+
+
+class SharedDiskLoader(MigrationLoader):
+    """Django's loader, with the migrations the system checks of this run read from disk.
+
+    Reading them again imported nothing new but built every migration a second time.
+    """
+
+    def load_disk(self) -> None:
+        shared = shared_disk_loader()
+        # The checks' loader ignores an app whose MIGRATION_MODULES module is missing,
+        # where Django's raises: read the disk again then, to raise as Django does.
+        if shared is None or any(
+            explicit and module is not None
+            for module, explicit in map(self.migrations_module, shared.unmigrated_apps)
+        ):
+            super().load_disk()
+            return
+        self.disk_migrations = dict(shared.disk_migrations)
+        self.unmigrated_apps = set(shared.unmigrated_apps)
+        self.migrated_apps = set(shared.migrated_apps)
 
 
 class SQLMigrationExecutor(MigrationExecutor):
@@ -24,6 +48,13 @@ class SQLMigrationExecutor(MigrationExecutor):
     """
 
     _record_head: str | None = None
+
+    def __init__(self, connection: Any, progress_callback: Any = None) -> None:
+        # MigrationExecutor.__init__, with the loader above.
+        self.connection = connection
+        self.loader = SharedDiskLoader(connection)
+        self.recorder = MigrationRecorder(connection)
+        self.progress_callback = progress_callback
 
     def apply_migration(
         self, state: Any, migration: Any, fake: bool = False, fake_initial: bool = False

@@ -29,6 +29,7 @@ from sqlmigrations.operations import (
     defer_rendering,
     recorded_only,
 )
+from sqlmigrations.wrappers import one_disk_load
 
 
 class Command(DjangoMigrate):
@@ -53,7 +54,9 @@ class Command(DjangoMigrate):
             self.files_read = True
         except SqlMigrationError:
             self.files_read = False
-        return super().execute(*args, **options)
+        # The checks read the migration files; the executor reuses what they read.
+        with one_disk_load():
+            return super().execute(*args, **options)
 
     @no_translations
     def handle(self, *args: Any, **options: Any) -> None:
