@@ -322,6 +322,11 @@ class Slope:
         return [(b.wall - a.wall) / self.span for a, b in zip(self.small, self.large, strict=True)]
 
     @property
+    def cpu_per_file(self) -> list[float]:
+        """Return each round's client CPU seconds per file (steadier on a busy machine)."""
+        return [(b.cpu - a.cpu) / self.span for a, b in zip(self.small, self.large, strict=True)]
+
+    @property
     def startup(self) -> float:
         """Return the median of each round's small run minus its files' share."""
         return statistics.median(
@@ -597,20 +602,22 @@ def report(rows: list[Row], slopes: dict[str, Slope], small: int, n: int) -> int
     print(" rounds' ratios, lowest-highest under rounds; cpu: user+sys of the command's process)")
     print()
     print(
-        f"{f'cost per file (slope from {small} to {n} files) and start-up':<68} "
-        f"{'ms/file':>7} {'rounds':>11} {'start-up s':>10}"
+        f"{f'cost per file (slope from {small} to {n} files) and start-up':<56} "
+        f"{'ms/file':>7} {'rounds':>11} {'start-up s':>10} {'cpu ms/file':>11}"
     )
     for slope in slopes.values():
         per_file = [f * 1000 for f in slope.per_file]
+        cpu = statistics.median(slope.cpu_per_file) * 1000
         print(
-            f"{slope.label:<68} {statistics.median(per_file):>7.2f} "
-            f"{min(per_file):>5.2f}-{max(per_file):<5.2f} {slope.startup:>10.2f}"
+            f"{slope.label:<56} {statistics.median(per_file):>7.2f} "
+            f"{min(per_file):>5.2f}-{max(per_file):<5.2f} {slope.startup:>10.2f} {cpu:>11.2f}"
         )
     engine, floor = slopes["engine"], slopes["floor"]
     per_file_ratio = statistics.median(
         e / f for e, f in zip(engine.per_file, floor.per_file, strict=True)
     )
-    print(f"(start-up: the {small}-file run minus {small} times the cost per file)")
+    print(f"(start-up: the {small}-file run minus {small} times the cost per file; cpu: the")
+    print(" slope of the client process's user+sys time, the server's work not included)")
     print()
     missed = False
     for row in rows:
