@@ -14,14 +14,13 @@ from django.core.checks import Error, register
 from django.db import DatabaseError, connections
 
 from sqlmigrations import engine
-from sqlmigrations.django_internals import MigrationLoader
 from sqlmigrations.lib import files
 from sqlmigrations.lib.committed import is_committed
 from sqlmigrations.lib.names import MigrationName, versioned_name
 from sqlmigrations.lib.sequence import Recorded, sequence_problems
 from sqlmigrations.lib.versions import Version
 from sqlmigrations.wrapper_graph import graph_errors
-from sqlmigrations.wrappers import Wrapper, find_wrappers, sql_apps
+from sqlmigrations.wrappers import Wrapper, disk_loader, find_wrappers, sql_apps
 
 WRAPPER_HINT = (
     "Create {app}/migrations/{stem}.py in the app that owns its tables: "
@@ -253,10 +252,7 @@ def check_sql_migrations(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     recorded = read_history(kwargs.get("databases"))
     errors.extend(undo_location_errors(names))
     versioned = {rel: n for rel, n in names.items() if n.kind == "V" and n.version is not None}
-    # Only read the migration files: building the graph would raise on the very broken
-    # dependencies these checks are there to explain.
-    loader = MigrationLoader(None, ignore_no_migrations=True, load=False)
-    loader.load_disk()
+    loader = disk_loader()  # the files only: no graph, which broken dependencies break
     wrappers = find_wrappers(loader)
     orphans = {
         script: name

@@ -44,6 +44,7 @@ __all__ = [
     "ModelState",
     "NodeNotFoundError",
     "ProjectState",
+    "ReusingLoader",
     "alter_column_comment_sql",
     "cached_apps",
     "effective_default",
@@ -52,6 +53,7 @@ __all__ = [
     "field_indexes_sql",
     "forget_cached_apps",
     "in_atomic_block",
+    "init_executor",
     "post_migrate_apps",
     "project_state",
     "record_applied_sql",
@@ -85,6 +87,16 @@ USED: dict[str, str] = {
     "django.db.migrations.executor.MigrationExecutor.migration_plan": "plans",
     "django.db.migrations.graph.MigrationGraph.leaf_nodes": "plans",
     "django.db.migrations.loader.MigrationLoader": "wrappers, checks, plans",
+    "django.db.migrations.loader.MigrationLoader.load_disk": (
+        "migrate's executor reuses the migrations its system checks read from disk"
+    ),
+    "django.db.migrations.loader.MigrationLoader.disk_migrations": "the same",
+    "django.db.migrations.loader.MigrationLoader.migrated_apps": "the same",
+    "django.db.migrations.loader.MigrationLoader.unmigrated_apps": "the same",
+    "django.db.migrations.loader.MigrationLoader.migrations_module": "the same",
+    "django.db.migrations.executor.MigrationExecutor.__init__": (
+        "its attributes (connection, loader, recorder, progress_callback), set with that loader"
+    ),
     "django.db.migrations.loader.MigrationLoader.check_consistent_history": "migrate",
     "django.db.migrations.loader.MigrationLoader.detect_conflicts": "migrate",
     "django.db.migrations.questioner.MigrationQuestioner": "makesqlmigration",
@@ -157,24 +169,66 @@ def post_migrate_apps(state: ProjectState, resolve: Callable[[Any], Any] = lambd
     return apps
 
 
+class ReusingLoader(MigrationLoader):
+    """Django's loader, with the migrations another loader of this run read from disk.
+
+    Reading them again imports nothing new but builds every migration a second time.
+    """
+
+    def __init__(self, connection: Any, shared: MigrationLoader | None) -> None:
+        self._shared = shared
+        super().__init__(connection)
+
+    def load_disk(self) -> None:
+        shared = self._shared
+        # The shared loader ignores an app whose MIGRATION_MODULES module is missing,
+        # where Django's raises: read the disk again then, to raise as Django does.
+        if shared is None or any(
+            explicit and module is not None
+            for module, explicit in map(self.migrations_module, shared.unmigrated_apps)
+        ):
+            super().load_disk()
+            return
+        self.disk_migrations = dict(shared.disk_migrations)
+        self.unmigrated_apps = set(shared.unmigrated_apps)
+        self.migrated_apps = set(shared.migrated_apps)
+
+
+def init_executor(
+    executor: MigrationExecutor,
+    connection: Any,
+    progress_callback: Any,
+    shared: MigrationLoader | None,
+) -> None:
+    """Do MigrationExecutor.__init__, with a loader that reuses `shared`'s disk reading."""
+    executor.connection = connection
+    executor.loader = ReusingLoader(connection, shared)
+    executor.recorder = MigrationRecorder(connection)
+    executor.progress_callback = progress_callback
+
+
 def _recorder_table(connection: Any) -> str:
     return MigrationRecorder(connection).Migration._meta.db_table
+
+
+_insert_heads: dict[str, str] = {}
 
 
 def record_applied_sql(connection: Any, app_label: str, name: str, applied: Any) -> str:
     """Return the INSERT that MigrationRecorder.record_applied would run."""
     table = _recorder_table(connection)
     connection.ensure_connection()
-    return (
-        sql.SQL("INSERT INTO {} (app, name, applied) VALUES ({}, {}, {})")
-        .format(
-            sql.Identifier(table),
-            sql.Literal(app_label),
-            sql.Literal(name),
-            sql.Literal(applied),
+    conn = connection.connection
+    head = _insert_heads.get(table)
+    if head is None:
+        # Composed once: only the values change from wrapper to wrapper.
+        head = _insert_heads[table] = (
+            sql.SQL("INSERT INTO {} (app, name, applied) VALUES (")
+            .format(sql.Identifier(table))
+            .as_string(conn)
         )
-        .as_string(connection.connection)
-    )
+    values = (app_label, name, applied)
+    return f"{head}{', '.join(sql.Literal(v).as_string(conn) for v in values)})"
 
 
 def record_unapplied_sql(connection: Any, app_label: str, name: str) -> str:

@@ -247,10 +247,17 @@ def migration_lock(
 
 @contextmanager
 def locked_run(
-    connection: BaseDatabaseWrapper, *, on_wait: Callable[[], None] | None = None
+    connection: BaseDatabaseWrapper,
+    *,
+    on_wait: Callable[[], None] | None = None,
+    refresh: bool = True,
 ) -> Iterator[Run]:
-    """Hold Flyway's advisory lock, make sure the history exists, and snapshot it."""
-    load_files(refresh=True)
+    """Hold Flyway's advisory lock, make sure the history exists, and snapshot it.
+
+    The files are read first unless `refresh` is False: the caller read them already.
+    """
+    if refresh:
+        load_files(refresh=True)
     with migration_lock(connection, on_wait=on_wait) as (cursor, history):
         if not history.has_table():
             with _atomic(connection):

@@ -9,6 +9,7 @@ from django.utils import timezone
 from sqlmigrations import django_internals
 from sqlmigrations.django_internals import MigrationExecutor
 from sqlmigrations.operations import SQLFileMigration
+from sqlmigrations.wrappers import shared_disk_loader
 
 
 class SQLMigrationExecutor(MigrationExecutor):
@@ -20,6 +21,12 @@ class SQLMigrationExecutor(MigrationExecutor):
     its django_migrations row go to the server as one query string, which PostgreSQL runs
     as one implicit transaction: all of it is committed, or none of it.
     """
+
+    def __init__(self, connection: Any, progress_callback: Any = None) -> None:
+        # The system checks of this run read the migrations from disk already: reuse them.
+        django_internals.init_executor(
+            self, connection, progress_callback, shared=shared_disk_loader()
+        )
 
     def apply_migration(
         self, state: Any, migration: Any, fake: bool = False, fake_initial: bool = False

@@ -62,7 +62,11 @@ def migrate(
                     )
                 )
             return result
-        with engine.locked_run(connection, on_wait=lambda: _waiting(command)) as run:
+        # The command read the files before its checks: the run need not read them again.
+        refresh = not getattr(command, "files_read", False)
+        with engine.locked_run(
+            connection, on_wait=lambda: _waiting(command), refresh=refresh
+        ) as run:
             problems = engine.validate_database(connection, run.rows)
             if problems:
                 raise CommandError(

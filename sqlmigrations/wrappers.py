@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,13 +69,47 @@ def scripts_of(migration: migrations.Migration) -> list[str]:
     ]
 
 
+# The loader that read the migration files, shared inside one_disk_load().
+_disk: ContextVar[list[MigrationLoader] | None] = ContextVar("sqlmigrations_disk", default=None)
+
+
+@contextmanager
+def one_disk_load() -> Iterator[None]:
+    """Read the migration files once for everything inside (one `migrate` run)."""
+    token = _disk.set([])
+    try:
+        yield
+    finally:
+        _disk.reset(token)
+
+
+def disk_loader() -> MigrationLoader:
+    """Return a loader that has read the migration files, without a graph or a database.
+
+    Inside one_disk_load() the first one read is returned again.
+    """
+    shared = _disk.get()
+    if shared:
+        return shared[0]
+    # Only read the files: building the graph would raise on the very broken
+    # dependencies the system check is there to explain.
+    loader = MigrationLoader(None, ignore_no_migrations=True, load=False)
+    loader.load_disk()
+    if shared is not None:
+        shared.append(loader)
+    return loader
+
+
+def shared_disk_loader() -> MigrationLoader | None:
+    """Return the loader disk_loader() read inside one_disk_load(), if it has read one."""
+    shared = _disk.get()
+    return shared[0] if shared else None
+
+
 def find_wrappers(loader: MigrationLoader | None = None) -> list[Wrapper]:
     """Return every migration on disk that runs at least one SQL file (no database needed)."""
     if loader is None:
-        # Only read the files: building the graph would raise on the very broken
-        # dependencies the system check is there to explain.
-        loader = MigrationLoader(None, ignore_no_migrations=True, load=False)
-        loader.load_disk()
+        loader = disk_loader()
     result: list[Wrapper] = []
     for (app_label, name), migration in sorted(loader.disk_migrations.items()):
         scripts = scripts_of(migration)

@@ -8,9 +8,9 @@ from typing import Any
 from django.apps import apps
 from django.conf import settings
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.migrations.executor import MigrationExecutor
 
 from dbops.drift.compare import Difference, DriftReport, detect_drift
+from sqlmigrations.django_internals import MigrationExecutor
 from sqlmigrations.wrappers import find_wrappers, sql_apps
 
 

@@ -117,12 +117,15 @@ def _scan(directory: Path, *, strict: bool) -> list[MigrationFile]:
             path=str(root),
         )
     found: list[MigrationFile] = []
+    # Every path _walk gives starts with the root's: cutting it off is relpath, for a
+    # third of the cost of a scan.
+    prefix = len(os.path.join(root, ""))
     for folder, names in walk(root):
         for filename in names:
             if not is_candidate(filename):
                 continue  # README.md, *.sql.conf, callbacks like afterMigrate.sql
             full = os.path.join(folder, filename)
-            rel = os.path.relpath(full, root).replace(os.sep, "/")
+            rel = full[prefix:].replace(os.sep, "/")
             try:
                 name = parse_name(filename, path=rel)
             except InvalidMigrationName:

@@ -12,8 +12,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from pglast.parser import ParseError, parse_sql_json
-
 from sqlmigrations.lib.exceptions import line_at
 from sqlmigrations.lib.files import MigrationFile
 from sqlmigrations.lib.statements import first_token
@@ -71,6 +69,10 @@ def net_objects(files: Iterable[tuple[MigrationFile, str]]) -> list[SchemaObject
 
 
 def _statements(sql: str) -> list[tuple[dict[str, Any], int]]:
+    # Imported here, as in preflight: every command imports this module through the
+    # system checks, and only a file run outside a transaction needs the parser.
+    from pglast.parser import ParseError, parse_sql_json
+
     try:
         tree = json.loads(parse_sql_json(sql))
     except ParseError:

@@ -14,8 +14,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pglast.parser import ParseError, parse_sql_json
-
 from sqlmigrations.lib.exceptions import SqlMigrationError, line_at
 from sqlmigrations.lib.files import MigrationFile
 from sqlmigrations.lib.statements import first_token
@@ -67,6 +65,10 @@ def role_references(
     """Return, in file order, the roles the rendered file names and (as str) creates."""
     if not _MAY_NAME_A_ROLE.search(sql):
         return []
+    # Imported here: loading the parser took 80-100 ms of every command's start-up (the
+    # system checks import the engine), and most runs have no file that needs it.
+    from pglast.parser import ParseError, parse_sql_json
+
     try:
         # The JSON parse tree: building pglast's Python nodes costs 20 times more.
         tree = json.loads(parse_sql_json(sql))

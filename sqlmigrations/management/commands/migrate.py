@@ -16,6 +16,7 @@ from sqlmigrations.lib.exceptions import SqlMigrationError
 from sqlmigrations.lib.executor import MigrationFailed, locate
 from sqlmigrations.management.base import DatabaseCommand
 from sqlmigrations.operations import RunSQLFile, recorded_only
+from sqlmigrations.wrappers import one_disk_load
 
 
 class Command(DatabaseCommand, DjangoMigrate):
@@ -23,6 +24,7 @@ class Command(DatabaseCommand, DjangoMigrate):
         "Apply migrations_sql/ files (through their Django wrappers) and Django's own "
         "migrations, validated first, under Flyway's advisory lock."
     )
+    files_read = False  # whether execute() read the SQL files for this run
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -34,7 +36,17 @@ class Command(DatabaseCommand, DjangoMigrate):
         alias = options["database"] = engine.migration_alias(options["database"])
         # Connect now: an unreachable database fails before any work, in one line.
         connections[alias].ensure_connection()
-        return super().execute(*args, **options)
+        # Read the files once for the run, before the checks (each wrapper looks its file
+        # up as it loads), so the locked run need not read them again: it read them before
+        # taking the lock too. When they cannot be read, it reads them and says why.
+        try:
+            engine.load_files(refresh=True)
+            self.files_read = True
+        except SqlMigrationError:
+            self.files_read = False
+        # The checks read the migration files; the executor reuses what they read.
+        with one_disk_load():
+            return super().execute(*args, **options)
 
     @no_translations
     def handle(self, *args: Any, **options: Any) -> None:
