@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 
+from dbops.connections.databases import drop_database
 from sqlmigrations.applying import MigrateResult
 from sqlmigrations.lib.executor import Applied
 from tests.conftest import PgServer
-from tests.helpers import create_database, drop_database
+from tests.helpers import create_database
 
 
 class Wrapper:
@@ -77,7 +78,7 @@ def scratch_alias(
     finally:
         del connections[alias]
         del connections.settings[alias]
-        drop_database(pg_server, name)
+        drop_database(pg_server.conninfo(), name)
 
 
 def run_migrate(alias: str) -> tuple[MigrateResult, str]:

@@ -10,7 +10,8 @@ import pytest
 from sqlmigrations.lib.files import MigrationFile, discover
 from sqlmigrations.lib.flywayconf import FlywayConfig
 from sqlmigrations.lib.history import TYPE_SQL, HistoryRow
-from sqlmigrations.lib.lint import Finding, edited_files, flyway_lock, lint, offline_values
+from sqlmigrations.lib.lint import Finding, edited_files, flyway_lock, lint
+from sqlmigrations.lib.placeholders import builtin_placeholders
 
 A = "-- V1: table a. Rollback: DROP TABLE a.\nCREATE TABLE a (id bigint PRIMARY KEY);\n"
 NO_LOCK = FlywayConfig(Path("flyway.toml"), transactional_lock=False)
@@ -33,7 +34,17 @@ def run_lint(
 ) -> list[Finding]:
     found = write(folder, files)
     targets = [mf for mf in found if only is None or mf.script in only]
-    values = offline_values("public", "flyway_schema_history", placeholders or {})
+    # The values lint uses without a database: user and database "lint".
+    values: dict[str, str | None] = dict(
+        builtin_placeholders(
+            schema="public",
+            user="lint",
+            database="lint",
+            table="flyway_schema_history",
+            filename="",
+        )
+    )
+    values.update(placeholders or {})
     return lint(found, targets, values=values, flyway=NO_LOCK, rows=rows, committed=committed)
 
 
