@@ -84,8 +84,13 @@ USED: dict[str, str] = {
         "the state before migrate's plain path, as Django's migrate makes it"
     ),
     "django.db.migrations.executor.MigrationExecutor.apply_migration": "overridden",
+    "django.db.migrations.executor.MigrationExecutor.loader": "plans",
+    "django.db.migrations.executor.MigrationExecutor.migrate": "migrate's plain path",
     "django.db.migrations.executor.MigrationExecutor.migration_plan": "plans",
+    "django.db.migrations.executor.MigrationExecutor.progress_callback": "one-trip path",
+    "django.db.migrations.executor.MigrationExecutor.recorder": "one-trip path",
     "django.db.migrations.graph.MigrationGraph.leaf_nodes": "plans",
+    "django.db.migrations.graph.MigrationGraph.nodes": "backward plans",
     "django.db.migrations.loader.MigrationLoader": "wrappers, checks, plans",
     "django.db.migrations.loader.MigrationLoader.load_disk": (
         "migrate's executor reuses the migrations its system checks read from disk"
@@ -99,12 +104,20 @@ USED: dict[str, str] = {
     ),
     "django.db.migrations.loader.MigrationLoader.check_consistent_history": "migrate",
     "django.db.migrations.loader.MigrationLoader.detect_conflicts": "migrate",
+    "django.db.migrations.loader.MigrationLoader.graph": "plans",
+    "django.db.migrations.loader.MigrationLoader.project_state": "makesqlmigration",
+    "django.db.migrations.loader.MigrationLoader.replacements": "backward plans",
     "django.db.migrations.questioner.MigrationQuestioner": "makesqlmigration",
     "django.db.migrations.recorder.MigrationRecorder.Migration": (
         "django_migrations' table, written in the file's own query string"
     ),
     "django.db.migrations.state.ModelState.from_model": "post_migrate's apps",
+    "django.db.migrations.autodetector.MigrationAutodetector.changes": "makesqlmigration",
+    "django.db.migrations.recorder.MigrationRecorder.ensure_schema": "one-trip path",
     "django.db.migrations.state.ProjectState": "model state of wrappers",
+    "django.db.migrations.state.ProjectState.clone": "pre_migrate's apps",
+    "django.db.migrations.state.ProjectState.from_apps": "makesqlmigration",
+    "django.db.migrations.state.ProjectState.models": "model state of wrappers",
     "django.db.migrations.state.ProjectState.apps": (
         "a cached_property kept in the instance __dict__: wrappers defer its rendering"
     ),
@@ -115,6 +128,7 @@ USED: dict[str, str] = {
     "django.db.migrations.state.StateApps.render_multiple": "post_migrate's apps",
     "django.db.migrations.state.StateApps.unregister_model": "post_migrate's apps",
     "django.db.migrations.writer.MigrationWriter": "makesqlmigration's wrapper source",
+    "django.db.migrations.writer.MigrationWriter.as_string": "makesqlmigration",
     "django.db.backends.base.base.BaseDatabaseWrapper.in_atomic_block": (
         "the one-round-trip path needs autocommit outside any atomic block"
     ),
