@@ -53,6 +53,8 @@ STATE_CLASSES = {
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
+    """Show rows and pages; add, change and delete nothing (dbops' health page uses it too)."""
+
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 

@@ -33,7 +33,7 @@ from tests.adminstaff import action_choices, client_for, rows_written, staff_use
 from tests.adminworld import make_world
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
-PROJECT_APPS = ("accounts", "chores", "dbops")
+PROJECT_APPS = ("accounts", "chores", "dbops", "sqlmigrations")
 STANDARD_VIEWS = ("changelist", "add", "history", "delete", "change")
 # Pages other apps' admins add, which cannot declare their permission with `requires`.
 OTHER_APPS_VIEWS = {"auth_user_password_change": "change"}

@@ -74,7 +74,7 @@ def test_each_app_in_turn_migrates_with_one_leaf_per_app(real_project: RealProje
         False,
     )
     assert wrapper_of(p, "dbops", "V14__add_ops_fault") == (
-        {("accounts", "V13__add_account_fault"), ("dbops", "admin_models_state")},
+        {("accounts", "V13__add_account_fault"), ("dbops", "move_history_model_to_sqlmigrations")},
         False,
     )
     assert wrapper_of(p, "chores", "V15__add_second_fault") == (
