@@ -29,7 +29,7 @@ _counter = itertools.count()
 # grows): app `base` holds V1, a table written by hand as the product's V1 is.
 SETTINGS = """from choregarden.settings import *  # noqa: F403
 
-INSTALLED_APPS = ["dbops", "base", {app!r}]
+INSTALLED_APPS = ["sqlmigrations", "dbops", "base", {app!r}]
 MIGRATION_MODULES = {{"dbops": None}}
 ROOT_URLCONF = {urls!r}
 DATABASE_ROUTERS: list[str] = []
