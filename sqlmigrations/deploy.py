@@ -107,7 +107,7 @@ def run(request: DeployRequest) -> dict[str, Any]:
     from django.core.management import call_command
     from django.db import connections
 
-    from sqlmigrations import engine
+    from sqlmigrations import engine, maintenance
 
     if not getattr(settings, "MIGRATION_DB_SECRET_ID", ""):
         raise ImproperlyConfigured(
@@ -115,15 +115,19 @@ def run(request: DeployRequest) -> dict[str, Any]:
             "Manager secret holding the owner role's credentials (RDS JSON)."
         )
     connection = connections[engine.migration_alias()]
-    # Validate before migrate takes the lock, so that a bad deploy changes nothing and the
-    # summary lists every problem; migrate validates again under the lock.
-    engine.load_files(refresh=True)
-    with connection.cursor() as cursor:
-        rows = engine.history_for(cursor).rows()
     if request.action == "info":
         # The states themselves show an edited or missing file: info works on any history.
-        return {"status": "ok", **flyway_info(connection, rows)}
-    problems = engine.validate_database(connection, rows)
+        found = maintenance.info(connection)
+        version = found.schema_version
+        return {
+            "status": "ok",
+            "schema_version": str(version) if version is not None else None,
+            "migrations": [i.as_json() for i in found.migrations],
+            "pending": pending_count(connection),
+        }
+    # Validate before migrate takes the lock, so that a bad deploy changes nothing and the
+    # summary lists every problem; migrate validates again under the lock.
+    problems = engine.read_and_validate(connection).problems
     if problems:
         return {
             "status": "invalid",
@@ -149,24 +153,6 @@ def run(request: DeployRequest) -> dict[str, Any]:
         "django_migrations": result.django_migrations,
         "pending": pending_count(connection),
         "errors": errors,
-    }
-
-
-def flyway_info(connection: Any, rows: list[Any]) -> dict[str, Any]:
-    """Return the schema version and Flyway's info for every file and history row."""
-    from sqlmigrations import engine
-    from sqlmigrations.lib import info
-
-    with connection.cursor() as cursor:
-        values = engine.placeholders_for(cursor)
-    found = info.migration_infos(
-        engine.load_files(), rows, values=values, out_of_order=engine.option("OUT_OF_ORDER")
-    )
-    version = info.current_version(found)
-    return {
-        "schema_version": str(version) if version is not None else None,
-        "migrations": [i.as_json() for i in found],
-        "pending": pending_count(connection),
     }
 
 
