@@ -71,7 +71,8 @@ def check_name(name: str, version: int) -> None:
         problems = convention_problems(parse_name(script))
     except Exception:  # noqa: BLE001 - any unparsable name gets the generic advice below
         problems = []
-    fix = next((p.split("rename it to ", 1)[1] for p in problems if "rename it to" in p), "")
+    # The advice ends the problem; the name itself may contain the same words.
+    fix = next((p.rsplit(": rename it to ", 1)[1] for p in problems if ": rename it to " in p), "")
     fix = fix.removeprefix(f"V{version}__").removesuffix(".sql")
     suggestion = f"; e.g. {fix}" if fix and len(fix) <= MAX_NAME else ""
     raise GeneratorError(
