@@ -11,6 +11,7 @@ import pytest
 from django.conf import settings as django_settings
 from django.db import connections
 
+from dbops.connections.config import OWNER_ALIAS
 from sqlmigrations import engine, maintenance
 from sqlmigrations.lib.info import State
 from sqlmigrations.lib.repair import REMOVE_FAILED
@@ -25,7 +26,7 @@ V1 = "-- Create nothing. Roll back: nothing to undo.\nSELECT 1;\n"
 def owner(django_db_setup: None, django_db_blocker: Any) -> Iterator[Any]:
     """A connection as the owner role on its own alias, outside a test transaction: repair
     and baseline take the advisory lock and commit, as they do in production."""
-    connections.settings[ALIAS] = {**django_settings.MIGRATION_DATABASE, "CONN_MAX_AGE": 0}
+    connections.settings[ALIAS] = {**connections.settings[OWNER_ALIAS], "CONN_MAX_AGE": 0}
     try:
         with django_db_blocker.unblock():
             yield connections[ALIAS]
