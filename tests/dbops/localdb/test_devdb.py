@@ -27,13 +27,23 @@ from tests.helpers import run_manage
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[LocalCluster]:
+def made() -> Iterator[tuple[LocalCluster, str]]:
+    """One cluster for the module, and what its first `start` said."""
     base = Path(tempfile.mkdtemp(prefix="choregarden-devdb-test-"))
     c = LocalCluster(base)
     destroy_with_this_process(c)  # also when the run is killed
-    yield c
+    first = c.start()
+    yield c, first
     c.destroy()
     shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def cluster(made: tuple[LocalCluster, str]) -> LocalCluster:
+    """The module's cluster, running whichever test ran before (a test may stop it)."""
+    c, _ = made
+    c.start()
+    return c
 
 
 def can_connect(c: LocalCluster, role: str = "app", **overrides: object) -> bool:
@@ -45,8 +55,10 @@ def can_connect(c: LocalCluster, role: str = "app", **overrides: object) -> bool
         return False
 
 
-def test_it_creates_and_starts_a_cluster(cluster: LocalCluster) -> None:
-    assert cluster.start() == "created and started"
+def test_it_creates_and_starts_a_cluster(
+    made: tuple[LocalCluster, str], cluster: LocalCluster
+) -> None:
+    assert made[1] == "created and started"
     assert cluster.running()
     assert can_connect(cluster)
 
