@@ -34,9 +34,11 @@ run: $(VENV)/.runtime
 	$(PY) manage.py demodata
 	$(PY) manage.py runserver $(HOST):$(PORT)
 
-## test: virtualenv with test tools, then the whole test suite
+## test: virtualenv with test tools, then the whole test suite, a worker a core
+## (TEST_WORKERS=0 runs it in one process)
+TEST_WORKERS ?= auto
 test: $(VENV)/.dev
-	DJANGO_ENV=test $(PY) -m pytest $(PYTEST_ARGS)
+	DJANGO_ENV=test $(PY) -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 superuser: $(VENV)/.runtime
 	$(PY) manage.py devdb start --if-no-database-url

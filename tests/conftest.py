@@ -124,12 +124,17 @@ def _on_server(config: dict[str, Any], info: ConnInfo) -> None:
 
 
 @pytest.fixture(scope="session")
-def django_db_modify_db_settings(pg_server: PgServer) -> None:
+def django_db_modify_db_settings(request: pytest.FixtureRequest, pg_server: PgServer) -> None:
     """Point Django's databases at the test server; the owner creates and migrates it."""
     from django.conf import settings
 
     config = settings.DATABASES["default"]
     _on_server(config, pg_server.owner)
+    worker = getattr(request.config, "workerinput", {}).get("workerid")
+    if worker:
+        # `make test` runs a worker a core (pytest-xdist): on a shared TEST_DATABASE_URL
+        # server each needs a test database of its own (a local cluster is each worker's).
+        config.setdefault("TEST", {})["NAME"] = f"test_{config['NAME']}_{worker}"
     # The same connection whether or not this checkout has a local cluster (whose settings
     # carry the application role's timeouts): a test's transaction may sit idle longer
     # than DB_IDLE_IN_TRANSACTION_TIMEOUT while a subprocess runs. The timeouts are tested

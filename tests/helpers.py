@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,15 +16,16 @@ REPO = Path(__file__).resolve().parents[1]
 def run_manage(
     *args: str, env: dict[str, str], timeout: float = 120, cwd: Path = REPO
 ) -> subprocess.CompletedProcess[str]:
-    """Run `python manage.py ARGS` as a user would; return the completed process."""
-    return subprocess.run(
-        [sys.executable, str(REPO / "manage.py"), *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    """Run `python manage.py ARGS` as a user would; return the completed process.
+
+    It runs in a fork of a process that imported Django once (tests/forkserver.py): the
+    same `manage.main()`, environment, folder, exit code and output as a fresh interpreter,
+    without its start-up. Tests where the process itself is the point (kill -9, signals,
+    the command line, several at once) start the real `manage.py` with subprocess.
+    """
+    from tests import forkserver
+
+    return forkserver.run_manage(*args, env=env, cwd=cwd, timeout=timeout)
 
 
 def project_env(server: Any, database: str, settings_module: str, root: Path) -> dict[str, str]:

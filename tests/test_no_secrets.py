@@ -108,19 +108,7 @@ def secrets_of(pg_server: Any) -> list[str]:
 
 
 def run_all(argvs: list[tuple[str, ...]], env: dict[str, str]) -> list[Any]:
-    def run(argv: tuple[str, ...]) -> tuple[tuple[str, ...], subprocess.CompletedProcess[str]]:
-        proc = subprocess.run(
-            [sys.executable, str(REPO / "manage.py"), *argv],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        return argv, proc
-
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        return list(pool.map(run, argvs))
+    return [(argv, run_manage(*argv, env=env)) for argv in argvs]
 
 
 def leaks(results: list[Any], secrets: list[str]) -> list[str]:
@@ -301,20 +289,11 @@ def test_every_command_run_for_real_prints_no_secret(
         cwd.mkdir()
         if argv[0] in SERVING:
             return argv, serve_briefly(argv, scratch_env, cwd)
-        proc = subprocess.run(
-            [sys.executable, str(REPO / "manage.py"), *argv],
-            cwd=cwd,
-            env=scratch_env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        return argv, proc
+        return argv, run_manage(*argv, env=scratch_env, cwd=cwd)
 
     names = every_command()
     runs = [argv for name in names for argv in invocations(name)]
-    with ThreadPoolExecutor(max_workers=4) as pool:
+    with ThreadPoolExecutor(max_workers=2) as pool:  # the servers run beside the forks
         results = list(pool.map(run, runs))
     ran = {argv[0] for argv, _proc in results}
     assert ran == set(names)
