@@ -248,6 +248,20 @@ class Bench:
             cwd=project.root,
         )
 
+    def migrate(self, project: Project, database: str) -> Timing:
+        return self.manage(project, database, "migrate", "--no-input")
+
+    def check_applied(self, database: str, files: int, peer: str) -> None:
+        """Stop unless the peer's run made one table per file: a figure of a run that did
+        nothing (a usage message, an early exit 0) would look like the fastest."""
+        with psycopg.connect(**self.cluster.conninfo("owner", database)) as conn:
+            (made,) = conn.execute(
+                "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
+                " AND tablename ~ '^t_[0-9]+$'"
+            ).fetchone()
+        if made != files:
+            sys.exit(f"{peer} made {made} of the {files} tables on {database}: not timed.")
+
     def psql(self, project: Project, database: str) -> Timing:
         info = self.cluster.conninfo("owner", database)
         env = dict(
@@ -456,7 +470,7 @@ def run(bench: Bench, base: Path, args: Any) -> int:
     # 1. A full migrate against psql and dbmate, each on a new database of a checkpointed
     # cluster, in rounds after one untimed round (warm-up); the order of the three peers
     # turns each round, so none always runs first after the databases are created.
-    peers: dict[str, Any] = {"floor": bench.psql, "engine": bench.manage}
+    peers: dict[str, Any] = {"floor": bench.psql, "engine": bench.migrate}
     if bench.dbmate_binary is not None:
         peers["dbmate"] = bench.dbmate
     timings: dict[str, list[Timing]] = {
@@ -471,6 +485,7 @@ def run(bench: Bench, base: Path, args: Any) -> int:
                 database = bench.create_database(f"{kind}{suffix}_{i + 1}")
                 bench.settle()
                 runs[kind + suffix] = peers[kind](project, database)
+                bench.check_applied(database, project.files, kind)
         database = bench.create_database(f"django_{i + 1}")
         bench.settle()
         runs["django"] = bench.manage(
