@@ -75,8 +75,9 @@ ACCEPTED = [
     "FREQ=DAILY;COUNT=1000",
     "FREQ=WEEKLY;UNTIL=20261231",
     "FREQ=WEEKLY;UNTIL=20261231T170000Z",
-    *{rule for _, _, rule in TEMPLATES},
-    *{rule for _, _, chores in HOUSEHOLDS.values() for _, _, rule, _ in chores},
+    # Sorted: the test ids must be the same in every process (pytest-xdist's workers).
+    *sorted({rule for _, _, rule in TEMPLATES}),
+    *sorted({rule for _, _, chores in HOUSEHOLDS.values() for _, _, rule, _ in chores}),
 ]
 
 
