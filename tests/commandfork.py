@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sys
-import tempfile
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -25,33 +22,9 @@ TIMEOUT = 120  # seconds a command may take before the child is killed
 
 def run(manage: Any, argv: list[str]) -> dict[str, Any]:
     """Run one command line in a forked child; return its exit code and output."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        pid = os.fork()
-        if pid == 0:  # the child: the command, as manage.py runs it
-            os.dup2(out.fileno(), 1)
-            os.dup2(err.fileno(), 2)
-            signal.alarm(TIMEOUT)
-            sys.argv = [sys.argv[0], *argv]
-            code = 0
-            try:
-                manage.main()
-            except SystemExit as exit_:
-                code = exit_.code if isinstance(exit_.code, int) else int(exit_.code is not None)
-            except BaseException:  # noqa: BLE001 - what the interpreter would print
-                traceback.print_exc()
-                code = 1
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(code)
-        _, status = os.waitpid(pid, 0)
-        out.seek(0)
-        err.seek(0)
-        return {
-            "argv": argv,
-            "code": os.waitstatus_to_exitcode(status),
-            "stdout": out.read().decode(errors="replace"),
-            "stderr": err.read().decode(errors="replace"),
-        }
+    from tests.forkserver import fork_command  # the repository is on sys.path by now
+
+    return {"argv": argv, **fork_command(manage, argv, TIMEOUT)}
 
 
 def main() -> None:

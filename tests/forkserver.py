@@ -13,6 +13,7 @@ real `manage.py` instead.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import os
@@ -47,13 +48,51 @@ PRELOAD = (
 )
 
 
-def child(manage: Any, request: dict[str, Any], out: int, err: int) -> None:
-    """In the forked child: become `python manage.py ARGV` in the request's environment."""
-    # The server's stdin carries the requests: a command that reads input gets none.
-    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
-    os.dup2(out, 1)
-    os.dup2(err, 2)
-    signal.alarm(max(1, int(request["timeout"])))
+def fork_command(
+    manage: Any, argv: list[str], timeout: float, prepare: Any = None
+) -> dict[str, Any]:
+    """Run `manage.py ARGV` in a forked child; return its exit code and output.
+
+    In the child, `prepare()` (if given) first sets up the process (environment, folder);
+    then sys.argv is set and `manage.main()` is called exactly as `python manage.py ...`
+    does, with stdin empty and the output going to files.
+    """
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        pid = os.fork()
+        if pid == 0:
+            # The parent's stdin may carry its requests: a command that reads input gets none.
+            os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+            os.dup2(out.fileno(), 1)
+            os.dup2(err.fileno(), 2)
+            signal.alarm(max(1, int(timeout)))
+            if prepare is not None:
+                prepare()
+            sys.argv = [str(REPO / "manage.py"), *argv]
+            code = 0
+            try:
+                manage.main()
+            except SystemExit as exit_:
+                code = exit_.code if isinstance(exit_.code, int) else int(exit_.code is not None)
+                if isinstance(exit_.code, str):
+                    sys.stderr.write(exit_.code + "\n")
+            except BaseException:  # noqa: BLE001 - what the interpreter would print
+                traceback.print_exc()
+                code = 1
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        out.seek(0)
+        err.seek(0)
+        return {
+            "code": os.waitstatus_to_exitcode(status),
+            "stdout": out.read().decode(errors="replace"),
+            "stderr": err.read().decode(errors="replace"),
+        }
+
+
+def become(request: dict[str, Any]) -> None:
+    """In the forked child: take the request's environment, folder and import path."""
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
@@ -61,20 +100,6 @@ def child(manage: Any, request: dict[str, Any], out: int, err: int) -> None:
     extra = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     sys.path[:] = [str(REPO), *extra, *[p for p in sys.path if p not in (str(REPO), *extra)]]
     importlib.invalidate_caches()
-    sys.argv = [str(REPO / "manage.py"), *request["argv"]]
-    code = 0
-    try:
-        manage.main()
-    except SystemExit as exit_:
-        code = exit_.code if isinstance(exit_.code, int) else int(exit_.code is not None)
-        if isinstance(exit_.code, str):
-            sys.stderr.write(exit_.code + "\n")
-    except BaseException:  # noqa: BLE001 - what the interpreter would print
-        traceback.print_exc()
-        code = 1
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
 
 
 def serve() -> None:
@@ -89,18 +114,9 @@ def serve() -> None:
     sys.stdout.flush()
     for line in sys.stdin:
         request = json.loads(line)
-        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-            pid = os.fork()
-            if pid == 0:
-                child(manage, request, out.fileno(), err.fileno())
-            _, status = os.waitpid(pid, 0)
-            out.seek(0)
-            err.seek(0)
-            answer = {
-                "code": os.waitstatus_to_exitcode(status),
-                "stdout": out.read().decode(errors="replace"),
-                "stderr": err.read().decode(errors="replace"),
-            }
+        answer = fork_command(
+            manage, request["argv"], request["timeout"], prepare=functools.partial(become, request)
+        )
         sys.stdout.write(json.dumps(answer) + "\n")
         sys.stdout.flush()
 
