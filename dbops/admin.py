@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from dbops import health
 from dbops.adminsite.access import requires
+from dbops.connections.config import OWNER_ALIAS
 from dbops.models import DatabaseHealth
 from sqlmigrations.admin import ReadOnlyAdmin
 from sqlmigrations.redact import redact
@@ -30,7 +31,9 @@ class DatabaseHealthAdmin(ReadOnlyAdmin):
 
     @requires("view")
     def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
-        aliases = list(settings.DATABASES)
+        # The application's own connections (the primary, a replica): the owner alias is
+        # the same database as `default` under the role that migrates, not for the web.
+        aliases = [a for a in settings.DATABASES if a != OWNER_ALIAS]
         alias = request.GET.get("database", "default")
         if alias not in aliases:
             alias = "default"
