@@ -70,7 +70,8 @@ def run(name: str) -> health.CheckResult:
 def wait_for(condition: Callable[[], bool], what: str) -> None:
     # Polls a server-side state change (a session reaching a lock); the bound only
     # guards against hanging forever, it is not a timing assertion.
-    for _ in range(200):
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
         if condition():
             return
         time.sleep(0.05)

@@ -473,8 +473,13 @@ def sessions_gone(conn: psycopg.Connection[Any]) -> None:
 
 
 def wait_for_lock(conn: psycopg.Connection[Any], proc: subprocess.Popen[str], query: str) -> None:
-    """Wait until the command's session waits for a lock in a statement like `query`."""
-    for _ in range(500):
+    """Wait until the command's session waits for a lock in a statement like `query`.
+
+    Up to a minute: the command exports and uploads first, which on a loaded machine (a
+    test worker a core) can take longer than on a quiet one; it returns as soon as it waits.
+    """
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
         waiting = conn.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
             "'choregarden-partitions' AND wait_event_type = 'Lock' AND query ILIKE %s",
