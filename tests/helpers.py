@@ -86,3 +86,25 @@ def assert_denied(conn: Any, statements: list[str]) -> None:
     for statement in statements:
         with pytest.raises(psycopg.errors.InsufficientPrivilege), conn.transaction():
             conn.execute(statement)
+
+
+def alive(pid: int) -> bool:
+    """Whether process `pid` runs (a zombie, dead but not yet reaped, does not count)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
+def planned_installs(target: str, venv: Path) -> tuple[str, list[str]]:
+    """What `make -n TARGET` would run in a fresh clone (without running it), and of that
+    the pip install lines."""
+    planned = subprocess.run(
+        ["make", "-n", target, f"VENV={venv}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return planned, [line for line in planned.splitlines() if " install " in line]

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO
+from tests.helpers import REPO, planned_installs
 
 LOCKS = {
     "requirements.txt": "requirements.in",
@@ -80,14 +79,7 @@ def test_the_test_environment_has_the_runtime_versions() -> None:
 
 @pytest.mark.parametrize("target", ["run", "test"])
 def test_make_installs_with_hash_checking_from_the_locks_only(target: str, tmp_path: Path) -> None:
-    planned = subprocess.run(
-        ["make", "-n", target, f"VENV={tmp_path / 'venv'}"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    installs = [line for line in planned.splitlines() if " install " in line]
+    _, installs = planned_installs(target, tmp_path / "venv")
 
     assert installs
     for line in installs:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from dbops.localdb.cluster import free_port
 from sqlmigrations.lib import processes
-from tests.helpers import REPO
+from tests.helpers import REPO, alive
 
 
 def children(pid: int) -> set[int]:
@@ -22,14 +22,6 @@ def children(pid: int) -> set[int]:
         text = (task / "children").read_text() if (task / "children").exists() else ""
         found |= {int(p) for p in text.split()}
     return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return state != "Z"
 
 
 def test_workers_die_when_the_master_is_killed_even_in_the_middle_of_a_request() -> None:

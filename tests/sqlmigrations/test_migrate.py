@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from sqlmigrations.lib.checksum import flyway_checksum
-from tests.helpers import REPO
+from tests.helpers import REPO, run_manage
 from tests.sqlproject import SqlProject
 
 FLYWAY_LOCK_KEY = 77433833903597  # what Flyway takes for "public"."flyway_schema_history"
@@ -524,14 +524,7 @@ def test_wrong_password_names_the_setting_and_hides_the_password(sqlproject: Sql
         if sqlproject.server.password
         else env["DATABASE_URL"]
     )
-    result = subprocess.run(
-        [sys.executable, str(REPO / "manage.py"), "migrate", "--no-input"],
-        cwd=sqlproject.root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_manage("migrate", "--no-input", env=env, cwd=sqlproject.root)
     assert result.returncode != 0
     assert secret not in result.stdout + result.stderr
     assert "password authentication failed" in result.stderr
@@ -542,14 +535,7 @@ def test_an_unreachable_host_is_a_clear_error(sqlproject: SqlProject) -> None:
     sqlproject.write("V1__create_a.sql", "CREATE TABLE a (id int);\n")
     sqlproject.sync_wrappers()
     env = {**sqlproject.env(), "DATABASE_URL": "postgres://u:pw-hidden-9@127.0.0.1:1/nowhere"}
-    result = subprocess.run(
-        [sys.executable, str(REPO / "manage.py"), "migrate", "--no-input"],
-        cwd=sqlproject.root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_manage("migrate", "--no-input", env=env, cwd=sqlproject.root)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert "cannot connect to the database u@127.0.0.1:1/nowhere (DATABASE_URL)" in result.stderr

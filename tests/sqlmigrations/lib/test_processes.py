@@ -9,23 +9,14 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO
+from tests.helpers import REPO, alive
 
 PACKAGES = ("sqlmigrations", "dbops", "accounts", "chores", "choregarden")
 # Ways to start a process that bypass sqlmigrations.lib.processes.
 STARTERS = {"system", "popen", "spawnv", "spawnve", "spawnl", "spawnle", "fork", "forkpty"}
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return state != "Z"
 
 
 def wait_gone(pid: int, seconds: float = 5) -> bool:

@@ -13,7 +13,7 @@ import pytest
 
 from sqlmigrations.lib import squawk
 from sqlmigrations.lib.squawk import SQUAWK_VERSION, SquawkError, squawk_binary
-from tests.helpers import REPO
+from tests.helpers import REPO, planned_installs
 
 
 def fake_squawk(folder: Path) -> Path:
@@ -86,12 +86,5 @@ def test_the_pin_is_the_version_the_rules_are_written_for() -> None:
 
 def test_make_run_installs_squawk(tmp_path: Path) -> None:
     # `make -n` prints what `make run` would do in a fresh clone, without doing it.
-    planned = subprocess.run(
-        ["make", "-n", "run", f"VENV={tmp_path / 'venv'}"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    installs = [line for line in planned.splitlines() if " install " in line]
+    planned, installs = planned_installs("run", tmp_path / "venv")
     assert any("-r requirements-tools.txt" in line for line in installs), planned
