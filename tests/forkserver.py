@@ -65,11 +65,11 @@ def fork_command(
             os.dup2(out.fileno(), 1)
             os.dup2(err.fileno(), 2)
             signal.alarm(max(1, int(timeout)))
-            if prepare is not None:
-                prepare()
             sys.argv = [str(REPO / "manage.py"), *argv]
             code = 0
-            try:
+            try:  # whatever happens, the child ends here: it never returns to the caller
+                if prepare is not None:
+                    prepare()
                 manage.main()
             except SystemExit as exit_:
                 code = exit_.code if isinstance(exit_.code, int) else int(exit_.code is not None)
