@@ -163,9 +163,13 @@ SERVER = ForkServer()
 
 
 def run_manage(
-    *args: str, env: dict[str, str], cwd: Path, timeout: float = 120
+    *args: str, env: dict[str, str], cwd: Path = REPO, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
-    """Run `manage.py ARGS` of this repository for a throwaway project, in a fork."""
+    """Run `python manage.py ARGS` of this repository as a user would, in a fork.
+
+    The same `manage.main()`, environment (the project's or a throwaway project's
+    settings), folder, exit code and output as a fresh interpreter, without its start-up.
+    """
     return SERVER.run(list(args), env=env, cwd=cwd, timeout=timeout)
 
 

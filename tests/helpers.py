@@ -10,22 +10,10 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def run_manage(
-    *args: str, env: dict[str, str], timeout: float = 120, cwd: Path = REPO
-) -> subprocess.CompletedProcess[str]:
-    """Run `python manage.py ARGS` as a user would; return the completed process.
-
-    It runs in a fork of a process that imported Django once (tests/forkserver.py): the
-    same `manage.main()`, environment, folder, exit code and output as a fresh interpreter,
-    without its start-up. Tests where the process itself is the point (kill -9, signals,
-    the command line, several at once) start the real `manage.py` with subprocess.
-    """
-    from tests import forkserver
-
-    return forkserver.run_manage(*args, env=env, cwd=cwd, timeout=timeout)
+# `manage.py` runs in forks of one process that imported Django once (tests/forkserver.py).
+# Tests where the process itself is the point (kill -9, signals, the command line, several
+# at once) start the real `manage.py` with subprocess.
+from tests.forkserver import REPO, run_manage  # noqa: F401 - tests import both from here
 
 
 def project_env(server: Any, database: str, settings_module: str, root: Path) -> dict[str, str]:
