@@ -269,6 +269,22 @@ def _timeouts() -> dict[str, int]:
 
 DB_TIMEOUTS = _timeouts()
 
+# DATABASE_URL is a transaction-mode pooler (docs/scaling.md): PgBouncer, or RDS Proxy.
+# Django's own pool is then off, and so are server-side cursors and prepared statements.
+DB_POOLER = os.environ.get("DB_POOLER", "").strip().lower()
+if DB_POOLER not in ("", "pgbouncer", "rds-proxy"):
+    raise ImproperlyConfigured(
+        f"DB_POOLER={DB_POOLER!r} is not a pooler this project knows: use pgbouncer or "
+        "rds-proxy (transaction pooling), or leave it unset for a direct connection."
+    )
+if DB_POOLER and DB_POOL:
+    raise ImproperlyConfigured(
+        f"DB_POOL=true and DB_POOLER={DB_POOLER}: the pooler pools the connections; unset "
+        "DB_POOL (or set it to false)."
+    )
+# Seconds a process keeps its connection to the pooler (0: one per request).
+DB_CONN_MAX_AGE = env_int("DB_CONN_MAX_AGE", 60, minimum=0)
+
 DATABASE_URL = env_str("DATABASE_URL")
 MIGRATION_DATABASE_URL = env_str("MIGRATION_DATABASE_URL")
 # Credentials from AWS Secrets Manager (docs/secrets.md): the RDS secret JSON of each role.
@@ -313,14 +329,22 @@ def _databases() -> dict[str, dict[str, Any]]:
             port=DB_PORT,
             sslmode=DB_SSLMODE,
             sslrootcert=DB_SSLROOTCERT,
-            pool=None if DB_POOL is False else pool,
+            pool=None if DB_POOL is False or DB_POOLER else pool,
             timeouts=DB_TIMEOUTS,
+            pooler=DB_POOLER,
+            conn_max_age=DB_CONN_MAX_AGE,
         )
     )
 
 
 DATABASES = _databases()
 REPORTING_MODELS = env.list("REPORTING_MODELS", default=[])
+# The replica serves reporting reads while it is at most this far behind the primary
+# (else the primary does, with a log line); checked at most every interval per process.
+DB_REPLICA_MAX_LAG = env_duration_ms("DB_REPLICA_MAX_LAG", "10s") / 1000
+DB_REPLICA_CHECK_INTERVAL = env_duration_ms("DB_REPLICA_CHECK_INTERVAL", "1s") / 1000
+# After a client writes, its reporting reads stay on the primary this long (0: off).
+DB_READ_YOUR_WRITES = env_duration_ms("DB_READ_YOUR_WRITES", "5s") / 1000
 DATABASE_ROUTERS = ["dbops.connections.routers.ReplicaRouter"]
 
 SQL_MIGRATIONS = {
@@ -332,6 +356,9 @@ SQL_MIGRATIONS = {
     "PLACEHOLDERS": {"app_role": "choregarden"},
     # Migrations run as the owner role (D4), on its own connection.
     "DATABASE": "owner",
+    # Migrate refuses a connection that something in between answers for (PgBouncer):
+    # true accepts one that keeps a session per client (an SSH tunnel, a port forward).
+    "ALLOW_PROXY": env_bool("MIGRATION_ALLOW_PROXY", default=False),
 }
 
 # --- Application ---------------------------------------------------------------------
@@ -375,6 +402,9 @@ MIDDLEWARE = [
     "django_otp.middleware.OTPMiddleware",  # request.user.is_verified(), after auth
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Read-your-writes, and a read-only request the replica failed runs again on the
+    # primary: around the 503 of the database's trouble below, which it replaces.
+    "dbops.web.replicarouting.ReplicaRoutingMiddleware",
     # The database's trouble (timeouts, no connection, shutdown) answers 503, not 500.
     "dbops.web.dbtrouble.DatabaseTroubleMiddleware",
     # Last, as django-axes requires: it turns a locked-out sign-in into the lockout page.

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import Error, register
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.core.exceptions import ImproperlyConfigured
 
 
@@ -55,3 +55,21 @@ def check_ssl_root_certificates(app_configs: Any = None, **kwargs: Any) -> list[
                 )
             )
     return errors
+
+
+@register(Tags.database)
+def check_replica_is_a_standby(
+    app_configs: Any = None, databases: Any = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """Refuse a replica URL that points at a writable server (`check --database replica`)."""
+    from dbops.connections.replicas import REPLICA, verify_at_start
+
+    if not databases or REPLICA not in databases or REPLICA not in settings.DATABASES:
+        return []
+    problem = verify_at_start()
+    if problem is None:
+        return []
+    refused, message = problem
+    if refused:
+        return [Error(message, id="dbops.E030")]
+    return [Warning(message, id="dbops.W031")]

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from django.core.checks import Error, register
+from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, connections
 
 from sqlmigrations import engine
@@ -241,7 +242,7 @@ def read_history(databases: list[str] | None) -> Recorded | None:
     try:
         with connections[databases[0]].cursor() as cursor:
             return Recorded.of(engine.history_for(cursor).rows())
-    except DatabaseError:
+    except (DatabaseError, ImproperlyConfigured):  # another check names what is wrong
         return None
 
 

@@ -28,6 +28,7 @@ from sqlmigrations.lib.validation import (
     validate,
 )
 from sqlmigrations.lib.versions import Version
+from sqlmigrations.session import require_session
 
 DEFAULTS: dict[str, Any] = {
     "LOCATION": None,
@@ -237,8 +238,11 @@ def layout_problems(files: list[MigrationFile]) -> list[Problem]:
 def migration_lock(
     connection: BaseDatabaseWrapper, *, on_wait: Callable[[], None] | None = None
 ) -> Iterator[tuple[Any, SchemaHistory]]:
-    """Hold Flyway's advisory lock on the history table; yield the cursor and the history."""
-    connection.ensure_connection()
+    """Hold Flyway's advisory lock on the history table; yield the cursor and the history.
+
+    Refused (SessionRequired) on a connection through a transaction pooler.
+    """
+    require_session(connection)
     with connection.cursor() as cursor:
         history = history_for(cursor)
         with advisory_lock(cursor, lock_key(history.quoted_name), on_wait=on_wait):

@@ -37,6 +37,7 @@ ROLES = (*ROLE_ALIASES, "superuser")
 # connection (messages name them), and the local cluster's role when it is the server.
 SETTING_KEY = "SETTING"
 LOCAL_KEY = "LOCAL"
+REPLICA_KEY = "REPLICA"
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 APPLICATION_NAME = "choregarden"
@@ -113,6 +114,11 @@ class DatabaseEnvironment:
     sslrootcert: str = ""
     pool: Mapping[str, Any] | None = None  # psycopg_pool's options; None: no pool
     timeouts: Mapping[str, int] = field(default_factory=dict)
+    pooler: str = ""  # DB_POOLER: DATABASE_URL is a transaction pooler ("pgbouncer", "rds-proxy")
+    conn_max_age: int = 0  # DB_CONN_MAX_AGE, behind a pooler
+
+
+POOLERS = ("pgbouncer", "rds-proxy")
 
 
 def databases(env: DatabaseEnvironment) -> dict[str, dict[str, Any]]:
@@ -149,11 +155,17 @@ def databases(env: DatabaseEnvironment) -> dict[str, dict[str, Any]]:
     else:
         # One URL for both roles: the owner's jobs run on it without the app's timeouts.
         owner = _entry(env, env.database_url, "DATABASE_URL", env.secret_id, "DB_SECRET_ID")
-    if bounded:
+    if env.pooler:
+        behind_pooler(app, env)
+        if not owner_set and not app.get(LOCAL_KEY):
+            # No MIGRATION_DATABASE_URL: the owner's jobs would go through the pooler too;
+            # migrate refuses it by this mark (sqlmigrations.session).
+            owner["POOLER"] = env.pooler
+    elif bounded:
         # A URL's own `options` come after the timeouts and win.
         options = app["OPTIONS"]
         options["options"] = session_options(env.timeouts, str(options.get("options", "")))
-    if env.pool is not None:
+    if env.pool is not None and not env.pooler:
         app["OPTIONS"]["pool"] = dict(env.pool)
         app["CONN_MAX_AGE"] = 0  # Django refuses persistent connections with a pool
     found = {"default": app, OWNER_ALIAS: owner}
@@ -173,8 +185,31 @@ def databases(env: DatabaseEnvironment) -> dict[str, dict[str, Any]]:
             options["pool"] = dict(env.pool)
             replica["CONN_MAX_AGE"] = 0
         replica["TEST"] = {"MIRROR": "default"}
+        # Each new connection makes sure it is a standby (refused if writable).
+        replica[REPLICA_KEY] = True
         found["replica"] = replica
     return found
+
+
+def behind_pooler(entry: dict[str, Any], env: DatabaseEnvironment) -> None:
+    """Make a DATABASES entry fit a transaction-mode pooler (PgBouncer, RDS Proxy).
+
+    A server connection is the client's for one transaction only, so: no server-side
+    cursors (Django's iterator() would declare a cursor in one transaction and fetch in
+    the next), no prepared statements (psycopg prepares a query after 5 runs, on a server
+    connection the next transaction may not get; PgBouncer 1.18 cannot track them), no
+    pool of our own (the pooler pools), no `options` startup parameter (PgBouncer 1.18
+    refuses it: the application role's timeouts are its own defaults in the database,
+    `dbroles provision`), and persistent client connections: the pooler keeps the server
+    connections, so a process keeps its connection to the pooler for DB_CONN_MAX_AGE
+    seconds instead of a TLS handshake per request.
+    """
+    entry["POOLER"] = env.pooler
+    entry["DISABLE_SERVER_SIDE_CURSORS"] = True
+    entry["CONN_MAX_AGE"] = env.conn_max_age
+    options = entry["OPTIONS"]
+    options["prepare_threshold"] = None
+    options.pop("pool", None)
 
 
 def _owner_entry(env: DatabaseEnvironment) -> dict[str, Any]:
@@ -338,6 +373,8 @@ def resolve(config: Mapping[str, Any]) -> dict[str, Any]:
         if cluster is None:
             raise not_configured()
         info = cluster.conninfo(role)
+        if config.get("POOLER") == "pgbouncer" and role == "app":
+            info = _local_pgbouncer(cluster)
         register_secret(info.password)
         resolved.update(HOST=info.host, PORT=info.port, USER=info.user, PASSWORD=info.password)
         if config.get("NAME") == "":
@@ -349,6 +386,21 @@ def resolve(config: Mapping[str, Any]) -> dict[str, Any]:
             options["sslrootcert"] = str(cluster.ca_file)
     resolved["OPTIONS"] = options
     return resolved
+
+
+def _local_pgbouncer(cluster: LocalCluster) -> ConnInfo:
+    from dbops.localdb import LocalDBError
+
+    bouncer = cluster.pgbouncer
+    if not bouncer.exists():
+        raise ImproperlyConfigured(
+            "DB_POOLER=pgbouncer with the local database, whose PgBouncer has not been set up: "
+            "run `python manage.py devdb start --with-pgbouncer`."
+        )
+    try:
+        return bouncer.conninfo("app")
+    except LocalDBError as err:
+        raise ImproperlyConfigured(str(err)) from None
 
 
 def settings_for(alias: str) -> dict[str, Any]:

@@ -1,8 +1,12 @@
-"""Send read-only reporting queries to the read replica, and every write to the primary (D5).
+"""Send read-only reporting queries to the read replica, and every write to the primary (D5, D9).
 
 Reporting reads are the queries made inside `with reporting():` (health checks, analytics)
 and reads of the models listed in settings.REPORTING_MODELS ("app_label" or
-"app_label.ModelName"). Without a "replica" database everything goes to "default".
+"app_label.ModelName"). They go to the "replica" database only while it is fit for them
+(dbops.connections.replicas: a standby, reachable, at most DB_REPLICA_MAX_LAG behind), and
+not for a client that wrote in the last DB_READ_YOUR_WRITES seconds (read-your-writes,
+dbops.web.replicarouting): its own change may not have reached the replica yet. Without a
+"replica" database everything goes to "default".
 """
 
 from __future__ import annotations
@@ -16,13 +20,21 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-REPLICA = "replica"
+from dbops.connections import replicas
+
+REPLICA = replicas.REPLICA
 _reporting: ContextVar[bool] = ContextVar("dbops_reporting", default=False)
+# The primary serves every read: the client wrote recently, or the replica failed mid-request.
+_pinned: ContextVar[bool] = ContextVar("dbops_pinned_to_primary", default=False)
+# Set when this request (or task) wrote through the ORM: its later reads stay on the primary.
+_wrote: ContextVar[list[bool] | None] = ContextVar("dbops_wrote", default=None)
 
 
 def reporting_alias() -> str:
-    """Return the alias that serves reporting reads: the replica if configured, else default."""
-    return REPLICA if REPLICA in settings.DATABASES else DEFAULT_DB_ALIAS
+    """Return the alias that serves reporting reads now: the replica if fit, else default."""
+    if REPLICA not in settings.DATABASES or _pinned.get() or wrote():
+        return DEFAULT_DB_ALIAS
+    return REPLICA if replicas.usable(REPLICA) else DEFAULT_DB_ALIAS
 
 
 def reporting_connection() -> BaseDatabaseWrapper:
@@ -40,6 +52,31 @@ def reporting() -> Iterator[str]:
         _reporting.reset(token)
 
 
+@contextmanager
+def primary_only() -> Iterator[None]:
+    """Serve every read of this block from the primary (read-your-writes, a failed replica)."""
+    token = _pinned.set(True)
+    try:
+        yield
+    finally:
+        _pinned.reset(token)
+
+
+@contextmanager
+def tracking_writes() -> Iterator[list[bool]]:
+    """Note the ORM writes of this block (a request); the list is non-empty after one."""
+    marks: list[bool] = []
+    token = _wrote.set(marks)
+    try:
+        yield marks
+    finally:
+        _wrote.reset(token)
+
+
+def wrote() -> bool:
+    return bool(_wrote.get())
+
+
 def is_reporting_model(model: Any) -> bool:
     marked = {label.lower() for label in getattr(settings, "REPORTING_MODELS", ())}
     return model._meta.app_label.lower() in marked or model._meta.label_lower in marked
@@ -54,6 +91,9 @@ class ReplicaRouter:
         return None  # Django's default: the instance's database, else "default"
 
     def db_for_write(self, model: Any, **hints: Any) -> str:
+        marks = _wrote.get()
+        if marks is not None and not marks:
+            marks.append(True)
         # Explicit: Django would otherwise save an object read from the replica back to it.
         return DEFAULT_DB_ALIAS
 

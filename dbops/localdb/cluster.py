@@ -14,6 +14,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from dbops.connections.config import ConnInfo
 from dbops.localdb.binaries import find_bindir
@@ -27,10 +28,19 @@ from dbops.localdb.files import (
 )
 from sqlmigrations.lib import processes
 
+if TYPE_CHECKING:
+    from dbops.localdb.pgbouncer import LocalPgBouncer
+    from dbops.localdb.replica import LocalReplica
+
 DEFAULT_DATABASE = "choregarden_dev"
 OWNER_ROLE = "choregarden_owner"
 APP_ROLE = "choregarden"
 SUPERUSER = "postgres"
+# Streams WAL to the local replica (dbops.localdb.replica): REPLICATION, nothing else.
+REPLICATOR_ROLE = "choregarden_replicator"
+# The local PgBouncer's pooled clients and the pooler benchmark's direct clients (one
+# server connection each) both fit, with room for the test and admin sessions.
+MAX_CONNECTIONS = 300
 START_TIMEOUT = 60
 # TLS 1.2 with forward secrecy and authenticated encryption only (no CBC, no RSA key
 # exchange); TLS 1.3's suites are all of that kind. OpenSSL's syntax (ssl_ciphers).
@@ -40,6 +50,7 @@ HBA = """\
 # Written by `manage.py devdb`: TCP only, SSL only, SCRAM passwords only.
 hostssl all all 127.0.0.1/32 scram-sha-256
 hostssl all all ::1/128      scram-sha-256
+hostssl replication choregarden_replicator 127.0.0.1/32 scram-sha-256
 hostnossl all all 0.0.0.0/0  reject
 hostnossl all all ::/0       reject
 """
@@ -53,6 +64,8 @@ class State:
     superuser_password: str = field(repr=False)
     owner_password: str = field(repr=False)
     app_password: str = field(repr=False)
+    # Clusters made before the replica existed have none until their next start.
+    replicator_password: str = field(default="", repr=False)
 
 
 def free_port() -> int:
@@ -139,18 +152,18 @@ class LocalCluster:
     def log_file(self) -> Path:
         return self.base_dir / "postgresql.log"
 
-    def _run_as_ids(self) -> tuple[int, int] | None:
+    def run_as_ids(self) -> tuple[int, int] | None:
         if not self.run_as:
             return None
         try:
             user = pwd.getpwnam(self.run_as)
         except KeyError:
-            return None  # reported by _run, which names the fix
+            return None  # reported by run(), which names the fix
         return user.pw_uid, user.pw_gid
 
     def _folder_exists(self) -> bool:
         # Earlier releases gave the whole folder to the cluster's user: take it back.
-        ids = self._run_as_ids()
+        ids = self.run_as_ids()
         return check_private_folder(self.base_dir, take_back_from=ids[0] if ids else None)
 
     def initialised(self) -> bool:
@@ -179,7 +192,15 @@ class LocalCluster:
         write_private(self.state_file, json.dumps(asdict(state), indent=2).encode())
 
     # -- running commands --------------------------------------------------------
-    def _run(self, argv: Sequence[str], *, check: bool = True) -> processes.CompletedProcess[str]:
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        check: bool = True,
+        env_extra: dict[str, str] | None = None,
+        log_file: Path | None = None,
+    ) -> processes.CompletedProcess[str]:
+        """Run a PostgreSQL tool as the cluster's user; a failure names the tool and the log."""
         if self.run_as:
             try:
                 pwd.getpwnam(self.run_as)
@@ -189,30 +210,33 @@ class LocalCluster:
                     "exist: create it (`useradd --system postgres`) or set DEVDB_RUN_AS "
                     "to an unprivileged user."
                 ) from None
+        env = {**os.environ, **env_extra} if env_extra else None
         # pg_ctl start dies with us too, while the postmaster it forks lives on (see processes).
         proc = processes.run(
-            argv, run_as=self.run_as, capture_output=True, text=True, cwd=self.base_dir
+            argv, run_as=self.run_as, capture_output=True, text=True, cwd=self.base_dir, env=env
         )
         if check and proc.returncode != 0:
             raise LocalDBError(
                 f"`{' '.join(argv[:2])}` failed (exit {proc.returncode}): "
-                f"{(proc.stderr or proc.stdout).strip()}{self._log_tail()}"
+                f"{(proc.stderr or proc.stdout).strip()}{self.log_tail(log_file)}"
             )
         return proc
 
-    def _log_tail(self, lines: int = 15) -> str:
+    def log_tail(self, log_file: Path | None = None, lines: int = 15) -> str:
+        log_file = log_file or self.log_file
         try:
-            tail = self.log_file.read_text(errors="replace").splitlines()[-lines:]
+            tail = log_file.read_text(errors="replace").splitlines()[-lines:]
         except OSError:
             return ""
-        return "\nLast lines of " + str(self.log_file) + ":\n" + "\n".join(tail)
+        return "\nLast lines of " + str(log_file) + ":\n" + "\n".join(tail)
 
-    def _chown(self, *paths: Path) -> None:
-        ids = self._run_as_ids()
+    def chown(self, *paths: Path) -> None:
+        """Give paths to the cluster's user (when it runs as another user than us)."""
+        ids = self.run_as_ids()
         for path in paths if ids else ():
             os.chown(path, *ids, follow_symlinks=False)
 
-    def _bin(self, name: str) -> str:
+    def binary(self, name: str) -> str:
         return str(find_bindir() / name)
 
     # -- lifecycle -----------------------------------------------------------------
@@ -225,22 +249,23 @@ class LocalCluster:
             shutil.rmtree(self.data_dir)
         # The folder stays ours; the cluster's user gets its data folder and its log only.
         self.data_dir.mkdir(mode=0o700)
-        self._chown(self.data_dir)
+        self.chown(self.data_dir)
         state = State(
             port=free_port(),
             database=self.database,
             superuser_password=secrets.token_urlsafe(24),
             owner_password=secrets.token_urlsafe(24),
             app_password=secrets.token_urlsafe(24),
+            replicator_password=secrets.token_urlsafe(24),
         )
         paths = write_certificates(self.cert_dir)
-        self._chown(paths["cert"], paths["key"])
+        self.chown(paths["cert"], paths["key"])
         pwfile = self.base_dir / ".pwfile"
-        write_private(pwfile, (state.superuser_password + "\n").encode(), owner=self._run_as_ids())
+        write_private(pwfile, (state.superuser_password + "\n").encode(), owner=self.run_as_ids())
         try:
-            self._run(
+            self.run(
                 [
-                    self._bin("initdb"),
+                    self.binary("initdb"),
                     "-D",
                     str(self.data_dir),
                     "-U",
@@ -255,17 +280,24 @@ class LocalCluster:
         finally:
             pwfile.unlink(missing_ok=True)
         # The data folder is the cluster user's: never write through a link it put there.
-        owner = self._run_as_ids()
-        write_private(self.data_dir / "pg_hba.conf", HBA.encode(), owner=owner)
+        # pg_hba.conf and choregarden.conf are written before every start (_write_conf).
+        owner = self.run_as_ids()
         conf = self.data_dir / "postgresql.conf"
         include = "\ninclude_if_exists = 'choregarden.conf'\n"
         write_private(conf, (read_private(conf) + include).encode(), owner=owner)
         self._save_state(state)
 
     def _write_conf(self, state: State) -> None:
+        owner = self.run_as_ids()
+        # Rewritten too: clusters made by earlier releases get the replication line.
+        write_private(self.data_dir / "pg_hba.conf", HBA.encode(), owner=owner)
+        self.write_server_conf(self.data_dir, state.port)
+
+    def write_server_conf(self, data_dir: Path, port: int) -> None:
+        """Write the settings of a server of this cluster (the primary, or its replica)."""
         text = (
             "# Written by `manage.py devdb start`; rewritten on every start.\n"
-            f"port = {state.port}\n"
+            f"port = {port}\n"
             "listen_addresses = '127.0.0.1'\n"
             "unix_socket_directories = ''\n"
             "ssl = on\n"
@@ -275,13 +307,13 @@ class LocalCluster:
             f"ssl_ciphers = '{SSL_CIPHERS}'\n"
             "ssl_prefer_server_ciphers = on\n"
             "password_encryption = 'scram-sha-256'\n"
-            "max_connections = 200\n"
+            f"max_connections = {MAX_CONNECTIONS}\n"
             f"{self._preload_line()}"
             "fsync = off\n"
             "synchronous_commit = off\n"
             "full_page_writes = off\n"
         )
-        write_private(self.data_dir / "choregarden.conf", text.encode(), owner=self._run_as_ids())
+        write_private(data_dir / "choregarden.conf", text.encode(), owner=self.run_as_ids())
 
     def _preload_line(self) -> str:
         # pg_stat_statements feeds the slow-query report; load it when it is installed.
@@ -291,26 +323,31 @@ class LocalCluster:
         return ""
 
     def running(self) -> bool:
-        if not (self.data_dir / "PG_VERSION").exists():
-            return False
-        proc = self._run([self._bin("pg_ctl"), "status", "-D", str(self.data_dir)], check=False)
-        return proc.returncode == 0 and self._pid_is_postgres()
+        return self.server_running(self.data_dir)
 
-    def _pid_is_postgres(self) -> bool:
-        pidfile = self.data_dir / "postmaster.pid"
-        try:
-            pid = int(pidfile.read_text().split("\n", 1)[0])
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except (OSError, ValueError):
+    def server_running(self, data_dir: Path) -> bool:
+        """Tell whether the server of `data_dir` (this cluster's, or its replica's) runs."""
+        if not (data_dir / "PG_VERSION").exists():
             return False
-        return b"postgres" in cmdline
+        proc = self.run([self.binary("pg_ctl"), "status", "-D", str(data_dir)], check=False)
+        return proc.returncode == 0 and _pid_is_postgres(data_dir)
 
-    def _clear_stale_pidfile(self) -> None:
+    def clear_stale_pidfile(self, data_dir: Path) -> None:
         # After a crash or a kill -9, postmaster.pid survives; if its PID is gone or now
         # belongs to another program, PostgreSQL would refuse to start.
-        pidfile = self.data_dir / "postmaster.pid"
-        if pidfile.exists() and not self._pid_is_postgres():
+        pidfile = data_dir / "postmaster.pid"
+        if pidfile.exists() and not _pid_is_postgres(data_dir):
             pidfile.unlink()
+
+    def pg_ctl_start(self, data_dir: Path, log_file: Path, *, check: bool = True) -> Any:
+        """`pg_ctl start` a server of this cluster and wait until it accepts connections."""
+        # pg_ctl writes the log as the cluster's user, in a folder that stays ours.
+        create_private(log_file, owner=self.run_as_ids())
+        argv = [self.binary("pg_ctl"), "start", "-D", str(data_dir), "-l", str(log_file)]
+        return self.run([*argv, "-w", "-t", str(START_TIMEOUT)], check=check, log_file=log_file)
+
+    def pg_ctl_stop(self, data_dir: Path) -> None:
+        self.run([self.binary("pg_ctl"), "stop", "-D", str(data_dir), "-m", "fast", "-w"])
 
     def start(self) -> str:
         """Start the cluster (creating it first if needed); return what was done."""
@@ -324,44 +361,29 @@ class LocalCluster:
             self._reload()
             self.ensure_roles()
             return "already running"
-        self._clear_stale_pidfile()
+        self.clear_stale_pidfile(self.data_dir)
         state = self.state()
-        # pg_ctl writes the log as the cluster's user, in a folder that stays ours.
-        create_private(self.log_file, owner=self._run_as_ids())
         for _attempt in range(3):
             if port_taken(state.port):
                 state.port = free_port()
                 self._save_state(state)
             self._write_conf(state)
-            proc = self._run(
-                [
-                    self._bin("pg_ctl"),
-                    "start",
-                    "-D",
-                    str(self.data_dir),
-                    "-l",
-                    str(self.log_file),
-                    "-w",
-                    "-t",
-                    str(START_TIMEOUT),
-                ],
-                check=False,
-            )
+            proc = self.pg_ctl_start(self.data_dir, self.log_file, check=False)
             if proc.returncode == 0:
                 break
             if not port_taken(state.port):
                 raise LocalDBError(
-                    f"PostgreSQL did not start: {proc.stderr.strip()}{self._log_tail()}"
+                    f"PostgreSQL did not start: {proc.stderr.strip()}{self.log_tail()}"
                 )
         else:
-            raise LocalDBError(f"PostgreSQL did not start: no free port.{self._log_tail()}")
+            raise LocalDBError(f"PostgreSQL did not start: no free port.{self.log_tail()}")
         self.ensure_roles()
         return "created and started" if created else "started"
 
     def _reload(self) -> None:
         import psycopg
 
-        self._run([self._bin("pg_ctl"), "reload", "-D", str(self.data_dir)])
+        self.run([self.binary("pg_ctl"), "reload", "-D", str(self.data_dir)])
         # pg_ctl only signals the server: wait until a new session has the new settings.
         deadline = time.monotonic() + START_TIMEOUT
         while True:
@@ -369,13 +391,28 @@ class LocalCluster:
                 if conn.execute("SHOW ssl_ciphers").fetchone() == (SSL_CIPHERS,):
                     return
             if time.monotonic() > deadline:
-                raise LocalDBError(f"PostgreSQL did not reload its settings.{self._log_tail()}")
+                raise LocalDBError(f"PostgreSQL did not reload its settings.{self.log_tail()}")
             time.sleep(0.1)
 
+    @property
+    def replica(self) -> LocalReplica:
+        from dbops.localdb.replica import LocalReplica
+
+        return LocalReplica(self)
+
+    @property
+    def pgbouncer(self) -> LocalPgBouncer:
+        from dbops.localdb.pgbouncer import LocalPgBouncer
+
+        return LocalPgBouncer(self)
+
     def stop(self) -> str:
+        """Stop the cluster, its PgBouncer and its replica first."""
+        self.pgbouncer.stop()
+        self.replica.stop()
         if not self.running():
             return "not running"
-        self._run([self._bin("pg_ctl"), "stop", "-D", str(self.data_dir), "-m", "fast", "-w"])
+        self.pg_ctl_stop(self.data_dir)
         return "stopped"
 
     def destroy(self) -> str:
@@ -400,6 +437,7 @@ class LocalCluster:
             "app": (APP_ROLE, state.app_password),
             "owner": (OWNER_ROLE, state.owner_password),
             "superuser": (SUPERUSER, state.superuser_password),
+            "replicator": (REPLICATOR_ROLE, state.replicator_password),
         }[role]
 
     def conninfo(self, role: str = "app", database: str | None = None) -> ConnInfo:
@@ -423,18 +461,28 @@ class LocalCluster:
         import psycopg
 
         from dbops.roles.provision import (
+            ensure_role,
             forget_password_statements,
             grant_application_privileges,
             provision_cluster,
         )
 
         state = self.state()
+        if not state.replicator_password:
+            state.replicator_password = secrets.token_urlsafe(24)
+            self._save_state(state)
         with psycopg.connect(**self.conninfo("superuser", "postgres"), autocommit=True) as conn:
             provision_cluster(
                 conn,
                 database=state.database,
                 owner=(OWNER_ROLE, state.owner_password),
                 app=(APP_ROLE, state.app_password),
+            )
+            ensure_role(
+                conn,
+                REPLICATOR_ROLE,
+                state.replicator_password,
+                "LOGIN REPLICATION NOSUPERUSER NOCREATEDB NOCREATEROLE",
             )
         with psycopg.connect(**self.conninfo("superuser"), autocommit=True) as conn:
             grant_application_privileges(
@@ -445,6 +493,16 @@ class LocalCluster:
                 conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
             # Role statements of earlier releases, and any made by hand, with a verifier.
             forget_password_statements(conn)
+
+
+def _pid_is_postgres(data_dir: Path) -> bool:
+    pidfile = data_dir / "postmaster.pid"
+    try:
+        pid = int(pidfile.read_text().split("\n", 1)[0])
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return False
+    return b"postgres" in cmdline
 
 
 def default_cluster() -> LocalCluster:

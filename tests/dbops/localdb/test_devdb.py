@@ -286,7 +286,7 @@ def test_start_gives_a_running_cluster_of_an_earlier_release_the_ciphers(
     conf = cluster.data_dir / "choregarden.conf"
     old = "".join(line for line in conf.read_text().splitlines(True) if "ssl_ciphers" not in line)
     conf.write_text(old)
-    cluster._run([cluster._bin("pg_ctl"), "reload", "-D", str(cluster.data_dir)])
+    cluster.run([cluster.binary("pg_ctl"), "reload", "-D", str(cluster.data_dir)])
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:  # the server reloads when it gets to it
         with contextlib.suppress(ssl.SSLError):

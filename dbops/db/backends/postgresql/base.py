@@ -25,7 +25,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db.backends.postgresql import base as postgresql
 from django.db.backends.postgresql import client as postgresql_client
 
-from dbops.connections.config import configured, resolve
+from dbops.connections.config import REPLICA_KEY, configured, resolve
 from dbops.connections.errors import not_configured, unavailable
 from dbops.connections.pooltimeout import (
     ConnectFailures,
@@ -196,6 +196,27 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
             return self._new_connection(conn_params)
         except (psycopg.Error, SecretError) as err:  # PoolTimeout is a psycopg.Error too
             raise unavailable(self.alias, self.settings_dict, err, conn_params) from err
+
+    def init_connection_state(self) -> None:
+        super().init_connection_state()
+        if self.settings_dict.get(REPLICA_KEY):
+            from dbops.connections.replicas import require_standby
+
+            try:
+                require_standby(self)
+            except ImproperlyConfigured:
+                # Refused: never a connection to the primary under the replica's name.
+                self.connection.close()
+                self.connection = None
+                raise
+
+    @property
+    def wrap_database_errors(self) -> Any:
+        if self.settings_dict.get(REPLICA_KEY):
+            from dbops.connections.replicas import ReplicaErrorWrapper
+
+            return ReplicaErrorWrapper(self)
+        return super().wrap_database_errors
 
     def _close(self) -> None:
         if self.connection is not None and self.pool is not None:
