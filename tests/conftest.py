@@ -25,6 +25,8 @@ from dbops.connections.config import LOCAL_KEY, OWNER_ALIAS, ConnInfo, from_url
 from dbops.connections.databases import drop_database
 from dbops.connections.waits import lift_timeouts
 from dbops.localdb import LocalCluster
+from dbops.localdb.pgbouncer import LocalPgBouncer
+from dbops.localdb.replica import LocalReplica
 from dbops.localdb.reaper import destroy_with_this_process
 from tests.sqlproject import SqlProject, create_project, create_template, drop_project
 
@@ -274,3 +276,35 @@ def empty_sqlproject(tmp_path: Path, pg_server: PgServer) -> Iterator[SqlProject
     project = create_project(tmp_path, pg_server)
     yield project
     drop_project(project)
+
+
+@pytest.fixture(scope="session")
+def streaming_replica(pg_server: PgServer) -> Iterator[LocalReplica]:
+    """A real hot standby of the test cluster (pg_basebackup -R, a slot, SSL), for the run.
+
+    It replicates the whole cluster, the test databases made later included; the router
+    and health tests read from it. Only the local test cluster can have one.
+    """
+    if pg_server.cluster is None:
+        pytest.fail(
+            "The replica tests need the local test cluster (they make its streaming replica): "
+            "unset TEST_DATABASE_URL to run them."
+        )
+    replica = pg_server.cluster.replica
+    replica.start()
+    yield replica
+    replica.destroy()
+
+
+@pytest.fixture(scope="session")
+def local_pgbouncer(pg_server: PgServer) -> Iterator[LocalPgBouncer]:
+    """The test cluster's PgBouncer (transaction pooling, TLS both sides), for the run."""
+    if pg_server.cluster is None:
+        pytest.fail(
+            "The PgBouncer tests need the local test cluster (they start PgBouncer in front "
+            "of it): unset TEST_DATABASE_URL to run them."
+        )
+    bouncer = pg_server.cluster.pgbouncer
+    bouncer.start()
+    yield bouncer
+    bouncer.stop()
