@@ -26,8 +26,8 @@ from dbops.connections.databases import drop_database
 from dbops.connections.waits import lift_timeouts
 from dbops.localdb import LocalCluster
 from dbops.localdb.pgbouncer import LocalPgBouncer
-from dbops.localdb.replica import LocalReplica
 from dbops.localdb.reaper import destroy_with_this_process
+from dbops.localdb.replica import LocalReplica
 from tests.sqlproject import SqlProject, create_project, create_template, drop_project
 
 
