@@ -58,10 +58,14 @@ def find_pgbouncer() -> str:
 class LocalPgBouncer:
     """The local cluster's PgBouncer, in `<cluster>/pgbouncer`."""
 
-    def __init__(self, cluster: LocalCluster, pool_size: int = DEFAULT_POOL_SIZE) -> None:
+    def __init__(
+        self, cluster: LocalCluster, pool_size: int = DEFAULT_POOL_SIZE, name: str = "pgbouncer"
+    ) -> None:
+        """`name` is its folder in the cluster's: a second PgBouncer (tests, benchmarks)
+        with another pool size runs beside the first under another name."""
         self.cluster = cluster
         self.pool_size = pool_size
-        self.base_dir = cluster.base_dir / "pgbouncer"
+        self.base_dir = cluster.base_dir / name
 
     @property
     def run_dir(self) -> Path:
@@ -219,19 +223,23 @@ server_tls_protocols = secure
     def _wait_for_login(self, deadline: float) -> None:
         import psycopg
 
+        # The daemon writes its pid file a moment after `pgbouncer -d` returns: only a
+        # missing process after this grace means it died.
+        grace = time.monotonic() + 3
         while True:
             try:
                 with psycopg.connect(**self.conninfo("app", "postgres")) as conn:
                     conn.execute("SELECT 1")
                 return
             except psycopg.OperationalError as err:
-                if time.monotonic() > deadline or not self.running():
+                now = time.monotonic()
+                if now > deadline or (now > grace and not self.running()):
                     self.stop()
                     raise LocalDBError(
                         f"PgBouncer started but refused a login: {err}"
                         f"{self.cluster.log_tail(self.log_file)}"
                     ) from None
-                time.sleep(0.1)
+                time.sleep(0.05)
 
     def pid(self) -> int | None:
         try:
