@@ -82,6 +82,7 @@ bench: $(VENV)/.dev
 	$(PY) bench/query_patterns_bench.py
 	$(PY) bench/admin_bench.py
 	$(PY) bench/load_bench.py
+	$(PY) bench/pooler_bench.py
 
 ## lock: compile requirements*.in into the hashed lock files (after editing an .in file)
 LOCK := $(VENV)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
