@@ -73,3 +73,23 @@ def check_replica_is_a_standby(
     if refused:
         return [Error(message, id="dbops.E030")]
     return [Warning(message, id="dbops.W031")]
+
+
+@register(deploy=True)
+def check_migrations_bypass_the_pooler(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
+    """`check --deploy`: behind a pooler, migrations need a URL of their own (a direct one)."""
+    from dbops.connections.config import OWNER_ALIAS
+
+    owner = settings.DATABASES.get(OWNER_ALIAS, {})
+    if not getattr(settings, "DB_POOLER", "") or not owner.get("POOLER"):
+        return []
+    return [
+        Warning(
+            f"DB_POOLER={settings.DB_POOLER} and no MIGRATION_DATABASE_URL (or "
+            "MIGRATION_DB_SECRET_ID): migrations would go through the pooler, and `migrate` "
+            "refuses that.",
+            hint="Set MIGRATION_DATABASE_URL to the database's own address (the RDS "
+            "instance or cluster endpoint), as the owner role, for the deploy-time migrate.",
+            id="dbops.W032",
+        )
+    ]

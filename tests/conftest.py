@@ -2,6 +2,10 @@
 
 TEST_DATABASE_URL picks an existing server; otherwise a throwaway SSL cluster is made by
 the same code as `manage.py devdb`, in a temporary folder, and removed at the end.
+TEST_DB_POOLER=pgbouncer puts the cluster's PgBouncer (transaction pooling, TLS) between
+the tests and the server: the application role's connections, in-process and in the
+`manage.py` processes the tests start, go through it as DB_POOLER=pgbouncer makes them;
+the owner's (set-up, migrations, the flush after a transactional test) stay direct.
 
 The test database is created and migrated by the owner role; the tests themselves run as
 the application role `choregarden` (CRUD, no DDL), as the product does (D4).
@@ -38,6 +42,7 @@ class PgServer:
     owner: ConnInfo
     app: ConnInfo
     cluster: LocalCluster | None = None
+    pooler: str = ""  # "pgbouncer": the application role's connections go through it
 
     @property
     def host(self) -> str:
@@ -104,11 +109,18 @@ def pg_server() -> Iterator[PgServer]:
         app = from_url(app_url, "TEST_APP_DATABASE_URL", sslmode=owner.sslmode)
         yield PgServer(owner=owner, app=replace(app, dbname=owner.dbname))
         return
+    pooler = os.environ.get("TEST_DB_POOLER", "")
+    if pooler not in ("", "pgbouncer"):
+        raise pytest.UsageError(f"TEST_DB_POOLER={pooler!r}: use pgbouncer, or leave it unset.")
     base = Path(tempfile.mkdtemp(prefix="choregarden-test-"))
     cluster = LocalCluster(base, database="choregarden")
     cluster.start()
     destroy_with_this_process(cluster)  # also when the run is killed
-    yield PgServer(owner=cluster.conninfo("owner"), app=cluster.conninfo("app"), cluster=cluster)
+    app = cluster.conninfo("app")
+    if pooler:
+        cluster.pgbouncer.start()
+        app = cluster.pgbouncer.conninfo("app")
+    yield PgServer(owner=cluster.conninfo("owner"), app=app, cluster=cluster, pooler=pooler)
     cluster.destroy()
     shutil.rmtree(base, ignore_errors=True)
 
@@ -149,14 +161,29 @@ def django_db_modify_db_settings(request: pytest.FixtureRequest, pg_server: PgSe
 
 
 def _set_role(pg_server: PgServer, role: str) -> None:
-    """Point the default connection at `role`, closing it (and its pool) first."""
+    """Point the default connection at `role`, closing it (and its pool) first.
+
+    Behind TEST_DB_POOLER the application role reaches the server through the pooler,
+    with the settings DB_POOLER gives it; the owner connects directly.
+    """
     from django.db import connections
+
+    from dbops.connections.config import DatabaseEnvironment, behind_pooler
 
     connection = connections["default"]
     connection.close()
     connection.close_pool()  # a pool keeps the credentials it was made with
-    user, password = pg_server.credentials(role)
-    connection.settings_dict.update(USER=user, PASSWORD=password)
+    info = pg_server.conninfo(role=role)
+    config = connection.settings_dict
+    config.update(USER=info.user, PASSWORD=info.password, PORT=info.port)
+    if not pg_server.pooler:
+        return
+    if role == "app":
+        behind_pooler(config, DatabaseEnvironment(pooler=pg_server.pooler, conn_max_age=0))
+    else:
+        for key in ("POOLER", "DISABLE_SERVER_SIDE_CURSORS"):
+            config.pop(key, None)
+        config["OPTIONS"].pop("prepare_threshold", None)
 
 
 def _owner_alias(pg_server: PgServer, name: str) -> None:
@@ -247,6 +274,9 @@ def manage_env(pg_server: PgServer, django_db_setup: None) -> dict[str, str]:
     env["DATABASE_URL"] = pg_server.url(name, role="app")
     env["MIGRATION_DATABASE_URL"] = pg_server.url(name)
     env.update(pg_server.ssl_env())
+    if pg_server.pooler:
+        env["DB_POOLER"] = pg_server.pooler
+        env.pop("DB_POOL")  # the pooler pools
     return env
 
 

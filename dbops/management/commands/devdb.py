@@ -10,6 +10,7 @@ import json
 from dataclasses import asdict
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import CommandError, CommandParser
 
 from dbops.connections import pgtools
@@ -87,6 +88,9 @@ class Command(DatabaseCommand):
                     self.stdout.write("DATABASE_URL is set: not starting the local database.")
                     return
                 find_bindir()
+                # DB_POOLER=pgbouncer on the local database: its PgBouncer serves the app.
+                pooled = getattr(settings, "DB_POOLER", "") == "pgbouncer" and uses_local_cluster()
+                options["with_pgbouncer"] = options["with_pgbouncer"] or pooled
                 if options["with_pgbouncer"]:
                     find_pgbouncer()  # before anything starts: the fix, not half a start
                 result = cluster.start()
@@ -109,6 +113,8 @@ class Command(DatabaseCommand):
                         f"PgBouncer {result}: 127.0.0.1:{bouncer.port()} (transaction pooling, "
                         f"pool {bouncer.pool_size}, TLS both sides; `devdb url --via pgbouncer`)."
                     )
+                    # Behind the pooler the app sends no timeouts: they are its role's own.
+                    self.stdout.write(_role_timeouts(cluster))
             elif action == "stop":
                 self.stdout.write(f"Local database {cluster.stop()}.")
             elif action == "destroy":
@@ -177,6 +183,16 @@ class Command(DatabaseCommand):
         # psql takes this process's place: Ctrl-C reaches psql alone, and no parent is left
         # whose death could leave it running. The password goes in its environment.
         pgtools.become(pgtools.command(psql, info), info)
+
+
+def _role_timeouts(cluster: Any) -> str:
+    import psycopg
+
+    from dbops.roles.provision import set_role_timeouts
+
+    user, database = cluster.credentials("app")[0], cluster.state().database
+    with psycopg.connect(**cluster.conninfo("superuser", database), autocommit=True) as conn:
+        return set_role_timeouts(conn, user, database, settings.DB_TIMEOUTS)
 
 
 def _shown(value: Any) -> str:
