@@ -364,13 +364,12 @@ def wait_for_no_connections(cluster: LocalCluster) -> None:
 
 
 class BenchPgBouncer(LocalPgBouncer):
-    """The cluster's PgBouncer, which waits for its daemon's pid file (start and stop).
+    """The cluster's PgBouncer, whose stop() waits for the pid file of a daemon it started.
 
     `pgbouncer -d` returns before its daemon listens and writes its pid file (src/main.c:
-    go_daemon() comes before pooler_setup() and write_pidfile()). LocalPgBouncer.start()
-    takes a refused first login with no pid file yet for a daemon that died and gives up,
-    and the daemon comes up after all (on this busy machine, most starts); a stop() in
-    that window finds no pid file either and leaves the daemon running for good.
+    go_daemon() comes before pooler_setup() and write_pidfile()). A stop() in that window,
+    as on a Ctrl-C during start(), would find no pid file and leave the daemon running for
+    good, its folder removed with the cluster's.
     """
 
     launched = False
@@ -378,11 +377,6 @@ class BenchPgBouncer(LocalPgBouncer):
     def start(self) -> str:
         self.launched = True
         return super().start()
-
-    def _wait_for_login(self, deadline: float) -> None:
-        while not self.running() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        super()._wait_for_login(deadline)
 
     def stop(self) -> str:
         deadline = time.monotonic() + 5
