@@ -40,8 +40,8 @@ def _setting(connection: Any) -> str:
     return str(connection.settings_dict.get("SETTING") or f"DATABASES[{connection.alias!r}]")
 
 
-def require_session(connection: Any) -> None:
-    """Raise SessionRequired unless `connection` is a session of the server itself."""
+def refuse_pooler_by_settings(connection: Any) -> None:
+    """Raise SessionRequired when the settings say `connection` is a pooler (no connecting)."""
     config = connection.settings_dict
     setting = _setting(connection)
     fix = (
@@ -62,8 +62,18 @@ def require_session(connection: Any) -> None:
             f"{setting} is an RDS Proxy endpoint ({host}), which pools by transaction: the "
             f"migration lock needs a session of its own; {fix}"
         )
+
+
+def require_session(connection: Any) -> None:
+    """Raise SessionRequired unless `connection` is a session of the server itself."""
+    refuse_pooler_by_settings(connection)
     if settings.SQL_MIGRATIONS.get("ALLOW_PROXY"):
         return
+    setting = _setting(connection)
+    fix = (
+        f"point {setting} at the database's own address (the RDS instance or cluster "
+        "endpoint, port 5432), never at the pooler: migrations connect directly"
+    )
     connection.ensure_connection()
     connected = connection.connection.info.port
     with connection.cursor() as cursor:

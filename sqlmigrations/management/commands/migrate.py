@@ -16,6 +16,7 @@ from sqlmigrations.lib.exceptions import SqlMigrationError
 from sqlmigrations.lib.executor import MigrationFailed, locate
 from sqlmigrations.management.base import DatabaseCommand
 from sqlmigrations.operations import RunSQLFile, recorded_only
+from sqlmigrations.session import SessionRequired, refuse_pooler_by_settings
 from sqlmigrations.wrappers import one_disk_load
 
 
@@ -34,6 +35,11 @@ class Command(DatabaseCommand, DjangoMigrate):
         # Before the system checks: they read the history through this connection, as the
         # role that migrates, so a file `repair` marked deleted is judged as validate does.
         alias = options["database"] = engine.migration_alias(options["database"])
+        # A pooler the settings name is refused before anything connects.
+        try:
+            refuse_pooler_by_settings(connections[alias])
+        except SessionRequired as err:
+            raise CommandError(str(err)) from err
         # Connect now: an unreachable database fails before any work, in one line.
         connections[alias].ensure_connection()
         # Read the files once for the run, before the checks (each wrapper looks its file
