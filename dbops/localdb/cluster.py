@@ -407,8 +407,10 @@ class LocalCluster:
         return LocalPgBouncer(self)
 
     def stop(self) -> str:
-        """Stop the cluster, its PgBouncer and its replica first."""
-        self.pgbouncer.stop()
+        """Stop the cluster, its PgBouncers and its replica first."""
+        from dbops.localdb.pgbouncer import stop_pgbouncers
+
+        stop_pgbouncers(self.base_dir)  # every one in its folder, whatever its name
         self.replica.stop()
         if not self.running():
             return "not running"

@@ -18,6 +18,7 @@ session of their own (an advisory lock, multi-statement files) and connect direc
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -242,12 +243,13 @@ server_tls_protocols = secure
                 time.sleep(0.05)
 
     def pid(self) -> int | None:
-        try:
-            pid = int(self.pid_file.read_text().strip())
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except (OSError, ValueError):
-            return None
-        return pid if b"pgbouncer" in cmdline else None
+        """The PgBouncer of this folder, found by its configuration file on its command line.
+
+        Not by its pid file alone: `pgbouncer -d` writes it a moment after it returns, so
+        a start interrupted then would leave a PgBouncer that nothing could stop.
+        """
+        found = running_pgbouncers(self.base_dir)
+        return found[0] if found else None
 
     def running(self) -> bool:
         return self.pid() is not None
@@ -259,16 +261,49 @@ server_tls_protocols = secure
 
     def stop(self) -> str:
         """Stop PgBouncer at once (SIGTERM: its immediate shutdown), as `pg_ctl -m fast`."""
-        from dbops.localdb.cluster import START_TIMEOUT
+        return "stopped" if stop_pgbouncers(self.base_dir) else "not running"
 
-        pid = self.pid()
-        if pid is None:
-            return "not running"
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + START_TIMEOUT
-        while self.pid() == pid:
-            if time.monotonic() > deadline:
-                os.kill(pid, signal.SIGKILL)
-                deadline = float("inf")
-            time.sleep(0.05)
-        return "stopped"
+
+def running_pgbouncers(folder: Path) -> list[int]:
+    """The pids of the PgBouncers whose configuration file is in `folder` (or under it)."""
+    prefix = str(folder).encode() + b"/"
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"pgbouncer") and any(a.startswith(prefix) for a in argv):
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+def stop_pgbouncers(folder: Path) -> bool:
+    """Stop every PgBouncer configured in `folder`; tell whether one was running."""
+    from dbops.localdb.cluster import START_TIMEOUT
+
+    pids = running_pgbouncers(folder)
+    was_running = bool(pids)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + START_TIMEOUT
+    while pids:
+        pids = [pid for pid in pids if _alive(pid)]
+        if pids and time.monotonic() > deadline:
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            deadline = float("inf")
+        time.sleep(0.05)
+    return was_running
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"  # a zombie has exited: its parent has not reaped it yet

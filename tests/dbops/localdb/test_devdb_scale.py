@@ -13,6 +13,7 @@ import psycopg
 import pytest
 
 from dbops.localdb import LocalCluster
+from dbops.localdb.pgbouncer import LocalPgBouncer, running_pgbouncers
 from dbops.localdb.reaper import destroy_with_this_process
 from tests.helpers import run_manage
 
@@ -152,3 +153,16 @@ def test_db_pooler_on_the_local_database_goes_through_its_pgbouncer(cluster: Loc
     port, no_cursors, timeout = proc.stdout.split()[-3:]
     assert int(port) == cluster.pgbouncer.port()
     assert (no_cursors, timeout) == ("True", "30s")
+
+
+def test_stop_finds_every_pgbouncer_of_the_cluster_even_without_its_pid_file(
+    cluster: LocalCluster,
+) -> None:
+    """A start interrupted before PgBouncer wrote its pid file leaves nothing running."""
+    assert devdb(cluster, "start").returncode == 0
+    second = LocalPgBouncer(cluster, pool_size=1, name="pgbouncer-second")
+    second.start()
+    second.pid_file.unlink()
+    assert running_pgbouncers(cluster.base_dir)
+    assert devdb(cluster, "stop").returncode == 0
+    assert running_pgbouncers(cluster.base_dir) == []
