@@ -363,29 +363,6 @@ def wait_for_no_connections(cluster: LocalCluster) -> None:
             time.sleep(0.05)
 
 
-class BenchPgBouncer(LocalPgBouncer):
-    """The cluster's PgBouncer, whose stop() waits for the pid file of a daemon it started.
-
-    `pgbouncer -d` returns before its daemon listens and writes its pid file (src/main.c:
-    go_daemon() comes before pooler_setup() and write_pidfile()). A stop() in that window,
-    as on a Ctrl-C during start(), would find no pid file and leave the daemon running for
-    good, its folder removed with the cluster's.
-    """
-
-    launched = False
-
-    def start(self) -> str:
-        self.launched = True
-        return super().start()
-
-    def stop(self) -> str:
-        deadline = time.monotonic() + 5
-        while self.launched and not self.running() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        self.launched = False
-        return super().stop()
-
-
 def run_phase(
     cluster: LocalCluster,
     bouncer: LocalPgBouncer,
@@ -567,7 +544,7 @@ def main(argv: list[str] | None = None) -> int:
     phases: dict[str, list[Phase]] = {mode: [] for mode in MODES}
     with data.migrated_cluster(None, "choregarden-poolerbench-") as cluster:
         clients = prepare(cluster, args.clients)
-        bouncer = BenchPgBouncer(cluster, pool_size=args.pool_size)
+        bouncer = LocalPgBouncer(cluster, pool_size=args.pool_size)
         try:
             for round_ in range(1, args.rounds + 1):
                 order = MODES if round_ % 2 else MODES[::-1]
