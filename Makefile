@@ -35,10 +35,17 @@ run: $(VENV)/.runtime
 	$(PY) manage.py runserver $(HOST):$(PORT)
 
 ## test: virtualenv with test tools, then the whole test suite, a worker a core
-## (TEST_WORKERS=0 runs it in one process)
+## (TEST_WORKERS=0 runs it in one process), twice: the application's connections
+## direct, then through PgBouncer in transaction mode (TEST_POOLERS=direct: once)
 TEST_WORKERS ?= auto
+TEST_POOLERS ?= direct pgbouncer
 test: $(VENV)/.dev
-	DJANGO_ENV=test $(PY) -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
+	@for pooler in $(TEST_POOLERS); do \
+		echo "== the test suite, the application's connections: $$pooler"; \
+		case $$pooler in direct) via= ;; *) via=$$pooler ;; esac; \
+		DJANGO_ENV=test TEST_DB_POOLER=$$via $(PY) -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS) \
+			|| exit $$?; \
+	done
 
 superuser: $(VENV)/.runtime
 	$(PY) manage.py devdb start --if-no-database-url
