@@ -3,7 +3,9 @@
 Each check reads PostgreSQL's statistics views and returns a CheckResult: the figures,
 the thresholds they were judged against, a status and the detail rows behind it. The
 checks only read; they run on the connection alias given (a read replica for reporting
-when one is configured), in one read-only transaction with a statement timeout.
+when one is configured), in one read-only transaction with a statement timeout. The
+`replica` check alone connects to the `replica` alias itself, whichever alias is given:
+a replica's health is seen from its own side (dbops.health.replication).
 """
 
 from __future__ import annotations
@@ -37,6 +39,11 @@ from dbops.health.indexes import (
     check_invalid_indexes,
     check_missing_indexes,
     check_unused_indexes,
+)
+from dbops.health.replication import (
+    check_replica,
+    check_replication,
+    check_replication_slots,
 )
 from dbops.health.statements import ENABLE_PG_STAT_STATEMENTS, check_slow_queries
 from dbops.health.storage import (
@@ -82,6 +89,9 @@ CHECKS: dict[str, Callable[[Any], CheckResult]] = {
     "sequences": check_sequences,
     "dead_tuples": check_dead_tuples,
     "slow_queries": check_slow_queries,
+    "replication": check_replication,
+    "replication_slots": check_replication_slots,
+    "replica": check_replica,
 }
 
 

@@ -32,6 +32,18 @@ DEFAULT_THRESHOLDS: dict[str, dict[str, float]] = {
     "sequences": {"warning": 75, "critical": 90},  # % of the column's or sequence's maximum
     "dead_tuples": {"warning": 20, "critical": 50, "min_dead_rows": 1000},  # % dead rows
     "slow_queries": {"warning": 1, "mean_ms": 100, "min_calls": 10, "top": 10},
+    # Each standby's replay, behind the primary's WAL: 16 MB is one WAL segment (a standby
+    # that keeps up stays well under it); 30 s is what a read after a write may miss.
+    "replication": {
+        "warning_bytes": 16 * 1024**2,
+        "critical_bytes": 1024**3,
+        "warning_seconds": 30,
+        "critical_seconds": 300,
+    },
+    # WAL a slot keeps on the primary's disk (any inactive slot is a warning as well).
+    "replication_slots": {"warning_bytes": 1024**3, "critical_bytes": 5 * 1024**3},
+    # The read replica's own view: how old the data it serves is.
+    "replica": {"warning_seconds": 30, "critical_seconds": 300},
     "statement_timeout_ms": {"value": 10000},
 }
 
@@ -70,7 +82,11 @@ class CheckResult:
         return ", ".join(f"{k} {show(k, v)}" for k, v in self.values.items()) or "-"
 
     def threshold_text(self) -> str:
-        return ", ".join(f"{k} {fmt(v)}" for k, v in self.thresholds.items()) or "-"
+        def show(key: str, value: Any) -> str:
+            # Sizes in bytes read better as 16.0 MB; the JSON keeps the numbers.
+            return pretty(int(value)) if key.endswith("bytes") else fmt(value)
+
+        return ", ".join(f"{k} {show(k, v)}" for k, v in self.thresholds.items()) or "-"
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -23,8 +23,9 @@ EXIT = {"warning": 1, "critical": 2}
 class Command(DatabaseCommand):
     help = (
         "Check the database's health (connections, long-running and blocked queries, cache, "
-        "indexes, sequences, vacuum, slow queries). Exit status with --fail-on: 1 warning, "
-        "2 critical (or the database unreachable)."
+        "indexes, sequences, vacuum, slow queries, standbys, replication slots, the read "
+        "replica). Exit status with --fail-on: 1 warning, 2 critical (or the database "
+        "unreachable)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
