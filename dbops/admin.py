@@ -11,7 +11,6 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib import admin
-from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path
@@ -42,7 +41,7 @@ class DatabaseHealthAdmin(ReadOnlyAdmin):
         started = time.monotonic()
         try:
             results = health.run_checks(using=alias)
-        except DatabaseError as err:
+        except health.CANNOT_CHECK as err:
             error = redact(str(err))
         elapsed_ms = round((time.monotonic() - started) * 1000)
         context = self._context(

@@ -17,6 +17,7 @@ from typing import Any
 from django.db import DatabaseError, connections, transaction
 
 from dbops.connections.errors import DatabaseUnavailable, one_line
+from dbops.connections.replicas import ReplicaIsPrimary
 from dbops.health.activity import (
     check_blocked_queries,
     check_connections,
@@ -56,6 +57,7 @@ from dbops.health.storage import (
 from sqlmigrations.redact import redact
 
 __all__ = [
+    "CANNOT_CHECK",
     "CHECKS",
     "CRITICAL",
     "DEFAULT_THRESHOLDS",
@@ -74,6 +76,10 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+# What stops every check of a database: no connection, or (the `replica` alias) a
+# connection the backend refused because the server is a primary.
+CANNOT_CHECK = (DatabaseError, ReplicaIsPrimary)
 
 CHECKS: dict[str, Callable[[Any], CheckResult]] = {
     "connections": check_connections,
@@ -132,10 +138,10 @@ def run_checks(using: str = "default", names: list[str] | None = None) -> list[C
     return results
 
 
-def unreachable(using: str, err: DatabaseError) -> CheckResult:
+def unreachable(using: str, err: DatabaseError | ReplicaIsPrimary) -> CheckResult:
     """Return the connections check of a database the checks could not query: critical."""
-    if isinstance(err, DatabaseUnavailable):
-        summary = str(err)  # one line naming the setting (dbops.connections.errors)
+    if isinstance(err, DatabaseUnavailable | ReplicaIsPrimary):
+        summary = str(err)  # one line naming the setting (dbops.connections)
     else:
         summary = f"cannot query the database {using!r}: {one_line(redact(str(err)))}"
     return CheckResult(

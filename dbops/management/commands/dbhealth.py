@@ -9,7 +9,6 @@ from typing import Any, NoReturn
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 from django.core.management.base import CommandError, CommandParser
-from django.db import DatabaseError
 
 from dbops import health
 from dbops.connections.config import database_name
@@ -63,7 +62,7 @@ class Command(DatabaseCommand):
         database = database_name(alias)
         try:
             results = health.run_checks(using=alias, names=options["check"])
-        except DatabaseError as err:
+        except health.CANNOT_CHECK as err:
             self._unreachable(health.unreachable(alias, err), database, options)
         worst = health.worst_status(results)
         if options["json"]:

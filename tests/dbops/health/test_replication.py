@@ -8,6 +8,7 @@ it has caught up, so that the tests after it find it streaming.
 from __future__ import annotations
 
 import copy
+import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,6 +26,7 @@ from dbops import health
 from dbops.connections.config import DatabaseEnvironment, databases
 from dbops.health.replication import check_replication, check_replication_slots
 from dbops.localdb.replica import SLOT, LocalReplica
+from tests.helpers import run_manage
 
 pytestmark = pytest.mark.django_db
 
@@ -372,6 +374,29 @@ def test_a_replica_url_at_the_primary_is_critical(pg_server: Any) -> None:
         "writes: pg_is_in_recovery() is false)"
     )
     assert pg_server.app_password not in result.summary
+
+
+def test_dbhealth_of_a_replica_url_at_the_primary_is_critical_in_one_line(
+    pg_server: Any, manage_env: dict[str, str]
+) -> None:
+    # The replica's connection itself refuses a primary (ReplicaIsPrimary): `--database
+    # replica` cannot run a check, and says why as an unreachable database does.
+    env = dict(manage_env, REPLICA_DATABASE_URL=pg_server.url(database_name(), role="app"))
+    proc = run_manage("dbhealth", "--database", "replica", env=env)
+    assert proc.returncode == 2
+    [line] = proc.stderr.splitlines()
+    assert line.startswith("CommandError: REPLICA_DATABASE_URL points at a primary (")
+    assert pg_server.app_password not in proc.stdout + proc.stderr
+    data = json.loads(run_manage("dbhealth", "--json", "--database", "replica", env=env).stdout)
+    assert data["status"] == "critical"
+    assert data["error"].startswith("REPLICA_DATABASE_URL points at a primary (")
+    # On the primary, the replica check says the same; the other checks run.
+    proc = run_manage("dbhealth", "--json", env=env)
+    assert proc.returncode == 0, proc.stderr  # no --fail-on
+    checks = {c["name"]: c for c in json.loads(proc.stdout)["checks"]}
+    assert checks["replica"]["status"] == "critical"
+    assert checks["replica"]["summary"] == data["error"]
+    assert checks["connections"]["status"] == "ok"
 
 
 def test_the_health_page_shows_the_replication_checks(
