@@ -137,10 +137,10 @@ def _one_line(err: BaseException) -> str:
     return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
 
 
-def _record(alias: str, ok: bool, reason: str) -> None:
+def _record(alias: str, ok: bool, reason: str, *, log: bool = True) -> None:
     before = _verdicts.get(alias)
     _verdicts[alias] = Verdict(ok, reason, time.monotonic())
-    if before is not None and before.usable == ok and before.reason == reason:
+    if not log or (before is not None and before.usable == ok and before.reason == reason):
         return
     if ok:
         if before is not None:
@@ -152,9 +152,13 @@ def _record(alias: str, ok: bool, reason: str) -> None:
 
 
 def mark_failed(alias: str, err: BaseException | None) -> None:
-    """A query or connect on the replica failed: down until the next check says otherwise."""
-    _record(alias, False, f"failing ({_one_line(err) if err else 'error'})")
+    """A query or connect on the replica failed: down until the next check says otherwise.
+
+    Logged in a request only, where reads then fall back to the primary: a command that
+    asked for the replica itself (`dbhealth --database replica`) reports the error.
+    """
     failed = _failed_in_request.get()
+    _record(alias, False, f"failing ({_one_line(err) if err else 'error'})", log=failed is not None)
     if failed is not None and alias not in failed:
         failed.append(alias)
 

@@ -173,7 +173,7 @@ class Command(DatabaseCommand):
             for key, value in info.items():
                 if isinstance(value, dict):
                     value = ", ".join(f"{k} {_shown(v)}" for k, v in value.items())
-                self.stdout.write(f"{key:>9}: {value}")
+                self.stdout.write(f"{key:>8}: {value}")
         if not running:
             raise SystemExit(3)  # like `pg_ctl status`: 3 means not running
 
