@@ -20,8 +20,8 @@ import pytest
 from django.conf import settings
 from django.db import connections
 
-from chores.audit import acting_as, current_actor
 from accounts.models import UserProfile
+from chores.audit import acting_as, current_actor
 from dbops.connections.config import DatabaseEnvironment, behind_pooler
 from dbops.localdb.pgbouncer import LocalPgBouncer
 
