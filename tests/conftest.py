@@ -42,7 +42,8 @@ class PgServer:
     owner: ConnInfo
     app: ConnInfo
     cluster: LocalCluster | None = None
-    pooler: str = ""  # "pgbouncer": the application role's connections go through it
+    pooler: str = ""  # "pgbouncer": the application's connections go through it...
+    pooled: ConnInfo | None = None  # ...as this: the app role, at the pooler's address
 
     @property
     def host(self) -> str:
@@ -116,11 +117,17 @@ def pg_server() -> Iterator[PgServer]:
     cluster = LocalCluster(base, database="choregarden")
     cluster.start()
     destroy_with_this_process(cluster)  # also when the run is killed
-    app = cluster.conninfo("app")
+    pooled = None
     if pooler:
         cluster.pgbouncer.start()
-        app = cluster.pgbouncer.conninfo("app")
-    yield PgServer(owner=cluster.conninfo("owner"), app=app, cluster=cluster, pooler=pooler)
+        pooled = cluster.pgbouncer.conninfo("app")
+    yield PgServer(
+        owner=cluster.conninfo("owner"),
+        app=cluster.conninfo("app"),
+        cluster=cluster,
+        pooler=pooler,
+        pooled=pooled,
+    )
     cluster.destroy()
     shutil.rmtree(base, ignore_errors=True)
 
@@ -173,7 +180,7 @@ def _set_role(pg_server: PgServer, role: str) -> None:
     connection = connections["default"]
     connection.close()
     connection.close_pool()  # a pool keeps the credentials it was made with
-    info = pg_server.conninfo(role=role)
+    info = pg_server.pooled if role == "app" and pg_server.pooled else pg_server.conninfo(role=role)
     config = connection.settings_dict
     config.update(USER=info.user, PASSWORD=info.password, PORT=info.port)
     if not pg_server.pooler:
@@ -274,7 +281,8 @@ def manage_env(pg_server: PgServer, django_db_setup: None) -> dict[str, str]:
     env["DATABASE_URL"] = pg_server.url(name, role="app")
     env["MIGRATION_DATABASE_URL"] = pg_server.url(name)
     env.update(pg_server.ssl_env())
-    if pg_server.pooler:
+    if pg_server.pooled:
+        env["DATABASE_URL"] = pg_server.pooled.url(database=name)
         env["DB_POOLER"] = pg_server.pooler
         env.pop("DB_POOL")  # the pooler pools
     return env

@@ -96,3 +96,25 @@ def planned_installs(target: str, venv: Path) -> tuple[str, list[str]]:
         check=True,
     ).stdout
     return planned, [line for line in planned.splitlines() if " install " in line]
+
+
+POOLER_KEYS = ("POOLER", "DISABLE_SERVER_SIDE_CURSORS")
+
+
+def direct_settings(config: dict[str, Any], info: Any) -> dict[str, Any]:
+    """A copy of a DATABASES entry that connects straight to the server as `info`'s role.
+
+    Under TEST_DB_POOLER the tests' `default` goes through PgBouncer with the settings
+    DB_POOLER gives it; an owner's, a scratch database's or a replica's connection made
+    from it must not.
+    """
+    import copy
+
+    direct = {k: v for k, v in copy.deepcopy(config).items() if k not in POOLER_KEYS}
+    direct.update(
+        HOST=info.host, PORT=info.port, USER=info.user, PASSWORD=info.password, NAME=info.dbname
+    )
+    direct["OPTIONS"] = {
+        k: v for k, v in direct.get("OPTIONS", {}).items() if k not in ("pool", "prepare_threshold")
+    }
+    return direct

@@ -210,6 +210,7 @@ def behind_pooler(entry: dict[str, Any], env: DatabaseEnvironment) -> None:
     options = entry["OPTIONS"]
     options["prepare_threshold"] = None
     options.pop("pool", None)
+    options.pop("options", None)
 
 
 def _owner_entry(env: DatabaseEnvironment) -> dict[str, Any]:

@@ -85,8 +85,6 @@ def _probe_settings(alias: str) -> dict[str, Any]:
     config = dict(connections[alias].settings_dict)
     options = {k: v for k, v in config.get("OPTIONS", {}).items() if k != "pool"}
     options["connect_timeout"] = READY_CONNECT_TIMEOUT_SECONDS
-    timeout = f"-c statement_timeout={READY_TIMEOUT_SECONDS * 1000}"
-    options["options"] = f"{options.get('options', '')} {timeout}".strip()
     config["OPTIONS"] = options
     config["CONN_MAX_AGE"] = 0
     return config
@@ -102,7 +100,15 @@ def schema_gap(alias: str = "default") -> str:
         )
         try:
             with probe.cursor() as cursor:
+                # The timeout for this transaction only: not as a startup parameter, which
+                # a transaction pooler (PgBouncer, RDS Proxy) refuses or pins on.
+                cursor.execute("BEGIN")
+                cursor.execute(
+                    "SELECT set_config('statement_timeout', %s, true)",
+                    [str(READY_TIMEOUT_SECONDS * 1000)],
+                )
                 rows = history_for(cursor).rows()
+                cursor.execute("COMMIT")
         finally:
             probe.close()
     except (DatabaseError, ImproperlyConfigured, SqlMigrationError, OSError) as err:

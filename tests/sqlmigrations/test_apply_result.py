@@ -14,7 +14,7 @@ from dbops.connections.databases import drop_database
 from sqlmigrations.applying import MigrateResult
 from sqlmigrations.lib.executor import Applied
 from tests.conftest import PgServer
-from tests.helpers import create_database
+from tests.helpers import create_database, direct_settings
 
 
 class Wrapper:
@@ -64,13 +64,7 @@ def scratch_alias(
     name = create_database(pg_server, f"migrate_{secrets.token_hex(4)}")
     alias = f"scratch_{name}"
     config = connections["default"].settings_dict
-    connections.settings[alias] = {
-        **config,
-        "NAME": name,
-        "USER": pg_server.user,
-        "PASSWORD": pg_server.password,
-        "OPTIONS": {k: v for k, v in config["OPTIONS"].items() if k != "pool"},
-    }
+    connections.settings[alias] = direct_settings(config, pg_server.conninfo(name))
     try:
         with django_db_blocker.unblock():
             yield alias

@@ -8,7 +8,6 @@ transactional test (a standby is read-only; the primary's flush reaches it by re
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -19,17 +18,15 @@ from django.db import connections
 from dbops.connections import replicas
 from dbops.connections.config import REPLICA_KEY
 from dbops.connections.routers import REPLICA
+from tests.helpers import direct_settings
 
 BOTH = ["default", REPLICA]
 
 
 @contextmanager
-def replica_alias(port: int | None = None) -> Iterator[dict[str, Any]]:
-    """Register "replica" as settings make it (REPLICA_KEY), on `port` (default: the primary)."""
-    config = copy.deepcopy(settings.DATABASES["default"])
-    if port is not None:
-        config.update(PORT=port)
-    config["OPTIONS"] = {k: v for k, v in config["OPTIONS"].items() if k != "pool"}
+def replica_alias(info: Any) -> Iterator[dict[str, Any]]:
+    """Register "replica" as settings make it (REPLICA_KEY), connecting as `info` says."""
+    config = direct_settings(settings.DATABASES["default"], info)
     # A read that waits on replay (a lock the standby replays) fails the test, not hangs it.
     config["OPTIONS"]["options"] = "-c statement_timeout=20s"
     config["TEST"] = {**config.get("TEST", {}), "MIRROR": "default"}

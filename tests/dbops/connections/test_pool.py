@@ -14,6 +14,7 @@ from django.db import connections
 from django.db.utils import OperationalError
 
 from dbops.models import MigrationTest
+from tests.helpers import direct_settings
 
 # Worker threads share the default alias's pool; a transactional test lets them see the
 # test database as it is committed.
@@ -22,10 +23,15 @@ ALIAS = "default"
 
 
 @pytest.fixture
-def pooled() -> Iterator[Any]:
-    """Give the default alias a pool of the given sizes for one test, then restore it."""
+def pooled(pg_server: Any) -> Iterator[Any]:
+    """Give the default alias a pool of the given sizes for one test, then restore it.
+
+    Directly to the server: Django's own pool is never used behind a pooler (DB_POOLER
+    refuses DB_POOL), so under TEST_DB_POOLER this test's alias bypasses PgBouncer.
+    """
     connection = connections[ALIAS]
-    saved = connection.settings_dict["OPTIONS"]
+    config = connection.settings_dict  # the dict Django reads: changed in place
+    saved = dict(config)
     application_name = f"pooltest-{os.getpid()}"
 
     def reset_pool() -> None:
@@ -34,16 +40,20 @@ def pooled() -> Iterator[Any]:
 
     def make(**pool: Any) -> str:
         reset_pool()
-        connection.settings_dict["OPTIONS"] = {
-            **saved,
+        direct = direct_settings(saved, pg_server.conninfo(saved["NAME"], role="app"))
+        direct["OPTIONS"] = {
+            **direct["OPTIONS"],
             "application_name": application_name,
             "pool": pool,
         }
+        config.clear()
+        config.update(direct)
         return application_name
 
     yield make
     reset_pool()
-    connection.settings_dict["OPTIONS"] = saved
+    config.clear()
+    config.update(saved)
 
 
 def backends(pg_server: Any, application_name: str) -> int:

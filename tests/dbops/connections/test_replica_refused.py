@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.db import connections
@@ -18,8 +20,9 @@ pytestmark = pytest.mark.django_db(transaction=True, databases=BOTH)
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _alias(django_db_setup: None) -> Iterator[None]:
-    with replica_alias():  # the primary's own address
+def _alias(pg_server: Any, django_db_setup: None) -> Iterator[None]:
+    name = settings.DATABASES["default"]["NAME"]
+    with replica_alias(pg_server.conninfo(name, role="app")):  # the primary's own address
         yield
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from django.conf import settings
 from django.db import DatabaseError, connections, router
 from django.test import Client, override_settings
 
@@ -40,7 +41,8 @@ OURS = MigrationTest.objects.filter(name__startswith="r-")
 
 @pytest.fixture(scope="module", autouse=True)
 def _alias(streaming_replica: LocalReplica, django_db_setup: None) -> Iterator[None]:
-    with replica_alias(streaming_replica.port()):
+    name = settings.DATABASES["default"]["NAME"]
+    with replica_alias(streaming_replica.conninfo("app", name)):
         yield
 
 

@@ -34,7 +34,8 @@ def test_the_app_server_refuses_to_start_with_a_replica_url_at_the_primary(
     import subprocess
     import sys
 
-    env = {**manage_env, "REPLICA_DATABASE_URL": manage_env["DATABASE_URL"]}
+    primary = pg_server.url(manage_env["MIGRATION_DATABASE_URL"].rsplit("/", 1)[-1], role="app")
+    env = {**manage_env, "REPLICA_DATABASE_URL": primary}
     proc = subprocess.run(
         [sys.executable, "-c", "import choregarden.wsgi"],
         env=env,
