@@ -19,7 +19,6 @@ session of their own (an advisory lock, multi-statement files) and connect direc
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import signal
@@ -28,7 +27,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dbops.localdb.errors import LocalDBError
-from dbops.localdb.files import make_private_folder, read_private, write_private
+from dbops.localdb.files import make_private_folder, write_private
+from dbops.localdb.parts import ClusterPart
 
 if TYPE_CHECKING:
     from dbops.connections.config import ConnInfo
@@ -56,17 +56,19 @@ def find_pgbouncer() -> str:
     return found
 
 
-class LocalPgBouncer:
+class LocalPgBouncer(ClusterPart):
     """The local cluster's PgBouncer, in `<cluster>/pgbouncer`."""
+
+    name = "PgBouncer"
+    flag = "--with-pgbouncer"
 
     def __init__(
         self, cluster: LocalCluster, pool_size: int = DEFAULT_POOL_SIZE, name: str = "pgbouncer"
     ) -> None:
         """`name` is its folder in the cluster's: a second PgBouncer (tests, benchmarks)
         with another pool size runs beside the first under another name."""
-        self.cluster = cluster
+        super().__init__(cluster, cluster.base_dir / name)
         self.pool_size = pool_size
-        self.base_dir = cluster.base_dir / name
 
     @property
     def run_dir(self) -> Path:
@@ -89,40 +91,17 @@ class LocalPgBouncer:
     def log_file(self) -> Path:
         return self.run_dir / "pgbouncer.log"
 
-    @property
-    def state_file(self) -> Path:
-        return self.base_dir / "pgbouncer.json"
-
     def exists(self) -> bool:
         return self.state_file.exists()
 
-    def port(self) -> int:
-        try:
-            return int(json.loads(read_private(self.state_file))["port"])
-        except FileNotFoundError:
-            raise LocalDBError(
-                "The local PgBouncer has not been set up: run "
-                "`python manage.py devdb start --with-pgbouncer`."
-            ) from None
-        except (ValueError, KeyError, TypeError) as err:
-            raise LocalDBError(
-                f"{self.state_file} is not PgBouncer's state ({err}): run "
-                "`python manage.py devdb start --with-pgbouncer` again."
-            ) from None
-
     def conninfo(self, role: str = "app", database: str | None = None) -> ConnInfo:
         """The application role's connection through PgBouncer (TLS, the local CA)."""
-        from dataclasses import replace
-
         if role != "app":
             raise LocalDBError(
                 f"PgBouncer serves the application role only, not {role!r}: the owner's jobs "
                 "(migrations, backups) need a session of their own and connect directly."
             )
-        return replace(self.cluster.conninfo(role, database), port=self.port())
-
-    def url(self, role: str = "app", database: str | None = None) -> str:
-        return self.conninfo(role, database).url()
+        return super().conninfo(role, database)
 
     # -- lifecycle ------------------------------------------------------------------
     def start(self) -> str:
@@ -148,7 +127,7 @@ class LocalPgBouncer:
         for _attempt in range(3):
             if port_taken(port):
                 port = free_port()
-            write_private(self.state_file, json.dumps({"port": port}).encode())
+            self.save_port(port)
             self._write_config(port)
             self._write_auth_file()
             # -d: PgBouncer detaches and keeps running after this command, as the

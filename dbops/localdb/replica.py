@@ -8,17 +8,16 @@ committed once it is replayed: the lag the application's router must live with.
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dbops.localdb.errors import LocalDBError
-from dbops.localdb.files import make_private_folder, read_private, write_private
+from dbops.localdb.files import make_private_folder
+from dbops.localdb.parts import ClusterPart
 
 if TYPE_CHECKING:
-    from dbops.connections.config import ConnInfo
     from dbops.localdb.cluster import LocalCluster
 
 SLOT = "choregarden_replica"
@@ -36,12 +35,14 @@ class ReplicaStatus:
     lag_seconds: float | None = None
 
 
-class LocalReplica:
+class LocalReplica(ClusterPart):
     """The local cluster's streaming replica, in `<cluster>/replica`."""
 
+    name = "replica"
+    flag = "--with-replica"
+
     def __init__(self, cluster: LocalCluster) -> None:
-        self.cluster = cluster
-        self.base_dir = cluster.base_dir / "replica"
+        super().__init__(cluster, cluster.base_dir / "replica")
 
     @property
     def data_dir(self) -> Path:
@@ -51,35 +52,8 @@ class LocalReplica:
     def log_file(self) -> Path:
         return self.base_dir / "postgresql.log"
 
-    @property
-    def state_file(self) -> Path:
-        return self.base_dir / "replica.json"
-
     def exists(self) -> bool:
         return (self.data_dir / "PG_VERSION").exists() and self.state_file.exists()
-
-    def port(self) -> int:
-        try:
-            return int(json.loads(read_private(self.state_file))["port"])
-        except FileNotFoundError:
-            raise LocalDBError(
-                "The local replica has not been made: run "
-                "`python manage.py devdb start --with-replica`."
-            ) from None
-        except (ValueError, KeyError, TypeError) as err:
-            raise LocalDBError(
-                f"{self.state_file} is not the replica's state ({err}): run "
-                "`python manage.py devdb start --with-replica` to make the replica again."
-            ) from None
-
-    def conninfo(self, role: str = "app", database: str | None = None) -> ConnInfo:
-        """The primary's roles and passwords (a physical copy has them), on the replica's port."""
-        from dataclasses import replace
-
-        return replace(self.cluster.conninfo(role, database), port=self.port())
-
-    def url(self, role: str = "app", database: str | None = None) -> str:
-        return self.conninfo(role, database).url()
 
     # -- lifecycle ------------------------------------------------------------------
     def start(self) -> str:
@@ -100,14 +74,11 @@ class LocalReplica:
         port = self.port()
         if port_taken(port):
             port = free_port()
-            self._save_port(port)
+            self.save_port(port)
         self.cluster.write_server_conf(self.data_dir, port)
         self.cluster.clear_stale_pidfile(self.data_dir)
         self.cluster.pg_ctl_start(self.data_dir, self.log_file)
         return "made and started" if made else "started"
-
-    def _save_port(self, port: int) -> None:
-        write_private(self.state_file, json.dumps({"port": port, "slot": SLOT}).encode())
 
     def _make(self) -> None:
         from dbops.localdb.cluster import free_port
@@ -144,7 +115,7 @@ class LocalReplica:
             ],
             env_extra={"PGPASSWORD": info.password},
         )
-        self._save_port(free_port())
+        self.save_port(free_port())
 
     def running(self) -> bool:
         return self.exists() and self.cluster.server_running(self.data_dir)
