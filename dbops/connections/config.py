@@ -334,13 +334,18 @@ def local_cluster() -> LocalCluster | None:
 
 
 def at_local_cluster(host: Any, port: Any) -> LocalCluster | None:
-    """Return the local cluster when `host`:`port` is its address, else None."""
+    """Return the local cluster when `host`:`port` is its address (the primary's, or its
+    PgBouncer's or replica's, which share its CA), else None."""
     if host not in LOCAL_HOSTS or not port:
         return None
     cluster = local_cluster()
-    if cluster is None or str(cluster.state().port) != str(port):
+    if cluster is None:
         return None
-    return cluster
+    ports = {cluster.state().port}
+    for part in (cluster.pgbouncer, cluster.replica):
+        if part.exists():
+            ports.add(part.port())
+    return cluster if str(port) in {str(p) for p in ports} else None
 
 
 def uses_local_cluster(alias: str = "default") -> bool:

@@ -11,6 +11,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from dbops.connections.config import connect_directly
 from dbops.connections.errors import DatabaseUnavailable, one_line
+from dbops.connections.replicas import ReplicaIsPrimary
 from dbops.connections.secrets import SecretError
 
 
@@ -62,7 +63,7 @@ def database_failure(err: BaseException) -> str | None:
     current: BaseException | None = err
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, DatabaseUnavailable):
+        if isinstance(current, DatabaseUnavailable | ReplicaIsPrimary):
             return str(current)
         if isinstance(current, SecretError):
             return f"cannot connect to the database: {one_line(str(current))}"

@@ -166,3 +166,31 @@ def test_stop_finds_every_pgbouncer_of_the_cluster_even_without_its_pid_file(
     assert running_pgbouncers(cluster.base_dir)
     assert devdb(cluster, "stop").returncode == 0
     assert running_pgbouncers(cluster.base_dir) == []
+
+
+def test_urls_of_the_local_replica_and_pgbouncer_get_the_local_ca(cluster: LocalCluster) -> None:
+    """As a URL at the primary does: `devdb url --via ...` works without DB_SSLROOTCERT."""
+    assert devdb(cluster, "start", "--with-pgbouncer", "--with-replica").returncode == 0
+    replica = devdb(cluster, "url", "--via", "replica", "--reveal").stdout.strip()
+    pooled = devdb(cluster, "url", "--via", "pgbouncer", "--reveal").stdout.strip()
+    env = {**os.environ, "DEVDB_DIR": str(cluster.requested_dir), "DJANGO_ENV": "development"}
+    for name in ("MIGRATION_DATABASE_URL", "DB_SSLROOTCERT"):
+        env.pop(name, None)
+    env.update(DATABASE_URL=pooled, DB_POOLER="pgbouncer", REPLICA_DATABASE_URL=replica)
+    health = run_manage("dbhealth", "--database", "replica", env=env)
+    assert health.returncode == 0, health.stdout + health.stderr
+    assert "replica " in health.stdout
+
+
+def test_the_dev_server_refuses_a_replica_url_at_the_primary_in_one_line(
+    cluster: LocalCluster,
+) -> None:
+    assert devdb(cluster, "start").returncode == 0
+    env = {**os.environ, "DEVDB_DIR": str(cluster.requested_dir), "DJANGO_ENV": "development"}
+    env.pop("DATABASE_URL", None)
+    env["REPLICA_DATABASE_URL"] = devdb(cluster, "url", "--reveal").stdout.strip()
+    proc = run_manage("runserver", "127.0.0.1:0", "--noreload", env=env, timeout=60)
+    assert proc.returncode == 1
+    [line] = [x for x in proc.stderr.splitlines() if x.strip()]
+    assert line.startswith("CommandError: REPLICA_DATABASE_URL points at a primary")
+    assert cluster.state().app_password not in proc.stderr
