@@ -23,13 +23,20 @@ START_SECONDS = 60
 
 
 def production_env(manage_env: dict[str, str], static_root: Path) -> dict[str, str]:
-    """The test database's settings as production would serve them: DEBUG off, manifest on."""
+    """The test database's settings as production would serve them: DEBUG off, manifest on.
+
+    Django's own pool, unless the application's connection goes through a pooler
+    (TEST_DB_POOLER: manage_env sets DB_POOLER), which pools instead.
+    """
+    pool = (
+        {}
+        if manage_env.get("DB_POOLER")
+        else {"DB_POOL": "true", "DB_POOL_MIN_SIZE": "1", "DB_POOL_MAX_SIZE": "2"}
+    )
     return {
         **manage_env,
+        **pool,
         "DEBUG": "false",
-        "DB_POOL": "true",
-        "DB_POOL_MIN_SIZE": "1",
-        "DB_POOL_MAX_SIZE": "2",
         "WEB_CONCURRENCY": "1",
         "GUNICORN_THREADS": "2",
         "ALLOWED_HOSTS": "127.0.0.1",
