@@ -40,14 +40,17 @@ def _setting(connection: Any) -> str:
     return str(connection.settings_dict.get("SETTING") or f"DATABASES[{connection.alias!r}]")
 
 
+def _fix(setting: str) -> str:
+    return (
+        f"point {setting} at the database's own address (the RDS instance or cluster "
+        "endpoint, port 5432), never at the pooler: migrations connect directly"
+    )
+
+
 def refuse_pooler_by_settings(connection: Any) -> None:
     """Raise SessionRequired when the settings say `connection` is a pooler (no connecting)."""
     config = connection.settings_dict
     setting = _setting(connection)
-    fix = (
-        f"point {setting} at the database's own address (the RDS instance or cluster "
-        "endpoint, port 5432), never at the pooler: migrations connect directly"
-    )
     pooler = config.get("POOLER")
     if pooler:
         raise SessionRequired(
@@ -60,7 +63,7 @@ def refuse_pooler_by_settings(connection: Any) -> None:
     if RDS_PROXY_HOST.search(host):
         raise SessionRequired(
             f"{setting} is an RDS Proxy endpoint ({host}), which pools by transaction: the "
-            f"migration lock needs a session of its own; {fix}"
+            f"migration lock needs a session of its own; {_fix(setting)}"
         )
 
 
@@ -70,10 +73,6 @@ def require_session(connection: Any) -> None:
     if settings.SQL_MIGRATIONS.get("ALLOW_PROXY"):
         return
     setting = _setting(connection)
-    fix = (
-        f"point {setting} at the database's own address (the RDS instance or cluster "
-        "endpoint, port 5432), never at the pooler: migrations connect directly"
-    )
     connection.ensure_connection()
     connected = connection.connection.info.port
     with connection.cursor() as cursor:
@@ -83,7 +82,7 @@ def require_session(connection: Any) -> None:
         raise SessionRequired(
             f"{setting} reaches the server through something in between (port {connected} "
             f"answers for a server on port {server_port}), such as PgBouncer: the migration "
-            f"lock needs a session of its own; {fix}. If it is an SSH tunnel or a port "
+            f"lock needs a session of its own; {_fix(setting)}. If it is an SSH tunnel or a port "
             "forward, which keeps one server session per client, set "
             "SQL_MIGRATIONS['ALLOW_PROXY'] = True (MIGRATION_ALLOW_PROXY=true)."
         )
