@@ -316,19 +316,23 @@ def empty_sqlproject(tmp_path: Path, pg_server: PgServer) -> Iterator[SqlProject
     drop_project(project)
 
 
+def _local_cluster(pg_server: PgServer, what: str) -> LocalCluster:
+    if pg_server.cluster is None:
+        pytest.fail(
+            f"The {what} tests need the local test cluster (they start its {what}): unset "
+            "TEST_DATABASE_URL to run them."
+        )
+    return pg_server.cluster
+
+
 @pytest.fixture(scope="session")
 def streaming_replica(pg_server: PgServer) -> Iterator[LocalReplica]:
     """A real hot standby of the test cluster (pg_basebackup -R, a slot, SSL), for the run.
 
     It replicates the whole cluster, the test databases made later included; the router
-    and health tests read from it. Only the local test cluster can have one.
+    and health tests read from it.
     """
-    if pg_server.cluster is None:
-        pytest.fail(
-            "The replica tests need the local test cluster (they make its streaming replica): "
-            "unset TEST_DATABASE_URL to run them."
-        )
-    replica = pg_server.cluster.replica
+    replica = _local_cluster(pg_server, "replica").replica
     replica.start()
     yield replica
     replica.destroy()
@@ -337,12 +341,8 @@ def streaming_replica(pg_server: PgServer) -> Iterator[LocalReplica]:
 @pytest.fixture(scope="session")
 def local_pgbouncer(pg_server: PgServer) -> Iterator[LocalPgBouncer]:
     """The test cluster's PgBouncer (transaction pooling, TLS both sides), for the run."""
-    if pg_server.cluster is None:
-        pytest.fail(
-            "The PgBouncer tests need the local test cluster (they start PgBouncer in front "
-            "of it): unset TEST_DATABASE_URL to run them."
-        )
-    bouncer = pg_server.cluster.pgbouncer
+    bouncer = _local_cluster(pg_server, "PgBouncer").pgbouncer
     bouncer.start()
     yield bouncer
-    bouncer.stop()
+    if not pg_server.pooler:  # under TEST_DB_POOLER the whole run goes through it
+        bouncer.stop()
