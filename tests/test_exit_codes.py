@@ -112,6 +112,12 @@ SCENARIOS = {
         extra={"PG_BINDIR": str(REPO / "docs")},
     ),
     "not running": Scenario("devdb", 3, ["devdb", "status"], r" running: False", stream="stdout"),
+    "misplaced option": Scenario(
+        "devdb",
+        2,
+        ["devdb", "stop", "--with-replica"],
+        r"CommandError: --with-replica does not go with `devdb stop`",
+    ),
     "file failed": Scenario(
         "migrate",
         1,
