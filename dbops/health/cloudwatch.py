@@ -14,6 +14,12 @@ def _camel(name: str) -> str:
     return "".join(part.capitalize() for part in name.split("_"))
 
 
+def metric_name(check: str, key: str) -> str:
+    """Return the metric a check's figure is published as: connections, used_percent ->
+    ConnectionsUsedPercent (the alarms of dbops.health.alarms watch the same names)."""
+    return _camel(check) + _camel(key)
+
+
 def _unit(key: str, result: CheckResult) -> str:
     if key.endswith("percent") or result.unit == "%":
         return "Percent"
@@ -35,7 +41,7 @@ def metric_data(results: list[CheckResult], dimensions: dict[str, str]) -> list[
                 continue
             data.append(
                 {
-                    "MetricName": _camel(result.name) + _camel(key),
+                    "MetricName": metric_name(result.name, key),
                     "Dimensions": dims,
                     "Value": float(value),
                     "Unit": _unit(key, result),
