@@ -291,6 +291,13 @@ MIGRATION_DATABASE_URL = env_str("MIGRATION_DATABASE_URL")
 DB_SECRET_ID = os.environ.get("DB_SECRET_ID", "")
 MIGRATION_DB_SECRET_ID = os.environ.get("MIGRATION_DB_SECRET_ID", "")
 AWS_REGION = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION", "")
+# `dbalarms sync` (docs/monitoring-playbook.md): the SNS topic its alarms notify, the RDS
+# instances whose metrics they watch, the prefix of their names (checked by the command,
+# not here: no other command needs them); thresholds in DB_ALARM_THRESHOLDS (a dict).
+ALARM_SNS_TOPIC_ARN = env_str("ALARM_SNS_TOPIC_ARN")
+RDS_INSTANCE_ID = env_str("RDS_INSTANCE_ID")
+RDS_REPLICA_INSTANCE_ID = env_str("RDS_REPLICA_INSTANCE_ID")
+DB_ALARM_PREFIX = env_str("DB_ALARM_PREFIX", "choregarden-")
 # cognitosync refuses to deactivate more than this share of the active profiles in one run.
 COGNITO_DEACTIVATION_LIMIT_PERCENT = env_int("COGNITO_DEACTIVATION_LIMIT_PERCENT", 10)
 REPLICA_DATABASE_URL = env_str("REPLICA_DATABASE_URL")

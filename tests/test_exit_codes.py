@@ -97,6 +97,20 @@ SCENARIOS = {
         extra={**HEALTH_SETTINGS, "HEALTH_TEST_LEVEL": "critical"},
         stream="stdout",
     ),
+    "alarms refused": Scenario(
+        "dbalarms",
+        1,
+        ["dbalarms", "sync"],
+        r"CommandError: cannot list the alarms named choregarden-test-\*: Could not connect to "
+        r"the endpoint URL: .*; check AWS_REGION and the network\.",
+        extra={
+            "AWS_ENDPOINT_URL_CLOUDWATCH": "http://127.0.0.1:1",
+            "AWS_MAX_ATTEMPTS": "1",
+            "AWS_REGION": "eu-west-1",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+        },
+    ),
     "health unreachable": Scenario(
         "dbhealth",
         2,
@@ -214,6 +228,7 @@ PROJECT_COMMANDS = [
     "addtotp",
     "backup",
     "cognitosync",
+    "dbalarms",
     "dbhealth",
     "dbroles",
     "demodata",
