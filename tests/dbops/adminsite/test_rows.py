@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,6 +13,7 @@ from django.contrib.admin.templatetags import admin_list
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.test import Client, RequestFactory
+from django.utils.safestring import SafeString
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
@@ -117,3 +119,13 @@ def test_the_changelist_page_is_the_same_with_and_without_the_fast_rows(
         pages[fast] = re.sub(r'name="csrfmiddlewaretoken" value="[^"]+"', "", body)
     assert pages[True] == pages[False]
     assert 'class="field-email"><a href="/admin/accounts/userprofile/' in pages[True]
+
+
+@pytest.mark.parametrize("name", ["Ada", "a<b>&\"c' {}"])
+def test_the_action_checkbox_is_djangos(name: str) -> None:
+    # LargeTableAdmin writes the row's checkbox itself; Django renders a CheckboxInput.
+    model_admin = admin.site._registry[UserProfile]
+    profile = UserProfile(pk=uuid.uuid4(), email="p@example.com", display_name=name)
+    ours = model_admin.action_checkbox(profile)
+    assert ours == admin.ModelAdmin.action_checkbox(model_admin, profile)
+    assert isinstance(ours, SafeString)
