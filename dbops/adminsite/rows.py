@@ -6,7 +6,8 @@ URL and re-applies the preserved filters for every row, and renders each boolean
 through `static()`. On a 50-row, 10-column page that was over half the server's time
 (bench/load_bench.py). Here a column's field, method, empty text, class and link are
 looked up once, the change URL is reversed once with a marker in place of the key, and
-each boolean column renders its three icons once; every value is still displayed by
+each boolean column renders its three icons once, and the date-time columns share one
+formatter per page (dbops.adminsite.datetimes); every other value is still displayed by
 Django's own display_for_field / display_for_value, so the HTML is Django's, byte for
 byte (tests/dbops/adminsite/test_rows.py compares them). Pages this does not cover (editable
 lists, popups, columns that are model properties or lookups) use Django's code.
@@ -29,10 +30,11 @@ from django.contrib.admin.utils import display_for_field, display_for_value, quo
 from django.core.exceptions import FieldDoesNotExist, ObjectDoesNotExist
 from django.db import models
 from django.urls import NoReverseMatch
-from django.utils import formats, timezone
 from django.utils.functional import Promise
 from django.utils.html import escape
 from django.utils.safestring import SafeString
+
+from dbops.adminsite.datetimes import LocalDateTimes
 
 # A key made only of these comes out of admin's quote() and reverse() unchanged.
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9-]+")
@@ -57,6 +59,7 @@ class Column:
     nowrap: bool = False  # a date, time or foreign key field: always "nowrap"
     icons: dict[Any, str] = field(default_factory=dict)  # a boolean column's rendered values
     kind: str = ""  # "text" or "datetime": display_for_field's branch, decided once
+    dates: LocalDateTimes | None = None  # a "datetime" column's formatter, one per page
 
 
 # Fields display_for_field shows as the string itself ("text") or as the localised local
@@ -119,6 +122,11 @@ def plan(cl: Any) -> list[Column] | None:
             return None
         first = first and not link
         columns.append(column)
+    # One date-time formatter for the page: its columns share the days and times they show.
+    dated = [column for column in columns if column.kind == "datetime"]
+    dates = LocalDateTimes() if dated else None
+    for column in dated:
+        column.dates = dates
     return columns
 
 
@@ -180,8 +188,8 @@ def _value_html(column: Column, result: Any) -> tuple[Any, bool]:
             return column.icons[value], False
         if column.kind == "text" and type(value) is str:
             return (value or column.empty), False  # "" is the field's one empty str value
-        if column.kind == "datetime" and type(value) is datetime.datetime:
-            return formats.localize(timezone.template_localtime(value)), False
+        if column.dates is not None and type(value) is datetime.datetime:
+            return column.dates.text(value), False
         if column.kind == "datetime" and value is None:
             return column.empty, False
         return display_for_field(value, f, column.empty, avoid_link=column.link), False
