@@ -66,6 +66,13 @@ def run_probe(
     env: dict[str, str], secret: str = "", *, every_page: bool = False
 ) -> tuple[dict[str, Any], str]:
     """Run the error-page probe with `env` for the database; return its pages and its log."""
+    with tempfile.TemporaryDirectory(prefix="no-devdb-") as no_devdb:
+        return _probe(env, secret, every_page, no_devdb)
+
+
+def _probe(
+    env: dict[str, str], secret: str, every_page: bool, no_devdb: str
+) -> tuple[dict[str, Any], str]:
     base = {
         k: v
         for k, v in os.environ.items()
@@ -79,7 +86,7 @@ def run_probe(
         ALLOWED_HOSTS="testserver",
         SECRET_KEY=SECRET_KEY,
         ENV_FILE="/nonexistent/.env",
-        DEVDB_DIR=tempfile.mkdtemp(prefix="no-devdb-"),
+        DEVDB_DIR=no_devdb,  # empty: no local cluster
         LOG_LEVEL="DEBUG",
     )
     proc = subprocess.run(
