@@ -22,18 +22,20 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
 from django.db.utils import DatabaseErrorWrapper
 
+from dbops.connections.config import REPLICA_KEY
+
 logger = logging.getLogger("dbops.replica")
 
 REPLICA = "replica"
 
-# On a standby: in recovery, and how far behind: 0 when everything received has been
+# On a standby, how far behind what it serves is: 0 when everything received has been
 # replayed (an idle primary sends nothing, which is no lag), else the age of the last
-# replayed transaction.
-LAG_QUERY = (
-    "SELECT pg_is_in_recovery(),"
-    " CASE WHEN pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_last_wal_replay_lsn() THEN 0"
+# replayed transaction. `devdb status` and the health checks use it too.
+REPLAY_DELAY = (
+    "CASE WHEN pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_last_wal_replay_lsn() THEN 0"
     " ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp()) END"
 )
+LAG_QUERY = f"SELECT pg_is_in_recovery(), {REPLAY_DELAY}"
 
 
 class ReplicaIsPrimary(ImproperlyConfigured):
@@ -100,15 +102,20 @@ def _seconds(name: str, default: float) -> float:
     return float(getattr(settings, name, default))
 
 
+def _fresh(alias: str) -> Verdict | None:
+    verdict = _verdicts.get(alias)
+    interval = _seconds("DB_REPLICA_CHECK_INTERVAL", 1)
+    return verdict if verdict and time.monotonic() - verdict.checked < interval else None
+
+
 def usable(alias: str = REPLICA) -> bool:
     """Tell whether reads may go to `alias` now (cached for DB_REPLICA_CHECK_INTERVAL)."""
-    now = time.monotonic()
-    verdict = _verdicts.get(alias)
-    if verdict is not None and now - verdict.checked < _seconds("DB_REPLICA_CHECK_INTERVAL", 1):
+    verdict = _fresh(alias)
+    if verdict is not None:
         return verdict.usable
-    with _lock:
-        verdict = _verdicts.get(alias)
-        if verdict is not None and now - verdict.checked < _seconds("DB_REPLICA_CHECK_INTERVAL", 1):
+    with _lock:  # one thread checks; the others waiting for it take its verdict
+        verdict = _fresh(alias)
+        if verdict is not None:
             return verdict.usable
         ok, reason = _check(alias)
         _record(alias, ok, reason)
@@ -182,10 +189,17 @@ def end_request(token: Any) -> None:
 
 
 class ReplicaErrorWrapper(DatabaseErrorWrapper):
-    """Django's error wrapper, which also marks the replica down when one of its calls fails."""
+    """Django's error wrapper, which also marks a replica down when one of its calls fails.
+
+    Every connection has one (the backend's); only a failure reads whether it is a replica's.
+    """
 
     def __exit__(self, exc_type: Any, exc_value: Any, traceback: Any) -> None:
-        if exc_type is not None and _is_connection_failure(exc_value):
+        if (
+            exc_type is not None
+            and self.wrapper.settings_dict.get(REPLICA_KEY)
+            and _is_connection_failure(exc_value)
+        ):
             mark_failed(self.wrapper.alias, exc_value)
         super().__exit__(exc_type, exc_value, traceback)
 

@@ -158,7 +158,7 @@ class LocalReplica(ClusterPart):
             return ReplicaStatus(running=False, port=port)
         try:
             with psycopg.connect(**self.conninfo("superuser", "postgres")) as conn:
-                row: Any = conn.execute(LAG_QUERY).fetchone()
+                row: Any = conn.execute(_lag_query()).fetchone()
             with psycopg.connect(**self.cluster.conninfo("superuser", "postgres")) as conn:
                 (current,) = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone() or ("",)
                 lag_bytes = None
@@ -178,12 +178,11 @@ class LocalReplica(ClusterPart):
         )
 
 
-# On a standby: in recovery, the WAL receiver's state, the replay delay (0 when all that
-# was received is replayed: an idle primary sends nothing, which is no lag), the replay LSN.
-LAG_QUERY = """
-SELECT pg_is_in_recovery(),
-       (SELECT status FROM pg_stat_wal_receiver),
-       CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
-            ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp()) END,
-       pg_last_wal_replay_lsn()::text
-"""
+def _lag_query() -> str:
+    """In recovery, the WAL receiver's state, the replay delay (the router's), the replay LSN."""
+    from dbops.connections.replicas import REPLAY_DELAY
+
+    return (
+        "SELECT pg_is_in_recovery(), (SELECT status FROM pg_stat_wal_receiver),"
+        f" {REPLAY_DELAY}, pg_last_wal_replay_lsn()::text"
+    )

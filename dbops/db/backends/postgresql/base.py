@@ -24,6 +24,7 @@ import psycopg
 from django.core.exceptions import ImproperlyConfigured
 from django.db.backends.postgresql import base as postgresql
 from django.db.backends.postgresql import client as postgresql_client
+from django.utils.functional import cached_property
 
 from dbops.connections.config import REPLICA_KEY, configured, resolve
 from dbops.connections.errors import not_configured, unavailable
@@ -210,13 +211,13 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
                 self.connection = None
                 raise
 
-    @property
+    @cached_property
     def wrap_database_errors(self) -> Any:
-        if self.settings_dict.get(REPLICA_KEY):
-            from dbops.connections.replicas import ReplicaErrorWrapper
+        # Made once, as Django's: it wraps every query, and looks at the settings only when
+        # one fails (a replica's failure marks it down for the router).
+        from dbops.connections.replicas import ReplicaErrorWrapper
 
-            return ReplicaErrorWrapper(self)
-        return super().wrap_database_errors
+        return ReplicaErrorWrapper(self)
 
     def _close(self) -> None:
         if self.connection is not None and self.pool is not None:
