@@ -64,7 +64,11 @@ def test_existing_roles_and_files_without_grants_pass(tmp_path: Path) -> None:
         st.characters(exclude_categories=("Cs", "Cc"), exclude_characters='"'),
         min_size=1,
         max_size=20,
-    ).filter(lambda r: len(r.encode()) < 64),
+    )
+    .filter(lambda r: len(r.encode()) < 64)
+    # PostgreSQL's grammar: "public" is PUBLIC, not a role, and "none" is reserved (a
+    # syntax error, which running the file reports): neither is a role to look for.
+    .filter(lambda r: r not in ("public", "none")),
 )
 def test_each_role_is_found_on_its_line_whatever_comes_before(
     tmp_path_factory: pytest.TempPathFactory, comments: list[str], role: str
