@@ -148,8 +148,8 @@ class Migration(SQLFileMigration):
                         ),
                     ],
                     options={
-                        "verbose_name": "service daily stats",
-                        "verbose_name_plural": "service daily stats",
+                        "verbose_name": "usage analytics",
+                        "verbose_name_plural": "usage analytics",
                         "db_table": "service_daily_stats",
                         "db_table_comment": "Per UTC day for the whole service: active users and households, new profiles, completions, on-time assignments, notifications sent and read; written by `manage.py analytics refresh`.",
                         "constraints": [

@@ -148,8 +148,9 @@ class ServiceDailyStats(models.Model):
             "completions, on-time assignments, notifications sent and read; written by "
             "`manage.py analytics refresh`."
         )
-        verbose_name = "service daily stats"
-        verbose_name_plural = "service daily stats"
+        # The admin shows the analytics page in this model's place (chores.admin).
+        verbose_name = "usage analytics"
+        verbose_name_plural = "usage analytics"
         constraints = [
             models.CheckConstraint(
                 condition=Q(done_on_time__lte=F("assignments_due")),
