@@ -87,6 +87,7 @@ bench: $(VENV)/.dev
 	$(PY) bench/backup_bench.py
 	$(PY) bench/pool_bench.py
 	$(PY) bench/query_patterns_bench.py
+	$(PY) bench/analytics_bench.py
 	$(PY) bench/admin_bench.py
 	$(PY) bench/load_bench.py
 	$(PY) bench/pooler_bench.py

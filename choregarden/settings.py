@@ -353,6 +353,9 @@ DB_REPLICA_CHECK_INTERVAL = env_duration_ms("DB_REPLICA_CHECK_INTERVAL", "1s") /
 # After a client writes, its reporting reads stay on the primary this long (0: off).
 DB_READ_YOUR_WRITES = env_duration_ms("DB_READ_YOUR_WRITES", "5s") / 1000
 DATABASE_ROUTERS = ["dbops.connections.routers.ReplicaRouter"]
+# `analytics refresh` re-reads the rows recorded this long before its start (longer than
+# any write transaction and DB_REPLICA_MAX_LAG): chores/analytics/refresh.py.
+ANALYTICS_REFRESH_MARGIN = env_duration_ms("ANALYTICS_REFRESH_MARGIN", "300s") / 1000
 
 SQL_MIGRATIONS = {
     "LOCATION": BASE_DIR / "migrations_sql",
@@ -595,3 +598,7 @@ if LOG_FORMAT not in LOG_FORMATS:
 LOGGING = logging_config(LOG_FORMAT, LOG_LEVEL, _AWS_SDK_LOG_LEVEL)
 # /healthz and /readyz requests allowed per second and process, each (dbops.health.healthz).
 HEALTH_CHECKS_PER_SECOND = env_int("HEALTH_CHECKS_PER_SECOND", 10, minimum=1)
+# `dbhealth --record` keeps this many days of snapshots (35: the 30-day chart stays full)
+# and the top statements by total time of each (dbops.health.history).
+DB_HEALTH_HISTORY_DAYS = env_int("DB_HEALTH_HISTORY_DAYS", 35, minimum=1)
+DB_HEALTH_HISTORY_STATEMENTS = env_int("DB_HEALTH_HISTORY_STATEMENTS", 20, minimum=0)

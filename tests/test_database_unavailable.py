@@ -51,6 +51,7 @@ DB = "database"
 NO_DB = "no database"
 COMMANDS: dict[str, tuple[str, list[str]]] = {
     "addtotp": (DB, ["alice"]),
+    "analytics": (DB, ["refresh"]),
     "axes_list_attempts": (DB, []),
     "axes_reset": (DB, []),
     "axes_reset_failure_logs": (DB, []),

@@ -97,6 +97,18 @@ SCENARIOS = {
         extra={**HEALTH_SETTINGS, "HEALTH_TEST_LEVEL": "critical"},
         stream="stdout",
     ),
+    "health record refused": Scenario(
+        "dbhealth",
+        1,
+        ["dbhealth", "--record"],
+        r"CommandError: cannot record a health snapshot without the table_sizes check: "
+        r"The check could not run: LIMIT must not be negative\. Nothing was recorded",
+        env="db",
+        extra={
+            "DJANGO_SETTINGS_MODULE": "tests.dbops.health.history_settings",
+            "LOG_LEVEL": "ERROR",  # the failed check's warning would come first
+        },
+    ),
     "alarms refused": Scenario(
         "dbalarms",
         1,
@@ -209,6 +221,8 @@ ELSEWHERE = {
     ("makesqlmigration", 1): "tests.sqlmigrations.generator.test_safeguards:"
     "test_a_rename_is_refused_with_or_without_a_terminal",
     ("schemadrift", 1): "tests.dbops.drift.test_drift:test_it_reports_every_hand_made_change",
+    ("analytics", 1): "tests.chores.analytics.test_analytics_command:"
+    "test_a_failing_day_is_named_and_the_days_before_it_stay",
     ("dbroles", 1): "tests.dbops.roles.test_dbroles:"
     "test_check_fails_on_an_extra_privilege_and_provision_takes_it_back",
 }
@@ -216,7 +230,9 @@ ELSEWHERE = {
 USAGE = {
     "dbhealth --database": ["dbhealth", "--database", "reporting"],
     "dbhealth --fail-on": ["dbhealth", "--fail-on", "sometimes"],
+    "dbhealth --record --check": ["dbhealth", "--record", "--check", "connections"],
     "scheduleassignments --days": ["scheduleassignments", "--days", "0"],
+    "analytics --since": ["analytics", "refresh", "--since", "2026-13-01"],
     "cognitosync --page-size": ["cognitosync", "--page-size", "61"],
     "backup --max-rate": ["backup", "create", "--max-rate", "fast"],
     "backup --keep-days": ["backup", "prune", "--keep-days", "0"],
@@ -226,6 +242,7 @@ USAGE = {
 }
 PROJECT_COMMANDS = [
     "addtotp",
+    "analytics",
     "backup",
     "cognitosync",
     "dbalarms",

@@ -1,0 +1,1 @@
+"""Usage analytics: the refresh that writes the V12 rollups and the reads the pages make."""
