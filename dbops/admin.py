@@ -17,6 +17,7 @@ from django.urls import path
 from django.utils import timezone
 
 from dbops import health
+from dbops.adminsite import healthhistory
 from dbops.adminsite.access import requires
 from dbops.connections.config import OWNER_ALIAS
 from dbops.models import DatabaseHealth
@@ -30,6 +31,11 @@ class DatabaseHealthAdmin(ReadOnlyAdmin):
 
     @requires("view")
     def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        if "query" in request.GET:  # one statement's history: no live checks
+            context = self._context(
+                request, "Statement history", **healthhistory.query_context(request.GET)
+            )
+            return TemplateResponse(request, "admin/dbops/databasehealth/query.html", context)
         # The application's own connections (the primary, a replica): the owner alias is
         # the same database as `default` under the role that migrates, not for the web.
         aliases = [a for a in settings.DATABASES if a != OWNER_ALIAS]
@@ -56,6 +62,7 @@ class DatabaseHealthAdmin(ReadOnlyAdmin):
             enable_pg_stat_statements=health.ENABLE_PG_STAT_STATEMENTS,
             checked_at=timezone.now(),
             elapsed_ms=elapsed_ms,
+            history=healthhistory.figures_context(request.GET),
         )
         return TemplateResponse(request, "admin/dbops/databasehealth/health.html", context)
 

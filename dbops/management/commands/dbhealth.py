@@ -9,10 +9,12 @@ from typing import Any, NoReturn
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 from django.core.management.base import CommandError, CommandParser
+from django.db import DatabaseError
 
 from dbops import health
 from dbops.connections.config import database_name
-from dbops.health import cloudwatch
+from dbops.health import cloudwatch, history
+from sqlmigrations.dberrors import database_error_line
 from sqlmigrations.management.base import DatabaseCommand
 from sqlmigrations.redact import redact
 
@@ -24,8 +26,12 @@ class Command(DatabaseCommand):
         "Check the database's health (connections, long-running and blocked queries, cache, "
         "indexes, sequences, vacuum, slow queries, standbys, replication slots, the read "
         "replica). Exit status with --fail-on: 1 warning, 2 critical (or the database "
-        "unreachable)."
+        "unreachable). --record also stores the figures for the health page's history."
     )
+
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
+        self._parser = super().create_parser(prog_name, subcommand, **kwargs)
+        return self._parser
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--json", action="store_true", help="print JSON for machines")
@@ -56,22 +62,36 @@ class Command(DatabaseCommand):
             default=cloudwatch.DEFAULT_NAMESPACE,
             help="CloudWatch namespace (default %(default)s)",
         )
+        parser.add_argument(
+            "--record",
+            action="store_true",
+            help="store the figures as a snapshot for the health page's history (for cron); "
+            "deletes snapshots older than DB_HEALTH_HISTORY_DAYS",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         alias = options["database"]
+        if options["record"] and (options["check"] or alias != "default"):
+            # The history is the primary's, with every figure: a partial snapshot would
+            # chart as a drop to zero.
+            self._parser.error("--record does not go with --check or --database")
         database = database_name(alias)
         try:
             results = health.run_checks(using=alias, names=options["check"])
         except health.CANNOT_CHECK as err:
             self._unreachable(health.unreachable(alias, err), database, options)
         worst = health.worst_status(results)
+        recording, refused = self._record(alias, results) if options["record"] else (None, "")
         if options["json"]:
-            self._json(database, worst, results, error=None)
+            self._json(database, worst, results, None, recording, options["record"])
+        elif recording:
+            self.stdout.write(self._recorded_line(recording))
         else:
             self._table(results)
+        # A snapshot that could not be stored stops neither the metrics nor the alert.
         if options["cloudwatch"]:
             self._publish(results, options["namespace"], database)
-        if not options["json"]:
+        if not options["json"] and not recording:
             counts = {
                 s: sum(r.status == s for r in results)
                 for s in ("ok", "info", "warning", "critical")
@@ -82,7 +102,10 @@ class Command(DatabaseCommand):
                 + f". Overall: {worst}."
             )
         level = options["fail_on"]
-        if level and health.SEVERITY[worst] >= health.SEVERITY[level]:
+        alert = level and health.SEVERITY[worst] >= health.SEVERITY[level]
+        if refused:
+            raise CommandError(refused, returncode=EXIT[worst] if alert else 1)
+        if alert:
             sys.exit(EXIT[worst])
 
     def _unreachable(
@@ -99,16 +122,57 @@ class Command(DatabaseCommand):
         # Critical whatever --fail-on says: the cron job alerts on exit 2.
         raise CommandError(result.summary, returncode=EXIT[health.CRITICAL])
 
+    def _record(
+        self, alias: str, results: list[health.CheckResult]
+    ) -> tuple[history.Recording | None, str]:
+        """Store a snapshot; return it, or why it could not be stored (rolled back)."""
+        try:
+            return history.record(using=alias, results=results), ""
+        except history.HistoryError as err:
+            return None, str(err)
+        except DatabaseError as err:
+            return None, database_error_line(err, "dbhealth --record", alias)
+
+    def _recorded_line(self, recording: history.Recording) -> str:
+        snapshot = recording.snapshot
+        statements = f"{recording.statements} statement{'' if recording.statements == 1 else 's'}"
+        if recording.note:
+            statements += f" ({recording.note})"
+        return (
+            f"Recorded health snapshot {snapshot.pk} at {snapshot.taken_at:%Y-%m-%d %H:%M:%S} "
+            f"UTC: status {history.STATUS_NAMES[snapshot.status]}, {statements}; pruned "
+            f"{recording.pruned} snapshot{'' if recording.pruned == 1 else 's'} older than "
+            f"{history.history_days()} days."
+        )
+
     def _json(
-        self, database: str, status: str, results: list[health.CheckResult], error: str | None
+        self,
+        database: str,
+        status: str,
+        results: list[health.CheckResult],
+        error: str | None,
+        recording: history.Recording | None = None,
+        record: bool = False,
     ) -> None:
-        payload = {
+        payload: dict[str, Any] = {
             "database": database,
             "environment": settings.DJANGO_ENV,
             "status": status,
             "checks": [r.as_dict() for r in results],
             "error": error,
         }
+        if recording is None and record:
+            payload["recorded"] = None  # the reason is on stderr
+        elif recording:
+            payload["recorded"] = {
+                "snapshot": recording.snapshot.pk,
+                "taken_at": recording.snapshot.taken_at.isoformat(),
+                "status": history.STATUS_NAMES[recording.snapshot.status],
+                "statements": recording.statements,
+                "note": recording.note or None,
+                "pruned": recording.pruned,
+                "retention_days": history.history_days(),
+            }
         self.stdout.write(json.dumps(payload, indent=2, default=str))
 
     def _table(self, results: list[health.CheckResult]) -> None:
