@@ -11,6 +11,7 @@ from typing import Any
 
 from django.contrib import admin
 from django.urls import path
+from django.utils.formats import date_format
 
 from accounts.admin import DeletedFilter, UserProfileAdmin
 from accounts.models import UserProfile
@@ -44,6 +45,12 @@ class PlainCompletionAdmin(admin.ModelAdmin):
     @admin.display(description="member")
     def member_name(self, obj: Any) -> str:
         return str(obj.member.user) if obj.member else "—"
+
+    @admin.display(description="completed (household time)")
+    def completed(self, obj: Any) -> str:
+        # The same text as the project's column, formatted by Django per value.
+        local = obj.completed_at.astimezone(obj.household.zone)
+        return f"{date_format(local, 'DATETIME_FORMAT')} {local:%Z} ({obj.household.zone})"
 
 
 plain.register(UserProfile, PlainProfileAdmin)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from django import forms
 from django.contrib import admin, messages
@@ -19,11 +20,12 @@ from django.db.models import QuerySet
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
+from django.urls import path
 from django.utils import timezone
-from django.utils.formats import date_format
 
 from accounts.models import UserProfile
 from accounts.validators import NOTIFICATION_CHANNELS
+from chores.analytics.charts import PERIODS, household_charts, period, service_page
 from chores.models import (
     Assignment,
     AuditLog,
@@ -31,10 +33,12 @@ from chores.models import (
     Household,
     HouseholdMember,
     Notification,
+    ServiceDailyStats,
     Task,
     TaskTemplate,
 )
-from dbops.adminsite.access import log_action
+from dbops.adminsite import datetimes
+from dbops.adminsite.access import log_action, requires
 from dbops.adminsite.kit import LargeTableAdmin
 from dbops.adminsite.rules import (
     DatabaseRulesAdmin,
@@ -42,6 +46,7 @@ from dbops.adminsite.rules import (
     DatabaseRulesInline,
     explain_refusal,
 )
+from sqlmigrations.admin import ReadOnlyAdmin
 
 OWNER_STAYS = (
     "The owner cannot be removed: make another member the owner first (select that member "
@@ -130,6 +135,20 @@ class HouseholdAdmin(DatabaseRulesAdmin, LargeTableAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         return super().get_queryset(request).prefetch_related("members__user")
 
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        # The last 12 weeks below the members (admin/chores/household/change_form.html);
+        # an unknown id is left to Django (a message and a redirect).
+        household = self.get_object(request, object_id)
+        if household is not None:
+            extra_context = {**(extra_context or {}), "weeks": household_charts(household)}
+        return super().change_view(request, object_id, form_url, extra_context)
+
     @admin.display(description="owner")
     def owner(self, obj: Household) -> str:
         owner = next((m for m in obj.members.all() if m.role == HouseholdMember.Role.OWNER), None)
@@ -204,8 +223,72 @@ class TaskAdmin(DatabaseRulesAdmin, LargeTableAdmin):
         return obj.archived_at is not None
 
 
+class HouseholdClockAdmin:
+    """A household's times on the household's clock, the zone named: list cells, change
+    pages (shown and read there), and an add page's input where the zone is known."""
+
+    clock_field = ""  # the date-time field the form edits
+    add_help = ""  # which clock an add page reads it on
+
+    def household_zone(self, request: HttpRequest, obj: Any) -> ZoneInfo | None:
+        """The zone a change or add page shows and reads times in; None: the site's."""
+        return obj.household.zone if obj is not None else None
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        with datetimes.page():  # one formatter for every cell of the page
+            response = super().changelist_view(request, extra_context)  # type: ignore[misc]
+            if isinstance(response, TemplateResponse):
+                response.render()  # the cells are formatted when the page renders
+        return response
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        view = super().changeform_view  # type: ignore[misc]
+        obj = self.get_object(request, object_id) if object_id else None  # type: ignore[attr-defined]
+        zone = self.household_zone(request, obj)
+        if zone is None:
+            return view(request, object_id, form_url, extra_context)
+        with timezone.override(zone):
+            response = view(request, object_id, form_url, extra_context)
+            if isinstance(response, TemplateResponse):
+                response.render()  # widgets format the times when the page renders
+        return response
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
+        fieldsets = super().get_fieldsets(request, obj)  # type: ignore[misc]
+        if obj is None or not fieldsets:
+            return fieldsets
+        (name, options), *rest = fieldsets
+        note = f"Times on this page are on the household's clock: {obj.household.zone}."
+        return [(name, {**options, "description": note}), *rest]
+
+    def get_form(
+        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
+    ) -> Any:
+        form = super().get_form(request, obj, change, **kwargs)  # type: ignore[misc]
+        field = form.base_fields.get(self.clock_field)
+        if field is not None:
+            if obj is not None:
+                local = getattr(obj, self.clock_field).astimezone(obj.household.zone)
+                field.help_text = f"On the household's clock: {obj.household.zone} ({local:%Z})."
+            else:
+                field.help_text = self.add_help.format(zone=timezone.get_current_timezone_name())
+        return form
+
+
+def posted_id(request: HttpRequest, name: str) -> int | None:
+    """A submitted form's key field, when it is a plausible key."""
+    value = request.POST.get(name, "").strip() if request.method == "POST" else ""
+    return int(value) if value.isascii() and value.isdigit() and len(value) < 19 else None
+
+
 @admin.register(Assignment)
-class AssignmentAdmin(EmailSearchMixin, DatabaseRulesAdmin, LargeTableAdmin):
+class AssignmentAdmin(HouseholdClockAdmin, EmailSearchMixin, DatabaseRulesAdmin, LargeTableAdmin):
     email_search_path = "assignee__user"
     list_display = ("task", "household", "assignee_name", "due", "status")
     list_select_related = ("task", "household", "assignee__user")
@@ -215,6 +298,8 @@ class AssignmentAdmin(EmailSearchMixin, DatabaseRulesAdmin, LargeTableAdmin):
     raw_id_fields = ("task", "assignee")
     ordering = ("-due_at",)
     readonly_fields = ("status_changed_at", "created_at", "updated_at")
+    clock_field = "due_at"
+    add_help = "On the clock of the task's household: its time zone, named once saved."
 
     @admin.display(description="assignee", ordering="assignee__user__email")
     def assignee_name(self, obj: Assignment) -> str:
@@ -222,38 +307,16 @@ class AssignmentAdmin(EmailSearchMixin, DatabaseRulesAdmin, LargeTableAdmin):
 
     @admin.display(description="due (household time)", ordering="due_at")
     def due(self, obj: Assignment) -> str:
-        local = obj.due_local()
-        return f"{date_format(local, 'DATETIME_FORMAT')} {local:%Z} ({local.tzinfo})"
+        return datetimes.current().zoned(obj.due_at, obj.household.zone)
 
-    def changeform_view(
-        self,
-        request: HttpRequest,
-        object_id: str | None = None,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> HttpResponse:
-        # An existing assignment's times are shown and read on its household's clock.
-        obj = self.get_object(request, object_id) if object_id else None
-        if obj is None:
-            return super().changeform_view(request, object_id, form_url, extra_context)
-        with timezone.override(obj.household.zone):
-            response = super().changeform_view(request, object_id, form_url, extra_context)
-            if isinstance(response, TemplateResponse):
-                response.render()  # widgets format the times when the page renders
-        return response
-
-    def get_form(
-        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
-    ) -> Any:
-        form = super().get_form(request, obj, change, **kwargs)
-        if "due_at" in form.base_fields:
-            form.base_fields["due_at"].help_text = (
-                f"On the household's clock: {obj.household.zone} ({obj.due_local():%Z})."
-                if obj is not None
-                else f"In {timezone.get_current_timezone_name()}; once saved, on the "
-                "household's clock."
-            )
-        return form
+    def household_zone(self, request: HttpRequest, obj: Any) -> ZoneInfo | None:
+        if obj is not None:
+            return obj.household.zone
+        # A new assignment's due time is read on its task's household's clock.
+        key = posted_id(request, "task")
+        task = None if key is None else Task.objects.select_related("household").filter(pk=key)
+        found = None if task is None else task.first()
+        return None if found is None else found.household.zone
 
     def save_model(self, request: HttpRequest, obj: Assignment, form: Any, change: bool) -> None:
         obj.household_id = obj.task.household_id  # kept equal by a composite foreign key
@@ -286,9 +349,9 @@ class MonthFilter(admin.SimpleListFilter):
 
 
 @admin.register(Completion)
-class CompletionAdmin(EmailSearchMixin, DatabaseRulesAdmin, LargeTableAdmin):
+class CompletionAdmin(HouseholdClockAdmin, EmailSearchMixin, DatabaseRulesAdmin, LargeTableAdmin):
     email_search_path = "member__user"
-    list_display = ("id", "completed_at", "household", "member_name", "task", "points")
+    list_display = ("id", "completed", "household", "member_name", "task", "points")
     list_select_related = ("household", "member__user", "task")
     list_filter = (MonthFilter,)
     search_fields = ("=member__user__email",)
@@ -299,9 +362,18 @@ class CompletionAdmin(EmailSearchMixin, DatabaseRulesAdmin, LargeTableAdmin):
     ordering = ("-id",)
     sortable_by = ("id",)
 
+    # completed_at starts at "now" on an add page, shown on the site's clock: the form
+    # reads it there too, so a time is never moved to a household chosen afterwards.
+    clock_field = "completed_at"
+    add_help = "In {zone} on this page; once saved, shown on the household's clock."
+
     @admin.display(description="member")
     def member_name(self, obj: Completion) -> str:
         return str(obj.member.user) if obj.member else "—"
+
+    @admin.display(description="completed (household time)")
+    def completed(self, obj: Completion) -> str:
+        return datetimes.current().zoned(obj.completed_at, obj.household.zone)
 
 
 class NotificationForm(DatabaseRulesForm):
@@ -369,3 +441,19 @@ class AuditLogAdmin(LargeTableAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+@admin.register(ServiceDailyStats)
+class UsageAnalyticsAdmin(ReadOnlyAdmin):
+    """The analytics page stands in for the rollup's changelist: charts, no rows to edit."""
+
+    @requires("view")
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        page = service_page(period(request.GET.get("days")))
+        context = self._context(request, "Usage analytics", page=page, periods=PERIODS)
+        return TemplateResponse(request, "admin/chores/analytics.html", context)
+
+    def get_urls(self) -> list[Any]:
+        view = self.admin_site.admin_view
+        name = f"{self.opts.app_label}_{self.opts.model_name}_changelist"
+        return [path("", view(self.changelist_view), name=name)]

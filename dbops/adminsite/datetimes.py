@@ -14,12 +14,19 @@ runs joined: the same text, because DateFormat formats a format string piece by 
 and cutting at an unescaped format character keeps every piece whole. A format with a
 character that reads the time zone or the whole instant (e, I, O, T, Z, c, r, U) is
 formatted by Django per value, as before.
+
+A cell can also show a time on another clock than the page's, naming the zone (a
+household's times, chores.admin): `zoned`, with the same memo. A ModelAdmin method has no
+page to keep a formatter on, so `page()` makes one for the page being rendered and
+`current()` finds it.
 """
 
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from operator import attrgetter
 from typing import Any
 
@@ -105,7 +112,16 @@ class LocalDateTimes:
 
     def text(self, value: datetime.datetime) -> str:
         """formats.localize(timezone.template_localtime(value)) for a datetime."""
-        value = self.local(value)
+        return self._format(self.local(value))
+
+    def zoned(self, value: datetime.datetime, zone: datetime.tzinfo) -> str:
+        """The text of an aware `value` on `zone`'s clock, then the zone's abbreviation and
+        name: "Dec. 3, 2026, 8 p.m. EST (America/New_York)"."""
+        local = value.astimezone(zone)
+        return f"{self._format(local)} {local.tzname()} ({zone})"
+
+    def _format(self, value: datetime.datetime) -> str:
+        """DATETIME_FORMAT of a value already on the clock it is shown on."""
         if self.runs is None:
             return DateFormat(value).format(self.format)
         parts = []
@@ -116,3 +132,22 @@ class LocalDateTimes:
                 part = memo[key] = DateFormat(value).format(run)
             parts.append(part)
         return "".join(parts)
+
+
+_page: ContextVar[LocalDateTimes | None] = ContextVar("admin_page_datetimes", default=None)
+
+
+@contextmanager
+def page() -> Iterator[LocalDateTimes]:
+    """One formatter for the page rendered in this block: its memo sees every cell."""
+    formatter = LocalDateTimes()
+    token = _page.set(formatter)
+    try:
+        yield formatter
+    finally:
+        _page.reset(token)
+
+
+def current() -> LocalDateTimes:
+    """The formatter of the page being rendered, or a new one outside `page()`."""
+    return _page.get() or LocalDateTimes()

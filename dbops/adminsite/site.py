@@ -12,6 +12,11 @@ staff) runs in one transaction whose changes the audit log attributes to
 `staff:<username>` (issue 13.4): the name comes from the session's user, never from the
 request's data. Actions of other apps' admins that declare no permission get the one
 they need here (issue 13.1).
+
+The index and the sidebar list the application's sections in the order admins use them
+(profiles, households and chores, database operations), then any other app, then the
+staff accounts and sign-in tables together under one heading at the end; the index opens
+with the dashboard (dbops.adminsite.dashboard).
 """
 
 from __future__ import annotations
@@ -25,10 +30,13 @@ from django.contrib import admin
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.views.main import ChangeList
 from django.db.models.base import ModelBase
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 
 from chores.audit import acting_as
 from dbops.adminsite.access import requires
+from dbops.adminsite.dashboard import cards
 
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 # Actions of other apps' admins that declare no permission, and the permissions they need:
@@ -43,6 +51,27 @@ ACTION_PERMISSIONS: dict[tuple[str, str], tuple[str, ...]] = {
 PAGE_PERMISSIONS: dict[tuple[str, str], str] = {
     ("otp_totp.totpdevice", "config_view"): "change",
     ("otp_totp.totpdevice", "qrcode_view"): "change",
+}
+# The application's sections first, in this order; other apps follow alphabetically.
+SECTION_ORDER = ("accounts", "chores", "dbops", "sqlmigrations")
+# Staff accounts, their TOTP devices and the sign-in throttling tables: one section, last.
+SECURITY_APPS = ("auth", "otp_totp", "axes")
+SECURITY_LABEL = "security"
+SECURITY_NAME = "Security and sign-in"
+# Within a section, the tables admins open most first (Django sorts them by name); tables
+# not named here follow in Django's order.
+MODEL_ORDER = {
+    "chores": (
+        "Household",
+        "HouseholdMember",
+        "Task",
+        "Assignment",
+        "Completion",
+        "TaskTemplate",
+        "Notification",
+        "ServiceDailyStats",
+        "AuditLog",
+    ),
 }
 
 
@@ -120,12 +149,85 @@ def project_admin(model: Any, admin_class: type[admin.ModelAdmin]) -> type[admin
     return type(admin_class.__name__, bases, attrs)
 
 
+def ordered_app_list(app_list: list[dict[str, Any]], security_url: str) -> list[dict[str, Any]]:
+    """Django's app list (already filtered by permission) in the order of SECTION_ORDER,
+    the SECURITY_APPS merged into one section at the end."""
+    rank = {label: i for i, label in enumerate(SECTION_ORDER)}
+    # sorted() is stable: apps outside SECTION_ORDER keep Django's alphabetical order.
+    apps = sorted(
+        (app for app in app_list if app["app_label"] not in SECURITY_APPS),
+        key=lambda app: rank.get(app["app_label"], len(rank)),
+    )
+    for app in apps:
+        order = MODEL_ORDER.get(app["app_label"])
+        if order:
+            place = {name: i for i, name in enumerate(order)}
+            app["models"] = sorted(
+                app["models"], key=lambda m: place.get(m.get("object_name", ""), len(place))
+            )
+    security = {app["app_label"]: app for app in app_list if app["app_label"] in SECURITY_APPS}
+    if security:
+        apps.append(
+            {
+                "name": SECURITY_NAME,
+                "app_label": SECURITY_LABEL,
+                "app_url": security_url,
+                "has_module_perms": True,
+                "models": [
+                    m for label in SECURITY_APPS for m in security.get(label, {}).get("models", ())
+                ],
+            }
+        )
+    return apps
+
+
 class AdminSite(admin.AdminSite):
     """The project's default admin site (choregarden.apps.AdminConfig selects it).
 
     With ADMIN_REQUIRE_2FA, django-otp's sign-in (dbops.signin.twofactor) and only sessions a
     TOTP device verified; read per request, so tests can turn it on and off.
     """
+
+    site_header = "Chore Garden admin"
+    site_title = "Chore Garden admin"
+    index_title = "Dashboard"
+    index_template = "admin/dbops/dashboard.html"
+
+    def get_app_list(
+        self, request: HttpRequest, app_label: str | None = None
+    ) -> list[dict[str, Any]]:
+        app_list = super().get_app_list(request, app_label)
+        if app_label is not None:
+            return app_list  # one app's own page, as Django lists it
+        return ordered_app_list(
+            app_list, reverse(f"{self.name}:{SECURITY_LABEL}_index", current_app=self.name)
+        )
+
+    def index(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        return super().index(request, {"cards": cards(request), **(extra_context or {})})
+
+    def security_index(self, request: HttpRequest) -> HttpResponse:
+        """The security section's page: its tables from every app in SECURITY_APPS."""
+        section = [app for app in self.get_app_list(request) if app["app_label"] == SECURITY_LABEL]
+        if not section:
+            raise Http404("The requested admin page does not exist.")
+        context = {
+            **self.each_context(request),
+            "title": SECURITY_NAME,
+            "subtitle": None,
+            "app_list": section,
+            "app_label": SECURITY_LABEL,
+        }
+        request.current_app = self.name
+        return TemplateResponse(request, "admin/app_index.html", context)
+
+    def get_urls(self) -> list[Any]:
+        security = path(
+            f"{SECURITY_LABEL}/",
+            self.admin_view(self.security_index),
+            name=f"{SECURITY_LABEL}_index",
+        )
+        return [security, *super().get_urls()]
 
     @property
     def login_form(self) -> Any:  # type: ignore[override]

@@ -38,7 +38,7 @@ def test_a_profiles_breadcrumbs_read_home_accounts_user_profiles(admin_client: A
     page = admin_client.get(reverse("admin:accounts_userprofile_change", args=[profile.pk]))
     assert crumbs(page.content.decode()) == [
         "Home",
-        "Accounts",
+        "Profiles",
         "User profiles",
         "crumb@example.com",
     ]

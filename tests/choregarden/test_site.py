@@ -12,6 +12,7 @@ def test_admin_answers_with_the_login_page(client: Client) -> None:
     assert response.status_code == 200
     assert response.redirect_chain[-1][0].startswith("/admin/login/")
     assert b'name="username"' in response.content
+    assert b'<a href="/admin/">Chore Garden admin</a>' in response.content  # the header
 
 
 @pytest.mark.django_db
@@ -23,7 +24,8 @@ def test_staff_can_sign_in(client: Client, django_user_model: type) -> None:
         follow=True,
     )
     assert response.status_code == 200
-    assert b"Site administration" in response.content
+    assert b"<title>Dashboard | Chore Garden admin</title>" in response.content
+    assert b'id="dashboard"' in response.content
 
 
 @pytest.mark.django_db
