@@ -9,6 +9,7 @@ from typing import Any
 from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import sign_in
+from tests.migrationfiles import newest_file, newest_version
 
 V1 = "V1__create_migration_test_table.sql"
 
@@ -18,9 +19,9 @@ def test_staff_sign_in(page: Page, staff_user: Any, screenshot: Any) -> None:
     expect(page).to_have_url("/admin/login/?next=/admin/")
     screenshot(page, "admin-login")
     sign_in(page)
-    expect(page.get_by_role("link", name="Database health")).to_be_visible()
+    # The section's link (the dashboard's health card has the same name).
+    expect(page.locator(".app-dbops").get_by_role("link", name="Database health")).to_be_visible()
     expect(page.get_by_role("link", name="Migration history")).to_be_visible()
-    screenshot(page, "admin-index")
 
 
 def test_migration_history_file_sql_and_validate(admin_page: Page, screenshot: Any) -> None:
@@ -58,7 +59,7 @@ def test_a_history_rows_detail_shows_its_sql(admin_page: Page) -> None:
 
 def test_database_health(admin_page: Page, screenshot: Any) -> None:
     page = admin_page
-    page.get_by_role("link", name="Database health").click()
+    page.locator(".app-dbops").get_by_role("link", name="Database health").click()
     expect(page.locator("h1")).to_have_text("Database health")
     expect(page.locator("#check-connections .dbops-badge")).to_have_text("ok")
     for check in ("blocked_queries", "cache_hit_ratio", "sequences", "dead_tuples"):
@@ -75,10 +76,11 @@ def test_edited_missing_and_pending_files(
     shutil.copytree(Path(settings.BASE_DIR) / "migrations_sql", location)
     with (location / V1).open("a") as f:
         f.write("-- an edit after it was applied\n")
-    for name in location.glob("V11__*"):
-        name.unlink()
-    (location / "V12__add_chore_colour.sql").write_text(
-        "-- Adds a colour to chores. Rollback: U12 drops the column.\n"
+    missing = newest_file()
+    (location / missing).unlink()
+    pending = f"V{newest_version() + 1}__add_chore_colour.sql"
+    (location / pending).write_text(
+        "-- Adds a colour to chores. Rollback: its U file drops the column.\n"
         "ALTER TABLE tasks ADD COLUMN colour text;\n"
     )
     settings.SQL_MIGRATIONS = {**settings.SQL_MIGRATIONS, "LOCATION": location}
@@ -87,8 +89,8 @@ def test_edited_missing_and_pending_files(
     page.goto("/admin/sqlmigrations/flywayschemahistory/states/")
     table = page.locator("#migration-states")
     expect(table.locator("tr.state-edited-since-applied")).to_contain_text(V1)
-    expect(table.locator("tr.state-missing-from-disk")).to_contain_text("V11__")
-    expect(table.locator("tr.state-pending")).to_contain_text("V12__add_chore_colour.sql")
+    expect(table.locator("tr.state-missing-from-disk")).to_contain_text(missing)
+    expect(table.locator("tr.state-pending")).to_contain_text(pending)
     screenshot(page, "migration-states-problems")
 
     page.locator("#sqlmigrations-validate").click()

@@ -12,24 +12,27 @@ from typing import Any
 import pytest
 from django.urls import reverse
 
+from tests.migrationfiles import newest_file, newest_version, versioned_count
+
 pytestmark = pytest.mark.django_db
 
 HISTORY = reverse("admin:sqlmigrations_flywayschemahistory_changelist")
 STATES = reverse("admin:sqlmigrations_states")
 VALIDATE = reverse("admin:sqlmigrations_validate")
 V1 = "V1__create_migration_test_table.sql"
+NEWEST = newest_file()  # the project's newest file, applied by the test database
+PENDING = f"V{newest_version() + 1}__add_chore_colour.sql"
 
 
 @pytest.fixture
 def changed_files(tmp_path: Path, settings: Any) -> Path:
-    """A copy of migrations_sql with V1 edited, V11 gone and a new V12 pending."""
+    """A copy of migrations_sql with V1 edited, the newest file gone and a new one pending."""
     location = tmp_path / "migrations_sql"
     shutil.copytree(Path(settings.BASE_DIR) / "migrations_sql", location)
     with (location / V1).open("a") as f:
         f.write("-- an edit after it was applied\n")
-    for name in location.glob("V11__*"):
-        name.unlink()
-    (location / "V12__add_chore_colour.sql").write_text("SELECT 1;\n")
+    (location / NEWEST).unlink()
+    (location / PENDING).write_text("SELECT 1;\n")
     settings.SQL_MIGRATIONS = {**settings.SQL_MIGRATIONS, "LOCATION": location}
     return location
 
@@ -53,7 +56,7 @@ def test_history_lists_rows_with_their_state(admin_client: Any) -> None:
     page = admin_client.get(HISTORY).content.decode()
     assert V1 in page
     assert "sqlmigrations-badge sqlmigrations-ok" in page
-    assert "Schema version <strong>11</strong>" in page
+    assert f"Schema version <strong>{newest_version()}</strong>" in page
 
 
 def test_a_history_row_shows_its_files_sql(admin_client: Any) -> None:
@@ -68,8 +71,9 @@ def test_states_show_edited_missing_and_pending(admin_client: Any, changed_files
     assert 'class="state-edited-since-applied"' in page
     assert 'class="state-missing-from-disk"' in page
     assert 'class="state-pending"' in page
-    assert "V12__add_chore_colour.sql" in page
-    assert page.count('class="state-applied"') == 9
+    assert PENDING in page
+    # All applied but the edited V1 and the file gone from disk.
+    assert page.count('class="state-applied"') == versioned_count() - 2
 
 
 def test_file_page_shows_the_sql_and_history(admin_client: Any) -> None:
@@ -90,6 +94,7 @@ def test_validate_reports_edited_and_missing_files(admin_client: Any, changed_fi
     page = admin_client.get(VALIDATE).content.decode()
     assert "2 problems" in page
     assert "<td>edited</td><td>V1__create_migration_test_table.sql</td>" in page
-    assert "<td>missing</td><td>V11__index_users_created_at.sql</td>" in page
-    # The gap before V12 is the applied V11 whose file is gone: "missing" says restore it.
+    assert f"<td>missing</td><td>{NEWEST}</td>" in page
+    # The gap before the pending file is the applied one whose file is gone: "missing" says
+    # restore it.
     assert "<td>gap</td>" not in page

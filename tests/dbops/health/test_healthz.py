@@ -14,6 +14,7 @@ from django.db import connections
 from django.test import Client, override_settings
 
 from dbops.health import healthz
+from tests.migrationfiles import newest_file, newest_version
 
 MIGRATIONS = Path(settings.BASE_DIR) / "migrations_sql"
 
@@ -74,17 +75,20 @@ def test_readyz_is_not_ok_when_the_database_does_not_answer(
 def test_readyz_is_not_ok_when_a_migration_on_disk_is_newer_than_the_database(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    newer = migrations_copy(tmp_path, add="V12__add_a_column.sql")
+    newest = newest_version()
+    newer = migrations_copy(tmp_path, add=f"V{newest + 1}__add_a_column.sql")
     with override_settings(SQL_MIGRATIONS=newer), caplog.at_level(logging.WARNING):
         response = Client().get("/readyz")
     assert (response.status_code, response.content) == (503, b"not ok\n")
-    assert "schema is at version 11, the newest migration file is 12" in caplog.text
+    assert f"schema is at version {newest}, the newest migration file is {newest + 1}" in (
+        caplog.text
+    )
 
 
 @pytest.mark.django_db
 def test_readyz_stays_ok_while_the_database_is_ahead_of_the_files(tmp_path: Path) -> None:
     # A deploy migrates before the new release starts; the old one must stay in service.
-    older = migrations_copy(tmp_path, drop="V11__")
+    older = migrations_copy(tmp_path, drop=newest_file())
     with override_settings(SQL_MIGRATIONS=older):
         response = Client().get("/readyz")
     assert (response.status_code, response.content) == (200, b"ok\n")

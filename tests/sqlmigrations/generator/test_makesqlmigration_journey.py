@@ -6,7 +6,15 @@ import ast
 
 import pytest
 
+from tests.migrationfiles import app_leaf, newest_file, newest_version
 from tests.realproject import RealProject, real_project  # noqa: F401
+
+NEXT = newest_version() + 1  # the first version the test makes
+LEAVES = {app: app_leaf(app) for app in ("chores", "accounts", "dbops")}
+# The wrapper of the project's newest file, which the first new wrapper follows.
+PREVIOUS = next(
+    (app, name) for app, name in LEAVES.items() if name == newest_file().removesuffix(".sql")
+)
 
 NICKNAME = (
     "    timezone = models.CharField(",
@@ -65,40 +73,40 @@ def test_each_app_in_turn_migrates_with_one_leaf_per_app(real_project: RealProje
 
     # D1: each wrapper depends on the previous version's wrapper and on its app's latest
     # migration, and none but an app's first is initial.
-    assert wrapper_of(p, "chores", "V12__add_fault_table") == (
-        {("accounts", "V11__index_users_created_at"), ("chores", "V10__create_audit_log_table")},
+    n = NEXT
+    fault, account, ops, second, nickname = (
+        f"V{n}__add_fault_table",
+        f"V{n + 1}__add_account_fault",
+        f"V{n + 2}__add_ops_fault",
+        f"V{n + 3}__add_second_fault",
+        f"V{n + 4}__add_nickname_to_households",
+    )
+    assert wrapper_of(p, "chores", fault) == ({PREVIOUS, ("chores", LEAVES["chores"])}, False)
+    assert wrapper_of(p, "accounts", account) == (
+        {("chores", fault), ("accounts", LEAVES["accounts"])},
         False,
     )
-    assert wrapper_of(p, "accounts", "V13__add_account_fault") == (
-        {("chores", "V12__add_fault_table"), ("accounts", "V11__index_users_created_at")},
+    assert wrapper_of(p, "dbops", ops) == (
+        {("accounts", account), ("dbops", LEAVES["dbops"])},
         False,
     )
-    assert wrapper_of(p, "dbops", "V14__add_ops_fault") == (
-        {("accounts", "V13__add_account_fault"), ("dbops", "move_history_model_to_sqlmigrations")},
-        False,
-    )
-    assert wrapper_of(p, "chores", "V15__add_second_fault") == (
-        {("dbops", "V14__add_ops_fault"), ("chores", "V12__add_fault_table")},
-        False,
-    )
-    assert ("chores", "V15__add_second_fault") in wrapper_of(
-        p, "chores", "V16__add_nickname_to_households"
-    )[0]
+    assert wrapper_of(p, "chores", second) == ({("dbops", ops), ("chores", fault)}, False)
+    assert ("chores", second) in wrapper_of(p, "chores", nickname)[0]
     assert p.query(
         "SELECT column_name FROM information_schema.columns "
         "WHERE table_name = 'households' AND column_name = 'nickname'"
     ) == [("nickname",)]
     versions = [r[0] for r in p.query("SELECT version FROM flyway_schema_history")]
-    assert versions[-5:] == ["12", "13", "14", "15", "16"]
-    rollback = (p.sql_dir / "V15__add_second_fault.sql").read_text()
-    assert "`manage.py migrate chores V12__add_fault_table` runs it" in rollback
+    assert versions[-5:] == [str(v) for v in range(n, n + 5)]
+    rollback = (p.sql_dir / f"{second}.sql").read_text()
+    assert f"`manage.py migrate chores {fault}` runs it" in rollback
 
     # The undo files go to migrations_undo/, out of the folder Flyway reads, and migrating
     # back runs them from there.
     assert not list(p.sql_dir.glob("U*"))
-    undo = p.root / "migrations_undo" / "U16__add_nickname_to_households.sql"
+    undo = p.root / "migrations_undo" / f"U{n + 4}__add_nickname_to_households.sql"
     assert 'DROP COLUMN "nickname"' in undo.read_text()
-    back = p.manage("migrate", "chores", "V15__add_second_fault", "--no-input")
+    back = p.manage("migrate", "chores", second, "--no-input")
     assert back.returncode == 0, back.stderr
     assert (
         p.query(
@@ -107,4 +115,4 @@ def test_each_app_in_turn_migrates_with_one_leaf_per_app(real_project: RealProje
         )
         == []
     )
-    assert [r[0] for r in p.query("SELECT version FROM flyway_schema_history")][-1] == "15"
+    assert [r[0] for r in p.query("SELECT version FROM flyway_schema_history")][-1] == str(n + 3)

@@ -14,12 +14,13 @@ from typing import Any
 import pytest
 
 from dbops.connections.databases import drop_database
+from tests.migrationfiles import app_leaf, newest_version
 from tests.realproject import RealProject, copy_real_project
 
 pytestmark = pytest.mark.slow
 
-LATEST = "V11__index_users_created_at"  # the real project's last migration (accounts)
-NEXT = 12
+LATEST = app_leaf("accounts")  # the accounts app's newest migration, before the test's
+NEXT = newest_version() + 1  # the version makesqlmigration gives the next file
 
 
 @pytest.fixture(scope="module")
