@@ -233,6 +233,8 @@ USAGE = {
     "dbhealth --record --check": ["dbhealth", "--record", "--check", "connections"],
     "scheduleassignments --days": ["scheduleassignments", "--days", "0"],
     "analytics --since": ["analytics", "refresh", "--since", "2026-13-01"],
+    "analytics --since future": ["analytics", "refresh", "--since", "2999-01-01"],
+    "analytics --since --full": ["analytics", "refresh", "--full", "--since", "2026-01-01"],
     "cognitosync --page-size": ["cognitosync", "--page-size", "61"],
     "backup --max-rate": ["backup", "create", "--max-rate", "fast"],
     "backup --keep-days": ["backup", "prune", "--keep-days", "0"],

@@ -6,11 +6,12 @@ import json
 import re
 import time
 from argparse import ArgumentTypeError
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 from django.db import connection
+from django.utils import timezone
 
 from chores.analytics.refresh import DayDone, RefreshError, RefreshResult, refresh
 from dbops.connections.errors import connect_or_explain
@@ -44,8 +45,10 @@ class Command(DatabaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="action", required=True)
         run = sub.add_parser("refresh", help="Rewrite the days changed since the last refresh.")
-        run.add_argument("--since", type=day, help="Also rewrite every day from this date.")
-        run.add_argument(
+        self._refresh_parser = run
+        which = run.add_mutually_exclusive_group()
+        which.add_argument("--since", type=day, help="Also rewrite every day from this date.")
+        which.add_argument(
             "--full", action="store_true", help="Rewrite every day from the first data."
         )
         run.add_argument("--json", action="store_true", help="Machine-readable output.")
@@ -53,6 +56,12 @@ class Command(DatabaseCommand):
         status.add_argument("--json", action="store_true", help="Machine-readable output.")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        since = options.get("since")
+        if since is not None and since > timezone.now().date() + timedelta(days=1):
+            # Every time zone's today is at most a day after UTC's: a later date has no data.
+            self._refresh_parser.error(
+                f"argument --since: {since} is in the future: give a past date (YYYY-MM-DD)"
+            )
         connect_or_explain()
         if options["action"] == "status":
             self._status(options)
@@ -69,8 +78,10 @@ class Command(DatabaseCommand):
             self.stderr.write(f"Note: {result.replica_note}.")
         days = f"{result.days[0]}..{result.days[-1]}" if result.days else "none"
         self.stdout.write(
-            f"Done! Refreshed {len(result.days)} days ({days}; {result.skipped} up to date), "
-            f"{result.rows:,} rows, in {result.seconds:.1f} s, reading {result.read_from}; "
+            f"Done! Refreshed {len(result.days)} day{'' if len(result.days) == 1 else 's'} "
+            f"({days}; {result.skipped} up to date), "
+            f"{result.rows:,} row{'' if result.rows == 1 else 's'}, in {result.seconds:.1f} s, "
+            f"reading {result.read_from}; "
             f"watermark {result.watermark:%Y-%m-%d %H:%M:%S} UTC, through {result.through_day}."
         )
 
@@ -83,7 +94,7 @@ class Command(DatabaseCommand):
         self._last_line = now
         self.stderr.write(
             f"analytics refresh: {done.day} done ({done.index}/{done.total} days, "
-            f"{done.rows:,} rows in {done.seconds:.2f} s)"
+            f"{done.rows:,} row{'' if done.rows == 1 else 's'} in {done.seconds:.2f} s)"
         )
 
     @staticmethod
