@@ -349,8 +349,20 @@ def bar_chart(
     )
 
 
-def sparkline(values: Sequence[float | None], *, label: str, unit: str = "") -> SafeString:
-    """A small line without axes, with the last value beside it; None values are gaps."""
+def sparkline(
+    values: Sequence[float | None],
+    *,
+    label: str,
+    unit: str = "",
+    xs: Sequence[X] | None = None,
+) -> SafeString:
+    """A small line without axes, with the last value beside it; None values are gaps.
+
+    `xs` (as many as the values: dates, datetimes or strings) name each point in its
+    tooltip and data-x; without them a point is named by its position, from 1.
+    """
+    if xs is not None and len(xs) != len(values):
+        raise ValueError(f"sparkline {label!r}: {len(xs)} x values for {len(values)} values")
     shown = [v for raw in values if (v := drawn(raw)) is not None]
     if not shown:
         return mark_safe(
@@ -374,10 +386,12 @@ def sparkline(values: Sequence[float | None], *, label: str, unit: str = "") -> 
         py = h - pad - (v - lo) / span * (h - 2 * pad) if hi != lo else h / 2
         path.append(f"{'L' if pen_down else 'M'}{px:.1f} {py:.1f}")
         pen_down = True
-        text = f"{label} · {i + 1}: {format_value(v, unit=unit)}"
+        name = x_text(xs[i]) if xs is not None else str(i + 1)
+        text = f"{label} · {name}: {format_value(v, unit=unit)}"
+        data_x = x_key(xs[i]) if xs is not None else str(i)
         points.append(
             f'<circle class="cg-point cg-dense" cx="{px:.1f}" cy="{py:.1f}" r="2" '
-            f'data-x="{i}" data-y="{data_y(v)}"><title>{_text(text)}</title></circle>'
+            f'data-x="{_text(data_x)}" data-y="{data_y(v)}"><title>{_text(text)}</title></circle>'
         )
     last = format_value(shown[-1], unit=unit)
     return mark_safe(

@@ -136,7 +136,7 @@ def activity(card: Card) -> None:
         ("Completions per day, 30 days", [d.completions for d in days]),
         ("Active users per day, 30 days", [d.active_users for d in days]),
     ):
-        card.charts.append((label, sparkline(values, label=label)))
+        card.charts.append((label, sparkline(values, label=label, xs=[d.day for d in days])))
 
 
 def overdue(card: Card) -> None:

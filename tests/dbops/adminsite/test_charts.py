@@ -133,6 +133,16 @@ def test_a_sparkline_is_valid_svg_for_any_data(points: list[float | None], label
     assert len(circles) == sum(drawable(v) for v in points)
 
 
+def test_a_sparkline_names_its_points_by_their_x_values() -> None:
+    days = [date(2026, 12, 1) + timedelta(days=n) for n in range(3)]
+    figure = parse(sparkline([1.0, None, 3.0], label="Done", xs=days))
+    circles = list(figure.iter(f"{SVG}circle"))
+    assert [c.get("data-x") for c in circles] == ["2026-12-01", "2026-12-03"]
+    assert circles[-1].findtext(f"{SVG}title") == "Done · 2026-12-03: 3"
+    with pytest.raises(ValueError, match="2 x values for 3 values"):
+        sparkline([1.0, 2.0, 3.0], label="Done", xs=days[:2])
+
+
 @EXAMPLES
 @given(
     lo=st.floats(min_value=-1e300, max_value=1e300),

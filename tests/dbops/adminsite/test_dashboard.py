@@ -165,6 +165,9 @@ def test_activity_from_the_rollups_with_30_day_sparklines(
     # Oldest day first: the day 29 days ago had 30 completions and 58 active users.
     assert [float(v) for v in completions] == [float(30 - n) for n in range(30)]
     assert [float(v) for v in active] == [float(2 * (29 - n)) for n in range(30)]
+    # Each point is named by its day: the newest is today's.
+    assert f"<title>Completions per day, 30 days · {today:%Y-%m-%d}: 1</title>" in charts[0]
+    assert f'data-x="{today - timedelta(days=29):%Y-%m-%d}"' in charts[1]
 
 
 def test_activity_names_rollups_that_fell_behind(admin_client: Client) -> None:
