@@ -27,11 +27,13 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 venv: $(VENV)/.runtime
 dev-venv: $(VENV)/.dev
 
-## run: virtualenv, local database (unless DATABASE_URL is set), migrations, server
+## run: virtualenv, local database (unless DATABASE_URL is set), migrations, demo data and
+## its analytics rollups, server
 run: $(VENV)/.runtime
 	$(PY) manage.py devdb start --if-no-database-url
 	$(PY) manage.py migrate --no-input
 	$(PY) manage.py demodata
+	$(PY) manage.py analytics refresh
 	$(PY) manage.py runserver $(HOST):$(PORT)
 
 ## test: virtualenv with test tools, then the whole test suite, a worker a core

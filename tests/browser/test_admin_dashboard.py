@@ -63,7 +63,7 @@ def test_the_index_shows_the_dashboard_then_the_sections(
 
     sections = page.locator("#content-main caption a.section").all_inner_texts()
     assert [s.casefold() for s in sections] == [  # the theme may set them in capitals
-        "accounts",
+        "profiles",
         "households and chores",
         "database operations",
         "sql migrations",

@@ -165,6 +165,7 @@ def made(operator: Operator) -> Operator:
         ("restart", ("devdb", "start", "--if-no-database-url")),
         ("migrate", ("migrate", "--no-input")),
         ("demodata", ("demodata",)),
+        ("analytics", ("analytics", "refresh")),
     ]
     for name, args in steps:
         operator.made[name] = operator.run(*args)
@@ -182,7 +183,7 @@ def counts(op: Operator, database: str | None = None, role: str = "owner") -> di
 
 def test_make_run_starts_restarts_migrates_and_loads_demo_data(made: Operator) -> None:
     results = made.made
-    for name in ("start", "stop", "restart", "migrate", "demodata"):
+    for name in ("start", "stop", "restart", "migrate", "demodata", "analytics"):
         done = results[name]
         assert done.returncode == 0, f"{name}: {done.stdout}\n{done.stderr}"
     assert "Local database created and started" in results["start"].stdout
@@ -191,6 +192,7 @@ def test_make_run_starts_restarts_migrates_and_loads_demo_data(made: Operator) -
     applied = re.findall(r"Applying \w+\.(V\d+)__", results["migrate"].stdout)
     assert applied == [f"V{n}" for n in range(1, NEWEST + 1)], results["migrate"].stdout
     assert results["demodata"].stdout.startswith("Done! Demo data:")
+    assert results["analytics"].stdout.startswith("Done! Refreshed ")
     status = made.status()
     assert status["running"] is True and status["database"] == "choregarden_dev"
     rows = counts(made)
@@ -466,20 +468,30 @@ def test_cognitosync_creates_profiles_and_deactivates_those_not_in_the_pool(
 # --- the development workflow ------------------------------------------------------------
 
 
-def test_a_hand_written_migration_in_each_app_applies_and_leaves_no_model_changes(
-    made: Operator,
-) -> None:
+@pytest.fixture(scope="module")
+def hand_written(made: Operator) -> list[tuple[str, str, str, str]]:
+    """A hand-written migration in each app, each generated, filled in and migrated:
+    (app, version and name, makesqlmigration's output, migrate's output). A fixture, so
+    the tests that need these files have them whichever worker runs them."""
+    done = []
     for version, (app, (name, sql, undo)) in enumerate(APPS.items(), start=NEWEST + 1):
         out = made.ok("makesqlmigration", app, name, "--empty")
-        assert f"Done! Wrote V{version}__{name}" in out
         v_file = made.root / "migrations_sql" / f"V{version}__{name}.sql"
         u_file = made.root / "migrations_undo" / f"U{version}__{name}.sql"
         wrapper = made.root / app / "migrations" / f"V{version}__{name}.py"
-        assert v_file.is_file() and u_file.is_file() and wrapper.is_file()
+        assert v_file.is_file() and u_file.is_file() and wrapper.is_file(), out
         v_file.write_text(v_file.read_text() + sql)
         u_file.write_text(u_file.read_text() + undo)
-        migrated = made.ok("migrate", "--no-input")
-        assert f"Applying {app}.V{version}__{name}... OK" in migrated, migrated
+        done.append((app, f"V{version}__{name}", out, made.ok("migrate", "--no-input")))
+    return done
+
+
+def test_a_hand_written_migration_in_each_app_applies_and_leaves_no_model_changes(
+    made: Operator, hand_written: list[tuple[str, str, str, str]]
+) -> None:
+    for app, migration, out, migrated in hand_written:
+        assert f"Done! Wrote {migration}" in out
+        assert f"Applying {app}.{migration}... OK" in migrated, migrated
 
     clean = made.run("makemigrations", "--check", "--dry-run")
     assert clean.returncode == 0 and "No changes detected" in clean.stdout, (
@@ -495,10 +507,10 @@ def test_a_hand_written_migration_in_each_app_applies_and_leaves_no_model_change
 
 
 def test_the_last_migration_rolls_back_with_its_undo_file_and_applies_again(
-    made: Operator,
+    made: Operator, hand_written: list[tuple[str, str, str, str]]
 ) -> None:
+    assert hand_written[-1][1] == PROBE
     v_file = made.root / "migrations_sql" / f"{PROBE}.sql"
-    assert v_file.is_file(), f"{PROBE} was not written: see the previous step"
     # The V file's header names the command that runs its undo file.
     header = v_file.read_text()
     rollback = re.search(r"`manage\.py (migrate dbops \w+)` runs it", header)
