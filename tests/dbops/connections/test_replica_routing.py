@@ -68,14 +68,35 @@ def _resume(replica: LocalReplica) -> None:
         conn.execute("SELECT pg_wal_replay_resume()")
 
 
+PAUSE_STATE = "SELECT pg_get_wal_replay_pause_state()"
+
+
 def _pause(replica: LocalReplica) -> None:
     # Everything replayed first: a pause in the middle of the previous test's TRUNCATE
-    # (Django's flush) would leave its lock held on the standby, blocking every read.
-    _replayed(replica)
-    with _superuser(replica) as conn:
-        conn.execute("SELECT pg_wal_replay_pause()")
-        state = "SELECT pg_get_wal_replay_pause_state()"
-        _until(lambda: conn.execute(state).fetchone()[0] == "paused")
+    # (Django's flush) would leave its lock held on the standby, blocking every read. The
+    # other workers write to the same cluster meanwhile, so the pause may still stop on a
+    # replayed lock that blocks new connections: then resume, catch up and pause again,
+    # until the paused standby lets the application's role connect and read.
+    for _ in range(10):
+        _replayed(replica)
+        with _superuser(replica) as conn:
+            conn.execute("SELECT pg_wal_replay_pause()")
+            _until(lambda c=conn: c.execute(PAUSE_STATE).fetchone()[0] == "paused")
+        if _serves_reads(replica):
+            return
+        _resume(replica)
+    raise AssertionError("the paused standby never let a new connection read")
+
+
+def _serves_reads(replica: LocalReplica) -> bool:
+    try:
+        database = connections[REPLICA].settings_dict["NAME"]
+        with psycopg.connect(**replica.conninfo("app", database), connect_timeout=3) as conn:
+            conn.execute("SET statement_timeout = '3s'")
+            conn.execute("SELECT count(*) FROM migration_test").fetchone()
+    except psycopg.OperationalError:
+        return False
+    return True
 
 
 def _until(condition: Callable[[], bool], timeout: float = 30) -> None:
