@@ -10,9 +10,12 @@ secret, so a malformed deploy step changes nothing.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlmigrations.lib.exceptions import SqlMigrationError
+from sqlmigrations.lib.versions import Version
 from sqlmigrations.redact import redact
 
 
@@ -35,12 +38,49 @@ class Option:
         return {bool: "true or false", int: "a whole number", str: "a string"}[self.kind]
 
 
+# What a V file's name may carry as its version (ASCII digits, "." or "_" between parts);
+# no sign, no spaces, none of Flyway's marker words.
+_VERSION = re.compile(r"[0-9]+(?:[._][0-9]+)*")
+
+
+@dataclass(frozen=True)
+class VersionOption(Option):
+    """A migration version: a string such as "1.2" (Flyway's versions may be dotted) or a
+    whole number such as 7 (JSON's natural form of "7"); kept as the string it stands for."""
+
+    kind: type = str
+
+    def accepts(self, value: Any) -> bool:
+        if type(value) is int and value >= 0:
+            text = str(value)
+        elif type(value) is str and _VERSION.fullmatch(value):
+            text = value
+        else:
+            return False
+        try:
+            Version(text)
+        except SqlMigrationError:
+            return False
+        return True
+
+    def describe(self) -> str:
+        return 'a migration version: a string such as "7" or "1.2", or a whole number'
+
+
 # Each action and the options it takes. A new action or option is one entry here (and a
 # branch in sqlmigrations.deploy.run); unknown keys stay refused for every other action.
 ACTIONS: dict[str, dict[str, Option]] = {
-    "migrate": {},  # validate, then apply what is pending
+    # validate, then apply what is pending; with rollback_on_failure, a failure undoes what
+    # this run applied (every pending file needs an undo file, checked before anything runs)
+    "migrate": {"rollback_on_failure": Option(bool)},
     "validate": {},  # validate and count what is pending; apply nothing
     "info": {},  # every file and history row with its Flyway state; apply nothing
+    # undo the applied files above to_version, newest first; never below release_floor
+    "rollback": {
+        "to_version": VersionOption(required=True),
+        "release_floor": VersionOption(required=True),
+        "dry_run": Option(bool),
+    },
 }
 ACTION_KEY = "action"
 EXAMPLE = '{"action": "migrate"}'
@@ -86,7 +126,12 @@ def parse_event(event: object) -> DeployRequest:
             problems.append(f'"{key}" is {show(event[key])}: use {option.describe()}')
     if problems:
         raise EventError("; ".join(problems))
-    return DeployRequest(action, {k: event[k] for k in allowed if k in event})
+    return DeployRequest(action, {k: _value(allowed[k], event[k]) for k in allowed if k in event})
+
+
+def _value(option: Option, value: Any) -> Any:
+    # A version is passed on as text, whichever JSON form it came in.
+    return str(value) if isinstance(option, VersionOption) else value
 
 
 def actions() -> str:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sqlmigrations.deploy_event import ACTIONS, DeployRequest, EventError, Option, parse_event
+from sqlmigrations.deploy_event import ACTIONS, DeployRequest, EventError, parse_event
 
 
 @pytest.mark.parametrize("action", ["migrate", "validate", "info"])
@@ -60,27 +61,98 @@ def test_a_value_that_looks_secret_is_masked() -> None:
     assert "Hunter-2-secret" not in str(info.value)
 
 
-def test_options_are_typed_exactly(monkeypatch: pytest.MonkeyPatch) -> None:
-    # How a later option (issue 18's rollback) slots in: one entry in ACTIONS.
-    monkeypatch.setitem(
-        ACTIONS,
-        "rollback",
-        {"to_version": Option(int, required=True), "dry_run": Option(bool)},
+def test_rollback_takes_a_version_as_a_string_or_a_whole_number() -> None:
+    event = {"action": "rollback", "to_version": 3, "release_floor": "1.2", "dry_run": True}
+    assert parse_event(event) == DeployRequest(
+        "rollback", {"to_version": "3", "release_floor": "1.2", "dry_run": True}
     )
-    assert parse_event({"action": "rollback", "to_version": 3}) == DeployRequest(
-        "rollback", {"to_version": 3}
+    assert parse_event({"action": "rollback", "to_version": "2_1", "release_floor": 0}) == (
+        DeployRequest("rollback", {"to_version": "2_1", "release_floor": "0"})
     )
-    refused = {
-        '"to_version" is "3": use a whole number': {"action": "rollback", "to_version": "3"},
-        '"to_version" is true: use a whole number': {"action": "rollback", "to_version": True},
-        '"to_version" is 3.0: use a whole number': {"action": "rollback", "to_version": 3.0},
-        'needs "to_version"': {"action": "rollback"},
-        '"dry_run" is 1: use true or false': {"action": "rollback", "to_version": 2, "dry_run": 1},
-        '"dry_run" is "false"': {"action": "rollback", "to_version": 2, "dry_run": "false"},
-    }
-    for expected, event in refused.items():
-        with pytest.raises(EventError, match=expected):
-            parse_event(event)
+
+
+def test_migrate_takes_rollback_on_failure() -> None:
+    assert parse_event({"action": "migrate", "rollback_on_failure": True}) == DeployRequest(
+        "migrate", {"rollback_on_failure": True}
+    )
+    assert parse_event({"action": "migrate", "rollback_on_failure": False}) == DeployRequest(
+        "migrate", {"rollback_on_failure": False}
+    )
+
+
+ROLLBACK = {"action": "rollback", "release_floor": "1"}
+
+
+@pytest.mark.parametrize(
+    ("event", "expected"),
+    [
+        ({"action": "rollback"}, 'needs "to_version" (a migration version'),
+        ({"action": "rollback", "to_version": "2"}, 'needs "release_floor"'),
+        ({**ROLLBACK, "to_version": True}, '"to_version" is true: use a migration version'),
+        ({**ROLLBACK, "to_version": 3.0}, '"to_version" is 3.0: use a migration version'),
+        ({**ROLLBACK, "to_version": -1}, '"to_version" is -1'),
+        ({**ROLLBACK, "to_version": "v3"}, '"to_version" is "v3"'),
+        ({**ROLLBACK, "to_version": "latest"}, '"to_version" is "latest"'),
+        ({**ROLLBACK, "to_version": ""}, '"to_version" is ""'),
+        ({**ROLLBACK, "to_version": "-1"}, '"to_version" is "-1"'),
+        ({**ROLLBACK, "to_version": " 2"}, '"to_version" is " 2"'),
+        ({**ROLLBACK, "to_version": None}, '"to_version" is null'),
+        ({**ROLLBACK, "to_version": "2", "dry_run": 1}, '"dry_run" is 1: use true or false'),
+        ({**ROLLBACK, "to_version": "2", "dry_run": "false"}, '"dry_run" is "false"'),
+        ({**ROLLBACK, "to_version": "2", "rollback_on_failure": True}, "unknown key"),
+        ({"action": "migrate", "rollback_on_failure": 1}, '"rollback_on_failure" is 1'),
+        ({"action": "migrate", "rollback_on_failure": "true"}, "use true or false"),
+        ({"action": "migrate", "to_version": "2"}, 'unknown key "to_version"'),
+        ({"action": "validate", "rollback_on_failure": True}, "unknown key"),
+    ],
+)
+def test_options_are_typed_exactly(event: dict[str, Any], expected: str) -> None:
+    with pytest.raises(EventError) as info:
+        parse_event(event)
+    assert expected in str(info.value)
+
+
+VERSIONS = st.integers(min_value=0) | st.from_regex(
+    r"[0-9]{1,4}(\.[0-9]{1,3}){0,2}", fullmatch=True
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    event=st.fixed_dictionaries(
+        {"action": st.just("rollback")},
+        optional={
+            "to_version": VERSIONS
+            | st.booleans()
+            | st.floats()
+            | st.none()
+            | st.text(alphabet="0123456789._-+ a", max_size=5),
+            "release_floor": VERSIONS | st.booleans() | st.none(),
+            "dry_run": st.booleans() | st.integers(),
+        },
+    )
+)
+def test_a_rollback_event_is_accepted_exactly_when_each_option_is_well_typed(
+    event: dict[str, Any],
+) -> None:
+    def version(value: Any) -> bool:
+        if type(value) is int:
+            return 0 <= value != 2**63 - 1  # Flyway's marker for "latest"
+        return type(value) is str and bool(re.fullmatch(r"[0-9]+([._][0-9]+)*", value))
+
+    well_typed = (
+        version(event.get("to_version"))
+        and version(event.get("release_floor"))
+        and type(event.get("dry_run", False)) is bool
+    )
+    try:
+        request = parse_event(event)
+    except EventError:
+        assert not well_typed, event
+        return
+    assert well_typed, event
+    assert request.options["to_version"] == str(event["to_version"])
+    assert request.options["release_floor"] == str(event["release_floor"])
 
 
 JSON = st.recursive(
@@ -98,9 +170,11 @@ def test_any_json_is_either_an_exact_accepted_shape_or_refused(event: Any) -> No
     except EventError as err:
         assert str(err) and "\n" not in str(err)
         return
-    # Only {"action": <known action>} and nothing else gets through today.
+    # Only {"action": <action>} gets through here: no generated key is an option, and
+    # rollback needs its versions (tested above).
     assert isinstance(event, dict)
     assert event == {"action": request.action}
+    assert request.action != "rollback"
     assert request.action in ACTIONS
     assert request.options == {}
 
