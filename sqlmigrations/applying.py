@@ -7,18 +7,21 @@ how a file is applied (lib.executor.apply_file) and what the run reports are dec
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+import psycopg
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from sqlmigrations import engine
+from sqlmigrations.django_internals import in_atomic_block
 from sqlmigrations.lib import executor
 from sqlmigrations.lib.executor import Applied
 from sqlmigrations.lib.files import MigrationFile
+from sqlmigrations.lib.lockwait import LockGuard, LockLimits, parse_count, parse_duration
 from sqlmigrations.lib.validation import baseline_version
 
 
@@ -85,6 +88,78 @@ def active_result() -> MigrateResult | None:
     return _collecting.get()
 
 
+def lock_limits(**options: Any) -> LockLimits:
+    """Read the lock-wait settings (SQL_MIGRATIONS) and `migrate`'s options into limits.
+
+    Raises ValueError naming the setting when a value is not a duration or a count.
+    """
+
+    def duration(name: str) -> int:
+        return parse_duration(str(engine.option(name)), what=f"SQL_MIGRATIONS['{name}']")
+
+    return LockLimits(
+        lock_timeout_ms=duration("LOCK_TIMEOUT"),
+        statement_timeout_ms=duration("STATEMENT_TIMEOUT"),
+        retries=parse_count(
+            str(engine.option("LOCK_RETRIES")), what="SQL_MIGRATIONS['LOCK_RETRIES']"
+        ),
+        backoff_ms=duration("LOCK_RETRY_BACKOFF"),
+        backoff_max_ms=duration("LOCK_RETRY_BACKOFF_MAX"),
+        wait_for_blockers_s=options.get("wait_for_blockers"),
+        terminate_idle_after_s=options.get("terminate_blockers_older_than"),
+    )
+
+
+@dataclass(frozen=True)
+class LockWaits:
+    """The lock limits of a `migrate` run and where it says that a try timed out."""
+
+    limits: LockLimits
+    say: Callable[[str], None]
+
+
+_lock_waits: ContextVar[LockWaits | None] = ContextVar("sqlmigrations_locks", default=None)
+
+
+@contextmanager
+def lock_waits(limits: LockLimits, say: Callable[[str], None]) -> Iterator[None]:
+    """Apply every file in this block with these limits, saying each timed-out try."""
+    token = _lock_waits.set(LockWaits(limits, say))
+    try:
+        yield
+    finally:
+        _lock_waits.reset(token)
+
+
+def lock_guard(connection: BaseDatabaseWrapper) -> LockGuard:
+    """Return the guard a file applied on this connection runs under (lib.lockwait).
+
+    Outside `migrate` (tests, the admin) the settings' limits apply and tries are logged.
+    The watcher connects as this connection does (the migrating role), only when a try
+    has waited a moment.
+    """
+    waits = _lock_waits.get()
+    guard = LockGuard(lock_limits()) if waits is None else LockGuard(waits.limits, say=waits.say)
+    connection.ensure_connection()
+    raw = connection.connection
+    pid = getattr(getattr(raw, "info", None), "backend_pid", None)
+
+    def connect() -> psycopg.Connection[Any]:
+        # Through the backend, as the migrating connection logs in (a secret's password is
+        # put in at connect time), but never from a pool: this connection is closed after.
+        settings = dict(connection.settings_dict)
+        settings["OPTIONS"] = {k: v for k, v in settings["OPTIONS"].items() if k != "pool"}
+        backend = type(connection)(settings, connection.alias)
+        params = backend.get_connection_params()
+        params["application_name"] = "sqlmigrations lock watcher"
+        raw = backend.get_new_connection(params)
+        raw.autocommit = True
+        return raw  # type: ignore[no-any-return]
+
+    in_transaction = not connection.get_autocommit() or in_atomic_block(connection)
+    return replace(guard, pid=pid, connect=connect, in_transaction=in_transaction)
+
+
 def apply_file(connection: BaseDatabaseWrapper, mf: MigrationFile, *, also: str = "") -> Applied:
     """Apply a wrapper's V file with the run's snapshot, then run `also` (see
     lib.executor.apply_file); a file below the baseline or already run by Flyway only
@@ -99,6 +174,7 @@ def apply_file(connection: BaseDatabaseWrapper, mf: MigrationFile, *, also: str 
             existing=run.applied.get(mf.name.version),  # type: ignore[arg-type]
             baseline=baseline_version(run.rows),
             also=also,
+            guard=lock_guard(connection),
         )
     result = _collecting.get()
     if result is not None:
@@ -110,11 +186,14 @@ def apply_repeatables(connection: BaseDatabaseWrapper) -> list[Applied]:
     """Apply each R file that is new or changed since it last ran, one transaction each."""
     result = _collecting.get()
     done: list[Applied] = []
+    guard = lock_guard(connection)
     with connection.cursor() as cursor:
         history = engine.history_for(cursor)
         values = engine.placeholders_for(cursor)
         for mf, checksum in engine.pending_repeatables(history.rows(), values):
-            applied = executor.apply_file(cursor, history, mf, mf.render(values), checksum=checksum)
+            applied = executor.apply_file(
+                cursor, history, mf, mf.render(values), checksum=checksum, guard=guard
+            )
             done.append(applied)
             if result is not None:
                 result.repeatables.append(applied)
@@ -128,4 +207,12 @@ def undo_file(
     record of the wrapper), all committed together (see lib.executor.undo_file)."""
     text = engine.current_run(connection).render(u_file)
     with connection.cursor() as cursor:
-        return executor.undo_file(cursor, engine.history_for(cursor), v_file, u_file, text, also)
+        return executor.undo_file(
+            cursor,
+            engine.history_for(cursor),
+            v_file,
+            u_file,
+            text,
+            also,
+            guard=lock_guard(connection),
+        )

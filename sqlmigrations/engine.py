@@ -40,6 +40,12 @@ DEFAULTS: dict[str, Any] = {
     "OUT_OF_ORDER": False,
     # The connection alias that migrates (a role that may run DDL).
     "DATABASE": DEFAULT_DB_ALIAS,
+    # Each file's lock waits (lib.lockwait, docs/migrations.md "Lock timeouts and retries").
+    "LOCK_TIMEOUT": "5s",
+    "LOCK_RETRIES": 5,
+    "LOCK_RETRY_BACKOFF": "500ms",  # the first pause; it doubles up to the maximum
+    "LOCK_RETRY_BACKOFF_MAX": "10s",
+    "STATEMENT_TIMEOUT": "0",  # off
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import time
 from typing import Any
 
@@ -9,7 +10,7 @@ from django.core.management.base import CommandError, no_translations
 from django.core.management.commands.migrate import Command as DjangoMigrate
 from django.db import connections, migrations
 
-from sqlmigrations import engine, migrating
+from sqlmigrations import applying, engine, migrating
 from sqlmigrations.applying import MigrateResult
 from sqlmigrations.django_internals import InconsistentMigrationHistory, IrreversibleError
 from sqlmigrations.lib.exceptions import SqlMigrationError
@@ -26,10 +27,28 @@ class Command(DatabaseCommand, DjangoMigrate):
         "migrations, validated first, under Flyway's advisory lock."
     )
     files_read = False  # whether execute() read the SQL files for this run
+    mid_line = False  # an "Applying ..." line waits for its " OK"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.result = MigrateResult()
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        super().add_arguments(parser)
+        parser.add_argument(
+            "--wait-for-blockers",
+            type=_seconds,
+            metavar="N",
+            help="keep retrying a file whose lock waits time out until N seconds after its "
+            "first try, past SQL_MIGRATIONS['LOCK_RETRIES'] (docs/migrations.md)",
+        )
+        parser.add_argument(
+            "--terminate-blockers-older-than",
+            type=_seconds,
+            metavar="S",
+            help="end the sessions that block a file and have sat idle in a transaction for "
+            "S seconds or more (pg_terminate_backend); off by default, owner role only",
+        )
 
     def execute(self, *args: Any, **options: Any) -> Any:
         # Before the system checks: they read the history through this connection, as the
@@ -61,7 +80,14 @@ class Command(DatabaseCommand, DjangoMigrate):
         self.result = MigrateResult()
         connection = connections[options["database"]]
         try:
-            migrating.migrate(self, options, self.result)
+            limits = applying.lock_limits(**options)
+        except ValueError as err:
+            raise CommandError(f"{err}; fix the setting.", returncode=2) from err
+        if limits.terminate_idle_after_s is not None:
+            _require_owner(connection)
+        try:
+            with applying.lock_waits(limits, self._say):
+                migrating.migrate(self, options, self.result)
         except InconsistentMigrationHistory as err:
             raise CommandError(
                 f"{err} django_migrations disagrees with the migration files: compare "
@@ -78,6 +104,14 @@ class Command(DatabaseCommand, DjangoMigrate):
             raise CommandError(str(err)) from err
         except IrreversibleError as err:
             raise CommandError(str(err)) from err
+
+    def _say(self, message: str) -> None:
+        """Write a lock-wait line at once: a deploy's log shows why the run waits."""
+        if self.mid_line:
+            self.stdout.write("")  # end the "Applying ..." line; " OK" comes on its own
+            self.mid_line = False
+        self.stdout.write(self.style.WARNING(message))
+        self.stdout.flush()
 
     @staticmethod
     def describe_operation(operation: Any, backwards: bool) -> tuple[str, bool]:
@@ -124,3 +158,33 @@ class Command(DatabaseCommand, DjangoMigrate):
                 self.stdout.flush()
                 return
         super().migration_progress_callback(action, migration, fake)
+        self.mid_line = action in ("apply_start", "unapply_start") and self.verbosity >= 1
+
+
+def _seconds(raw: str) -> float:
+    """argparse type of the lock-wait options: seconds, a number 0 or more."""
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a number of seconds (e.g. 30)")
+    return value
+
+
+def _require_owner(connection: Any) -> None:
+    """Refuse --terminate-blockers-older-than unless migrate runs as the database's owner
+    (or a superuser): ending other sessions is the owner's call, not any role's."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT current_user::text, pg_get_userbyid(d.datdba)::text, r.rolsuper "
+            "FROM pg_database d, pg_roles r "
+            "WHERE d.datname = current_database() AND r.rolname = current_user"
+        )
+        user, owner, superuser = cursor.fetchone()
+    if user != owner and not superuser:
+        raise CommandError(
+            f"--terminate-blockers-older-than needs the database's owner role ({owner}), "
+            f"but migrate connects as {user}: set MIGRATION_DATABASE_URL to the owner role "
+            "or leave the option out; nothing was applied."
+        )
