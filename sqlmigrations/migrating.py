@@ -18,7 +18,7 @@ from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils.module_loading import module_has_submodule
 
-from sqlmigrations import applying, engine
+from sqlmigrations import applying, engine, largetables
 from sqlmigrations.applying import MigrateResult, collecting
 from sqlmigrations.backwards import blockers, refusal, requested_plan
 from sqlmigrations.django_internals import (
@@ -164,10 +164,17 @@ def migrate_plain(
     )
     if pending_file and not plan:
         return False  # a file without a wrapper: Django's migrate and the check say so
-    engine.require_roles(connection, run, files_to_run(plan, run))
+    pending = files_to_run(plan, run)
+    engine.require_roles(connection, run, pending)
+    # The whole pending set, before the first file runs (docs/migrations.md, "Large tables").
+    allowed = largetables.require_safe_operations(
+        connection, [(mf, run.render(mf)) for mf in pending]
+    )
     verbosity, interactive, alias = command.verbosity, command.interactive, connection.alias
     stdout, style = command.stdout, command.style
     if verbosity >= 1:
+        for op, ack in allowed:
+            stdout.write(f"  Acknowledged {op.rule} at {op.script}:{op.line}: {ack.reason}")
         labels = ", ".join(sorted({app_label for app_label, _ in targets})) or "(none)"
         stdout.write(style.MIGRATE_HEADING("Operations to perform:"))
         stdout.write(style.MIGRATE_LABEL("  Apply all migrations: ") + labels)

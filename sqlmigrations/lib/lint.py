@@ -17,6 +17,10 @@ The guide's rules (docs/migrations.md, "Lint"):
 - flyway-transactional-lock: a file run outside a transaction needs the project's Flyway
   configuration to say `postgresql.transactional.lock=false`, or Flyway 10+ (which takes
   its lock inside a transaction) waits on the file forever.
+
+operation_findings() adds what `migrate` refuses (sqlmigrations.lib.dangerous: rewrites
+and long locks of large tables, columns the models read, renames), as findings of source
+"migrate", with the table sizes when the caller has a database.
 """
 
 from __future__ import annotations
@@ -30,10 +34,13 @@ from pglast import ast, parse_sql
 from pglast.enums import AlterTableType, ObjectType
 from pglast.parser import ParseError
 
+from sqlmigrations.lib import dangerous
+from sqlmigrations.lib.acknowledgements import BadAcknowledgement
 from sqlmigrations.lib.exceptions import SqlMigrationError, line_at
 from sqlmigrations.lib.files import MigrationFile
 from sqlmigrations.lib.flywayconf import TOML, FlywayConfig
 from sqlmigrations.lib.history import TYPE_SQL, HistoryRow
+from sqlmigrations.lib.livecatalog import Catalog, Limits
 from sqlmigrations.lib.squawk import run_squawk
 from sqlmigrations.lib.statements import first_token
 from sqlmigrations.lib.validation import applied_versions
@@ -311,3 +318,45 @@ def edited_files(
                 )
             )
     return findings
+
+
+def operation_findings(
+    files: Iterable[tuple[MigrationFile, str]],
+    model_columns: Mapping[tuple[str, str], str],
+    catalog: Catalog | None,
+    limits: Limits | None = None,
+) -> list[Finding]:
+    """Report what `migrate` refuses (sqlmigrations.lib.dangerous) as lint findings.
+
+    `files`: the files with their rendered SQL. With a catalog and limits, the sized rules
+    count on large tables only, with their sizes; without, only the rules that need no
+    database. A malformed acknowledgement is a finding at its line.
+    """
+    findings: list[Finding] = []
+    for mf, text in files:
+        try:
+            acks = dangerous.acknowledgements(text, mf.script)
+        except BadAcknowledgement as err:
+            findings.append(Finding(mf.script, err.line or 1, "bad-acknowledgement", err.detail))
+            continue
+        if catalog is not None and limits is not None:
+            refused, _ = dangerous.dangerous_operations(
+                catalog, [(mf, text)], model_columns, limits
+            )
+        else:
+            refused = [
+                op
+                for op in dangerous.classify(mf, text, None, model_columns)
+                if op.rule not in dangerous.SIZED and op.rule not in acks
+            ]
+        for op in refused:
+            recipe = dangerous.RULES[op.rule][1]
+            findings.append(Finding(op.script, op.line, op.rule, op.problem(), recipe, "migrate"))
+    return findings
+
+
+def merge_operation_findings(findings: list[Finding], extra: list[Finding]) -> list[Finding]:
+    """Add migrate's findings; the guide's finding of the same rule and line gives way."""
+    seen = {(f.script, f.line, f.rule) for f in extra}
+    kept = [f for f in findings if (f.script, f.line, f.rule) not in seen]
+    return sorted(kept + extra, key=lambda f: (f.script, f.line, f.rule))
