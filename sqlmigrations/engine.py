@@ -46,6 +46,12 @@ DEFAULTS: dict[str, Any] = {
     "LOCK_RETRY_BACKOFF": "500ms",  # the first pause; it doubles up to the maximum
     "LOCK_RETRY_BACKOFF_MAX": "10s",
     "STATEMENT_TIMEOUT": "0",  # off
+    # `migrate --rehearse` (sqlmigrations.rehearse): the dotted path of a context manager
+    # `source(backup_name, say)` that restores a backup into a scratch database, yields
+    # {"NAME": ..., "BACKUP": ...} and drops it (None: rehearsals are refused), and the
+    # longest a file may hold a lock that stops writes there ("0": no limit).
+    "REHEARSAL_SOURCE": None,
+    "REHEARSAL_LOCK_BUDGET": "2s",
 }
 
 

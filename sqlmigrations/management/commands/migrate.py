@@ -10,11 +10,12 @@ from django.core.management.base import CommandError, no_translations
 from django.core.management.commands.migrate import Command as DjangoMigrate
 from django.db import connections, migrations
 
-from sqlmigrations import applying, engine, migrating
+from sqlmigrations import applying, engine, migrating, rehearse
 from sqlmigrations.applying import MigrateResult
 from sqlmigrations.django_internals import InconsistentMigrationHistory, IrreversibleError
 from sqlmigrations.lib.exceptions import SqlMigrationError
 from sqlmigrations.lib.executor import MigrationFailed, locate
+from sqlmigrations.lib.lockwait import parse_duration
 from sqlmigrations.management.base import DatabaseCommand
 from sqlmigrations.operations import RunSQLFile, recorded_only
 from sqlmigrations.session import SessionRequired, refuse_pooler_by_settings
@@ -27,6 +28,8 @@ class Command(DatabaseCommand, DjangoMigrate):
         "migrations, validated first, under Flyway's advisory lock."
     )
     files_read = False  # whether execute() read the SQL files for this run
+    # Called with (action, migration) around each migration: `--rehearse` measures there.
+    progress_hook: Any = None
     mid_line = False  # an "Applying ..." line waits for its " OK"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -49,8 +52,33 @@ class Command(DatabaseCommand, DjangoMigrate):
             help="end the sessions that block a file and have sat idle in a transaction for "
             "S seconds or more (pg_terminate_backend); off by default, owner role only",
         )
+        parser.add_argument(
+            "--rehearse",
+            action="store_true",
+            help="apply the pending files to a scratch database restored from a backup and "
+            "report each one's time, locks, rewrites and rows; the live database is not "
+            'touched (docs/migrations.md, "Rehearse on a copy")',
+        )
+        parser.add_argument(
+            "--from-backup",
+            metavar="NAME",
+            help="with --rehearse: the backup to restore (`backup list`), default latest",
+        )
+        parser.add_argument(
+            "--lock-budget",
+            type=_duration,
+            metavar="DURATION",
+            help="with --rehearse: fail when a file holds a lock that stops writes longer "
+            "(e.g. 2s, 500ms; 0 is off); default SQL_MIGRATIONS['REHEARSAL_LOCK_BUDGET']",
+        )
+        parser.add_argument(
+            "--json", action="store_true", help="with --rehearse: print the report as JSON"
+        )
 
     def execute(self, *args: Any, **options: Any) -> Any:
+        refused = rehearse.refused_options(options)
+        if refused:
+            raise CommandError(refused, returncode=2)
         # Before the system checks: they read the history through this connection, as the
         # role that migrates, so a file `repair` marked deleted is judged as validate does.
         alias = options["database"] = engine.migration_alias(options["database"])
@@ -78,6 +106,9 @@ class Command(DatabaseCommand, DjangoMigrate):
         # What this run applied, filled as it goes: callers (the deploy handler) read it,
         # also after a failure.
         self.result = MigrateResult()
+        if options.get("rehearse"):
+            rehearse.rehearse(self, options)
+            return
         connection = connections[options["database"]]
         try:
             limits = applying.lock_limits(**options)
@@ -141,6 +172,8 @@ class Command(DatabaseCommand, DjangoMigrate):
     ) -> None:
         """Say "Adopting" for a wrapper whose file the history already holds: only Django's
         row is written for it, no SQL runs. Count what applied in the run's result."""
+        if self.progress_hook is not None:
+            self.progress_hook(action, migration)
         if not fake:
             if action == "apply_start":
                 self.result.migration_started()
@@ -170,6 +203,15 @@ def _seconds(raw: str) -> float:
     if not value >= 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"{raw!r} is not a number of seconds (e.g. 30)")
     return value
+
+
+def _duration(raw: str) -> str:
+    """argparse type of --lock-budget: a duration as the lock settings take it (5s, 500ms)."""
+    try:
+        parse_duration(raw, what="--lock-budget")
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
+    return raw
 
 
 def _require_owner(connection: Any) -> None:

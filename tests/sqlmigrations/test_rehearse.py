@@ -1,0 +1,269 @@
+"""`migrate --rehearse`: pending files applied to a restored backup, measured, dropped.
+
+Each test builds a throwaway project (tests/sqlproject.py) with a table of 20 000 rows,
+backs it up with `manage.py backup create` into a folder, adds pending files and runs
+`manage.py migrate --rehearse` as a deploy pipeline would, on the real PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests import forkserver
+from tests.helpers import REPO
+from tests.sqlproject import SqlProject
+
+ROWS = 20_000
+BIG = f"""CREATE TABLE big (id integer PRIMARY KEY, n integer NOT NULL);
+INSERT INTO big SELECT g, g FROM generate_series(1, {ROWS}) g;
+"""
+# Each file keeps its locks a while (pg_sleep in its transaction), longer than several
+# sampling intervals: a file over in 5 ms may run between two samples.
+WIDEN = "ALTER TABLE big ALTER COLUMN n TYPE bigint;\nSELECT pg_sleep(0.3);\n"
+ADD_NOTE = (
+    "ALTER TABLE big ADD COLUMN note text;\nUPDATE big SET note = 'x' WHERE id <= 150;\n"
+    "SELECT pg_sleep(0.3);\n"
+)
+
+
+def manage(
+    project: SqlProject, backups: Path, *args: str, settings: str = ""
+) -> subprocess.CompletedProcess[str]:
+    """`manage.py ARGS` of the project, backups in `backups`; `settings`: lines to add."""
+    project.sync_wrappers()
+    if settings:
+        module = project.root / f"{project.package}_settings.py"
+        module.write_text(module.read_text() + settings)
+    env = dict(project.env(), BACKUP_DIR=str(backups), BACKUP_ENV="test")
+    return forkserver.run_manage(*args, env=env, timeout=300, cwd=project.root)
+
+
+def scratch_databases(project: SqlProject) -> list[str]:
+    rows = project.query(
+        "SELECT datname FROM pg_database WHERE datname LIKE %s",
+        [project.database[:30] + "\\_rehearse\\_%"],
+    )
+    return [name for (name,) in rows]
+
+
+@pytest.fixture
+def backed_up(sqlproject: SqlProject, tmp_path: Path) -> tuple[SqlProject, Path]:
+    """The project with V1 (a 20 000-row table) applied and backed up."""
+    backups = tmp_path / "backups"
+    sqlproject.write("V1__big.sql", BIG)
+    result = manage(sqlproject, backups, "migrate", "--no-input")
+    assert result.returncode == 0, result.stdout + result.stderr
+    result = manage(sqlproject, backups, "backup", "create")
+    assert result.returncode == 0, result.stdout + result.stderr
+    return sqlproject, backups
+
+
+def live_state(project: SqlProject) -> tuple[Any, Any]:
+    columns = project.query(
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_name = 'big' ORDER BY column_name"
+    )
+    return project.history(), columns
+
+
+def test_rehearse_reports_rewrite_locks_rows_and_leaves_live_alone(backed_up) -> None:
+    project, backups = backed_up
+    project.write("V2__widen.sql", WIDEN)
+    project.write("V3__add_note.sql", ADD_NOTE)
+    before = live_state(project)
+
+    result = manage(project, backups, "migrate", "--rehearse", "--json")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert report["ok"] is True
+    assert report["pending"] == ["V2__widen.sql", "V3__add_note.sql"]
+    widen, note = report["files"]
+    assert widen["scripts"] == ["V2__widen.sql"]
+    assert widen["rewritten"] == ["public.big"]
+    assert widen["seconds"] >= 0.3  # its execution_time: the file sleeps 0.3 s
+    assert widen["error"] is None
+    exclusive = [lock for lock in widen["locks"] if lock["table"] == "public.big"]
+    assert "AccessExclusiveLock" in [lock["mode"] for lock in exclusive]
+    assert all(
+        lock["held_seconds"] >= 0.1 for lock in exclusive if lock["mode"] == "AccessExclusiveLock"
+    )
+    assert note["scripts"] == ["V3__add_note.sql"]
+    assert note["rewritten"] == []
+    assert note["rows_touched"] == {"public.big": 150}
+    assert "AccessExclusiveLock" in {lock["mode"] for lock in note["locks"]}
+    # The copy is gone; the live database has neither file.
+    assert scratch_databases(project) == []
+    assert live_state(project) == before
+    # The pipeline's next step (docs/migrations.md): the deploy's migrate applies both.
+    result = manage(project, backups, "migrate", "--no-input")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert [row[4] for row in project.history()][-2:] == ["V2__widen.sql", "V3__add_note.sql"]
+
+
+def test_rehearse_text_report(backed_up) -> None:
+    project, backups = backed_up
+    project.write("V2__widen.sql", WIDEN)
+
+    result = manage(project, backups, "migrate", "--rehearse")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "Rehearsal on " in out and "1 pending file(s)" in out
+    assert "V2__widen.sql (dbops.V2__widen): OK" in out
+    assert "rewrote: public.big" in out
+    assert "lock: AccessExclusiveLock on public.big, held ~" in out
+    assert "Restoring choregarden-test-" in out
+    assert scratch_databases(project) == []
+
+
+def test_nothing_pending_restores_nothing(backed_up) -> None:
+    project, backups = backed_up
+
+    result = manage(project, backups, "migrate", "--rehearse")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "No pending migration files: nothing to rehearse." in result.stdout
+    assert "Restoring" not in result.stdout
+
+
+def test_failing_file_exits_1_naming_it(backed_up) -> None:
+    project, backups = backed_up
+    project.write("V2__widen.sql", WIDEN)
+    project.write("V3__broken.sql", "ALTER TABLE no_such_table ADD COLUMN x int;\n")
+    before = live_state(project)
+
+    result = manage(project, backups, "migrate", "--rehearse")
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "V3__broken.sql (dbops.V3__broken): FAILED" in result.stdout
+    assert "The rehearsal failed at V3__broken.sql" in result.stderr
+    assert "no_such_table" in result.stderr
+    assert scratch_databases(project) == []
+    assert live_state(project) == before
+
+
+def test_lock_over_budget_exits_1(backed_up) -> None:
+    project, backups = backed_up
+    # Holds ACCESS EXCLUSIVE on big for at least 0.6 s, in the file's transaction.
+    project.write("V2__slow.sql", "ALTER TABLE big ADD COLUMN late text;\nSELECT pg_sleep(0.6);\n")
+
+    result = manage(project, backups, "migrate", "--rehearse", "--lock-budget", "100ms")
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "OVER BUDGET" in result.stdout
+    assert "V2__slow.sql held AccessExclusiveLock on public.big for " in result.stderr
+    assert "over the lock budget of 0.1s" in result.stderr
+    assert scratch_databases(project) == []
+
+    # The same file within a budget it fits: the rehearsal passes.
+    result = manage(project, backups, "migrate", "--rehearse", "--lock-budget", "5s")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_unknown_backup_exits_1_with_the_list_hint(backed_up) -> None:
+    project, backups = backed_up
+    project.write("V2__widen.sql", WIDEN)
+
+    name = "choregarden-test-20200101T000000Z.dump"
+    result = manage(project, backups, "migrate", "--rehearse", "--from-backup", name)
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "backup list" in result.stderr
+    assert scratch_databases(project) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--rehearse", "--lock-budget", "soon"], "--lock-budget='soon' is not a duration"),
+        (["--rehearse", "--lock-budget", "2"], "has no unit"),
+        (["--rehearse", "--fake"], "--rehearse runs a plain `migrate` on a copy: leave out --fake"),
+        (["dbops", "--rehearse"], "leave out an app label"),
+        (["--from-backup", "latest"], "--from-backup: goes only with --rehearse"),
+    ],
+)
+def test_usage_errors_exit_2(backed_up, args: list[str], says: str) -> None:
+    project, backups = backed_up
+
+    result = manage(project, backups, "migrate", *args)
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert says in result.stderr
+
+
+def test_lint_findings_use_the_copys_sizes(backed_up) -> None:
+    """With a threshold below the copy's 20 000 rows, migrate refuses the rewrite there:
+    the rehearsal fails before the first file and shows the finding with the size."""
+    project, backups = backed_up
+    project.write("V2__widen.sql", WIDEN)
+    small = 'SQL_MIGRATIONS["LARGE_TABLE_ROWS"] = 1000\n'
+
+    result = manage(project, backups, "migrate", "--rehearse", settings=small)
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "V2__widen.sql (not run)" in result.stdout
+    assert "lint: V2__widen.sql:1: table-rewrite:" in result.stdout
+    assert "The rehearsal failed before the first file ran" in result.stderr
+    assert scratch_databases(project) == []
+
+
+def test_leftovers_of_a_killed_run_are_dropped_after_an_hour(backed_up) -> None:
+    project, backups = backed_up
+    project.write("V2__widen.sql", WIDEN)
+    prefix = project.database[:30] + "_rehearse_"
+    old, recent = prefix + "20200101000000_abcd", prefix + "29990101000000_abcd"
+    for name in (old, recent):
+        project.query(f'CREATE DATABASE "{name}"')
+    try:
+        result = manage(project, backups, "migrate", "--rehearse")
+
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert f"Dropping {old}, left by an interrupted rehearsal." in result.stdout
+        assert scratch_databases(project) == [recent]
+    finally:
+        for name in (old, recent):
+            project.query(f'DROP DATABASE IF EXISTS "{name}"')
+
+
+def test_a_cancelled_rehearsal_drops_its_copy(backed_up) -> None:
+    """SIGTERM (a cancelled pipeline job) while a file runs: exit 1, the copy is dropped."""
+    project, backups = backed_up
+    project.write("V2__slow.sql", "ALTER TABLE big ADD COLUMN late text;\nSELECT pg_sleep(60);\n")
+    project.sync_wrappers()
+    env = dict(project.env(), BACKUP_DIR=str(backups), BACKUP_ENV="test")
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "manage.py"), "migrate", "--rehearse"],
+        env=env,
+        cwd=project.root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not project.query(
+            "SELECT 1 FROM pg_stat_activity WHERE datname LIKE %s AND query LIKE %s",
+            [project.database[:30] + "\\_rehearse\\_%", "%pg_sleep(60)%"],
+        ):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the file never started on the copy"
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+    assert proc.returncode == 1, out + err
+    assert "The rehearsal was interrupted: its scratch database was dropped" in err
+    assert scratch_databases(project) == []
