@@ -2,6 +2,8 @@
 
 `start --with-pgbouncer` and `--with-replica` also start PgBouncer in front of it and a
 streaming replica behind it (D9); `url`/`psql --via pgbouncer|replica` reach them.
+`start --with-wal-archive` has pgBackRest archive its WAL and take a first full backup,
+for `backup pitr` (dbops.localdb.walarchive).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dbops.localdb import LocalDBError, UnsafeFolderError, default_cluster
 from dbops.localdb.binaries import BinariesNotFound, find_bindir
 from dbops.localdb.pgbouncer import find_pgbouncer
 from dbops.localdb.replica import SLOT
+from dbops.localdb.walarchive import WalArchive, find_pgbackrest
 from sqlmigrations.management.base import DatabaseCommand
 from sqlmigrations.redact import mask_url
 
@@ -59,6 +62,12 @@ class Command(DatabaseCommand):
             help="With `start`: also make and start a streaming replica (hot standby).",
         )
         parser.add_argument(
+            "--with-wal-archive",
+            action="store_true",
+            help="With `start`: archive the WAL with pgBackRest and take a first full backup "
+            "(point-in-time recovery: `backup pitr`).",
+        )
+        parser.add_argument(
             "--via",
             choices=VIA,
             default="primary",
@@ -73,6 +82,7 @@ class Command(DatabaseCommand):
             for flag, given, actions in (
                 ("--with-pgbouncer", options["with_pgbouncer"], ("start",)),
                 ("--with-replica", options["with_replica"], ("start",)),
+                ("--with-wal-archive", options["with_wal_archive"], ("start",)),
                 ("--via", options["via"] != "primary", ("url", "psql")),
             )
             if given and action not in actions
@@ -93,12 +103,21 @@ class Command(DatabaseCommand):
                 options["with_pgbouncer"] = options["with_pgbouncer"] or pooled
                 if options["with_pgbouncer"]:
                     find_pgbouncer()  # before anything starts: the fix, not half a start
+                archive = WalArchive(cluster) if options["with_wal_archive"] else None
+                if archive:
+                    find_pgbackrest()  # before anything starts: the fix, not half a start
                 result = cluster.start()
                 state = cluster.state()
                 self.stdout.write(
                     f"Local database {result}: {state.database} on 127.0.0.1:{state.port} "
                     f"(SSL verify-full, CA {cluster.ca_file})."
                 )
+                if archive:
+                    done = archive.start() or ["already on, nothing to do"]
+                    self.stdout.write(
+                        f"WAL archive (pgBackRest, stanza choregarden, {archive.describe()}): "
+                        f"{'; '.join(done)}. `backup pitr --to TIME` recovers from it."
+                    )
                 if options["with_replica"]:
                     replica = cluster.replica
                     result = replica.start()
@@ -167,6 +186,9 @@ class Command(DatabaseCommand):
             replica = cluster.replica.status()
             if replica.port is not None:
                 info["replica"] = asdict(replica)
+            archive = WalArchive(cluster)
+            if archive.exists():
+                info["archive"] = archive.status()
         if as_json:
             self.stdout.write(json.dumps(info))
         else:
