@@ -4,7 +4,12 @@ Rules (docs/backups.md, "Restore"):
 - an absent target is restored into a scratch database, verified, then renamed to the
   target: the name appears only when the restore is complete;
 - an existing empty target is restored into in place (one transaction), after the
-  stored bytes were checked against the manifest;
+  stored bytes were checked against the manifest: it is the one restore that people can
+  see while it fills, so it keeps pg_restore --single-transaction (a failure leaves it
+  empty). Every other restore fills a database created for it (`pg_restore -j N`, see
+  restore.py): nobody connects to it, a failure drops it, and it takes the target's
+  name only after the verification, so its being filled by parallel transactions is
+  never seen;
 - a non-empty target is replaced only with --force, and then never dropped first: the
   scratch database is restored and verified, given the target's owner, privileges and
   settings, and swapped in by two renames in one transaction; the old database is dropped
@@ -31,7 +36,7 @@ from dbops.backups import BackupError
 from dbops.backups import targets as db
 from dbops.backups.fingerprint import compare, fingerprint, from_json
 from dbops.backups.progress import Progress
-from dbops.backups.restore import run_pg_restore
+from dbops.backups.restore import Restored, restore_jobs, run_pg_restore
 from dbops.backups.store import Backup, stored_sha256
 from dbops.connections.config import ConnInfo
 from dbops.connections.databases import drop_database
@@ -56,6 +61,7 @@ class RestorePlan:
     action: str  # create, fill or replace
     steps: list[str]
     leftovers: list[str] = field(default_factory=list)
+    jobs: int = 1  # pg_restore --jobs into the scratch database (not for "fill")
 
     def describe(self, scratch: str = "", aside: str = "") -> list[str]:
         """One line per step, as a person reads it."""
@@ -67,8 +73,10 @@ class RestorePlan:
         text = {
             "check": f"read {backup} through and check its size and sha256",
             "create": f"create database {scratch}",
-            "restore": f"pg_restore {backup} into {into} (one transaction; size and sha256 "
-            "checked)",
+            "restore": f"pg_restore {backup} into {into} (one transaction; size and sha256 checked)"
+            if self.action == "fill" or self.jobs == 1
+            else f"pg_restore --jobs={self.jobs} {backup} into {into} (its size and sha256 "
+            "checked first)",
             "verify": f"compare its {tables} tables with the manifest's fingerprints"
             if tables
             else "no fingerprints in the manifest: the checksum is the check",
@@ -89,6 +97,8 @@ class RestoreResult:
     skipped_extensions: set[str]
     left_out: list[str] = field(default_factory=list)
     kept_aside: str = ""  # the replaced database, when dropping it failed
+    jobs: int = 1  # pg_restore --jobs used; 1: one streamed transaction
+    note: str = ""  # why pg_restore --jobs was not used where it could have been
 
     @property
     def how(self) -> str:
@@ -119,7 +129,7 @@ def plan_restore(
             f"Cannot inspect database {database!r}: {redact(str(err).strip())}"
         ) from err
     if not state.exists:
-        return RestorePlan(backup, database, "create", STEPS["create"], left)
+        return RestorePlan(backup, database, "create", STEPS["create"], left, restore_jobs())
     if state.relations == 0:
         return RestorePlan(backup, database, "fill", STEPS["fill"], left)
     if not force:
@@ -141,7 +151,7 @@ def plan_restore(
         )
     if state.sessions:
         raise RestoreRefused(_connected(database, state.sessions))
-    return RestorePlan(backup, database, "replace", STEPS["replace"], left)
+    return RestorePlan(backup, database, "replace", STEPS["replace"], left, restore_jobs())
 
 
 def _connected(database: str, sessions: tuple[db.Session, ...]) -> str:
@@ -183,17 +193,22 @@ def restore_into_new(
     *,
     progress: Progress | None = None,
     privileges: bool = True,
-) -> tuple[set[str], list[str]]:
+    jobs: int = 1,
+) -> Restored:
     """Check the stored bytes, create database `name` and restore into it (dropped on failure).
 
     The bytes are checked before pg_restore reads any of them: a replaced dump is SQL that
     pg_restore would run as the owner role, even if its transaction were rolled back.
+    With jobs > 1, run_pg_restore checks them itself, on the local file pg_restore -j
+    reads (one read instead of two). `name` is new and nobody else's, so pg_restore -j's
+    parallel transactions are safe in it (restore.py).
     """
-    check_stored_bytes(storage, backup)
+    if jobs == 1:
+        check_stored_bytes(storage, backup)
     db.create_database(admin, name)
     try:
         return run_pg_restore(
-            storage, backup, admin.on(name), progress=progress, privileges=privileges
+            storage, backup, admin.on(name), progress=progress, privileges=privileges, jobs=jobs
         )
     except BaseException:
         with contextlib.suppress(psycopg.Error):
@@ -231,16 +246,26 @@ def execute_restore(
         if plan.action == "fill":
             check_stored_bytes(storage, backup)
             done.append("check")
-            result.skipped_extensions, result.left_out = run_pg_restore(
+            # In place, under the target's name: one transaction (module docstring).
+            restored = run_pg_restore(
                 storage, backup, admin.on(database), progress=progress, privileges=privileges
             )
+            result.skipped_extensions, result.left_out = restored.skipped, restored.left_out
             done.append("restore")
             return result
         scratch = db.scratch_name(database, secrets.token_hex(4))
         aside = db.aside_name(database, datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"))
-        result.skipped_extensions, result.left_out = restore_into_new(
-            storage, backup, admin, scratch, progress=progress, privileges=privileges
+        restored = restore_into_new(
+            storage,
+            backup,
+            admin,
+            scratch,
+            progress=progress,
+            privileges=privileges,
+            jobs=plan.jobs,
         )
+        result.skipped_extensions, result.left_out = restored.skipped, restored.left_out
+        result.jobs, result.note = restored.jobs, restored.note
         done += ["check", "create", "restore"]
         try:
             _verify(admin, backup, scratch)
@@ -304,4 +329,5 @@ def result_json(result: RestoreResult) -> dict[str, Any]:
         "skipped_extensions": sorted(result.skipped_extensions),
         "left_out": result.left_out,
         "kept": result.kept_aside or None,
+        "jobs": result.jobs,
     }

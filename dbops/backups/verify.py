@@ -11,6 +11,7 @@ from django.core.files.storage import Storage
 
 from dbops.backups.fingerprint import Comparison, compare, fingerprint, from_json
 from dbops.backups.progress import Progress
+from dbops.backups.restore import restore_jobs
 from dbops.backups.restore_plan import restore_into_new
 from dbops.backups.store import Backup, find_backup
 from dbops.connections.config import ConnInfo
@@ -54,7 +55,8 @@ def verify_backup(
     snapshot = "tables" in backup.manifest and not live
     scratch = scratch_name(source)
     try:
-        restore_into_new(storage, backup, source, scratch, progress=progress)
+        # The scratch database is ours alone and dropped afterwards: pg_restore -j is safe.
+        restore_into_new(storage, backup, source, scratch, progress=progress, jobs=restore_jobs())
         restored = fingerprint(source.on(scratch))
         original = from_json(backup.manifest["tables"]) if snapshot else fingerprint(source)
     finally:

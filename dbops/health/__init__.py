@@ -23,6 +23,7 @@ from dbops.health.activity import (
     check_connections,
     check_long_running_queries,
 )
+from dbops.health.backups import check_backup_replica
 from dbops.health.base import (
     CRITICAL,
     DEFAULT_THRESHOLDS,
@@ -98,6 +99,7 @@ CHECKS: dict[str, Callable[[Any], CheckResult]] = {
     "replication": check_replication,
     "replication_slots": check_replication_slots,
     "replica": check_replica,
+    "backup_replica": check_backup_replica,
 }
 
 

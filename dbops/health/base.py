@@ -44,6 +44,8 @@ DEFAULT_THRESHOLDS: dict[str, dict[str, float]] = {
     "replication_slots": {"warning_bytes": 1024**3, "critical_bytes": 5 * 1024**3},
     # The read replica's own view: how old the data it serves is.
     "replica": {"warning_seconds": 30, "critical_seconds": 300},
+    # The newest backup's copy in the replica: missing is a warning this long, then critical.
+    "backup_replica": {"grace_seconds": 3600},
     "statement_timeout_ms": {"value": 10000},
 }
 

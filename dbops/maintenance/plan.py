@@ -325,16 +325,21 @@ def analytics_steps(conn: psycopg.Connection[Any], now: datetime) -> list[Step]:
 def prune_steps(conn: psycopg.Connection[Any], now: datetime) -> list[Step]:
     from dbops.backups.names import check_env
     from dbops.backups.prune import execute_prune, plan_prune
+    from dbops.backups.replica import replica_storage
     from dbops.backups.store import backup_storage
 
     storage, env = backup_storage(), check_env(settings.BACKUP_ENV)
+    replica = replica_storage()  # `backup prune` prunes both sides: so does maintenance
     keep_days, keep_min = settings.BACKUP_RETENTION_DAYS, settings.BACKUP_KEEP_MIN
-    pruning = plan_prune(storage, env, keep_days, keep_min, now)
-    if not pruning.delete:
+    pruning = plan_prune(storage, env, keep_days, keep_min, now, replica=replica)
+    if not (pruning.delete or pruning.replica_delete):
         return []
 
     def action() -> str:
-        return f"deleted {len(execute_prune(storage, pruning))} object(s)"
+        deleted = execute_prune(storage, pruning, replica=replica)
+        return f"deleted {len(deleted)} object(s)" + (
+            f" and {len(pruning.replica_delete)} in the replica" if pruning.replica_delete else ""
+        )
 
     return [
         Step(

@@ -409,7 +409,7 @@ def child_pg_restore(parent: int) -> int | None:
             if (
                 comm.endswith("(pg_restore")
                 and int(rest.split()[1]) == parent
-                and b"--single-transaction" in cmdline
+                and (b"--single-transaction" in cmdline or b"--jobs=" in cmdline)
             ):
                 return int(stat.parent.name)
     return None
