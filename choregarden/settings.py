@@ -369,6 +369,12 @@ SQL_MIGRATIONS = {
     # Migrate refuses a connection that something in between answers for (PgBouncer):
     # true accepts one that keeps a session per client (an SSH tunnel, a port forward).
     "ALLOW_PROXY": env_bool("MIGRATION_ALLOW_PROXY", default=False),
+    # Migrate refuses a rewrite, a long lock or a blocking index build on a table from
+    # this many rows or this size (docs/migrations.md, "Large tables").
+    "LARGE_TABLE_ROWS": 100_000,
+    "LARGE_TABLE_SIZE": "64MB",
+    # `migrate --rehearse` restores a backup through this (docs/migrations.md).
+    "REHEARSAL_SOURCE": "dbops.backups.rehearsal.scratch_database",
 }
 
 # --- Application ---------------------------------------------------------------------
@@ -515,10 +521,109 @@ else:
             "file_permissions_mode": 0o600,
         },
     }
+# A second copy of every backup (docs/backups.md, "Copies in a second region"): a bucket in
+# another region (both settings, or neither), or a second folder for development and tests.
+BACKUP_REPLICA_BUCKET = os.environ.get("BACKUP_REPLICA_BUCKET", "")
+BACKUP_REPLICA_REGION = os.environ.get("BACKUP_REPLICA_REGION", "")
+BACKUP_REPLICA_DIR = os.environ.get("BACKUP_REPLICA_DIR", "")
+# KMS keys are regional: the primary's BACKUP_KMS_KEY_ID cannot encrypt in the replica's region.
+BACKUP_REPLICA_KMS_KEY_ID = os.environ.get("BACKUP_REPLICA_KMS_KEY_ID", "")
+# The region alone is allowed: it is also where RDS replicates its automated backups
+# (`backup rds`, same meaning); a bucket without its region is refused.
+if BACKUP_REPLICA_BUCKET and not BACKUP_REPLICA_REGION:
+    raise ImproperlyConfigured(
+        "BACKUP_REPLICA_REGION is not set: BACKUP_REPLICA_BUCKET needs the region of that "
+        "second bucket; set both, or neither (docs/backups.md)."
+    )
+if BACKUP_REPLICA_BUCKET and BACKUP_REPLICA_DIR:
+    raise ImproperlyConfigured(
+        "BACKUP_REPLICA_BUCKET and BACKUP_REPLICA_DIR are both set: the replica is a bucket "
+        "or a folder; unset one of them."
+    )
+if BACKUP_REPLICA_BUCKET and BACKUP_REPLICA_BUCKET == BACKUP_BUCKET:
+    raise ImproperlyConfigured(
+        "BACKUP_REPLICA_BUCKET is BACKUP_BUCKET: a copy in the same bucket is no second "
+        "copy; name a bucket in another region."
+    )
+if (
+    BACKUP_REPLICA_DIR
+    and not BACKUP_BUCKET
+    and Path(BACKUP_REPLICA_DIR).resolve() == BACKUP_DIR.resolve()
+):
+    raise ImproperlyConfigured(
+        "BACKUP_REPLICA_DIR is BACKUP_DIR: a copy in the same folder is no second copy; "
+        "name another folder (another disk)."
+    )
+if BACKUP_REPLICA_BUCKET:
+    _backup_replica: dict[str, Any] | None = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": BACKUP_REPLICA_BUCKET,
+            "region_name": BACKUP_REPLICA_REGION,
+            "location": os.environ.get("BACKUP_PREFIX", "backups").strip("/"),
+            "default_acl": None,
+            "file_overwrite": True,
+            "object_parameters": (
+                {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": BACKUP_REPLICA_KMS_KEY_ID}
+                if BACKUP_REPLICA_KMS_KEY_ID
+                else {"ServerSideEncryption": "AES256"}
+            ),
+        },
+    }
+elif BACKUP_REPLICA_DIR:
+    _backup_replica = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {
+            "location": str(Path(BACKUP_REPLICA_DIR)),
+            "directory_permissions_mode": 0o700,
+            "file_permissions_mode": 0o600,
+        },
+    }
+else:
+    _backup_replica = None
+# `backup restore` runs pg_restore -j N into a new database: 0 chooses N from the CPU count.
+BACKUP_RESTORE_JOBS = env_int("BACKUP_RESTORE_JOBS", 0, minimum=0)
 # --- Partitions (docs/operations.md, "Partitions of completions") -----------------------
 # The chores app's monthly-partitioned tables and their partition keys (timestamptz):
 # `manage.py partitions --table` offers these, the first by default.
 PARTITIONED_TABLES = {"completions": "completed_at"}
+
+# --- Maintenance windows (docs/operations.md, "Maintenance windows") --------------------
+# `manage.py dbmaintenance --execute` runs only in this window unless --now ("" is none:
+# --window or --now is then needed), and starts no step after the budget.
+
+
+def _maintenance_window() -> Any:
+    from dbops.maintenance.window import WindowError, parse_window
+
+    raw = os.environ.get("MAINTENANCE_WINDOW", "").strip()
+    try:
+        return parse_window(raw) if raw else None
+    except WindowError as err:
+        raise ImproperlyConfigured(f"MAINTENANCE_WINDOW: {err}") from None
+
+
+def _maintenance_budget() -> int:
+    from dbops.maintenance.window import WindowError, parse_budget
+
+    try:
+        return parse_budget(os.environ.get("MAINTENANCE_BUDGET", "").strip() or "30m")
+    except WindowError as err:
+        raise ImproperlyConfigured(f"MAINTENANCE_BUDGET: {err}") from None
+
+
+MAINTENANCE_WINDOW = _maintenance_window()
+MAINTENANCE_BUDGET_SECONDS = _maintenance_budget()
+# How long a step waits for a table lock before it fails (the next steps still run).
+MAINTENANCE_LOCK_TIMEOUT_MS = env_duration_ms("MAINTENANCE_LOCK_TIMEOUT", "30s")
+# REINDEX an index of at least this many bytes once this share of it is bloat.
+MAINTENANCE_INDEX_BLOAT_RATIO = 0.3
+MAINTENANCE_INDEX_MIN_BYTES = env_int("MAINTENANCE_INDEX_MIN_BYTES", 1024 * 1024, minimum=0)
+# The rates the estimates assume (MB of table or index per second), and the partitions ahead.
+MAINTENANCE_VACUUM_MB_PER_SECOND = 50
+MAINTENANCE_REINDEX_MB_PER_SECOND = 20
+MAINTENANCE_ANALYTICS_SECONDS_PER_DAY = 2
+MAINTENANCE_PARTITION_MONTHS_AHEAD = 6
 
 # --- User uploads: avatars (docs/security.md, "User uploads") ---------------------------
 # Only real PNG, JPEG, WebP and GIF images, within these limits (accounts/avatars.py).
@@ -570,6 +675,8 @@ STORAGES = {
         else "django.contrib.staticfiles.storage.StaticFilesStorage"
     },
     "backups": _backup_storage,
+    # STORAGES["backups_replica"] only when a replica is configured (dbops.backups.replica).
+    **({"backups_replica": _backup_replica} if _backup_replica else {}),
 }
 
 # --- Secrets stay out of logs and error pages (docs/security.md) ------------------------

@@ -71,6 +71,7 @@ COMMANDS: dict[str, tuple[str, list[str]]] = {
     # CloudWatch's alarms, not the database: named from settings (no AWS here: one line).
     "dbalarms": (NO_DB, ["sync", "--dry-run"]),
     "dbhealth": (DB, ["--fail-on", "critical"]),
+    "dbmaintenance": (DB, ["--json"]),
     "dbroles": (DB, ["check"]),
     "dbshell": (DB, ["--", "-c", "SELECT 1"]),
     "demodata": (DB, []),

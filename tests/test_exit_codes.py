@@ -14,6 +14,7 @@ import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,8 @@ class Scenario:
     before: list[str] = field(default_factory=list)  # a command to run first, e.g. migrate
 
 
+# A weekday neither today nor yesterday (UTC): a window on it cannot hold the present.
+LATER_DAY = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")[(datetime.now(UTC).weekday() + 3) % 7]
 HEALTH_SETTINGS = {"DJANGO_SETTINGS_MODULE": "tests.dbops.health.thresholds_settings"}
 PRODUCTION = {
     "DJANGO_ENV": "production",
@@ -152,6 +155,18 @@ SCENARIOS = {
         env="project",
         files={"V1__create_a.sql": "CREATE TABLE a (id int);\n", "V2__broken.sql": "\nSELEC 1;\n"},
     ),
+    "dangerous operation": Scenario(
+        "migrate",
+        1,
+        ["migrate", "--no-input"],
+        r"CommandError: V2__rename\.sql:1: 1 operation in pending migrations would lock or "
+        r"rewrite a large table or break the running code, so nothing was applied:",
+        env="project",
+        files={
+            "V1__create_a.sql": "CREATE TABLE a (id int);\n",
+            "V2__rename.sql": "ALTER TABLE a RENAME TO b;\n",
+        },
+    ),
     "validate problem": Scenario(
         "sqlmigrations",
         1,
@@ -181,6 +196,40 @@ SCENARIOS = {
         1,
         ["backup", "restore", "nosuch", "--database", "choregarden_restore"],
         r"CommandError: 'nosuch' is not a backup name: use `latest` or a name from `backup list`",
+    ),
+    "rds drill unconfigured": Scenario(
+        "backup",
+        1,
+        ["backup", "rds-pitr", "--latest", "--target-instance", "choregarden-drill"],
+        r"CommandError: RDS_INSTANCE_ID is not set: set it to the identifier of the project's "
+        r"RDS instance",
+        extra={
+            "AWS_REGION": "eu-west-1",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "RDS_INSTANCE_ID": "",
+        },
+    ),
+    "maintenance outside its window": Scenario(
+        "dbmaintenance",
+        1,
+        ["dbmaintenance", "--execute", "--window", f"{LATER_DAY} 03:00-05:00 UTC"],
+        rf"CommandError: outside the maintenance window {LATER_DAY} 03:00-05:00 UTC \(now ",
+        env="db",
+    ),
+    "no backup replica": Scenario(
+        "backup",
+        1,
+        ["backup", "list", "--replica"],
+        r"CommandError: No backup replica is configured: set BACKUP_REPLICA_BUCKET and "
+        r"BACKUP_REPLICA_REGION",
+    ),
+    "no WAL archive": Scenario(
+        "backup",
+        1,
+        ["backup", "pitr", "--latest", "--cluster-dir", "/nonexistent/pitr", "--port", "5440"],
+        r"CommandError: The local cluster in .* has no WAL archive: run `python manage\.py "
+        r"devdb start --with-wal-archive`",
     ),
     "partitions refused": Scenario(
         "partitions",
@@ -225,6 +274,8 @@ ELSEWHERE = {
     "test_a_failing_day_is_named_and_the_days_before_it_stay",
     ("dbroles", 1): "tests.dbops.roles.test_dbroles:"
     "test_check_fails_on_an_extra_privilege_and_provision_takes_it_back",
+    ("migrate", 2): "tests.sqlmigrations.test_lock_timeout:"
+    "test_a_bad_lock_setting_is_a_usage_error",
 }
 # A bad value is a usage error (2): argparse's message, before any connection is made.
 USAGE = {
@@ -238,9 +289,19 @@ USAGE = {
     "cognitosync --page-size": ["cognitosync", "--page-size", "61"],
     "backup --max-rate": ["backup", "create", "--max-rate", "fast"],
     "backup --keep-days": ["backup", "prune", "--keep-days", "0"],
+    "backup pitr --to": ["backup", "pitr", "--to", "10:15", "--cluster-dir", "x", "--port", "1"],
+    "backup replicate": ["backup", "replicate"],
+    "backup replicate both": ["backup", "replicate", "latest", "--all-missing"],
+    "backup rds-pitr --to": ["backup", "rds-pitr", "--to", "2026-12-06 10:15", "--latest"],
+    "backup rds-pitr --target": ["backup", "rds-pitr", "--latest", "--target-instance", "2"],
+    "dbmaintenance --window": ["dbmaintenance", "--window", "Sun 3-5"],
+    "dbmaintenance --budget": ["dbmaintenance", "--budget", "soon"],
+    "dbmaintenance --execute": ["dbmaintenance", "--execute"],
     "partitions --from": ["partitions", "create", "--from", "2026-13"],
     "partitions --months-ahead": ["partitions", "create", "--months-ahead", "-1"],
     "partitions --keep-months": ["partitions", "archive", "--keep-months", "0"],
+    "migrate --wait-for-blockers": ["migrate", "--wait-for-blockers", "soon"],
+    "migrate --lock-budget": ["migrate", "--rehearse", "--lock-budget", "soon"],
 }
 PROJECT_COMMANDS = [
     "addtotp",
@@ -249,6 +310,7 @@ PROJECT_COMMANDS = [
     "cognitosync",
     "dbalarms",
     "dbhealth",
+    "dbmaintenance",
     "dbroles",
     "demodata",
     "devdb",
@@ -339,7 +401,7 @@ def test_a_bad_value_is_a_usage_error_before_any_connection(tmp_path: Path) -> N
     for name, result in zip(runs, results, strict=True):
         assert result["code"] == 2, (name, result)
         last = result["stderr"].strip().splitlines()[-1]
-        assert re.match(r"manage\.py [a-z]+( [a-z]+)?: error: ", last), (name, last)
+        assert re.match(r"manage\.py [a-z]+( [a-z-]+)?: error: ", last), (name, last)
         assert "cannot connect" not in result["stderr"] and "Traceback" not in result["stderr"]
 
 

@@ -18,6 +18,14 @@ from dbops.backups.dump import create_backup
 from dbops.backups.names import check_env
 from dbops.backups.progress import Progress, human_size
 from dbops.backups.prune import execute_prune, plan_prune
+from dbops.backups.replica import (
+    ReplicaError,
+    both_sides,
+    check_copy,
+    replica_storage,
+    replicate,
+    require_replica,
+)
 from dbops.backups.restore_plan import (
     HOW,
     check_stored_bytes,
@@ -30,6 +38,7 @@ from dbops.backups.store import backup_storage, describe, scan, writer_alive
 from dbops.backups.targets import check_database_name
 from dbops.backups.verify import verify_backup
 from dbops.connections.config import ConnInfo, conninfo
+from dbops.management.commands._backup_rds import RDS_ACTIONS, RdsActions
 from sqlmigrations.management.arguments import rate, whole_number
 from sqlmigrations.management.base import DatabaseCommand
 from sqlmigrations.redact import redact
@@ -49,12 +58,24 @@ def age(created: datetime, now: datetime) -> str:
     return f"{seconds // 86400}d{seconds % 86400 // 3600}h"
 
 
+def pitr_time(text: str) -> datetime:
+    """argparse type of `pitr --to`: a time with its zone (a naive time is a usage error)."""
+    import argparse
+
+    from dbops.backups.pitr import parse_target
+
+    try:
+        return parse_target(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def owner_database() -> ConnInfo:
     """Return the project's database as the owner role, named for pg_stat_activity."""
     return conninfo("owner").named("choregarden-backup")
 
 
-class Command(DatabaseCommand):
+class Command(RdsActions, DatabaseCommand):
     help = "Back up the database to storage (pg_dump -Fc), list, prune, restore and verify."
     # A backup must not wait for, or be blocked by, the project's system checks (some of
     # which query the database): during an incident it has to run whatever they say.
@@ -73,6 +94,23 @@ class Command(DatabaseCommand):
             "(for `verify` on a database that is being written to).",
         )
         listing = sub.add_parser("list", help="Complete backups of this environment, newest first.")
+        listing.add_argument(
+            "--replica",
+            action="store_true",
+            help="Also check each backup's copy in the replica (BACKUP_REPLICA_BUCKET or "
+            "BACKUP_REPLICA_DIR): ok, missing or corrupt.",
+        )
+        copy = sub.add_parser(
+            "replicate", help="Copy backups to the replica again (docs/backups.md)."
+        )
+        which = copy.add_mutually_exclusive_group(required=True)
+        which.add_argument("name", nargs="?", help="A backup name from `backup list`, or `latest`.")
+        which.add_argument(
+            "--all-missing",
+            action="store_true",
+            help="Every complete backup whose replica copy is missing or does not match.",
+        )
+        copy.add_argument("--json", action="store_true", help="Machine-readable output.")
         prune = sub.add_parser("prune", help="Delete this environment's backups past retention.")
         prune.add_argument(
             "--keep-days",
@@ -123,6 +161,28 @@ class Command(DatabaseCommand):
             help="Check the backup storage: public access, TLS only, history, KMS, signing key.",
         )
         doctor.add_argument("--json", action="store_true", help="Machine-readable output.")
+        pitr = sub.add_parser(
+            "pitr",
+            help="Recover the local cluster to a moment from its pgBackRest archive, into a "
+            "new data folder on a port of its own, read-only (docs/backups.md).",
+        )
+        moment = pitr.add_mutually_exclusive_group(required=True)
+        moment.add_argument(
+            "--to", type=pitr_time, metavar="TIME", help='e.g. "2026-12-06 10:15:00+00".'
+        )
+        moment.add_argument(
+            "--latest", action="store_true", help="Replay everything archived (after a crash)."
+        )
+        pitr.add_argument("--cluster-dir", required=True, help="New, empty data folder.")
+        pitr.add_argument("--port", required=True, type=whole_number(1), help="A free port.")
+        pitr.add_argument(
+            "--salvage-wal-from",
+            metavar="DIR",
+            help="With --latest: the crashed cluster's data folder; its WAL not yet archived "
+            "is replayed too (only read).",
+        )
+        pitr.add_argument("--json", action="store_true", help="Machine-readable output.")
+        self.add_rds_arguments(sub)  # rds-pitr, rds-replication (_backup_rds.py)
         for command in (restore, verify):
             command.add_argument(
                 "--allow-unsigned",
@@ -142,6 +202,12 @@ class Command(DatabaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
+            if options["action"] == "pitr":  # the cluster's archive, not the backup storage
+                self.do_pitr(options)
+                return
+            if options["action"] in RDS_ACTIONS:  # RDS's own backups, not the storage
+                getattr(self, "do_" + options["action"].replace("-", "_"))(options)
+                return
             env = check_env(settings.BACKUP_ENV)
             action = options["action"]
             getattr(self, f"do_{action}")(backup_storage(), env, options)
@@ -158,6 +224,45 @@ class Command(DatabaseCommand):
                 f"{err.strerror or err}: {err.filename or ''} - check BACKUP_DIR and its "
                 "permissions (docs/backups.md)."
             ) from err
+
+    def do_pitr(self, options: dict[str, Any]) -> None:
+        from pathlib import Path
+
+        from dbops.backups.pitr import recover
+        from dbops.localdb import default_cluster
+
+        if options["salvage_wal_from"] and not options["latest"]:
+            raise CommandError("--salvage-wal-from goes with --latest.", returncode=2)
+        result = recover(
+            default_cluster(),
+            target=options["to"],
+            cluster_dir=Path(options["cluster_dir"]),
+            port=options["port"],
+            salvage_from=Path(options["salvage_wal_from"]) if options["salvage_wal_from"] else None,
+        )
+        where = "the end of the archive" if result.target is None else result.target.isoformat()
+        commands = result.commands()
+        salvaged = (
+            f" Replayed {len(result.salvaged)} segment(s) not archived before the crash "
+            f"({', '.join(result.salvaged)})."
+            if result.salvaged
+            else ""
+        )
+        text = "\n".join(
+            [
+                f"Done! Recovered the cluster to {where} (backup {result.backup}, WAL replayed "
+                f"to {result.replay_lsn}) into {result.cluster_dir}.{salvaged}",
+                f"It runs read-only on 127.0.0.1:{result.port} (default_transaction_read_only; "
+                "SSL, the local cluster's roles and passwords: `devdb url --role owner "
+                "--reveal` shows the owner's). It archives nothing and keeps running until "
+                "you stop it.",
+                f"  look:  {commands['psql']}",
+                f"  dump:  {commands['pg_dump']}",
+                f"  write: {commands['write']}   (in the session that writes)",
+                f"  stop:  {commands['stop']}",
+            ]
+        )
+        self.emit(options, result.as_json(), text)
 
     def progress(self, label: str, options: dict[str, Any], total: int | None = None) -> Any:
         tty = sys.stderr.isatty()
@@ -180,14 +285,86 @@ class Command(DatabaseCommand):
             with_fingerprint=options["fingerprint"],
         )
         seconds = (datetime.now(UTC) - started).total_seconds()
+        text = (
+            f"Done! Backed up {backup.manifest['database']} to {describe(storage)}/"
+            f"{backup.name}: {human_size(backup.size)} in {seconds:.1f}s."
+        )
+        replica = replica_storage()
+        if replica is None:
+            self.emit(options, backup.manifest, text)
+            return
+        try:  # the primary backup is complete whatever happens here
+            state = replicate(storage, replica, backup)
+        except (ReplicaError, BotoCoreError, ClientError, OSError) as err:
+            self.emit(options, {**backup.manifest, "replica": {"status": "failed"}}, text)
+            raise one_line(
+                f"Backup {backup.name} is complete in {describe(storage)}, but its copy to "
+                f"the replica {describe(replica)} failed: {redact(str(err))}. Run `python "
+                f"manage.py backup replicate {backup.name}` once the replica is reachable."
+            ) from err
         self.emit(
             options,
-            backup.manifest,
-            f"Done! Backed up {backup.manifest['database']} to {describe(storage)}/"
-            f"{backup.name}: {human_size(backup.size)} in {seconds:.1f}s.",
+            {**backup.manifest, "replica": state.as_dict()},
+            f"{text}\nCopied to {describe(replica)} (sha256 checked: {state.checked_by}).",
         )
 
+    def do_replicate(self, storage: Any, env: str, options: dict[str, Any]) -> None:
+        """Copy one backup, or every one whose copy is missing or wrong, to the replica."""
+        replica = require_replica()
+        if options["all_missing"]:
+            backups = [b for b in scan(storage, env).complete if not check_copy(replica, b).ok]
+        else:
+            # The primary's bytes are read through first: a damaged backup is never copied
+            # over a copy that may be good.
+            backup = self.signed(storage, env, options["name"], {"allow_unsigned": True})
+            check_stored_bytes(storage, backup)
+            backups = [backup]
+        done, failed = [], []
+        for backup in backups:
+            try:
+                if options["all_missing"]:
+                    check_stored_bytes(storage, backup)
+                state = replicate(storage, replica, backup)
+            except BackupError as err:
+                if not options["all_missing"]:
+                    raise
+                failed.append(str(err))  # the others are still copied
+                continue
+            done.append(state.as_dict())
+            if not options["json"]:
+                self.stdout.write(f"Copied {backup.name} ({state.checked_by}).")
+        self.emit(
+            options,
+            {"replica": describe(replica), "copied": done, "failed": failed},
+            f"Done! {len(done)} backup(s) copied to {describe(replica)}, each checked "
+            "against its manifest.",
+        )
+        if failed:
+            raise one_line(f"{len(failed)} backup(s) not copied: {' '.join(failed)}")
+
+    def list_both(self, storage: Any, env: str, options: dict[str, Any]) -> None:
+        """`list --replica`: each backup on both sides."""
+        replica = require_replica()
+        rows = both_sides(storage, replica, env)
+        if options["json"]:
+            self.stdout.write(json.dumps([r.as_dict() for r in rows], indent=2))
+        else:
+            self.stdout.write(f"{'NAME':<46} {'SIZE':>10}  {'PRIMARY':<8} REPLICA")
+            for r in rows:
+                size = human_size(r.size) if r.size is not None else "-"
+                self.stdout.write(f"{r.name:<46} {size:>10}  {r.primary:<8} {r.replica.status}")
+            self.stdout.write(
+                f"{len(rows)} {env} backup(s): primary {describe(storage)}, replica "
+                f"{describe(replica)}."
+            )
+        for r in rows:
+            if not r.replica.ok or r.primary != "ok":
+                self.stderr.write(f"  {r.name}: primary {r.primary}; {r.replica.detail}")
+
     def do_list(self, storage: Any, env: str, options: dict[str, Any]) -> None:
+        if options.get("replica"):
+            self.list_both(storage, env, options)
+            return
         now = datetime.now(UTC)
         listing = scan(storage, env)
         backups = listing.complete
@@ -237,13 +414,14 @@ class Command(DatabaseCommand):
         keep_min = options["keep_min"]
         if keep_min is None:
             keep_min = getattr(settings, "BACKUP_KEEP_MIN", 2)
-        plan = plan_prune(storage, env, keep_days, keep_min, datetime.now(UTC))
+        replica = replica_storage()
+        plan = plan_prune(storage, env, keep_days, keep_min, datetime.now(UTC), replica)
         if options["dry_run"]:
             if plan.refusal:
                 raise CommandError(plan.refusal)
             doomed = [o.name for o in plan.delete]
         else:
-            doomed = execute_prune(storage, plan)
+            doomed = execute_prune(storage, plan, replica)
         partial = {o.name for o in plan.delete if o.is_partial}
         verb = "Would delete" if options["dry_run"] else "Deleted"
         data = {"dry_run": options["dry_run"], "keep_days": keep_days, "keep_min": keep_min,
@@ -253,6 +431,11 @@ class Command(DatabaseCommand):
             f"{verb} {name}" + (" (an interrupted backup)" if name in partial else "")
             for name in doomed
         ]
+        if replica is not None:
+            data["replica_deleted"] = [o.name for o in plan.replica_delete]
+            lines = [
+                f"{verb} {o.name} in the replica {describe(replica)}" for o in plan.replica_delete
+            ] + lines
         lines += [f"Not good: {name}: {why}" for name, why in sorted(plan.bad.items())]
         lines.append(
             f"Done! {verb} {len(doomed)} object(s) older than {keep_days} days or abandoned; "
@@ -308,11 +491,14 @@ class Command(DatabaseCommand):
                 f"The replaced database was kept as {result.kept_aside}: drop it when you "
                 "no longer need it."
             )
+        if result.note:
+            self.stderr.write(result.note)
         self.note_leftovers(plan.leftovers)
+        jobs = f", pg_restore --jobs={result.jobs}" if result.jobs > 1 else ""
         self.emit(
             options,
             result_json(result),
-            f"Done! Restored {backup.name} into database {result.database!r} ({result.how}).",
+            f"Done! Restored {backup.name} into database {result.database!r} ({result.how}{jobs}).",
         )
 
     def dry_run_restore(self, plan: Any, options: dict[str, Any]) -> None:
@@ -389,6 +575,8 @@ class Command(DatabaseCommand):
             live=options["live"],
             backup=backup,
         )
+        replica = replica_storage()
+        copy = check_copy(replica, backup) if replica is not None else None
         reference = (
             f"{source.dbname!r} as of the backup (fingerprints in its manifest)"
             if result.snapshot
@@ -406,7 +594,13 @@ class Command(DatabaseCommand):
         if options["json"]:
             self.stdout.write(
                 json.dumps(
-                    {"backup": result.backup.name, "ok": result.ok, "tables": rows}, indent=2
+                    {
+                        "backup": result.backup.name,
+                        "ok": result.ok and (copy is None or copy.ok),
+                        "tables": rows,
+                        **({"replica": copy.as_dict()} if copy else {}),
+                    },
+                    indent=2,
                 )
             )
         else:
@@ -434,8 +628,17 @@ class Command(DatabaseCommand):
                 f"Backup {result.backup.name} differs from {reference} in {len(bad)} "
                 f"table(s): {', '.join(r['table'] for r in bad)}. {hint}"
             )
+        if copy is not None and not copy.ok:
+            assert replica is not None
+            raise CommandError(
+                f"Backup {result.backup.name} restores correctly, but its copy in the replica "
+                f"is {copy.status}: {copy.detail}. Run `python manage.py backup replicate "
+                f"{result.backup.name}`."
+            )
         if not options["json"]:
             self.stdout.write(
                 f"Done! {result.backup.name} matches {reference}: {len(rows)} tables, "
                 f"scratch database {result.scratch} dropped."
             )
+            if copy is not None:
+                self.stdout.write(f"Its copy in the replica: {copy.detail}.")
