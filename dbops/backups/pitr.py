@@ -83,7 +83,10 @@ class PitrResult:
     run_as: str | None = None
 
     def _as_user(self, argv: list[str]) -> str:
-        prefix = ["sudo", "-u", self.run_as] if self.run_as else []
+        # run_as is set only when this runs as root (PostgreSQL refuses root): root needs no
+        # sudo, which many servers lack; runuser (util-linux) is there on Linux.
+        switch = ["runuser", "-u", self.run_as, "--"] if shutil.which("runuser") else None
+        prefix = (switch or ["sudo", "-u", self.run_as]) if self.run_as else []
         return run_args([*prefix, *argv])
 
     def conninfo(self, user: str) -> str:
