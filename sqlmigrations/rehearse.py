@@ -129,6 +129,9 @@ class Held:
         return self.mode in BLOCKING
 
 
+NOT_RUN = "not run"  # FileReport.migration of a file a refusal stopped before it ran
+
+
 @dataclass
 class FileReport:
     """What one applied migration did on the copy."""
@@ -430,7 +433,7 @@ def _run(
     # A refusal before the first file: show its findings all the same.
     if not rehearsal.reports and findings:
         for script, found in findings.items():
-            rehearsal.reports.append(FileReport("not run", [script], findings=found))
+            rehearsal.reports.append(FileReport(NOT_RUN, [script], findings=found))
     return rehearsal.reports, failure, pending
 
 
@@ -473,12 +476,15 @@ def _report(
     if not pending:
         write("  The backup has every file applied already: nothing to rehearse.")
     for report in reports:
-        took = f"{report.seconds:.3f}s" if report.seconds is not None else "-"
-        state = "FAILED" if report.error else "OK"
-        write(f"  {report.name} ({report.migration}): {state}, {took}")
-        write(f"    rewrote: {', '.join(report.rewritten) or 'no table'}")
-        rows = ", ".join(f"{t} {n}" for t, n in sorted(report.rows.items()))
-        write(f"    rows touched: {rows or 'none'}")
+        if report.migration == NOT_RUN:  # refused before the first file ran
+            write(f"  {report.name}: NOT RUN (refused before the first file)")
+        else:
+            took = f"{report.seconds:.3f}s" if report.seconds is not None else "-"
+            state = "FAILED" if report.error else "OK"
+            write(f"  {report.name} ({report.migration}): {state}, {took}")
+            write(f"    rewrote: {', '.join(report.rewritten) or 'no table'}")
+            rows = ", ".join(f"{t} {n}" for t, n in sorted(report.rows.items()))
+            write(f"    rows touched: {rows or 'none'}")
         for held in report.locks:
             mark = "  OVER BUDGET" if held in report.over_budget else ""
             took = f"~{held.seconds:.2f}s" if held.seconds else f"< {SAMPLE_S:g}s (seen once)"
