@@ -123,11 +123,18 @@ class Operation:
 
 @dataclass
 class _FileState:
-    """What earlier statements of the same file did, for the statements after them."""
+    """What earlier statements did, for the statements after them: of the same file, or of
+    the earlier files of the same run (a CHECK validated by V3 lets V4's SET NOT NULL
+    through when both are pending: V3 has committed by the time V4 runs)."""
 
     created: set[str] = field(default_factory=set)
     checks: dict[tuple[str, str], str] = field(default_factory=dict)  # (table, name) -> column
     validated: set[tuple[str, str]] = field(default_factory=set)  # (table, column)
+
+
+def run_state() -> _FileState:
+    """A state to pass to classify() for each file of one run, in order."""
+    return _FileState()
 
 
 def _table(relation: ast.RangeVar) -> str:
@@ -202,12 +209,14 @@ def classify(
     text: str,
     catalog: Catalog | None,
     model_columns: Mapping[tuple[str, str], str],
+    state: _FileState | None = None,
 ) -> list[Operation]:
     """Return the file's dangerous operations, before any size is known.
 
     `model_columns`: (table, column) -> "app.Model.field" of the models that read it.
     Without a catalog (no database) the checks that need one (type changes, volatile
-    defaults, existing CHECKs) are left out. Tables the file creates are skipped.
+    defaults, existing CHECKs) are left out. Tables the file creates are skipped. `state`
+    carries what the earlier files of the same run did (one per run, files in order).
     """
     if mf.kind == "U" or not _MAY_BE_DANGEROUS.search(text):
         return []
@@ -215,7 +224,7 @@ def classify(
         statements = [(first_token(text, s.stmt_location or 0), s.stmt) for s in parse_sql(text)]
     except ParseError:
         return []  # running or linting the file reports the syntax error
-    state = _FileState()
+    state = _FileState() if state is None else state
     found: list[Operation] = []
     for offset, stmt in statements:
         line = line_at(text, offset)
@@ -385,9 +394,10 @@ def dangerous_operations(
     """
     refused: list[Operation] = []
     allowed: list[tuple[Operation, Acknowledgement]] = []
+    run = run_state()  # the files run in this order, each committed before the next
     for mf, text in files:
         acks = acknowledgements(text, mf.script)
-        for op in classify(mf, text, catalog, model_columns):
+        for op in classify(mf, text, catalog, model_columns, run):
             size = catalog.size(op.table, limits)
             sized = Operation(op.script, op.line, op.rule, op.table, op.what, size, op.reader)
             if op.rule in SIZED and not is_large(size, limits):

@@ -333,25 +333,27 @@ def operation_findings(
     database. A malformed acknowledgement is a finding at its line.
     """
     findings: list[Finding] = []
+    readable: list[tuple[MigrationFile, str, Mapping[str, Any]]] = []
     for mf, text in files:
         try:
-            acks = dangerous.acknowledgements(text, mf.script)
+            readable.append((mf, text, dangerous.acknowledgements(text, mf.script)))
         except BadAcknowledgement as err:
             findings.append(Finding(mf.script, err.line or 1, "bad-acknowledgement", err.detail))
-            continue
-        if catalog is not None and limits is not None:
-            refused, _ = dangerous.dangerous_operations(
-                catalog, [(mf, text)], model_columns, limits
-            )
-        else:
-            refused = [
-                op
-                for op in dangerous.classify(mf, text, None, model_columns)
-                if op.rule not in dangerous.SIZED and op.rule not in acks
-            ]
-        for op in refused:
-            recipe = dangerous.RULES[op.rule][1]
-            findings.append(Finding(op.script, op.line, op.rule, op.problem(), recipe, "migrate"))
+    if catalog is not None and limits is not None:
+        # As migrate checks them: in order, each file seeing what the earlier ones did.
+        pairs = [(mf, text) for mf, text, _ in readable]
+        refused, _ = dangerous.dangerous_operations(catalog, pairs, model_columns, limits)
+    else:
+        run = dangerous.run_state()
+        refused = [
+            op
+            for mf, text, acks in readable
+            for op in dangerous.classify(mf, text, None, model_columns, run)
+            if op.rule not in dangerous.SIZED and op.rule not in acks
+        ]
+    for op in refused:
+        recipe = dangerous.RULES[op.rule][1]
+        findings.append(Finding(op.script, op.line, op.rule, op.problem(), recipe, "migrate"))
     return findings
 
 

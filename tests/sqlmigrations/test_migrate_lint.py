@@ -150,6 +150,38 @@ def test_set_not_null_passes_on_a_valid_check_already_in_the_catalog(project: Sq
     assert "V3__t.sql:2: set-not-null" in err and "V2__n.sql" not in err
 
 
+def test_the_not_null_recipe_over_three_pending_files_goes_in_one_run(project: SqlProject) -> None:
+    # CHECK NOT VALID, VALIDATE, SET NOT NULL: one file each, one deploy. V4 runs after V3
+    # has committed, so the check sees V3's validated CHECK as migrate will.
+    project.write(
+        "V2__check.sql",
+        ROLLBACK + "ALTER TABLE big ADD CONSTRAINT big_t_nn CHECK (title IS NOT NULL) NOT VALID;\n",
+    )
+    project.write("V3__validate.sql", ROLLBACK + "ALTER TABLE big VALIDATE CONSTRAINT big_t_nn;\n")
+    project.write(
+        "V4__not_null.sql", ROLLBACK + "ALTER TABLE big ALTER COLUMN title SET NOT NULL;\n"
+    )
+    lint = manage(project, "sqlmigrations", "lint", "--no-git")
+    assert "set-not-null" not in lint.stdout + lint.stderr
+    ok(migrate(project))
+    assert versions(project) == ["1", "2", "3", "4"]
+
+
+def test_a_check_left_not_valid_by_the_earlier_file_still_stops_set_not_null(
+    project: SqlProject,
+) -> None:
+    project.write(
+        "V2__check.sql",
+        ROLLBACK + "ALTER TABLE big ADD CONSTRAINT big_t_nn CHECK (title IS NOT NULL) NOT VALID;\n",
+    )
+    project.write(
+        "V3__not_null.sql", ROLLBACK + "ALTER TABLE big ALTER COLUMN title SET NOT NULL;\n"
+    )
+    err = refused(migrate(project))
+    assert "V3__not_null.sql:2: set-not-null" in err
+    assert versions(project) == ["1"]
+
+
 def test_an_acknowledged_operation_is_applied_and_shown(project: SqlProject) -> None:
     project.query("ANALYZE big")
     project.write(
