@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -320,6 +321,24 @@ class Run:
     output: str
 
 
+def release_once_waited_on(held: Any, info: Any, table: str, seconds: float) -> None:
+    """Roll `held` back once another session has waited `seconds` for a lock on `table`.
+
+    Gives up waiting for a waiter after 120 s (then releases, so nothing hangs).
+    """
+    with psycopg.connect(**info, autocommit=True) as watch:
+        for _ in range(1200):
+            waiting = watch.execute(
+                "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = %s::regclass",
+                (table,),
+            ).fetchone()
+            if waiting and waiting[0]:
+                break
+            time.sleep(0.1)
+    time.sleep(seconds)
+    held.rollback()
+
+
 def run_under_load(
     cookbook_db: tuple[str, Path],
     pg_server: Any,
@@ -331,8 +350,10 @@ def run_under_load(
 ) -> Run:
     """Copy the database, apply the variant's files step by step with migrate under load.
 
-    With `blocker`, a session reads the table in a transaction it keeps open for that many
-    seconds from the first migrate on, as a forgotten `BEGIN` in psql does.
+    With `blocker`, a session reads the table in a transaction it keeps open, as a forgotten
+    `BEGIN` in psql does, until migrate has waited behind it for that many seconds (counted
+    from the first lock request seen waiting: migrate's start-up time on a busy machine
+    must not use up the wait).
     """
     template, setup_dir = cookbook_db
     database = copy_database(pg_server, template)
@@ -365,9 +386,12 @@ def run_under_load(
             if blocker:
                 held = stack.enter_context(psycopg.connect(**pg_server.conninfo(database)))
                 held.execute(f"SELECT id FROM {recipe.table} WHERE id = 1")
-                timer = threading.Timer(blocker, held.rollback)
-                timer.start()
-                stack.callback(timer.join)
+                watcher = threading.Thread(
+                    target=release_once_waited_on,
+                    args=(held, pg_server.conninfo(database), recipe.table, blocker),
+                )
+                watcher.start()
+                stack.callback(watcher.join)
             for group in steps(files, recipe.order if variant == "recipe" else None):
                 for name in group:
                     project.write(name, files[name])
