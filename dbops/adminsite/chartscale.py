@@ -35,7 +35,9 @@ def nice_ticks(lo: float, hi: float, target: int = 5) -> list[float]:
     """Ticks at 1, 2 or 5 times a power of ten that cover [lo, hi], about `target` steps."""
     if lo > hi:
         lo, hi = hi, lo
-    if lo == hi:
+    # An empty span, or one too small for a power of ten (5e-324: log10 of its step would
+    # underflow), gets a span of its own size (or 1).
+    if (hi - lo) / max(target, 1) < 1e-300:
         hi = lo + (abs(lo) or 1.0)
     raw = (hi - lo) / max(target, 1)
     magnitude = 10.0 ** math.floor(math.log10(raw))

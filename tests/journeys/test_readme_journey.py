@@ -417,7 +417,7 @@ def test_backup_create_list_verify_restore_and_the_app_role_reads_the_copy(
 
     restored = made.run("backup", "restore", "latest", "--database", RESTORED)
     assert restored.returncode == 0, restored.stdout + restored.stderr
-    assert f"into database '{RESTORED}' (created)" in restored.stdout
+    assert f"into database '{RESTORED}' (created, pg_restore --jobs=" in restored.stdout
     # Only a superuser may create pg_stat_statements (as on RDS): the owner's restore says
     # it left that out, and nothing else.
     left_out = [line for line in restored.stderr.splitlines() if "Left out" in line]
