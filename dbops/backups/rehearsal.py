@@ -14,17 +14,15 @@ from __future__ import annotations
 import contextlib
 import re
 import secrets
-import signal
-import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import psycopg
 from django.conf import settings
 from django.core.management.base import CommandError
 
 from dbops.backups import BackupError
+from dbops.backups.interrupts import terminate_as_interrupt
 from dbops.backups.restore import restore_jobs
 from dbops.backups.restore_plan import restore_into_new
 from dbops.backups.signing import signed_backup
@@ -71,23 +69,6 @@ def stale_scratch(server: ConnInfo, now: datetime | None = None) -> list[str]:
         if now - made >= STALE_AFTER:
             stale.append(name)
     return sorted(stale)
-
-
-@contextlib.contextmanager
-def terminate_as_interrupt() -> Iterator[None]:
-    """Treat SIGTERM (a cancelled pipeline job) as Ctrl-C: the copy is still dropped."""
-
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 @contextlib.contextmanager

@@ -18,15 +18,12 @@ the primary manifest's sha256:
 from __future__ import annotations
 
 import base64
-import os
-import tempfile
 from contextlib import suppress
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.core.files.storage import FileSystemStorage, Storage, storages
+from django.core.files.storage import Storage, storages
 
 from dbops.backups import BackupError
 from dbops.backups.manifest import ManifestError, check_manifest
@@ -38,9 +35,9 @@ from dbops.backups.store import (
     _s3_key,
     describe,
     open_read,
-    open_write,
     scan,
     stored_sha256,
+    write_bytes,
 )
 
 ALIAS = "backups_replica"
@@ -153,20 +150,6 @@ def check_copy(replica: Storage, backup: Backup) -> ReplicaState:
     return check_dump(replica, backup)
 
 
-def _write_bytes(storage: Storage, name: str, data: bytes) -> None:
-    if isinstance(storage, FileSystemStorage):  # atomic: never half a manifest
-        folder = Path(storage.path(name)).parent
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".manifest-")
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, storage.path(name))
-        return
-    out = open_write(storage, name)
-    with out:
-        out.write(data)
-
-
 def _s3_copy(storage: Any, replica: Any, name: str, size: int) -> None:
     """Server-side copy into the replica bucket, asking S3 for the object's SHA256."""
     client = replica.connection.meta.client
@@ -229,7 +212,7 @@ def replicate(storage: Storage, replica: Storage, backup: Backup) -> ReplicaStat
     if server_side:
         _s3_copy(storage, replica, manifest, 0)
     else:
-        _write_bytes(replica, manifest, b"".join(open_read(storage, manifest)))
+        write_bytes(replica, manifest, b"".join(open_read(storage, manifest)))
     state = check_copy(replica, backup)
     if not state.ok:
         raise ReplicaError(

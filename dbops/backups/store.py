@@ -209,11 +209,17 @@ def writer_alive(storage: Storage, obj: BackupName) -> bool | None:
 
 
 def write_manifest(storage: Storage, dump: str, manifest: dict[str, Any]) -> None:
-    name = dump + MANIFEST_SUFFIX
-    data = json.dumps(manifest, indent=2, sort_keys=True).encode()
+    write_bytes(
+        storage, dump + MANIFEST_SUFFIX, json.dumps(manifest, indent=2, sort_keys=True).encode()
+    )
+
+
+def write_bytes(storage: Storage, name: str, data: bytes) -> None:
+    """Write a small object whole: on a folder atomically (a killed run never leaves half a
+    manifest), on S3 as one upload (an object appears only when complete)."""
     if isinstance(storage, FileSystemStorage):
-        # Atomic on a folder too: a killed run never leaves half a manifest.
         folder = Path(storage.path(name)).parent
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".manifest-")
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)

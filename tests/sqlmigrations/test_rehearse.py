@@ -210,7 +210,7 @@ def test_lint_findings_use_the_copys_sizes(backed_up) -> None:
     result = manage(project, backups, "migrate", "--rehearse", settings=small)
 
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "V2__widen.sql (not run)" in result.stdout
+    assert "V2__widen.sql: NOT RUN (refused before the first file)" in result.stdout
     assert "lint: V2__widen.sql:1: table-rewrite:" in result.stdout
     assert "The rehearsal failed before the first file ran" in result.stderr
     assert scratch_databases(project) == []

@@ -8,10 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +15,7 @@ from django.conf import settings
 from django.core.management.base import CommandError
 
 from dbops.backups import rds
+from dbops.backups.interrupts import terminate_as_interrupt
 from sqlmigrations.management.arguments import whole_number
 
 RDS_ACTIONS = ("rds-pitr", "rds-replication")
@@ -38,23 +35,6 @@ def rds_identifier(text: str) -> str:
         return rds.instance_identifier(text)
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
-
-
-@contextmanager
-def terminate_as_interrupt() -> Iterator[None]:
-    """Treat SIGTERM (a stopped container or cron job) as Ctrl-C: the drill still cleans up."""
-
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 class RdsActions:
