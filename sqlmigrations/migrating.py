@@ -78,6 +78,16 @@ def migrate(
             if refused:
                 raise CommandError(f"backward migration refused, nothing was undone: {refused}")
             if not migrate_plain(command, connection, run, options):
+                # The same checks before any file runs as a plain run has (the roles the
+                # files name, dangerous operations on large tables), for `migrate <app>
+                # [<name>]` and the other runs Django's own migrate takes.
+                if not (options["fake"] or options["fake_initial"]):
+                    plan = requested_plan(
+                        connection, options["app_label"], options["migration_name"]
+                    )
+                    forward = [(m, b) for m, b in plan or [] if not b]
+                    files = files_to_run(forward, run, repeatables=not options["app_label"])
+                    check_before_running(command, connection, run, files, options["verbosity"])
                 DjangoMigrate.handle(command, **options)
             if not options["app_label"]:
                 for applied in applying.apply_repeatables(connection):
@@ -164,17 +174,10 @@ def migrate_plain(
     )
     if pending_file and not plan:
         return False  # a file without a wrapper: Django's migrate and the check say so
-    pending = files_to_run(plan, run)
-    engine.require_roles(connection, run, pending)
-    # The whole pending set, before the first file runs (docs/migrations.md, "Large tables").
-    allowed = largetables.require_safe_operations(
-        connection, [(mf, run.render(mf)) for mf in pending]
-    )
+    check_before_running(command, connection, run, files_to_run(plan, run), command.verbosity)
     verbosity, interactive, alias = command.verbosity, command.interactive, connection.alias
     stdout, style = command.stdout, command.style
     if verbosity >= 1:
-        for op, ack in allowed:
-            stdout.write(f"  Acknowledged {op.rule} at {op.script}:{op.line}: {ack.reason}")
         labels = ", ".join(sorted({app_label for app_label, _ in targets})) or "(none)"
         stdout.write(style.MIGRATE_HEADING("Operations to perform:"))
         stdout.write(style.MIGRATE_LABEL("  Apply all migrations: ") + labels)
@@ -204,12 +207,36 @@ def migrate_plain(
     return True
 
 
-def files_to_run(plan: list[tuple[Any, bool]], run: engine.Run) -> list[MigrationFile]:
-    """Return the SQL files this forward plan runs, then the repeatables that run after."""
+def check_before_running(
+    command: BaseCommand,
+    connection: BaseDatabaseWrapper,
+    run: engine.Run,
+    pending: list[MigrationFile],
+    verbosity: int,
+) -> None:
+    """Refuse the run before its first file when a file names a missing role or would lock
+    or rewrite a large table (docs/migrations.md, "Large tables"); the whole pending set is
+    checked, in order. Acknowledged operations are listed."""
+    engine.require_roles(connection, run, pending)
+    allowed = largetables.require_safe_operations(
+        connection, [(mf, run.render(mf)) for mf in pending]
+    )
+    if verbosity >= 1:
+        for op, ack in allowed:
+            command.stdout.write(f"  Acknowledged {op.rule} at {op.script}:{op.line}: {ack.reason}")
+
+
+def files_to_run(
+    plan: list[tuple[Any, bool]], run: engine.Run, *, repeatables: bool = True
+) -> list[MigrationFile]:
+    """Return the SQL files this forward plan runs, then the repeatables that run after
+    (a run without an app label only: `migrate <app>` applies none)."""
     files = [
         engine.find_file(script)
         for migration, _ in plan
         if isinstance(migration, SQLFileMigration) and recorded_only(migration, run) is None
         for script in migration.sql_scripts
     ]
+    if not repeatables:
+        return files
     return files + [mf for mf, _ in engine.pending_repeatables(run.rows, run.placeholders)]

@@ -112,6 +112,20 @@ def test_a_dangerous_operation_on_a_large_table_stops_migrate_before_anything_ru
     assert not project.query("SELECT to_regclass('other')")[0][0]
 
 
+@pytest.mark.parametrize("target", [("dbops",), ("dbops", "V3__later")])
+def test_migrate_with_an_app_label_checks_its_files_too(
+    project: SqlProject, target: tuple[str, ...]
+) -> None:
+    # `migrate <app> [<name>]` goes through Django's own migrate: the same check runs first.
+    project.write("V2__idx.sql", ROLLBACK + "CREATE INDEX big_n_idx ON big (n);\n")
+    project.write("V3__later.sql", ROLLBACK + "SELECT 1;\n")
+    err = refused(migrate(project, *target))
+    assert "V2__idx.sql:2: index-not-concurrent" in err
+    assert versions(project) == ["1"]
+    # Back to V1 is not checked (nothing forward runs).
+    ok(migrate(project, "dbops", "V1__tables"))
+
+
 def test_the_same_operations_on_a_small_table_are_applied(project: SqlProject) -> None:
     body = "\n".join(sql.format(t="small") for _, sql in DANGEROUS)
     project.query("ALTER TABLE small ADD COLUMN n int, ADD COLUMN ref_id bigint")
