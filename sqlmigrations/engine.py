@@ -46,6 +46,9 @@ DEFAULTS: dict[str, Any] = {
     "LOCK_RETRY_BACKOFF": "500ms",  # the first pause; it doubles up to the maximum
     "LOCK_RETRY_BACKOFF_MAX": "10s",
     "STATEMENT_TIMEOUT": "0",  # off
+    # migrate prints the guide's and squawk's lint findings on the files it is about to
+    # run (squawk when installed), as warnings (docs/migrations.md, "Lint").
+    "LINT_AT_MIGRATE": True,
     # `migrate --rehearse` (sqlmigrations.rehearse): the dotted path of a context manager
     # `source(backup_name, say)` that restores a backup into a scratch database, yields
     # {"NAME": ..., "BACKUP": ...} and drops it (None: rehearsals are refused), and the

@@ -9,9 +9,11 @@ Django's own migrate command) and the repeatables, and returns what it applied.
 from __future__ import annotations
 
 from importlib import import_module
+from pathlib import Path
 from typing import Any
 
 from django.apps import apps
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.core.management.commands.migrate import Command as DjangoMigrate
 from django.db import connections
@@ -28,9 +30,14 @@ from sqlmigrations.django_internals import (
     project_state,
 )
 from sqlmigrations.executor import SQLMigrationExecutor
+from sqlmigrations.lib import dangerous
+from sqlmigrations.lib import lint as linting
 from sqlmigrations.lib.executor import MigrationFailed
 from sqlmigrations.lib.files import MigrationFile
+from sqlmigrations.lib.flywayconf import load_flyway_config
 from sqlmigrations.lib.history import TYPE_SQL
+from sqlmigrations.lib.lint import Finding
+from sqlmigrations.lib.squawk import SquawkError, squawk_binary
 from sqlmigrations.lib.validation import baseline_version
 from sqlmigrations.operations import (
     LazyApps,
@@ -221,9 +228,33 @@ def check_before_running(
     allowed = largetables.require_safe_operations(
         connection, [(mf, run.render(mf)) for mf in pending]
     )
+    if verbosity >= 1 and pending and engine.option("LINT_AT_MIGRATE"):
+        for finding in pending_lint(run, pending):
+            command.stderr.write(f"  lint warning: {finding}")
     if verbosity >= 1:
         for op, ack in allowed:
             command.stdout.write(f"  Acknowledged {op.rule} at {op.script}:{op.line}: {ack.reason}")
+
+
+def pending_lint(run: engine.Run, pending: list[MigrationFile]) -> list[Finding]:
+    """The guide's and squawk's findings on the files about to run, as `sqlmigrations lint`
+    gives them, less what the large-table check already refused or let through. squawk runs
+    when it is installed (a development tool: a deploy image may not have it)."""
+    try:
+        squawk_binary()
+    except SquawkError:
+        with_squawk = False
+    else:
+        with_squawk = True
+    findings = linting.lint(
+        engine.load_files(),
+        pending,
+        values=run.placeholders,
+        rows=run.rows,
+        flyway=load_flyway_config(Path(settings.BASE_DIR)),
+        squawk=with_squawk,
+    )
+    return [f for f in findings if f.rule not in dangerous.RULES]
 
 
 def files_to_run(

@@ -87,12 +87,14 @@ def lint(
     rows: list[HistoryRow] | None = None,
     committed: Mapping[str, int] | None = None,
     progress: Callable[[str], None] | None = None,
+    squawk: bool = True,
 ) -> list[Finding]:
     """Lint `targets` (a subset of `files`, which the deprecation rule looks back through).
 
     `rows`: the history, to catch edited applied files; `committed`: script -> checksum of
     the V files at the git base ref, to catch edited committed ones; `flyway`: the
-    project's Flyway configuration (None when it has none).
+    project's Flyway configuration (None when it has none); `squawk`: False leaves squawk
+    out (migrate, where it may not be installed).
     """
     rendered: dict[str, str] = {}
     findings: list[Finding] = []
@@ -104,9 +106,10 @@ def lint(
         except SqlMigrationError as err:
             if mf.script in wanted:
                 findings.append(Finding(mf.script, err.line or 1, "unreadable", err.detail))
-    if progress:
+    if progress and squawk:
         progress(f"squawk: {len(targets)} files")
-    reports = run_squawk([mf for mf in targets if mf.script in rendered], rendered)
+    readable = [mf for mf in targets if mf.script in rendered]
+    reports = run_squawk(readable, rendered) if squawk else []
     findings += [
         Finding(r.script, r.line, r.rule, r.message, r.help, "squawk", r.column) for r in reports
     ]

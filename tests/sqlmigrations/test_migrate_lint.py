@@ -126,6 +126,20 @@ def test_migrate_with_an_app_label_checks_its_files_too(
     ok(migrate(project, "dbops", "V1__tables"))
 
 
+def test_the_guide_and_squawk_findings_on_pending_files_are_warnings(project: SqlProject) -> None:
+    # No rollback instructions (the guide's rule) and a 32-bit integer (squawk's).
+    project.write("V2__bare.sql", "CREATE TABLE bare (n int);\n")
+    result = migrate(project)
+    ok(result)
+    assert "lint warning: V2__bare.sql:1: no-rollback-instructions" in result.stderr
+    assert "lint warning: V2__bare.sql:1: prefer-bigint-over-int" in result.stderr
+    # Only the files about to run: V1 (applied, also without a primary key) is not linted.
+    assert "V1__tables.sql" not in result.stderr
+    assert versions(project) == ["1", "2"]
+    # Nothing pending: nothing linted.
+    assert "lint warning" not in migrate(project).stderr
+
+
 def test_the_same_operations_on_a_small_table_are_applied(project: SqlProject) -> None:
     body = "\n".join(sql.format(t="small") for _, sql in DANGEROUS)
     project.query("ALTER TABLE small ADD COLUMN n int, ADD COLUMN ref_id bigint")
