@@ -230,7 +230,8 @@ def check_before_running(
     )
     if verbosity >= 1 and pending and engine.option("LINT_AT_MIGRATE"):
         for finding in pending_lint(run, pending):
-            command.stderr.write(f"  lint warning: {finding}")
+            # On stdout with the run's other lines: stderr's first line is an error's reason.
+            command.stdout.write(f"  lint warning: {finding}")
     if verbosity >= 1:
         for op, ack in allowed:
             command.stdout.write(f"  Acknowledged {op.rule} at {op.script}:{op.line}: {ack.reason}")

@@ -3,7 +3,10 @@
 The cookbook tests (tests/sqlmigrations/test_cookbook.py) and bench/online_migration_bench.py
 run a migration while this load reads and writes the table it changes, and then ask how
 long the slowest application query waited and whether any failed. A stall shows up as one
-long latency, so every query is recorded, not sampled.
+long latency, so every query is recorded, not sampled. A monitor also records how long the
+load's queries waited for a lock (pg_stat_activity, every 20 ms): on a busy machine a
+query can take a second for want of CPU or disk with no lock involved, which a migration
+recipe cannot prevent; a lock wait is what a migration causes.
 
 Bounded on purpose, on a machine shared with other work: a fixed number of threads, each
 with one connection on loopback, a pause between queries (a maximum rate), and a
@@ -87,6 +90,8 @@ class LoadGenerator:
     statement_timeout: str = "60s"
     application_name: str = "cookbook-load"
     samples: list[Sample] = field(default_factory=list)
+    # (monotonic time seen, seconds the query had been waiting for a lock by then)
+    lock_waits: list[tuple[float, float]] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _workers: list[threading.Thread] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -111,6 +116,9 @@ class LoadGenerator:
             worker = threading.Thread(target=self._run, args=(n,), daemon=True)
             worker.start()
             self._workers.append(worker)
+        monitor = threading.Thread(target=self._watch_locks, daemon=True)
+        monitor.start()
+        self._workers.append(monitor)
         try:
             self._started.wait(timeout=60)
         except threading.BrokenBarrierError:
@@ -122,6 +130,25 @@ class LoadGenerator:
         for worker in self._workers:
             worker.join(timeout=120)
         self._workers.clear()
+
+    def lock_wait(self, since: float = 0.0) -> float:
+        """The longest lock wait seen of a query that was waiting at or after `since`."""
+        with self._lock:
+            return max((w for t, w in self.lock_waits if t >= since), default=0.0)
+
+    def _watch_locks(self) -> None:
+        with psycopg.connect(**self.conninfo, autocommit=True) as conn:
+            while not self._stop.is_set():
+                rows = conn.execute(
+                    "SELECT extract(epoch FROM clock_timestamp() - query_start)::float8 "
+                    "FROM pg_stat_activity WHERE application_name = %s "
+                    "AND wait_event_type = 'Lock' AND state = 'active'",
+                    (self.application_name,),
+                ).fetchall()
+                seen = time.monotonic()
+                with self._lock:
+                    self.lock_waits.extend((seen, waited) for (waited,) in rows)
+                time.sleep(0.02)
 
     def mark(self) -> float:
         """Return now, to select the samples of a window: `summary(since=mark)`."""

@@ -319,6 +319,7 @@ def cookbook_db(
 class Run:
     load: Summary
     output: str
+    lock_wait: float = 0.0  # the longest wait of an application query for a lock, seconds
 
 
 def release_once_waited_on(held: Any, info: Any, table: str, seconds: float) -> None:
@@ -403,13 +404,14 @@ def run_under_load(
                     load.stop()  # the next release replaces this one
                     load = start(recipe.switch[step])
         summary = summarize([s for lg in loads for s in lg.samples if s.start >= since])
+        waited = max(lg.lock_wait(since) for lg in loads)
         if variant == "recipe" and recipe.undone is not None:
             undo = FILES[recipe.name].get("undo", {})
             with project.connect() as conn:
                 for name in sorted(undo, key=lambda n: int(version(n)), reverse=True):
                     conn.execute(undo[name])
             assert truth(project, recipe.undone), f"{recipe.name}: undo left {recipe.undone}"
-        return Run(summary, "\n".join(outputs))
+        return Run(summary, "\n".join(outputs), waited)
     finally:
         drop_database(pg_server.conninfo(), database)
 
@@ -437,15 +439,21 @@ def test_recipe_keeps_the_load_going_where_the_naive_file_stalls_or_breaks_it(
         cookbook_db, pg_server, tmp_path / "naive", recipe, "naive", **NO_LARGE_TABLES
     )
     good = run_under_load(cookbook_db, pg_server, tmp_path / "recipe", recipe, "recipe")
-    report = f"\nnaive:  {naive.load}\nrecipe: {good.load}\nbound:  {BOUND * 1000:.0f} ms"
+    report = (
+        f"\nnaive:  {naive.load}; longest lock wait {naive.lock_wait * 1000:.0f} ms"
+        f"\nrecipe: {good.load}; longest lock wait {good.lock_wait * 1000:.0f} ms"
+        f"\nbound:  {BOUND * 1000:.0f} ms"
+    )
     if naive.load.errors:
         report += f"\nnaive, first failure: {naive.load.errors[0].error}"
     print(report)
     if recipe.naive_fails:
         assert naive.load.errors, f"the naive file broke no query{report}"
     else:
-        assert naive.load.max > BOUND, f"the naive file did not stall the load{report}"
-    assert good.load.max <= BOUND, f"the recipe stalled the load{report}\n{good.output}"
+        assert naive.lock_wait > BOUND, f"the naive file did not stall the load{report}"
+    # Waited for a lock, not took: a query of a busy CI machine once took 1.3 s for want of
+    # disk, with no lock involved (the latencies are in the report all the same).
+    assert good.lock_wait <= BOUND, f"the recipe stalled the load{report}\n{good.output}"
     assert not good.load.errors, f"application queries failed: {good.load.errors[:3]}"
     assert good.load.count > 0 and naive.load.count > 0
 
@@ -457,8 +465,9 @@ def test_a_recipe_behind_a_long_transaction_holds_the_load_at_most_lock_timeout(
     # while a transaction holds the table; each try gives up after lock_timeout.
     recipe = next(r for r in RECIPES if r.name == "not-null")
     run = run_under_load(cookbook_db, pg_server, tmp_path, recipe, "recipe", blocker=1.5)
-    print(f"\nbehind a blocker: {run.load}")
+    waits = f"{run.load}; longest lock wait {run.lock_wait * 1000:.0f} ms"
+    print(f"\nbehind a blocker: {waits}")
     assert f"lock_timeout ({LOCK_TIMEOUT_MS}ms) reached" in run.output  # it did wait
-    assert run.load.max <= BOUND, f"{run.load}\n{run.output}"
+    assert run.lock_wait <= BOUND, f"{waits}\n{run.output}"
     assert not run.load.errors, run.load.errors[:3]
-    assert run.load.max >= LOCK_TIMEOUT_MS / 1000 * 0.5, f"nothing queued: {run.load}"
+    assert run.lock_wait >= LOCK_TIMEOUT_MS / 1000 * 0.5, f"nothing queued: {waits}"
