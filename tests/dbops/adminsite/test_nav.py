@@ -34,7 +34,10 @@ def sidebar(client: Client, path: str) -> str:
 
 def page(client: Client, path: str) -> str:
     body = client.get(path).content.decode()
-    return re.sub(r'name="csrfmiddlewaretoken" value="[^"]+"', "", body)
+    body = re.sub(r'name="csrfmiddlewaretoken" value="[^"]+"', "", body)
+    # The dashboard's overdue link lists what was past due when the page was drawn (to
+    # the second): two renders a second apart differ there, memo or not.
+    return re.sub(r"due_at__lt=[^\"&]+", "due_at__lt=NOW", body)
 
 
 @pytest.fixture
