@@ -53,6 +53,9 @@ PERMISSIONS = {
     "RestoreDBInstanceToPointInTime": "rds:RestoreDBInstanceToPointInTime and "
     "rds:AddTagsToResource (on the source instance and the target name)",
     "DeleteDBInstance": "rds:DeleteDBInstance",
+    "DescribeDBSnapshots": "rds:DescribeDBSnapshots",
+    "RestoreDBInstanceFromDBSnapshot": "rds:RestoreDBInstanceFromDBSnapshot and "
+    "rds:AddTagsToResource (on the snapshot, the parameter group and the target name)",
     "StartDBInstanceAutomatedBackupsReplication": "rds:StartDBInstanceAutomatedBackupsReplication "
     "(in BACKUP_REPLICA_REGION), and kms:DescribeKey and kms:CreateGrant on "
     "BACKUP_REPLICA_KMS_KEY_ID for an encrypted instance",
@@ -267,6 +270,67 @@ def drill_request(
     return request
 
 
+def wait_available(
+    client: Any, target: str, timeout: int, knob: str = "--timeout"
+) -> tuple[str, int]:
+    """Wait up to `timeout` s for instance `target` to be available; return its endpoint.
+
+    `knob` is what raises the timeout, named when it ran out.
+    """
+    delay = min(WAIT_DELAY_SECONDS, timeout)
+    try:
+        client.get_waiter("db_instance_available").wait(
+            DBInstanceIdentifier=target,
+            WaiterConfig={"Delay": delay, "MaxAttempts": max(1, math.ceil(timeout / delay))},
+        )
+    except WaiterError as err:
+        status = (err.last_response or {}).get("DBInstances", [{}])[0].get("DBInstanceStatus")
+        raise RdsError(
+            f"RDS instance {target} was not available after {timeout}s "
+            f"(status {status or 'unknown'}): raise {knob} for a large database, or "
+            "look at its events in the RDS console."
+        ) from err
+    except AWS_ERRORS as err:
+        raise aws_error(err, f"wait for {target}", "DescribeDBInstances") from err
+    instance = describe_instance(client, target) or {}
+    endpoint = instance.get("Endpoint") or {}
+    if not endpoint.get("Address"):
+        raise RdsError(f"RDS instance {target} is available but has no endpoint.")
+    return str(endpoint["Address"]), int(endpoint.get("Port") or 5432)
+
+
+def delete_tagged(client: Any, target: str, tags: list[dict[str, str]], what: str) -> bool | None:
+    """Delete instance `target` (no final snapshot) if it carries every one of `tags`.
+
+    Returns None when there is no such instance, False when it lacks a tag (then it is
+    left alone: it is not the one this run made), True when its deletion was asked.
+    """
+    instance = describe_instance(client, target)
+    if instance is None:
+        return None
+    found = {t["Key"]: t["Value"] for t in instance.get("TagList", [])}
+    if any(found.get(t["Key"]) != t["Value"] for t in tags):
+        return False
+    if instance.get("DBInstanceStatus") == "deleting":
+        return True
+    call(
+        client,
+        "delete_db_instance",
+        f"delete {what} {target}",
+        DBInstanceIdentifier=target,
+        SkipFinalSnapshot=True,
+        DeleteAutomatedBackups=True,
+    )
+    return True
+
+
+def delete_by_hand(target: str) -> str:
+    return (
+        "Delete it by hand: aws rds delete-db-instance --db-instance-identifier "
+        f"{target} --skip-final-snapshot --delete-automated-backups"
+    )
+
+
 def endpoint_conninfo(address: str, port: int) -> ConnInfo:
     """The restored instance as the owner role: the owner's login (same secret), over SSL.
 
@@ -324,19 +388,14 @@ class Verification:
         }
 
 
-@contextmanager
-def django_connection(info: ConnInfo) -> Iterator[Any]:
-    """A Django connection to `info` (what sqlmigrations' validate takes), for the block only.
+def alias_settings(info: ConnInfo, setting: str) -> dict[str, Any]:
+    """The owner alias's Django settings with `info`'s address and login: another server.
 
-    It is the owner alias's settings with the address and login replaced, so the history
-    table, the engine's options and the one-line connect errors are the project's. It stays
-    out of `connections`, under Django's alias for such side connections (NO_DB_ALIAS, as
-    its _nodb_cursor does): django.contrib.postgres's connection_created receiver would
-    otherwise look the alias up in `connections` and fail.
+    The local-cluster, replica, secret and pooler keys go (the address and login are
+    `info`'s), so the engine's options and the one-line connect errors stay the project's;
+    `setting` is what an error names as the source of the address.
     """
     from django.db import connections
-    from django.db.backends.base.base import NO_DB_ALIAS
-    from django.db.utils import load_backend
 
     from dbops.connections.config import LOCAL_KEY, OWNER_ALIAS, REPLICA_KEY, SETTING_KEY
 
@@ -354,7 +413,24 @@ def django_connection(info: ConnInfo) -> Iterator[Any]:
         OPTIONS=options,
         CONN_MAX_AGE=0,
     )
-    config[SETTING_KEY] = "the restored instance"
+    config[SETTING_KEY] = setting
+    return config
+
+
+@contextmanager
+def django_connection(info: ConnInfo) -> Iterator[Any]:
+    """A Django connection to `info` (what sqlmigrations' validate takes), for the block only.
+
+    It is the owner alias's settings with the address and login replaced, so the history
+    table, the engine's options and the one-line connect errors are the project's. It stays
+    out of `connections`, under Django's alias for such side connections (NO_DB_ALIAS, as
+    its _nodb_cursor does): django.contrib.postgres's connection_created receiver would
+    otherwise look the alias up in `connections` and fail.
+    """
+    from django.db.backends.base.base import NO_DB_ALIAS
+    from django.db.utils import load_backend
+
+    config = alias_settings(info, "the restored instance")
     connection = load_backend(config["ENGINE"]).DatabaseWrapper(config, NO_DB_ALIAS)
     try:
         yield connection
@@ -576,33 +652,12 @@ class RestoreDrill:
         self.result.created = True
         self._step("restore_request", started)
         started = time.monotonic()
-        delay = min(WAIT_DELAY_SECONDS, self.timeout)
-        try:
-            self.client.get_waiter("db_instance_available").wait(
-                DBInstanceIdentifier=self.target,
-                WaiterConfig={
-                    "Delay": delay,
-                    "MaxAttempts": max(1, math.ceil(self.timeout / delay)),
-                },
-            )
-        except WaiterError as err:
-            status = (err.last_response or {}).get("DBInstances", [{}])[0].get("DBInstanceStatus")
-            raise RdsError(
-                f"RDS instance {self.target} was not available after {self.timeout}s "
-                f"(status {status or 'unknown'}): raise --timeout for a large database, or "
-                "look at its events in the RDS console."
-            ) from err
-        except AWS_ERRORS as err:
-            raise aws_error(err, f"wait for {self.target}", "DescribeDBInstances") from err
+        address, port = wait_available(self.client, self.target, self.timeout)
         self._step("wait_available", started)
-        instance = describe_instance(self.client, self.target) or {}
-        endpoint = instance.get("Endpoint") or {}
-        if not endpoint.get("Address"):
-            raise RdsError(f"RDS instance {self.target} is available but has no endpoint.")
-        self.result.endpoint = f"{endpoint['Address']}:{endpoint.get('Port', 5432)}"
+        self.result.endpoint = f"{address}:{port}"
         started = time.monotonic()
         try:
-            info = self.reach(endpoint["Address"], int(endpoint.get("Port") or 5432))
+            info = self.reach(address, port)
             # The application role of the settings (DB_SECRET_ID's user on RDS).
             app_role = self.app_role or conninfo("app").user
         except ImproperlyConfigured as err:
@@ -616,33 +671,20 @@ class RestoreDrill:
             return
         started = time.monotonic()
         try:
-            instance = describe_instance(self.client, self.target)
-            if instance is None:  # the restore was refused, or someone deleted it
+            deleted = delete_tagged(
+                self.client, self.target, self.request["Tags"], "the drill's instance"
+            )
+            if deleted is None:  # the restore was refused, or someone deleted it
                 self.result.deleted = self.result.created
-                return
-            tags = {t["Key"]: t["Value"] for t in instance.get("TagList", [])}
-            ours = {t["Key"]: t["Value"] for t in self.request["Tags"]}
-            if any(tags.get(key) != value for key, value in ours.items()):
-                if self.result.created:
-                    self.result.cleanup_error = (
-                        f"RDS instance {self.target} lacks this drill's tags ({DRILL_TAG}): "
-                        "not deleted. Check what it is before deleting it by hand."
-                    )
-                return
-            call(
-                self.client,
-                "delete_db_instance",
-                f"delete the drill's instance {self.target}",
-                DBInstanceIdentifier=self.target,
-                SkipFinalSnapshot=True,
-                DeleteAutomatedBackups=True,
-            )
-            self.result.deleted = True
+            elif deleted:
+                self.result.deleted = True
+            elif self.result.created:
+                self.result.cleanup_error = (
+                    f"RDS instance {self.target} lacks this drill's tags ({DRILL_TAG}): "
+                    "not deleted. Check what it is before deleting it by hand."
+                )
         except RdsError as err:
-            self.result.cleanup_error = (
-                f"{err} Delete it by hand: aws rds delete-db-instance --db-instance-identifier "
-                f"{self.target} --skip-final-snapshot --delete-automated-backups"
-            )
+            self.result.cleanup_error = f"{err} {delete_by_hand(self.target)}"
         finally:
             self._step("delete", started)
 

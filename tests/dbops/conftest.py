@@ -5,15 +5,20 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import boto3
 import psycopg
 import pytest
 from django.core.files.storage import FileSystemStorage
 from django.test import override_settings
+from moto import mock_aws
 from psycopg import sql
 
+from dbops.backups import rds
 from dbops.connections.config import ConnInfo
 from dbops.connections.databases import drop_database
+from tests.dbops.awsrds import REGION, SECOND, SOURCE
 from tests.dbops.backupkit import ENV, storages_with, target_for
 
 SEED = """
@@ -78,3 +83,69 @@ def project_db(pg_server, db) -> Iterator[ConnInfo]:
 def settings_folder(folder):
     with override_settings(STORAGES=storages_with(folder), BACKUP_ENV=ENV):
         yield folder
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    """moto with a source instance in its own subnet group and security group."""
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+    }.items():
+        monkeypatch.setenv(name, value)
+    with (
+        mock_aws(),
+        override_settings(
+            AWS_REGION=REGION,
+            RDS_INSTANCE_ID=SOURCE,
+            BACKUP_REPLICA_REGION=SECOND,
+            BACKUP_REPLICA_KMS_KEY_ID="",
+        ),
+    ):
+        client = boto3.client("rds", region_name=REGION)
+        ec2 = boto3.client("ec2", region_name=REGION)
+        vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+        subnets = [
+            ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24", AvailabilityZone=zone)[
+                "Subnet"
+            ]["SubnetId"]
+            for i, zone in enumerate((f"{REGION}a", f"{REGION}b"), start=1)
+        ]
+        group = ec2.create_security_group(GroupName="db", Description="db", VpcId=vpc)
+        client.create_db_subnet_group(
+            DBSubnetGroupName="cg-private", DBSubnetGroupDescription="db", SubnetIds=subnets
+        )
+        client.create_db_instance(
+            DBInstanceIdentifier=SOURCE,
+            Engine="postgres",
+            DBInstanceClass="db.t4g.medium",
+            MasterUsername="owner",
+            MasterUserPassword="not-used-by-the-drill",
+            AllocatedStorage=20,
+            DBName="choregarden",
+            DBSubnetGroupName="cg-private",
+            VpcSecurityGroupIds=[group["GroupId"]],
+            BackupRetentionPeriod=7,
+            PubliclyAccessible=False,
+        )
+        yield {"client": client, "group": group["GroupId"]}
+
+
+@pytest.fixture
+def calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any]]]:
+    """Every RDS request the command makes, as boto3 sends it (operation, parameters)."""
+    made: list[tuple[str, dict[str, Any]]] = []
+    real = rds.rds_client
+
+    def client(region: str) -> Any:
+        found = real(region)
+
+        def record(params: dict[str, Any], model: Any, **_: Any) -> None:
+            made.append((model.name, dict(params)))
+
+        found.meta.events.register("provide-client-params.rds.*", record)
+        return found
+
+    monkeypatch.setattr(rds, "rds_client", client)
+    return made
