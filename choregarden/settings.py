@@ -297,6 +297,8 @@ AWS_REGION = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"
 ALARM_SNS_TOPIC_ARN = env_str("ALARM_SNS_TOPIC_ARN")
 RDS_INSTANCE_ID = env_str("RDS_INSTANCE_ID")
 RDS_REPLICA_INSTANCE_ID = env_str("RDS_REPLICA_INSTANCE_ID")
+# `migrate --rehearse --from-snapshot`: seconds to wait for the snapshot's clone instance.
+REHEARSAL_CLONE_TIMEOUT = env_int("REHEARSAL_CLONE_TIMEOUT", 7200, minimum=1)
 DB_ALARM_PREFIX = env_str("DB_ALARM_PREFIX", "choregarden-")
 # cognitosync refuses to deactivate more than this share of the active profiles in one run.
 COGNITO_DEACTIVATION_LIMIT_PERCENT = env_int("COGNITO_DEACTIVATION_LIMIT_PERCENT", 10)

@@ -10,9 +10,12 @@ lock budget.
 
 The restore lives in dbops (sqlmigrations may not import it): SQL_MIGRATIONS
 ["REHEARSAL_SOURCE"] names a context manager `source(backup_name, say)` that yields
-{"NAME": scratch database, "BACKUP": backup name} and drops the database at the end.
-The scratch database is reached through a connection alias made for the run: a copy of
-the migration alias's settings with another NAME, removed afterwards.
+{"NAME": scratch database, "BACKUP": what it was restored from} and removes the copy at
+the end. With --from-snapshot it is called with `snapshot=` too (an RDS snapshot clone).
+The copy is reached through a connection alias made for the run, removed afterwards: the
+source's "SETTINGS" when it gives them (a copy on another server), else the migration
+alias's settings with another NAME. "PLACE" names the copy in the report, and
+"LEFT_BEHIND", set by the source when it could not remove the copy, fails the run.
 
 How each measure is taken (docs/migrations.md, "Rehearse on a copy"):
 - locks: a thread with its own connection reads pg_locks for the migrating backend every
@@ -65,6 +68,7 @@ REFUSED = {
 }
 ONLY_WITH_REHEARSE = {
     "from_backup": "--from-backup",
+    "from_snapshot": "--from-snapshot",
     "lock_budget": "--lock-budget",
     "json": "--json",
 }
@@ -219,10 +223,16 @@ def _record(report: FileReport, rows: list[tuple[str, str]], now: float) -> None
 
 
 @contextmanager
-def scratch_alias(base_alias: str, database: str) -> Iterator[str]:
-    """A connection alias to `database` with the migration alias's settings; removed after."""
-    settings_dict = copy.deepcopy(connections.settings[base_alias])
-    settings_dict["NAME"] = database
+def scratch_alias(base_alias: str, scratch: dict[str, Any]) -> Iterator[str]:
+    """A connection alias to the copy; removed after.
+
+    The source's SETTINGS when it gave them, else the migration alias's with another NAME.
+    """
+    if scratch.get("SETTINGS"):
+        settings_dict = copy.deepcopy(scratch["SETTINGS"])
+    else:
+        settings_dict = copy.deepcopy(connections.settings[base_alias])
+        settings_dict["NAME"] = scratch["NAME"]
     connections.settings[ALIAS] = settings_dict
     try:
         yield ALIAS
@@ -363,18 +373,22 @@ def rehearse(command: BaseCommand, options: dict[str, Any]) -> None:
             "fix the setting."
         ) from err
     backup_name = options.get("from_backup") or "latest"
+    snapshot = options.get("from_snapshot")
+    extra = {"snapshot": snapshot} if snapshot else {}
     try:
-        with source(backup_name, say) as scratch, scratch_alias(live, scratch["NAME"]) as alias:
+        with source(backup_name, say, **extra) as scratch, scratch_alias(live, scratch) as alias:
             reports, failure, pending = _run(command, alias, options)
     except KeyboardInterrupt:
-        # The source dropped the copy on the way out (Ctrl-C, or SIGTERM made one).
+        # The source removed the copy on the way out (Ctrl-C, or SIGTERM made one).
         raise CommandError(
-            "The rehearsal was interrupted: its scratch database was dropped, nothing was reported."
+            "The rehearsal was interrupted: its copy was removed, nothing was reported."
         ) from None
     _report(command, scratch, reports, pending, budget, as_json)
     over = [(r, h) for r in reports for h in r.over_budget]
     if failure is not None:
         raise CommandError(failure)
+    if scratch.get("LEFT_BEHIND"):
+        raise CommandError(str(scratch["LEFT_BEHIND"]))
     if over:
         report, held = over[0]
         raise CommandError(
@@ -439,7 +453,7 @@ def _run(
 
 def _report(
     command: BaseCommand,
-    scratch: dict[str, str],
+    scratch: dict[str, Any],
     reports: list[FileReport],
     pending: list[str],
     budget: int,
@@ -458,20 +472,22 @@ def _report(
                 {
                     "backup": scratch["BACKUP"],
                     "scratch_database": scratch["NAME"],
+                    "copy": scratch.get("PLACE") or f"scratch database {scratch['NAME']}",
                     "pending": pending,
                     "lock_budget_seconds": budget / 1000,
                     "sample_seconds": SAMPLE_S,
                     "files": [r.as_json() for r in reports],
-                    "ok": all(r.error is None and not r.over_budget for r in reports),
+                    "ok": all(r.error is None and not r.over_budget for r in reports)
+                    and not scratch.get("LEFT_BEHIND"),
                 },
                 indent=2,
             )
         )
         return
     write = command.stdout.write
+    place = scratch.get("PLACE") or scratch["NAME"]
     write(
-        f"Rehearsal on {scratch['NAME']} (restored from {scratch['BACKUP']}): "
-        f"{len(pending)} pending file(s)."
+        f"Rehearsal on {place} (restored from {scratch['BACKUP']}): {len(pending)} pending file(s)."
     )
     if not pending:
         write("  The backup has every file applied already: nothing to rehearse.")
@@ -495,6 +511,7 @@ def _report(
             write(f"    error: {report.error}")
     write(
         f"Locks are sampled every {SAMPLE_S * 1000:g} ms: a held time is approximate (it "
-        "may be up to one interval longer). The scratch database is dropped; the live "
-        "database was not touched."
+        "may be up to one interval longer). "
+        + ("The copy is removed" if not scratch.get("LEFT_BEHIND") else "The copy is LEFT BEHIND")
+        + "; the live database was not touched."
     )

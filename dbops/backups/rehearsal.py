@@ -16,13 +16,16 @@ import re
 import secrets
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import psycopg
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import CommandError
 
-from dbops.backups import BackupError
+from dbops.backups import BackupError, rds_clone
 from dbops.backups.interrupts import terminate_as_interrupt
+from dbops.backups.rds import RdsError
 from dbops.backups.restore import restore_jobs
 from dbops.backups.restore_plan import restore_into_new
 from dbops.backups.signing import signed_backup
@@ -72,19 +75,31 @@ def stale_scratch(server: ConnInfo, now: datetime | None = None) -> list[str]:
 
 
 @contextlib.contextmanager
-def scratch_database(backup_name: str, say: Callable[[str], None]) -> Iterator[dict[str, str]]:
+def scratch_database(
+    backup_name: str, say: Callable[[str], None], snapshot: str | None = None
+) -> Iterator[dict[str, Any]]:
     """Restore backup `backup_name` (or `latest`) into a new database; yield, then drop it.
 
     Yields {"NAME": the scratch database, "BACKUP": the backup's name}. The backup's
-    manifest must be signed (as for `backup restore`). Errors are CommandErrors (exit 1)
-    that say what to do. SIGTERM, like Ctrl-C, still drops the copy.
+    manifest must be signed (as for `backup restore`). With `snapshot` (an RDS snapshot
+    or `latest`), the copy is a new RDS instance cloned from it instead (rds_clone), and
+    the dict also has "PLACE" and "SETTINGS" (how to reach it). A copy that could not be
+    removed is named under "LEFT_BEHIND". Errors are CommandErrors (exit 1) that say
+    what to do. SIGTERM, like Ctrl-C, still removes the copy.
     """
-    with terminate_as_interrupt(), _scratch(backup_name, say) as scratch:
-        yield scratch
+    if snapshot is None:
+        with terminate_as_interrupt(), _scratch(backup_name, say) as scratch:
+            yield scratch
+        return
+    try:
+        with terminate_as_interrupt(), rds_clone.snapshot_clone(snapshot, say) as clone:
+            yield clone
+    except (RdsError, ImproperlyConfigured) as err:
+        raise CommandError(f"{redact(str(err))} Nothing was rehearsed.") from err
 
 
 @contextlib.contextmanager
-def _scratch(backup_name: str, say: Callable[[str], None]) -> Iterator[dict[str, str]]:
+def _scratch(backup_name: str, say: Callable[[str], None]) -> Iterator[dict[str, Any]]:
     storage = backup_storage()
     try:
         backup, warning = signed_backup(
@@ -109,13 +124,15 @@ def _scratch(backup_name: str, say: Callable[[str], None]) -> Iterator[dict[str,
             f"Restoring {backup.name} into {scratch} failed: {redact(str(err))} "
             "Nothing was rehearsed; `python manage.py backup verify` checks the backup."
         ) from err
+    result: dict[str, Any] = {"NAME": scratch, "BACKUP": backup.name}
     try:
-        yield {"NAME": scratch, "BACKUP": backup.name}
+        yield result
     finally:
         try:
             drop_database(server, scratch)
         except psycopg.Error as err:
-            say(
+            result["LEFT_BEHIND"] = (
                 f"Could not drop the scratch database {scratch}: {redact(str(err))}. Drop it "
                 f'with `DROP DATABASE "{scratch}"` as the owner role.'
             )
+            say(result["LEFT_BEHIND"])

@@ -15,10 +15,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from tests import forkserver
-from tests.helpers import REPO
+from tests.helpers import REPO, create_database
 from tests.sqlproject import SqlProject
 
 ROWS = 20_000
@@ -35,14 +36,18 @@ ADD_NOTE = (
 
 
 def manage(
-    project: SqlProject, backups: Path, *args: str, settings: str = ""
+    project: SqlProject,
+    backups: Path,
+    *args: str,
+    settings: str = "",
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """`manage.py ARGS` of the project, backups in `backups`; `settings`: lines to add."""
     project.sync_wrappers()
     if settings:
         module = project.root / f"{project.package}_settings.py"
         module.write_text(module.read_text() + settings)
-    env = dict(project.env(), BACKUP_DIR=str(backups), BACKUP_ENV="test")
+    env = dict(project.env(), BACKUP_DIR=str(backups), BACKUP_ENV="test", **(env or {}))
     return forkserver.run_manage(*args, env=env, timeout=300, cwd=project.root)
 
 
@@ -189,6 +194,11 @@ def test_unknown_backup_exits_1_with_the_list_hint(backed_up) -> None:
         (["--rehearse", "--fake"], "--rehearse runs a plain `migrate` on a copy: leave out --fake"),
         (["dbops", "--rehearse"], "leave out an app label"),
         (["--from-backup", "latest"], "--from-backup: goes only with --rehearse"),
+        (["--from-snapshot", "latest"], "--from-snapshot: goes only with --rehearse"),
+        (
+            ["--rehearse", "--from-backup", "latest", "--from-snapshot", "latest"],
+            "argument --from-snapshot: not allowed with argument --from-backup",
+        ),
     ],
 )
 def test_usage_errors_exit_2(backed_up, args: list[str], says: str) -> None:
@@ -265,5 +275,103 @@ def test_a_cancelled_rehearsal_drops_its_copy(backed_up) -> None:
             proc.wait()
 
     assert proc.returncode == 1, out + err
-    assert "The rehearsal was interrupted: its scratch database was dropped" in err
+    assert "The rehearsal was interrupted: its copy was removed" in err
     assert scratch_databases(project) == []
+
+
+# The REHEARSAL_SOURCE of the snapshot test, in the throwaway project: moto plays RDS in the
+# `migrate` process (an instance with automated snapshots; the clone, its waiter, its
+# delete), and the clone's endpoint is reached as the database CLONE_DB of the test server
+# (moto runs no database). What RDS holds at the end is written to RDS_STATE.
+ON_MOTO = """
+import contextlib, json, os
+from pathlib import Path
+
+import boto3
+from moto import mock_aws
+
+from dbops.backups import rds, rehearsal
+from dbops.connections.config import conninfo
+
+
+@contextlib.contextmanager
+def source(backup_name, say, snapshot=None):
+    with mock_aws():
+        client = boto3.client("rds", region_name="eu-west-1")
+        client.create_db_instance(
+            DBInstanceIdentifier="cg-prod", Engine="postgres", DBInstanceClass="db.r6g.large",
+            MasterUsername="owner", MasterUserPassword="not-used-here", AllocatedStorage=20,
+            BackupRetentionPeriod=7,
+        )
+        reach = rds.endpoint_conninfo
+        rds.endpoint_conninfo = lambda address, port: conninfo("owner").on(os.environ["CLONE_DB"])
+        try:
+            with rehearsal.scratch_database(backup_name, say, snapshot) as scratch:
+                yield scratch
+        finally:
+            rds.endpoint_conninfo = reach
+            found = client.describe_db_instances()["DBInstances"]
+            left = [i["DBInstanceIdentifier"] for i in found]
+            Path(os.environ["RDS_STATE"]).write_text(json.dumps(left))
+"""
+
+
+def on_moto_env(clone: str, state: Path) -> dict[str, Any]:
+    """manage()'s arguments for the ON_MOTO source: its settings line and environment."""
+    return {
+        "settings": 'SQL_MIGRATIONS["REHEARSAL_SOURCE"] = "rds_on_moto.source"\n',
+        "env": {
+            "CLONE_DB": clone,
+            "RDS_STATE": str(state),
+            "RDS_INSTANCE_ID": "cg-prod",
+            "AWS_REGION": "eu-west-1",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+        },
+    }
+
+
+def test_rehearse_on_an_rds_snapshot_clone(backed_up, tmp_path: Path) -> None:
+    project, backups = backed_up
+    # The clone: the data as the snapshot saved it (V1 applied), on "another server".
+    clone = create_database(project.server, project.database + "_clone", template=project.database)
+    try:
+        (project.root / "rds_on_moto.py").write_text(ON_MOTO)
+        project.write("V2__widen.sql", WIDEN)
+        before = live_state(project)
+        state = tmp_path / "rds.json"
+        env = on_moto_env(clone, state)
+
+        # A snapshot that is not there: exit 1, nothing made.
+        result = manage(
+            project, backups, "migrate", "--rehearse", "--from-snapshot", "nosuch", **env
+        )
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert "There is no RDS snapshot nosuch in eu-west-1" in result.stderr
+        assert "Nothing was rehearsed." in result.stderr
+        assert json.loads(state.read_text()) == ["cg-prod"]
+
+        result = manage(
+            project, backups, "migrate", "--rehearse", "--from-snapshot", "latest", "--json", **env
+        )
+
+        assert result.returncode == 0, result.stdout + result.stderr
+        report = json.loads(result.stdout)
+        assert report["ok"] is True
+        assert report["backup"].startswith("RDS snapshot rds:cg-prod-")
+        assert report["copy"].startswith("RDS instance cg-prod-rehearse-")
+        assert report["copy"].endswith(f", database {clone}")
+        (widen,) = report["files"]
+        assert widen["scripts"] == ["V2__widen.sql"]
+        assert widen["rewritten"] == ["public.big"]
+        assert "Cloning RDS snapshot rds:cg-prod-" in result.stderr
+        assert "db.r6g.large" in result.stderr
+        # The file ran on the clone, not on the live database; the clone instance is gone.
+        with psycopg.connect(**project.server.conninfo(clone)) as conn:
+            applied = conn.execute("SELECT script FROM flyway_schema_history").fetchall()
+        assert ("V2__widen.sql",) in applied
+        assert live_state(project) == before
+        assert json.loads(state.read_text()) == ["cg-prod"]
+        assert scratch_databases(project) == []
+    finally:
+        project.query(f'DROP DATABASE IF EXISTS "{clone}"')

@@ -59,10 +59,17 @@ class Command(DatabaseCommand, DjangoMigrate):
             "report each one's time, locks, rewrites and rows; the live database is not "
             'touched (docs/migrations.md, "Rehearse on a copy")',
         )
-        parser.add_argument(
+        copy_from = parser.add_mutually_exclusive_group()
+        copy_from.add_argument(
             "--from-backup",
             metavar="NAME",
             help="with --rehearse: the backup to restore (`backup list`), default latest",
+        )
+        copy_from.add_argument(
+            "--from-snapshot",
+            metavar="SNAPSHOT",
+            help="with --rehearse on RDS: clone this snapshot of RDS_INSTANCE_ID (or `latest`) "
+            "into a new instance of the same class instead, deleted afterwards",
         )
         parser.add_argument(
             "--lock-budget",
