@@ -151,13 +151,19 @@ def describe_instance(client: Any, identifier: str) -> dict[str, Any] | None:
     return instances[0] if instances else None
 
 
-def source_instance(client: Any, identifier: str) -> dict[str, Any]:
-    """Return the source instance; refused when RDS_INSTANCE_ID is unset or not found."""
+def require_instance_id(identifier: str) -> str:
+    """RDS_INSTANCE_ID, refused when unset: checked before the region and the credentials."""
     if not identifier:
         raise ImproperlyConfigured(
             "RDS_INSTANCE_ID is not set: set it to the identifier of the project's RDS "
             "instance (its region in AWS_REGION)."
         )
+    return identifier
+
+
+def source_instance(client: Any, identifier: str) -> dict[str, Any]:
+    """Return the source instance; refused when RDS_INSTANCE_ID is unset or not found."""
+    require_instance_id(identifier)
     instance = describe_instance(client, identifier)
     if instance is None:
         raise RdsError(

@@ -172,8 +172,8 @@ def snapshot_clone(
     Errors before the clone exists are RdsError (nothing was made).
     """
     now = now or datetime.now(UTC)
+    source_id = rds.require_instance_id(settings.RDS_INSTANCE_ID)
     client = rds.rds_client(settings.AWS_REGION)
-    source_id = settings.RDS_INSTANCE_ID
     source = rds.source_instance(client, source_id)
     snapshot = find_snapshot(client, source_id, wanted)
     wait_s = int(settings.REHEARSAL_CLONE_TIMEOUT)  # env_int: 1 or more

@@ -281,10 +281,22 @@ def test_a_refused_restore_names_the_permission_and_deletes_nothing(aws, calls, 
     assert restored == []
 
 
-def test_the_drill_needs_its_settings(aws, calls):
+def test_the_drill_needs_its_settings(aws, calls, monkeypatch):
     unset = pytest.raises(CommandError, match=r"^RDS_INSTANCE_ID is not set: set it to")
     with override_settings(RDS_INSTANCE_ID=""), unset:
         drill("--latest", "--target-instance", "drill-x")
+    # With no region either, the instance is named first: it says which region to set.
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    for argv in (
+        ["rds-pitr", "--latest", "--target-instance", "drill-x"],
+        ["rds-replication", "status"],
+    ):
+        with (
+            override_settings(RDS_INSTANCE_ID="", AWS_REGION=""),
+            pytest.raises(CommandError) as failed,
+        ):
+            call_command("backup", *argv, stdout=StringIO(), stderr=StringIO())
+        assert str(failed.value).startswith("RDS_INSTANCE_ID is not set: set it to"), argv
     missing = pytest.raises(CommandError, match=r"RDS instance nosuch \(RDS_INSTANCE_ID\) does")
     with override_settings(RDS_INSTANCE_ID="nosuch"), missing:
         drill("--latest", "--target-instance", "drill-x")

@@ -150,7 +150,9 @@ def test_refusals_make_nothing(aws, calls, reached):
             pytest.fail("a refused snapshot was cloned")
         assert str(failed.value) == message
 
-    with override_settings(RDS_INSTANCE_ID=""), pytest.raises(CommandError) as failed, clone():
+    # Named first, also with no region set: it is the setting that says which region.
+    unset = override_settings(RDS_INSTANCE_ID="", AWS_REGION="")
+    with unset, pytest.raises(CommandError) as failed, clone():
         pytest.fail("cloned with no RDS_INSTANCE_ID")
     assert str(failed.value).startswith("RDS_INSTANCE_ID is not set: set it to the identifier")
 

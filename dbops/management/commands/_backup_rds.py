@@ -90,6 +90,7 @@ class RdsActions:
         replication.add_argument("--json", action="store_true", help="Machine-readable output.")
 
     def do_rds_pitr(self, options: dict[str, Any]) -> None:
+        rds.require_instance_id(settings.RDS_INSTANCE_ID)  # the first setting to name
         client = rds.rds_client(settings.AWS_REGION)
         drill = rds.RestoreDrill(
             client,
@@ -196,6 +197,7 @@ class RdsActions:
         return lines
 
     def do_rds_replication(self, options: dict[str, Any]) -> None:
+        rds.require_instance_id(settings.RDS_INSTANCE_ID)  # the first setting to name
         source_client = rds.rds_client(settings.AWS_REGION)
         region = rds.replica_region(
             str(source_client.meta.region_name), settings.BACKUP_REPLICA_REGION
