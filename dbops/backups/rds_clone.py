@@ -36,8 +36,8 @@ TAG = "choregarden:rehearsal"
 SOURCE_TAG = "choregarden:rehearsal-source"
 STARTED_TAG = "choregarden:rehearsal-started"
 STALE_AFTER = timedelta(hours=12)
-# What rds.endpoint_conninfo's connection is called in pg_stat_activity.
-SETTING = "the rehearsal's RDS instance"
+# Where the rehearsal's connection goes, as a connect error names it.
+SETTING = "the rehearsal's clone of RDS_INSTANCE_ID (reached from the source's subnets)"
 
 
 def _snapshots(client: Any, **params: Any) -> list[dict[str, Any]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -62,6 +63,9 @@ def unavailable(
     return DatabaseUnavailable(redact(f"{head}: {cause(err)}. {advice(setting, local=local)}"))
 
 
+SETTING_NAME = re.compile(r"[A-Z][A-Z0-9_]*\b")
+
+
 def advice(setting: str, *, local: bool) -> str:
     """Say what to check, and how to get a local database in development."""
     if local:
@@ -71,7 +75,8 @@ def advice(setting: str, *, local: bool) -> str:
         f"Check {what} (host, port, database, user, password), that the server is running, "
         f"and DB_SSLMODE / DB_SSLROOTCERT ({RUNBOOK})."
     )
-    if getattr(settings, "DJANGO_ENV", "") == "development":
+    # Only a setting can be unset: not "the restored instance" (a command's own server).
+    if getattr(settings, "DJANGO_ENV", "") == "development" and SETTING_NAME.match(what):
         text += f" Or unset {what} and use the local database: {START_LOCAL}"
     return text
 

@@ -8,6 +8,7 @@ backs it up with `manage.py backup create` into a folder, adds pending files and
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -304,7 +305,10 @@ def source(backup_name, say, snapshot=None):
             BackupRetentionPeriod=7,
         )
         reach = rds.endpoint_conninfo
-        rds.endpoint_conninfo = lambda address, port: conninfo("owner").on(os.environ["CLONE_DB"])
+        if os.environ.get("CLONE_DB"):  # else the clone's name, which no DNS knows
+            rds.endpoint_conninfo = lambda address, port: conninfo("owner").on(
+                os.environ["CLONE_DB"]
+            )
         try:
             with rehearsal.scratch_database(backup_name, say, snapshot) as scratch:
                 yield scratch
@@ -349,6 +353,20 @@ def test_rehearse_on_an_rds_snapshot_clone(backed_up, tmp_path: Path) -> None:
         assert result.returncode == 1, result.stdout + result.stderr
         assert "There is no RDS snapshot nosuch in eu-west-1" in result.stderr
         assert "Nothing was rehearsed." in result.stderr
+        assert json.loads(state.read_text()) == ["cg-prod"]
+
+        # A clone the runner cannot reach: exit 1 naming it, and the clone is deleted.
+        unreachable = on_moto_env("", state)
+        result = manage(
+            project, backups, "migrate", "--rehearse", "--from-snapshot", "latest", **unreachable
+        )
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert re.search(r"cannot connect to the database \S*@cg-prod-rehearse-\S+", result.stderr)
+        assert "(the rehearsal's clone of RDS_INSTANCE_ID (reached from the source's subnets))" in (
+            result.stderr
+        )
+        assert "Or unset" not in result.stderr
+        assert "Deleting RDS instance cg-prod-rehearse-" in result.stdout
         assert json.loads(state.read_text()) == ["cg-prod"]
 
         result = manage(
