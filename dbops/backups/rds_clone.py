@@ -37,7 +37,7 @@ SOURCE_TAG = "choregarden:rehearsal-source"
 STARTED_TAG = "choregarden:rehearsal-started"
 STALE_AFTER = timedelta(hours=12)
 # Where the rehearsal's connection goes, as a connect error names it.
-SETTING = "the rehearsal's clone of RDS_INSTANCE_ID (reached from the source's subnets)"
+SETTING = "the rehearsal's clone of RDS_INSTANCE_ID"
 
 
 def _snapshots(client: Any, **params: Any) -> list[dict[str, Any]]:
