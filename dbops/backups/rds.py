@@ -251,12 +251,7 @@ def drill_request(
     request: dict[str, Any] = {
         "SourceDBInstanceIdentifier": source["DBInstanceIdentifier"],
         "TargetDBInstanceIdentifier": target,
-        "DBInstanceClass": source["DBInstanceClass"],
-        "PubliclyAccessible": False,
-        "DeletionProtection": False,
-        "MultiAZ": False,  # one drill copy needs no standby
-        "AutoMinorVersionUpgrade": False,
-        "CopyTagsToSnapshot": False,
+        **private_copy(source),
         "Tags": [
             {"Key": DRILL_TAG, "Value": "true"},
             {"Key": "choregarden:drill-source", "Value": source["DBInstanceIdentifier"]},
@@ -267,13 +262,30 @@ def drill_request(
         request["UseLatestRestorableTime"] = True
     else:
         request["RestoreTime"] = when
+    return request
+
+
+def private_copy(source: dict[str, Any]) -> dict[str, Any]:
+    """A restore's parameters for a throwaway copy of `source`: its class and network, private.
+
+    Single-AZ (a copy needs no standby), no deletion protection (it is deleted after), no
+    minor-version upgrade while it lives, its snapshots untagged.
+    """
+    params: dict[str, Any] = {
+        "DBInstanceClass": source["DBInstanceClass"],
+        "PubliclyAccessible": False,
+        "DeletionProtection": False,
+        "MultiAZ": False,
+        "AutoMinorVersionUpgrade": False,
+        "CopyTagsToSnapshot": False,
+    }
     subnets = (source.get("DBSubnetGroup") or {}).get("DBSubnetGroupName")
     if subnets:
-        request["DBSubnetGroupName"] = subnets
+        params["DBSubnetGroupName"] = subnets
     groups = [g["VpcSecurityGroupId"] for g in source.get("VpcSecurityGroups", [])]
     if groups:
-        request["VpcSecurityGroupIds"] = groups
-    return request
+        params["VpcSecurityGroupIds"] = groups
+    return params
 
 
 def wait_available(

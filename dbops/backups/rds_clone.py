@@ -118,23 +118,12 @@ def clone_request(
         "DBInstanceIdentifier": target,
         "DBSnapshotIdentifier": snapshot["DBSnapshotIdentifier"],
         # The source's class: the rehearsal's times are the ones a deploy will meet.
-        "DBInstanceClass": source["DBInstanceClass"],
-        "PubliclyAccessible": False,
-        "DeletionProtection": False,
-        "MultiAZ": False,
-        "AutoMinorVersionUpgrade": False,
-        "CopyTagsToSnapshot": False,
+        **rds.private_copy(source),
         "Tags": tags(source["DBInstanceIdentifier"], now),
     }
     groups = [g["DBParameterGroupName"] for g in source.get("DBParameterGroups", [])]
     if groups:  # the same lock_timeout, work_mem, ... as the live database
         request["DBParameterGroupName"] = groups[0]
-    subnets = (source.get("DBSubnetGroup") or {}).get("DBSubnetGroupName")
-    if subnets:
-        request["DBSubnetGroupName"] = subnets
-    security = [g["VpcSecurityGroupId"] for g in source.get("VpcSecurityGroups", [])]
-    if security:
-        request["VpcSecurityGroupIds"] = security
     return request
 
 

@@ -33,7 +33,7 @@ from django.test import override_settings
 
 from dbops.backups import rds
 from dbops.connections.config import ConnInfo, conninfo
-from tests.dbops.awsrds import REGION, SECOND, SOURCE
+from tests.dbops.awsrds import REGION, SECOND, SOURCE, create_instance
 from tests.helpers import REPO
 
 ARN = f"arn:aws:rds:{REGION}:123456789012:db:{SOURCE}"
@@ -125,14 +125,7 @@ def test_keep_leaves_the_tagged_instance_and_json_reports_each_step(aws, calls, 
 
 
 def test_an_existing_target_is_refused_and_left_alone(aws, calls, restored):
-    aws["client"].create_db_instance(
-        DBInstanceIdentifier="drill-taken",
-        Engine="postgres",
-        DBInstanceClass="db.t4g.micro",
-        AllocatedStorage=20,
-        MasterUsername="owner",
-        MasterUserPassword="whatever-it-is",
-    )
+    create_instance(aws["client"], "drill-taken")
 
     with pytest.raises(CommandError, match=r"RDS instance drill-taken exists already: the drill"):
         drill("--latest", "--target-instance", "drill-taken")
@@ -473,16 +466,7 @@ def test_start_with_a_kms_key_and_retention(second_region):
 
 
 def test_start_refuses_an_encrypted_source_without_a_key(aws, second_region):
-    aws["client"].create_db_instance(
-        DBInstanceIdentifier="cg-encrypted",
-        Engine="postgres",
-        DBInstanceClass="db.t4g.micro",
-        AllocatedStorage=20,
-        MasterUsername="owner",
-        MasterUserPassword="whatever-it-is",
-        StorageEncrypted=True,
-        BackupRetentionPeriod=7,
-    )
+    create_instance(aws["client"], "cg-encrypted", StorageEncrypted=True, BackupRetentionPeriod=7)
     second_region["stub"].add_response(
         "describe_db_instance_automated_backups", {"DBInstanceAutomatedBackups": []}
     )

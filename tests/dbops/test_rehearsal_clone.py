@@ -21,7 +21,7 @@ from django.test import override_settings
 from dbops.backups import rds, rds_clone, rehearsal
 from dbops.connections.config import ConnInfo, from_settings
 from sqlmigrations import rehearse
-from tests.dbops.awsrds import ACCOUNT, REGION, SOURCE
+from tests.dbops.awsrds import ACCOUNT, REGION, SOURCE, create_instance
 
 
 @pytest.fixture
@@ -127,14 +127,7 @@ def test_a_named_snapshot_is_the_one_cloned(aws, calls, reached):
 
 def test_refusals_make_nothing(aws, calls, reached):
     client = aws["client"]
-    client.create_db_instance(
-        DBInstanceIdentifier="other-db",
-        Engine="postgres",
-        DBInstanceClass="db.t4g.micro",
-        MasterUsername="owner",
-        MasterUserPassword="not-used-here",
-        AllocatedStorage=20,
-    )
+    create_instance(client, "other-db")
     client.create_db_snapshot(DBSnapshotIdentifier="other-snap", DBInstanceIdentifier="other-db")
 
     refused = {
