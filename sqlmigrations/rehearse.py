@@ -490,7 +490,7 @@ def _report(
         f"Rehearsal on {place} (restored from {scratch['BACKUP']}): {len(pending)} pending file(s)."
     )
     if not pending:
-        write("  The backup has every file applied already: nothing to rehearse.")
+        write("  The copy has every file applied already: nothing to rehearse.")
     for report in reports:
         if report.migration == NOT_RUN:  # refused before the first file ran
             write(f"  {report.name}: NOT RUN (refused before the first file)")

@@ -391,3 +391,50 @@ def test_rehearse_on_an_rds_snapshot_clone(backed_up, tmp_path: Path) -> None:
         assert scratch_databases(project) == []
     finally:
         project.query(f'DROP DATABASE IF EXISTS "{clone}"')
+
+
+# A REHEARSAL_SOURCE whose copy could not be removed: the contract says the run fails.
+STUCK = """
+import contextlib, os
+
+
+@contextlib.contextmanager
+def source(backup_name, say):
+    scratch = {"NAME": os.environ["COPY_DB"], "BACKUP": "a test copy"}
+    yield scratch
+    scratch["LEFT_BEHIND"] = "Could not remove the copy: remove it by hand."
+    say(scratch["LEFT_BEHIND"])
+"""
+
+
+def test_a_copy_left_behind_fails_the_rehearsal(backed_up) -> None:
+    project, backups = backed_up
+    copy = create_database(project.server, project.database + "_copy", template=project.database)
+    try:
+        (project.root / "stuck_source.py").write_text(STUCK)
+        project.write("V2__widen.sql", WIDEN)
+        settings = 'SQL_MIGRATIONS["REHEARSAL_SOURCE"] = "stuck_source.source"\n'
+
+        result = manage(
+            project, backups, "migrate", "--rehearse", settings=settings, env={"COPY_DB": copy}
+        )
+
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert "V2__widen.sql (dbops.V2__widen): OK" in result.stdout
+        assert "The copy is LEFT BEHIND; the live database was not touched." in result.stdout
+        assert "CommandError: Could not remove the copy: remove it by hand." in result.stderr
+
+        result = manage(
+            project,
+            backups,
+            "migrate",
+            "--rehearse",
+            "--json",
+            settings=settings,
+            env={"COPY_DB": copy},
+        )
+        assert result.returncode == 1, result.stdout + result.stderr
+        # Its first run applied V2 on the copy: nothing is pending there any more.
+        assert json.loads(result.stdout)["ok"] is False
+    finally:
+        project.query(f'DROP DATABASE IF EXISTS "{copy}"')
