@@ -16,14 +16,14 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+from sqlmigrations.lib.lockwait import parse_duration
+
 # PostgreSQL parameter -> the setting that gives its value.
 TIMEOUTS = {
     "statement_timeout": "DB_STATEMENT_TIMEOUT",
     "lock_timeout": "DB_LOCK_TIMEOUT",
     "idle_in_transaction_session_timeout": "DB_IDLE_IN_TRANSACTION_TIMEOUT",
 }
-UNITS_MS = {"ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000}
-_DURATION = re.compile(r"\s*(\d+)\s*(ms|s|min|h)?\s*")
 _OURS = re.compile(r"\s*-c\s*(" + "|".join(TIMEOUTS) + r")=\S*")
 
 
@@ -32,20 +32,11 @@ class DurationError(ValueError):
 
 
 def duration_ms(name: str, raw: str) -> int:
-    """Parse "30s", "500ms", "2min" or "0" (off) into milliseconds."""
-    match = _DURATION.fullmatch(raw)
-    if not match:
-        raise DurationError(
-            f"{name}={raw!r} is not a duration: use a whole number with a unit, e.g. 30s, "
-            "500ms or 2min (0 turns the timeout off)."
-        )
-    number, unit = int(match.group(1)), match.group(2)
-    if unit is None and number != 0:
-        raise DurationError(
-            f"{name}={raw!r} has no unit: write {number}s or {number}ms, whichever is meant "
-            "(0 turns it off)."
-        )
-    return number * UNITS_MS[unit or "ms"]
+    """Parse "30s", "500ms", "2min" or "0" (off) into milliseconds (the engine's parser)."""
+    try:
+        return parse_duration(raw, what=name, example="30s", off="the timeout")
+    except ValueError as err:
+        raise DurationError(f"{err}.") from None
 
 
 def session_options(timeouts: Mapping[str, int], existing: str = "") -> str:

@@ -41,16 +41,17 @@ _CONCURRENTLY = re.compile(
 QUERY_CHARS = 60
 
 
-def parse_duration(raw: str, *, what: str) -> int:
+def parse_duration(raw: str, *, what: str, example: str = "5s", off: str = "it") -> int:
     """Parse "5s", "500ms", "2min" or "0" (off) into milliseconds, as PostgreSQL reads them.
 
-    `what` names the setting or file line in the error (ValueError) so it can be fixed.
+    `what` names the setting or file line in the error (ValueError) so it can be fixed;
+    `example` is the first example it gives, `off` what 0 turns off.
     """
     match = _DURATION.fullmatch(str(raw))
     if not match:
         raise ValueError(
-            f"{what}={raw!r} is not a duration: use a whole number with a unit, e.g. 5s, "
-            "500ms or 2min (0 turns it off)"
+            f"{what}={raw!r} is not a duration: use a whole number with a unit, e.g. "
+            f"{example}, 500ms or 2min (0 turns {off} off)"
         )
     number, unit = int(match.group(1)), match.group(2)
     if unit is None and number != 0:

@@ -11,13 +11,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dbops.connections.waits import (
-    UNITS_MS,
     DurationError,
     duration_ms,
     lift_timeouts,
     session_options,
     statement_timeout,
 )
+from sqlmigrations.lib.lockwait import UNITS_MS
 from tests.settings_probe import PRODUCTION, load_database_settings, parsed
 
 APP_URL = "postgres://choregarden:App-pw-1@db.example.com:5432/prod"
