@@ -304,7 +304,22 @@ def source(backup_name, say, snapshot=None):
             MasterUsername="owner", MasterUserPassword="not-used-here", AllocatedStorage=20,
             BackupRetentionPeriod=7,
         )
-        reach = rds.endpoint_conninfo
+        reach, make_client = rds.endpoint_conninfo, rds.rds_client
+        if os.environ.get("SLOW_CLONE"):  # the clone stays "creating": the wait goes on
+            from moto.rds.models import rds_backends
+
+            def still_creating(parsed, **_):
+                name = parsed["DBInstance"]["DBInstanceIdentifier"]
+                rds_backends["123456789012"]["eu-west-1"].databases[name].status = "creating"
+
+            def slow(region):
+                found = make_client(region)
+                found.meta.events.register(
+                    "after-call.rds.RestoreDBInstanceFromDBSnapshot", still_creating
+                )
+                return found
+
+            rds.rds_client = slow
         if os.environ.get("CLONE_DB"):  # else the clone's name, which no DNS knows
             rds.endpoint_conninfo = lambda address, port: conninfo("owner").on(
                 os.environ["CLONE_DB"]
@@ -313,7 +328,7 @@ def source(backup_name, say, snapshot=None):
             with rehearsal.scratch_database(backup_name, say, snapshot) as scratch:
                 yield scratch
         finally:
-            rds.endpoint_conninfo = reach
+            rds.endpoint_conninfo, rds.rds_client = reach, make_client
             found = client.describe_db_instances()["DBInstances"]
             left = [i["DBInstanceIdentifier"] for i in found]
             Path(os.environ["RDS_STATE"]).write_text(json.dumps(left))
@@ -438,3 +453,48 @@ def test_a_copy_left_behind_fails_the_rehearsal(backed_up) -> None:
         assert json.loads(result.stdout)["ok"] is False
     finally:
         project.query(f'DROP DATABASE IF EXISTS "{copy}"')
+
+
+def test_a_cancelled_snapshot_rehearsal_deletes_its_clone(backed_up, tmp_path: Path) -> None:
+    """SIGTERM (a cancelled pipeline job) while it waits for the clone: exit 1, deleted."""
+    project, backups = backed_up
+    (project.root / "rds_on_moto.py").write_text(ON_MOTO)
+    project.write("V2__widen.sql", WIDEN)
+    state = tmp_path / "rds.json"
+    moto = on_moto_env("", state)
+    project.sync_wrappers()
+    module = project.root / f"{project.package}_settings.py"
+    module.write_text(module.read_text() + moto["settings"])
+    env = dict(project.env(), BACKUP_DIR=str(backups), BACKUP_ENV="test", SLOW_CLONE="1")
+    env.update(moto["env"])
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(REPO / "manage.py"),
+            "migrate",
+            "--rehearse",
+            "--from-snapshot",
+            "latest",
+        ],
+        env=env,
+        cwd=project.root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()  # said when the clone is asked for, before the wait
+        assert first.startswith("Cloning RDS snapshot rds:cg-prod-"), first + proc.stderr.read()
+        time.sleep(1)  # inside the waiter's sleep
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+    assert proc.returncode == 1, out + err
+    assert "The rehearsal was interrupted: its copy was removed" in err
+    assert "Deleting RDS instance cg-prod-rehearse-" in out
+    assert json.loads(state.read_text()) == ["cg-prod"]
