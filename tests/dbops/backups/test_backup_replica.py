@@ -5,6 +5,7 @@ dbhealth check on a missing or corrupt copy, replicate, prune on both sides."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -24,6 +25,7 @@ from dbops.backups.dump import create_backup
 from dbops.backups.prune import PruneRefused, execute_prune, plan_prune
 from dbops.backups.replica import check_copy, replicate
 from dbops.health import CRITICAL, INFO, OK, WARNING
+from dbops.health import backups as health_backups
 from dbops.health.backups import check_backup_replica
 from tests.dbops.backupkit import ENV, run
 from tests.helpers import REPO
@@ -166,6 +168,34 @@ def test_a_corrupt_or_missing_copy_fails_verify_and_the_health_check_and_replica
     assert "1 backup(s) copied" in run("replicate", "--all-missing")
     assert listed()[name]["replica"] == "ok"
     assert "0 backup(s) copied" in run("replicate", "--all-missing")
+
+
+def test_the_health_check_hashes_a_folder_copy_again_only_when_it_changed(two_folders, monkeypatch):
+    _, copies = two_folders
+    name = json.loads(run("create", "--json"))["name"]
+    first = check_backup_replica(None)
+    assert first.status == OK and first.summary.endswith("matches its manifest.")
+    dump = Path(copies.location) / name
+    stat = dump.stat()
+    good = dump.read_bytes()
+    # Bit rot that keeps the size and the modification time: not seen within the hour...
+    dump.write_bytes(good[:-1] + bytes([good[-1] ^ 1]))
+    os.utime(dump, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    cached = check_backup_replica(None)
+    assert cached.status == OK and "and is unchanged since" in cached.summary
+    # ...`backup verify` always reads the copy...
+    with pytest.raises(CommandError, match="its copy in the replica is corrupt"):
+        run("verify")
+    # ...and the check reads it again after RECHECK_SECONDS, or once the file changed.
+    monkeypatch.setattr(health_backups, "RECHECK_SECONDS", 0)
+    assert check_backup_replica(None).status == CRITICAL
+    monkeypatch.undo()
+    dump.write_bytes(good)
+    assert check_backup_replica(None).status == OK
+    dump.write_bytes(good[:-1] + bytes([good[-1] ^ 1]))
+    # A later modification time (set: a coarse clock could give the same one).
+    os.utime(dump, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    assert check_backup_replica(None).status == CRITICAL
 
 
 def test_health_check_is_info_without_a_replica(settings_folder):
