@@ -253,8 +253,8 @@ def check_signing_key() -> Finding:
     return Finding(name, True, f"manifests are signed (key id {key_id(key)})")
 
 
-def examine(storage: Storage) -> list[Finding]:
-    """Every check that applies to `storage`, in the order they are printed."""
+def _storage_findings(storage: Storage) -> list[Finding]:
+    """The checks of one storage: the bucket's, or the folder's."""
     findings: list[Finding] = []
     if _is_s3(storage):
         s3: Any = storage
@@ -271,5 +271,18 @@ def examine(storage: Storage) -> list[Finding]:
         findings.append(check_kms(client, bucket, dict(s3.object_parameters or {})))
     elif isinstance(storage, FileSystemStorage):
         findings.append(check_folder(str(storage.location)))
+    return findings
+
+
+def examine(storage: Storage, replica: Storage | None = None) -> list[Finding]:
+    """Every check that applies to `storage` and its replica, in the order they are printed.
+
+    The replica holds the same dumps, so it gets the same checks, named "replica ...".
+    """
+    findings = _storage_findings(storage)
+    if replica is not None:
+        for finding in _storage_findings(replica):
+            finding.check = f"replica {finding.check}"
+            findings.append(finding)
     findings.append(check_signing_key())
     return findings

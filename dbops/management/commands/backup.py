@@ -531,13 +531,19 @@ class Command(RdsActions, DatabaseCommand):
             )
 
     def do_doctor(self, storage: Any, env: str, options: dict[str, Any]) -> None:
-        findings = examine(storage)
+        replica = replica_storage()
+        findings = examine(storage, replica)
         failed = [f for f in findings if not f.ok]
-        where = describe(storage)
+        where = describe(storage) + (f" and {describe(replica)}" if replica is not None else "")
         if options["json"]:
             self.stdout.write(
                 json.dumps(
-                    {"storage": where, "ok": not failed, "checks": [vars(f) for f in findings]},
+                    {
+                        "storage": describe(storage),
+                        "replica": describe(replica) if replica is not None else None,
+                        "ok": not failed,
+                        "checks": [vars(f) for f in findings],
+                    },
                     indent=2,
                 )
             )

@@ -250,6 +250,35 @@ def test_a_folder_open_to_other_users_fails(tmp_path: Path) -> None:
     assert "has mode 0700: only its owner may open it" in out
 
 
+def test_the_replica_gets_the_same_checks(tmp_path: Path) -> None:
+    primary, copies = tmp_path / "backups", tmp_path / "replica"
+    for folder in (primary, copies):
+        folder.mkdir(mode=0o700)
+    copies.chmod(0o755)
+    storages = {
+        "backups": {"BACKEND": "django.core.files.storage.FileSystemStorage",
+                    "OPTIONS": {"location": str(primary)}},
+        "backups_replica": {"BACKEND": "django.core.files.storage.FileSystemStorage",
+                            "OPTIONS": {"location": str(copies)}},
+    }  # fmt: skip
+    with override_settings(STORAGES=storages):
+        out, error = doctor()
+        assert error is not None and "1 of 3 checks of " in str(error), out
+        assert f"and {copies} failed: replica folder permissions." in str(error)
+        assert f"FAIL replica folder permissions  {copies} has mode 0755" in out
+        assert f"Fix: chmod 700 {copies}." in out
+        copies.chmod(0o700)
+        out, error = doctor()
+        assert error is None, out
+        report = json.loads(doctor("--json")[0])
+    assert report["replica"] == str(copies) and report["ok"] is True
+    assert [c["check"] for c in report["checks"]] == [
+        "folder permissions",
+        "replica folder permissions",
+        "signing key",
+    ]
+
+
 def test_settings_send_uploads_with_the_kms_key(manage_env: dict[str, str]) -> None:
     code = (
         "import json; from django.conf import settings; "
