@@ -16,6 +16,7 @@ from sqlmigrations.django_internals import AmbiguityError, MigrationExecutor, No
 from sqlmigrations.lib.exceptions import SqlMigrationError
 from sqlmigrations.lib.files import MigrationFile
 from sqlmigrations.operations import RunSQLFile
+from sqlmigrations.rollback import IRREVERSIBLE_MARK
 from sqlmigrations.wrappers import database_operations
 
 Plan = list[tuple[Any, bool]]
@@ -55,9 +56,19 @@ def blockers(plan: Plan, placeholders: Mapping[str, str | None]) -> list[Blocker
 
 def _render_problem(undo: MigrationFile, placeholders: Mapping[str, str | None]) -> str | None:
     try:
-        undo.render(placeholders)
+        text = undo.render(placeholders)
     except SqlMigrationError as err:
         return f"its undo file {undo.script} cannot be read: {err.detail}"
+    return marked(undo, text)
+
+
+def marked(undo: MigrationFile, text: str) -> str | None:
+    """Say that `undo` still holds makesqlmigration's stop (it raises), or None."""
+    if IRREVERSIBLE_MARK.search(text):
+        return (
+            f"its undo file {undo.script} is marked irreversible (it raises 'has no "
+            "generated undo'): write the reverse SQL there"
+        )
     return None
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 
+from sqlmigrations.generator.rendering import irreversible_statement
 from tests.blocking import kill_while_blocked
 from tests.sqlproject import SqlProject
 
@@ -84,6 +85,29 @@ def test_plan_says_the_run_would_be_refused_naming_the_same_files(sqlproject: Sq
     assert len(refused) == 1, plan
     # The plan's last line is the refusal the real run prints.
     assert refused[0].split("nothing would be undone: ", 1)[1] in run.stderr
+
+
+def test_an_undo_file_marked_irreversible_refuses_the_plan_before_anything_is_undone(
+    sqlproject: SqlProject,
+) -> None:
+    """makesqlmigration writes a U file that raises when it cannot generate the reverse:
+    found before the first undo, as a missing file is, not after V4's undo ran."""
+    four_files(sqlproject, undo=(2, 3, 4))
+    sqlproject.write(
+        "U2__create_b.sql", irreversible_statement("V2__create_b.sql", "U2__create_b.sql")
+    )
+    ok(migrate(sqlproject))
+    before = sqlproject.history()
+
+    plan = ok(migrate(sqlproject, "dbops", "V1__create_a", "--plan")).stdout
+    result = migrate(sqlproject, "dbops", "V1__create_a")
+
+    marked = "its undo file U2__create_b.sql is marked irreversible"
+    assert f"IRREVERSIBLE: V2__create_b.sql {marked}" in plan
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert marked in result.stderr and "nothing was undone" in result.stderr
+    assert sqlproject.history() == before
+    assert tables(sqlproject) >= {"a", "b", "c", "d"}
 
 
 def test_plan_lists_the_undo_files_the_backward_run_runs_in_the_same_order(

@@ -12,6 +12,7 @@ from django.db import connections, migrations
 
 from sqlmigrations import applying, engine, migrating, rehearse
 from sqlmigrations.applying import MigrateResult
+from sqlmigrations.backwards import marked as marked_irreversible
 from sqlmigrations.django_internals import InconsistentMigrationHistory, IrreversibleError
 from sqlmigrations.lib.exceptions import SqlMigrationError
 from sqlmigrations.lib.executor import MigrationFailed, locate
@@ -163,10 +164,16 @@ class Command(DatabaseCommand, DjangoMigrate):
                         parts.append(f"Run {op.script}")
                         continue
                     undo, reason = engine.undo_file(op.script)
-                    if undo is None:
+                    if undo is not None:
+                        try:
+                            reason = marked_irreversible(undo, undo.read_text())
+                        except (OSError, SqlMigrationError):
+                            reason = f"its undo file {undo.script} cannot be read"
+                    if reason:
                         parts.append(f"IRREVERSIBLE: {op.script} {reason}")
                         is_error = True
                     else:
+                        assert undo is not None
                         parts.append(f"Run {undo.script} (undo of {op.script})")
                 states = [state_op.describe() for state_op in operation.state_operations]
                 if states:
