@@ -32,6 +32,9 @@ from typing import Any
 import psycopg
 import pytest
 
+from dbops.localdb.cluster import LocalCluster
+from dbops.localdb.reaper import destroy_with_this_process
+from sqlmigrations.lib import processes
 from tests.helpers import REPO
 from tests.migrationfiles import newest_version, versioned_count
 
@@ -148,6 +151,9 @@ def operator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
     env = {k: os.environ[k] for k in KEEP if k in os.environ}
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env.update(DEVDB_DIR=str(base / "devdb"), PYTHONDONTWRITEBYTECODE="1")
+    # The cluster `devdb start` makes there goes with this process, also when the run is
+    # killed before `devdb destroy` below.
+    destroy_with_this_process(LocalCluster(base / "devdb"))
     op = Operator(root, env)
     try:
         yield op
@@ -268,6 +274,16 @@ class Browser:
         return self.get("/admin/login/?next=/admin/", urllib.parse.urlencode(form).encode())
 
 
+# A cleaner (sqlmigrations.lib.processes.start_cleaner): at end of input, which comes when
+# the test process ends however it ends, SIGTERM to the process group in argv[1].
+KILL_GROUP = """
+import contextlib, os, signal, sys
+sys.stdin.buffer.read()
+with contextlib.suppress(ProcessLookupError):
+    os.killpg(int(sys.argv[1]), signal.SIGTERM)
+"""
+
+
 @pytest.fixture(scope="module")
 def site(made: Operator) -> Iterator[str]:
     """`runserver` as `make run` starts it (with its autoreloader), on a free port."""
@@ -280,6 +296,8 @@ def site(made: Operator) -> Iterator[str]:
         stderr=subprocess.DEVNULL,
         start_new_session=True,  # the autoreloader's child goes with its process group
     )
+    # Its process group is ended when this process ends, also when the run is killed.
+    processes.start_cleaner([sys.executable, "-c", KILL_GROUP, str(server.pid)])
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
