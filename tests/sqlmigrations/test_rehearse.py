@@ -13,7 +13,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from subprocess import Popen
 from typing import Any
 
 import psycopg
@@ -245,14 +248,11 @@ def test_leftovers_of_a_killed_run_are_dropped_after_an_hour(backed_up) -> None:
             project.query(f'DROP DATABASE IF EXISTS "{name}"')
 
 
-def test_a_cancelled_rehearsal_drops_its_copy(backed_up) -> None:
-    """SIGTERM (a cancelled pipeline job) while a file runs: exit 1, the copy is dropped."""
-    project, backups = backed_up
-    project.write("V2__slow.sql", "ALTER TABLE big ADD COLUMN late text;\nSELECT pg_sleep(60);\n")
-    project.sync_wrappers()
-    env = dict(project.env(), BACKUP_DIR=str(backups), BACKUP_ENV="test")
+@contextmanager
+def rehearsing(project: SqlProject, env: dict[str, str], *args: str) -> Iterator[Popen[str]]:
+    """`manage.py migrate --rehearse ARGS` running as a pipeline job; killed if left running."""
     proc = subprocess.Popen(
-        [sys.executable, str(REPO / "manage.py"), "migrate", "--rehearse"],
+        [sys.executable, str(REPO / "manage.py"), "migrate", "--rehearse", *args],
         env=env,
         cwd=project.root,
         stdout=subprocess.PIPE,
@@ -260,6 +260,26 @@ def test_a_cancelled_rehearsal_drops_its_copy(backed_up) -> None:
         text=True,
     )
     try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def cancel(proc: Popen[str]) -> tuple[str, str]:
+    """Cancel the job as a pipeline does (SIGTERM); return what it printed."""
+    proc.send_signal(signal.SIGTERM)
+    return proc.communicate(timeout=60)
+
+
+def test_a_cancelled_rehearsal_drops_its_copy(backed_up) -> None:
+    """SIGTERM (a cancelled pipeline job) while a file runs: exit 1, the copy is dropped."""
+    project, backups = backed_up
+    project.write("V2__slow.sql", "ALTER TABLE big ADD COLUMN late text;\nSELECT pg_sleep(60);\n")
+    project.sync_wrappers()
+    env = dict(project.env(), BACKUP_DIR=str(backups), BACKUP_ENV="test")
+    with rehearsing(project, env) as proc:
         deadline = time.monotonic() + 120
         while not project.query(
             "SELECT 1 FROM pg_stat_activity WHERE datname LIKE %s AND query LIKE %s",
@@ -268,12 +288,7 @@ def test_a_cancelled_rehearsal_drops_its_copy(backed_up) -> None:
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline, "the file never started on the copy"
             time.sleep(0.1)
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        out, err = cancel(proc)
 
     assert proc.returncode == 1, out + err
     assert "The rehearsal was interrupted: its copy was removed" in err
@@ -467,32 +482,12 @@ def test_a_cancelled_snapshot_rehearsal_deletes_its_clone(backed_up, tmp_path: P
     module.write_text(module.read_text() + moto["settings"])
     env = dict(project.env(), BACKUP_DIR=str(backups), BACKUP_ENV="test", SLOW_CLONE="1")
     env.update(moto["env"])
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            str(REPO / "manage.py"),
-            "migrate",
-            "--rehearse",
-            "--from-snapshot",
-            "latest",
-        ],
-        env=env,
-        cwd=project.root,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
+    with rehearsing(project, env, "--from-snapshot", "latest") as proc:
+        assert proc.stdout is not None and proc.stderr is not None
         first = proc.stdout.readline()  # said when the clone is asked for, before the wait
         assert first.startswith("Cloning RDS snapshot rds:cg-prod-"), first + proc.stderr.read()
         time.sleep(1)  # inside the waiter's sleep
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        out, err = cancel(proc)
 
     assert proc.returncode == 1, out + err
     assert "The rehearsal was interrupted: its copy was removed" in err
