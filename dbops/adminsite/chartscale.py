@@ -35,10 +35,13 @@ def nice_ticks(lo: float, hi: float, target: int = 5) -> list[float]:
     """Ticks at 1, 2 or 5 times a power of ten that cover [lo, hi], about `target` steps."""
     if lo > hi:
         lo, hi = hi, lo
-    # An empty span, or one too small for a power of ten (5e-324: log10 of its step would
-    # underflow), gets a span of its own size (or 1).
-    if (hi - lo) / max(target, 1) < 1e-300:
-        hi = lo + (abs(lo) or 1.0)
+    # A span no chart can show, gets a span of the values' size (or 1 when they are tiny
+    # too): an empty one; one under a millionth of the values (-1e300 to -1e300 + 1e284:
+    # ticks as multiples of a step so small lose their float precision); one too small for
+    # a power of ten (5e-324: log10 of its step would underflow).
+    size = max(abs(lo), abs(hi))
+    if hi - lo <= size * 1e-6 or (hi - lo) / max(target, 1) < 1e-300:
+        hi = lo + (size if size >= 1e-290 else 1.0)
     raw = (hi - lo) / max(target, 1)
     magnitude = 10.0 ** math.floor(math.log10(raw))
     step = next(m * magnitude for m in (1, 2, 5, 10) if raw <= m * magnitude * (1 + 1e-9))

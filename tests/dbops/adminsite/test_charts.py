@@ -9,7 +9,7 @@ import xml.etree.ElementTree as ET
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from dbops.adminsite.charts import Series, bar_chart, line_chart, sparkline
@@ -149,6 +149,12 @@ def test_a_sparkline_names_its_points_by_their_x_values() -> None:
     hi=st.floats(min_value=-1e300, max_value=1e300),
     target=st.integers(min_value=2, max_value=10),
 )
+@example(lo=0.0, hi=5e-324, target=5)
+@example(lo=2.2250738585e-313, hi=2.225073858507e-311, target=2)  # found by a CI run
+@example(lo=-1e-310, hi=1e-310, target=3)
+@example(lo=-1e300, hi=-1e300, target=2)
+@example(lo=-9.999999995939094e299, hi=-9.999999996050002e299, target=2)
+@example(lo=-9.999999999999995e299, hi=-9.999999999999993e299, target=2)
 def test_ticks_are_nice_and_cover_the_range(lo: float, hi: float, target: int) -> None:
     ticks = nice_ticks(lo, hi, target)
     assert ticks[0] <= min(lo, hi) and ticks[-1] >= max(lo, hi)
