@@ -93,6 +93,7 @@ bench: $(VENV)/.dev
 	$(PY) bench/admin_bench.py
 	$(PY) bench/load_bench.py
 	$(PY) bench/pooler_bench.py
+	$(PY) bench/online_migration_bench.py
 
 ## lock: compile requirements*.in into the hashed lock files (after editing an .in file)
 LOCK := $(VENV)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
