@@ -11,12 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlmigrations import engine
 from sqlmigrations.django_internals import AmbiguityError, MigrationExecutor, NodeNotFoundError
-from sqlmigrations.lib.exceptions import SqlMigrationError
-from sqlmigrations.lib.files import MigrationFile
 from sqlmigrations.operations import RunSQLFile
-from sqlmigrations.rollback import IRREVERSIBLE_MARK
+from sqlmigrations.rollback import undo_reason
 from sqlmigrations.wrappers import database_operations
 
 Plan = list[tuple[Any, bool]]
@@ -44,32 +41,12 @@ def blockers(plan: Plan, placeholders: Mapping[str, str | None]) -> list[Blocker
         for operation in migration.operations:
             for op in database_operations(operation):
                 if isinstance(op, RunSQLFile):
-                    undo, reason = engine.undo_file(op.script)
-                    if undo is not None:
-                        reason = _render_problem(undo, placeholders)
+                    _, reason = undo_reason(op.script, placeholders)
                     if reason:
                         found.append(Blocker(label, op.script, reason))
                 elif not op.reversible:
                     found.append(Blocker(label, f"{label} ({op.describe()})", "is irreversible"))
     return found
-
-
-def _render_problem(undo: MigrationFile, placeholders: Mapping[str, str | None]) -> str | None:
-    try:
-        text = undo.render(placeholders)
-    except SqlMigrationError as err:
-        return f"its undo file {undo.script} cannot be read: {err.detail}"
-    return marked(undo, text)
-
-
-def marked(undo: MigrationFile, text: str) -> str | None:
-    """Say that `undo` still holds makesqlmigration's stop (it raises), or None."""
-    if IRREVERSIBLE_MARK.search(text):
-        return (
-            f"its undo file {undo.script} is marked irreversible (it raises 'has no "
-            "generated undo'): write the reverse SQL there"
-        )
-    return None
 
 
 def refusal(plan: Plan, found: list[Blocker]) -> str:

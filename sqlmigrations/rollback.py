@@ -52,22 +52,38 @@ def schema_version(rows: Iterable[HistoryRow]) -> str | None:
     return str(newest) if newest is not None else None
 
 
+def undo_reason(
+    script: str, placeholders: Mapping[str, str | None] | None
+) -> tuple[MigrationFile | None, str | None]:
+    """The undo file of V file `script`, and why it cannot undo it (None when it can).
+
+    It has none; it cannot be read (rendered with `placeholders`, or read as it is when
+    they are None); or it still holds makesqlmigration's stop (IRREVERSIBLE_MARK).
+    """
+    undo, reason = engine.undo_file(script)
+    if undo is None:
+        return None, reason
+    try:
+        text = undo.render(placeholders) if placeholders is not None else undo.read_text()
+    except SqlMigrationError as err:
+        return undo, f"its undo file {undo.script} cannot be read: {err.detail}"
+    except OSError as err:
+        return undo, f"its undo file {undo.script} cannot be read: {err}"
+    if IRREVERSIBLE_MARK.search(text):
+        return undo, (
+            f"its undo file {undo.script} is marked irreversible (it raises 'has no "
+            "generated undo'): write the reverse SQL there, or restore from a backup"
+        )
+    return undo, None
+
+
 def undo_problem(
     mf: MigrationFile, placeholders: Mapping[str, str | None], wrappers: Mapping[str, Any]
 ) -> str | None:
     """Say why a V file cannot be undone by its U file, or None when it can."""
-    undo, reason = engine.undo_file(mf.script)
-    if undo is None:
-        return f"{mf.script} {reason}"
-    try:
-        text = undo.render(placeholders)
-    except SqlMigrationError as err:
-        return f"{mf.script}: its undo file {undo.script} cannot be read: {err.detail}"
-    if IRREVERSIBLE_MARK.search(text):
-        return (
-            f"{mf.script}: its undo file {undo.script} is marked irreversible (it raises "
-            "'has no generated undo'): write the reverse SQL there, or restore from a backup"
-        )
+    undo, reason = undo_reason(mf.script, placeholders)
+    if reason:
+        return f"{mf.script} {reason}" if undo is None else f"{mf.script}: {reason}"
     if mf.script not in wrappers:
         return f"{mf.script}: no Django migration wraps it, so Django's records cannot follow"
     return None

@@ -87,12 +87,15 @@ def scratch_database(
     removed is named under "LEFT_BEHIND". Errors are CommandErrors (exit 1) that say
     what to do. SIGTERM, like Ctrl-C, still removes the copy.
     """
-    if snapshot is None:
-        with terminate_as_interrupt(), _scratch(backup_name, say) as scratch:
-            yield scratch
-        return
+    copy = _scratch(backup_name, say) if snapshot is None else _clone(snapshot, say)
+    with terminate_as_interrupt(), copy as scratch:
+        yield scratch
+
+
+@contextlib.contextmanager
+def _clone(snapshot: str, say: Callable[[str], None]) -> Iterator[dict[str, Any]]:
     try:
-        with terminate_as_interrupt(), rds_clone.snapshot_clone(snapshot, say) as clone:
+        with rds_clone.snapshot_clone(snapshot, say) as clone:
             yield clone
     except (RdsError, ImproperlyConfigured) as err:
         raise CommandError(f"{redact(str(err))} Nothing was rehearsed.") from err

@@ -18,7 +18,7 @@ from psycopg import sql
 from dbops.backups import rds
 from dbops.connections.config import ConnInfo
 from dbops.connections.databases import drop_database
-from tests.dbops.awsrds import REGION, SECOND, SOURCE
+from tests.dbops.awsrds import REGION, SECOND, SOURCE, create_instance
 from tests.dbops.backupkit import ENV, storages_with, target_for
 
 SEED = """
@@ -116,13 +116,10 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
         client.create_db_subnet_group(
             DBSubnetGroupName="cg-private", DBSubnetGroupDescription="db", SubnetIds=subnets
         )
-        client.create_db_instance(
-            DBInstanceIdentifier=SOURCE,
-            Engine="postgres",
+        create_instance(
+            client,
+            SOURCE,
             DBInstanceClass="db.t4g.medium",
-            MasterUsername="owner",
-            MasterUserPassword="not-used-by-the-drill",
-            AllocatedStorage=20,
             DBName="choregarden",
             DBSubnetGroupName="cg-private",
             VpcSecurityGroupIds=[group["GroupId"]],

@@ -12,13 +12,13 @@ from django.db import connections, migrations
 
 from sqlmigrations import applying, engine, migrating, rehearse
 from sqlmigrations.applying import MigrateResult
-from sqlmigrations.backwards import marked as marked_irreversible
 from sqlmigrations.django_internals import InconsistentMigrationHistory, IrreversibleError
 from sqlmigrations.lib.exceptions import SqlMigrationError
 from sqlmigrations.lib.executor import MigrationFailed, locate
 from sqlmigrations.lib.lockwait import parse_duration
 from sqlmigrations.management.base import DatabaseCommand
 from sqlmigrations.operations import RunSQLFile, recorded_only
+from sqlmigrations.rollback import undo_reason
 from sqlmigrations.session import SessionRequired, refuse_pooler_by_settings
 from sqlmigrations.wrappers import one_disk_load
 
@@ -163,17 +163,11 @@ class Command(DatabaseCommand, DjangoMigrate):
                     if not backwards:
                         parts.append(f"Run {op.script}")
                         continue
-                    undo, reason = engine.undo_file(op.script)
-                    if undo is not None:
-                        try:
-                            reason = marked_irreversible(undo, undo.read_text())
-                        except (OSError, SqlMigrationError):
-                            reason = f"its undo file {undo.script} cannot be read"
-                    if reason:
+                    undo, reason = undo_reason(op.script, None)
+                    if undo is None or reason:
                         parts.append(f"IRREVERSIBLE: {op.script} {reason}")
                         is_error = True
                     else:
-                        assert undo is not None
                         parts.append(f"Run {undo.script} (undo of {op.script})")
                 states = [state_op.describe() for state_op in operation.state_operations]
                 if states:
